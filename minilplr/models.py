@@ -1,0 +1,132 @@
+"""Model builders: the MLP of the LPLR paper (the ResNet lives in ``resnet.py``).
+
+A model is a :class:`~minilplr.layers.Sequential` that knows its input size,
+output size, dtype and backend, and checks what it is fed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import init as _init
+from .backend import backend_of, get_backend, resolve_dtype, to_device
+from .layers import Dense, ReLU, Sequential
+
+__all__ = ["Model", "mlp"]
+
+
+class Model(Sequential):
+    """A :class:`Sequential` with checked inputs.
+
+    Attributes
+    ----------
+    d_in, d_out : int
+        ``D`` of the input and ``K`` of the output.
+    dtype : numpy.dtype
+        The parameters' dtype; inputs are cast to it (no silent float64
+        promotion of a float32 model).
+    backend : Backend
+        Where the parameters live; inputs must live there too.
+    config : dict
+        The arguments the builder was called with (for results files).
+    """
+
+    def __init__(self, layers, *, d_in, d_out, dtype, backend, config=None):
+        super().__init__(layers)
+        self.d_in, self.d_out = int(d_in), int(d_out)
+        self.dtype = np.dtype(dtype)
+        self.backend = backend
+        self.config = dict(config or {})
+
+    def check_input(self, X):
+        """Validate ``X (N, D)`` (backend, rank, ``D``) and cast it to the model dtype."""
+        be = backend_of(X) if hasattr(X, "shape") else None
+        if be is None:
+            raise TypeError(f"X: expected an array of shape (N, {self.d_in}), got {type(X).__name__}")
+        if be.name != self.backend.name:
+            raise TypeError(
+                f"X: expected an array on backend {self.backend.name!r} (where the model lives), "
+                f"got one on {be.name!r}; move it with minilplr.backend.to_device(X, {self.backend.name!r})"
+            )
+        if X.ndim != 2 or X.shape[1] != self.d_in:
+            raise ValueError(f"X: expected shape (N, {self.d_in}), got {tuple(X.shape)}")
+        if X.dtype != self.dtype:
+            X = X.astype(self.dtype)
+        return X
+
+    def forward(self, X):
+        """``X (N, D) -> f(X; θ) (N, K)``."""
+        return super().forward(self.check_input(X))
+
+    def __repr__(self):
+        inner = ", ".join(
+            f"{n}:{type(l).__name__}" + (f"({l.fan_in}->{l.fan_out})" if isinstance(l, Dense) else "")
+            for n, l in self.layers.items()
+        )
+        return f"Model[{inner}; {self.dtype}, {self.backend.name}]"
+
+
+def mlp(
+    d_in: int,
+    width: int,
+    depth: int,
+    d_out: int,
+    init: str = "he",
+    seed: int = 0,
+    dtype=None,
+    backend=None,
+    *,
+    init_factor: float | None = None,
+    p: float | None = None,
+) -> Model:
+    """A fully connected ReLU network with ``depth`` dense layers.
+
+    ``depth`` counts weight layers, as the paper's "5-layer network" does:
+    ``mlp(784, 2048, 5, 1)`` is ``784 -> 2048 -> 2048 -> 2048 -> 2048 -> 1``
+    (four hidden ReLU layers, then a linear output).  Layers are named
+    ``fc1 … fc{depth}`` and ``relu1 … relu{depth-1}``.
+
+    Parameters
+    ----------
+    d_in, width, depth, d_out : int
+        ``D``, ``H``, number of dense layers ``L``, ``K``.
+    init : {"he", "enhanced_he", "gaussian"}
+        Weight initialiser (:mod:`minilplr.init`); biases start at zero.
+    seed : int
+        Seed of the host generator that draws every weight.
+    dtype : "float32" (default) or "float64"
+    backend : "numpy", "cupy", "strict" or None (the current default)
+    init_factor : float, optional
+        ``enhanced_he`` only: the variance factor ``c(L)`` (default ``1/L``).
+    p : float, optional
+        ``gaussian`` only: weights ``N(0, width^{-2p})``.
+
+    Returns
+    -------
+    Model
+    """
+    for name, v in (("d_in", d_in), ("width", width), ("depth", depth), ("d_out", d_out)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    if init not in _init.INITIALISERS:
+        raise ValueError(f"init: expected one of {', '.join(_init.INITIALISERS)}, got {init!r}")
+    if init == "gaussian" and p is None:
+        raise ValueError("p: the 'gaussian' initialiser needs the exponent p (weights N(0, width^-2p))")
+    dt = resolve_dtype(dtype)
+    be = get_backend(backend)
+    rng = np.random.default_rng(seed)
+    sizes = [d_in] + [width] * (depth - 1) + [d_out]
+    layers = []
+    for i in range(depth):
+        fi, fo = sizes[i], sizes[i + 1]
+        if init == "he":
+            W = _init.he_normal(fi, fo, rng)
+        elif init == "enhanced_he":
+            W = _init.enhanced_he_normal(fi, fo, rng, depth=depth, factor=init_factor)
+        else:
+            W = _init.gaussian_power(fi, fo, rng, h=width, p=p)
+        layers.append((f"fc{i + 1}", Dense(to_device(W, be, dt), to_device(np.zeros(fo), be, dt))))
+        if i < depth - 1:
+            layers.append((f"relu{i + 1}", ReLU()))
+    cfg = dict(arch="mlp", d_in=d_in, width=width, depth=depth, d_out=d_out, init=init, seed=seed,
+               dtype=str(dt), backend=be.name, init_factor=init_factor, p=p)
+    return Model(layers, d_in=d_in, d_out=d_out, dtype=dt, backend=be, config=cfg)

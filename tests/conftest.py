@@ -1,0 +1,48 @@
+"""Test configuration: which backend the suite runs on, and Hypothesis profiles.
+
+The backend comes from ``MINILPLR_BACKEND``; when it is unset the suite runs
+on ``strict``, the CuPy stand-in that raises on any implicit host/device mix,
+so a plain ``python -m pytest`` on a CPU machine already proves the CuPy path
+as far as a CPU can.  On a GPU machine: ``MINILPLR_BACKEND=cupy python -m pytest``.
+
+Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``default`` (sized so the whole
+suite stays well under 15 minutes on 2 cores), ``thorough`` (10x examples).
+"""
+import os
+
+os.environ.setdefault("MINILPLR_BACKEND", "strict")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from minilplr import backend as B  # noqa: E402
+
+settings.register_profile(
+    "default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "thorough", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_report_header(config):
+    return f"minilplr backend: {B.get_backend().name} (MINILPLR_BACKEND={os.environ['MINILPLR_BACKEND']})"
+
+
+@pytest.fixture
+def be():
+    """The backend under test (``MINILPLR_BACKEND``, default ``strict``)."""
+    return B.get_backend()
+
+
+@pytest.fixture
+def dev(be):
+    """``dev(host_array, dtype=float64)`` -> the array on the backend under test."""
+
+    def _dev(a, dtype=np.float64):
+        return B.to_device(np.asarray(a), be, dtype)
+
+    return _dev
