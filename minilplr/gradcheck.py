@@ -72,11 +72,14 @@ def numerical_jvp_columns(f, x, h: float = 1e-6):
     return xp.stack(cols, axis=1)
 
 
-def rel_error(a, b, floor: float = 1e-12) -> float:
+def rel_error(a, b, floor: float = 1e-8) -> float:
     """Relative error ``‖a − b‖ / max(‖a‖ + ‖b‖, floor)`` (Frobenius norms), as a float.
 
     Norm-based rather than entrywise, so an entry that is zero in both
-    gradients does not divide by zero.
+    gradients does not divide by zero.  The floor (cs231n's ``1e-8``) is the
+    resolution of a float64 central difference at unit scale
+    (``ε·|f|/h ≈ 1e-16/1e-6``): gradients smaller than that in norm (a
+    saturated softmax, say) cannot be told apart from zero by differences.
     """
     xp = get_array_module(a, b)
     num = to_scalar(xp.linalg.norm((a - b).reshape(-1)))

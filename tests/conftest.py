@@ -32,13 +32,13 @@ def pytest_report_header(config):
     return f"minilplr backend: {B.get_backend().name} (MINILPLR_BACKEND={os.environ['MINILPLR_BACKEND']})"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def be():
     """The backend under test (``MINILPLR_BACKEND``, default ``strict``)."""
     return B.get_backend()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def dev(be):
     """``dev(host_array, dtype=float64)`` -> the array on the backend under test."""
 

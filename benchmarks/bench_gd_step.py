@@ -1,0 +1,133 @@
+"""One full-batch GD step of the paper's MLP: minilplr against PyTorch CPU eager.
+
+Times forward + backward + update of ``784 -> 2048 x4 -> 1`` (ReLU, squared
+loss) on ``N = 1000`` samples in float32, for minilplr and for PyTorch on the
+same weights and data, in the same process, and prints
+
+* the median step time of each and the ratio minilplr / PyTorch (target ≤ 1.15);
+* the achieved GFLOP/s of each against this machine's float32 matmul peak,
+  measured in the same run (best of a few large square products).
+
+Usage::
+
+    python benchmarks/bench_gd_step.py            # the paper's sizes
+    python benchmarks/bench_gd_step.py --quick    # small sizes, seconds
+    python benchmarks/bench_gd_step.py --backend cupy
+
+PyTorch is a benchmark extra only: ``pip install -e ".[bench]"``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from minilplr import backend as B  # noqa: E402
+from minilplr import losses, models, optim  # noqa: E402
+
+
+def step_flops(sizes, n):
+    """Multiply-adds ×2 of one GD step: forward ``XW`` per layer, backward ``xᵀδ`` per
+    layer and ``δWᵀ`` for every layer but the first."""
+    s = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * n * (sum(s) + sum(s) + sum(s[1:]))
+
+
+def timeit(fn, repeats, warmup=2, sync=lambda: None):
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
+
+
+def matmul_peak(be, n, repeats=5):
+    """Best GFLOP/s of an ``n × n`` float32 matmul on this backend (the machine's peak)."""
+    a = B.to_device(np.random.default_rng(0).standard_normal((n, n)), be, np.float32)
+    b = a.copy()
+    _, best = timeit(lambda: a @ b, repeats, sync=be.synchronize)
+    return 2 * n**3 / best / 1e9
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (784 -> 256 x4 -> 1, N = 200)")
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    n, width, depth = (200, 256, 5) if args.quick else (1000, 2048, 5)
+    repeats = args.repeats or (5 if args.quick else 7)
+    be = B.get_backend(args.backend)
+    sizes = [784] + [width] * (depth - 1) + [1]
+    flops = step_flops(sizes, n)
+
+    rng = np.random.default_rng(0)
+    Xh = rng.random((n, 784), dtype=np.float32)
+    yh = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32).reshape(-1, 1)
+    model = models.mlp(784, width, depth, 1, seed=0, dtype="float32", backend=be)
+    X, y = B.to_device(Xh, be), B.to_device(yh, be)
+    opt = optim.GD(1e-3)
+
+    def ours():
+        out = model.forward(X)
+        _, d = losses.mse(out, y)
+        model.backward(d)
+        opt.step(model.params, model.grads)
+
+    t_ours, _ = timeit(ours, repeats, sync=be.synchronize)
+    peak = matmul_peak(be, 2048 if not args.quick else 1024)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; backend {be.name}")
+    print(f"MLP {' -> '.join(map(str, sizes))}, N = {n}, float32, one GD step = {flops / 1e9:.1f} GFLOP")
+    print(f"float32 matmul peak ({'2048' if not args.quick else '1024'}^3): {peak:.1f} GFLOP/s")
+    print(f"minilplr  step: {t_ours * 1e3:8.1f} ms  {flops / t_ours / 1e9:7.1f} GFLOP/s  ({flops / t_ours / 1e9 / peak:.0%} of peak)")
+
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch not installed (pip install -e '.[bench]'): no reference ratio")
+        return
+    if be.name != "numpy":
+        print("PyTorch reference is CPU-only: ratio printed for the numpy backend only")
+        return
+    torch.set_num_threads(os.cpu_count() or 1)
+    layers = []
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = torch.nn.Linear(fi, fo)
+        with torch.no_grad():  # the same weights (torch stores W transposed)
+            lin.weight.copy_(torch.from_numpy(B.to_host(model.params[f"fc{i + 1}.W"]).T.copy()))
+            lin.bias.copy_(torch.from_numpy(B.to_host(model.params[f"fc{i + 1}.b"])))
+        layers.append(lin)
+        if i < depth - 1:
+            layers.append(torch.nn.ReLU())
+    net = torch.nn.Sequential(*layers)
+    Xt, yt = torch.from_numpy(Xh), torch.from_numpy(yh)
+    topt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def theirs():
+        topt.zero_grad(set_to_none=True)
+        loss = 0.5 * ((net(Xt) - yt) ** 2).mean()
+        loss.backward()
+        topt.step()
+
+    t_torch, _ = timeit(theirs, repeats)
+    print(f"PyTorch   step: {t_torch * 1e3:8.1f} ms  {flops / t_torch / 1e9:7.1f} GFLOP/s  "
+          f"({flops / t_torch / 1e9 / peak:.0%} of peak)  [torch {torch.__version__}, {torch.get_num_threads()} threads]")
+    print(f"ratio minilplr / PyTorch: {t_ours / t_torch:.3f}  (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()

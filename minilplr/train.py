@@ -1,0 +1,290 @@
+"""Training loops: full-batch GD and mini-batch SGD, recording every step.
+
+Both loops share one step: forward, loss, backward, ``‖∇L‖²``, update.  They
+record per step the loss, ``‖∇L‖²``, the step size and the parameter drift
+``‖θ_t − θ_0‖``; every ``diag_every`` steps they call ``diagnostics(model,
+step)`` (the NTK diagnostics of :mod:`minilplr.ntk` / :mod:`minilplr.pl` in
+the experiments) and store what it returns.
+
+A run that diverges (a non-finite loss, or a loss that grows by
+``divergence_factor`` over its start) stops with :class:`Diverged`, which
+carries the history so far and a message naming the step, the loss and the
+step-size condition ``η ≤ 1/β`` of Theorem 5.4.
+
+With ``checkpoint=path``, the loop saves parameters, optimiser state and
+history every ``checkpoint_every`` steps (atomically: temporary file, then
+rename) and, started again with the same path, resumes from there.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import losses as _losses
+from .backend import to_device, to_host, to_scalar
+from .validate import check_finite
+
+__all__ = ["Diverged", "History", "train_gd", "train_sgd", "grad_norm_sq", "param_drift"]
+
+
+class Diverged(RuntimeError):
+    """Training stopped because the loss blew up; ``.history`` holds every step so far."""
+
+    def __init__(self, message, history, step, loss, lr):
+        super().__init__(message)
+        self.history, self.step, self.loss, self.lr = history, step, loss, lr
+
+
+class History(dict):
+    """Per-step records: ``history["loss"][t]`` etc., plus ``history["diag"]`` (a list of dicts)."""
+
+    KEYS = ("step", "loss", "grad_norm_sq", "lr", "param_drift")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        for k in self.KEYS:
+            self.setdefault(k, [])
+        self.setdefault("diag", [])
+        self.setdefault("status", "running")
+
+    def arrays(self) -> dict:
+        """The per-step records as NumPy arrays (for saving and plotting)."""
+        return {k: np.asarray(self[k], dtype=float) for k in self.KEYS}
+
+
+def _host(arrays):
+    return {k: to_host(v) for k, v in arrays.items()}
+
+
+def param_drift(params, params0) -> float:
+    """``‖θ − θ_0‖ = (Σ_params ‖θ_p − θ_{0,p}‖²)^{1/2}`` as a float (one sync)."""
+    total = None
+    for k, p in params.items():
+        d = p - params0[k]
+        s = (d * d).sum()
+        total = s if total is None else total + s
+    return math.sqrt(to_scalar(total))
+
+
+def grad_norm_sq(grads) -> float:
+    """``‖∇L‖² = Σ_params ‖∂L/∂θ_p‖²`` as a float (one sync)."""
+    total = None
+    for g in grads.values():
+        s = (g * g).sum()
+        total = s if total is None else total + s
+    return to_scalar(total)
+
+
+def _loss_fn(name):
+    if name == "mse":
+        return _losses.mse
+    if name in ("ce", "cross_entropy", "softmax_cross_entropy"):
+        return _losses.softmax_cross_entropy
+    if callable(name):
+        return name
+    raise ValueError(f"loss: expected 'mse', 'cross_entropy' or a callable, got {name!r}")
+
+
+def _save_checkpoint(path: Path, model, opt, history, extra):
+    state = {
+        "params": {k: to_host(v) for k, v in model.params.items()},
+        "opt": {"t": opt.t, "velocity": {k: to_host(v) for k, v in opt.velocity.items()},
+                "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict") else {}},
+        "history": dict(history),
+        "extra": extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path: Path, model, opt):
+    # Our own checkpoint files only (written by _save_checkpoint above).
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    be = model.backend
+    for k, p in model.params.items():
+        p[...] = to_device(state["params"][k], be, p.dtype)
+    opt.t = state["opt"]["t"]
+    opt.velocity = {k: to_device(v, be) for k, v in state["opt"]["velocity"].items()}
+    if hasattr(opt.schedule, "load_state_dict"):
+        opt.schedule.load_state_dict(state["opt"].get("schedule", {}))
+    return History(state["history"]), state.get("extra", {})
+
+
+def _check_data(model, X, y):
+    X = model.check_input(X)
+    check_finite("X", X)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} targets to match X {tuple(X.shape)}, got shape {tuple(y.shape)}")
+    if y.dtype.kind == "f":
+        check_finite("y", y)
+    return X
+
+
+def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoint, checkpoint_every,
+         divergence_factor, progress, desc, start_history=None, theta0=None):
+    """The shared loop.  ``batches(step) -> (Xb, yb)``."""
+    loss_fn = _loss_fn(loss)
+    history = start_history if start_history is not None else History()
+    start = len(history["step"])
+    if theta0 is None:
+        theta0 = {k: v.copy() for k, v in model.params.items()}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=desc, leave=False, dynamic_ncols=True)
+    loss0 = history["loss"][0] if history["loss"] else None
+    try:
+        for t in range(start, steps):
+            if diagnostics is not None and diag_every and t % diag_every == 0:
+                history["diag"].append(dict(step=t, **diagnostics(model, t)))
+            Xb, yb = batches(t)
+            out = model.forward(Xb)
+            L, dout = loss_fn(out, yb)
+            Lf = to_scalar(L)
+            if loss0 is None:
+                loss0 = Lf
+            if not math.isfinite(Lf) or Lf > divergence_factor * max(loss0, 1e-300):
+                lr_now = opt.schedule(t, params=model.params, grads=model.grads, loss=L)
+                history["status"] = "diverged"
+                raise Diverged(
+                    f"training diverged at step {t}: loss {Lf:.4g} (started at {loss0:.4g}) with step size "
+                    f"η = {float(lr_now):.4g}; Theorem 5.4 needs η ≤ 1/β (β the smoothness of L): "
+                    f"try a smaller learning rate",
+                    history, t, Lf, float(lr_now),
+                )
+            model.backward(dout)
+            g2 = grad_norm_sq(model.grads)
+            drift = param_drift(model.params, theta0)  # ‖θ_t − θ_0‖, recorded beside L(θ_t)
+            lr = opt.step(model.params, model.grads, loss=L)
+            history["step"].append(t)
+            history["loss"].append(Lf)
+            history["grad_norm_sq"].append(g2)
+            history["lr"].append(lr)
+            history["param_drift"].append(drift)
+            if bar is not None:
+                bar.update(1)
+                if t % 10 == 0:
+                    bar.set_postfix(loss=f"{Lf:.3e}")
+            if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
+                _save_checkpoint(checkpoint, model, opt, history, {"theta0": _host(theta0)})
+        if diagnostics is not None and diag_every and (not history["diag"] or history["diag"][-1]["step"] != steps):
+            history["diag"].append(dict(step=steps, **diagnostics(model, steps)))
+        history["status"] = "finished"
+        history["final_param_drift"] = param_drift(model.params, theta0)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, opt, history, {"theta0": _host(theta0)})
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _resume(model, opt, checkpoint):
+    if checkpoint is None:
+        return None, None
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        return None, None
+    history, extra = _load_checkpoint(checkpoint, model, opt)
+    theta0 = {k: to_device(v, model.backend, model.dtype) for k, v in extra["theta0"].items()}
+    return history, theta0
+
+
+def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag_every: int | None = None,
+             checkpoint=None, checkpoint_every: int = 25, divergence_factor: float = 1e6,
+             progress: bool = False, desc: str = "GD") -> History:
+    r"""Full-batch gradient descent, ``θ_{t+1} = θ_t − η_t ∇L(θ_t)`` on all of ``(X, y)``.
+
+    Parameters
+    ----------
+    model : Model
+    X : array (N, D) on the model's backend
+    y : array (N, K) or (N,) targets (float for ``mse``, int labels for cross-entropy)
+    opt : optimiser with ``step(params, grads, **info) -> lr`` (:mod:`minilplr.optim`)
+    steps : int
+        Number of updates (for full-batch GD an epoch is one step).
+    loss : "mse" | "cross_entropy" | callable (pred, y) -> (loss, dpred)
+    diagnostics : callable (model, step) -> dict, optional
+        Called before the update of every ``diag_every``-th step and at the end.
+    checkpoint : path, optional
+        Save/resume file (see module docstring).
+
+    Returns
+    -------
+    History
+        ``loss[t] = L(θ_t)``, ``grad_norm_sq[t] = ‖∇L(θ_t)‖²``, ``lr[t] = η_t``,
+        ``param_drift[t] = ‖θ_t − θ_0‖``, ``diag`` (list), ``status``.
+
+    Raises
+    ------
+    Diverged
+        With the history so far.
+    """
+    if int(steps) < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    X = _check_data(model, X, y)
+    history, theta0 = _resume(model, opt, checkpoint)
+    return _run(model, lambda t: (X, y), loss, opt, steps=int(steps), diagnostics=diagnostics,
+                diag_every=diag_every, checkpoint=Path(checkpoint) if checkpoint else None,
+                checkpoint_every=checkpoint_every, divergence_factor=divergence_factor,
+                progress=progress, desc=desc, start_history=history, theta0=theta0)
+
+
+def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int = 0, loss="cross_entropy",
+              drop_last: bool = False, diagnostics=None, diag_every: int | None = None, checkpoint=None,
+              checkpoint_every: int = 50, divergence_factor: float = 1e6, progress: bool = False,
+              desc: str = "SGD") -> History:
+    """Mini-batch SGD: each epoch visits a fresh seeded permutation of the samples.
+
+    The permutation of epoch ``e`` is drawn on the host from
+    ``default_rng([seed, e])``, so a resumed run sees exactly the batches the
+    uninterrupted run would have.  Per-step records as in :func:`train_gd`
+    (the loss and gradient are the mini-batch's).
+
+    Parameters
+    ----------
+    X : array (N, ...) on the model's backend; y : array (N,) or (N, K)
+    epochs, batch_size : int
+    """
+    n = X.shape[0]
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    X = _check_data(model, X, y)
+    per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if per_epoch < 1:
+        raise ValueError(f"batch_size: {batch_size} is larger than the {n} samples with drop_last=True")
+    steps = per_epoch * int(epochs)
+    cache = {}
+
+    def batches(t):
+        e, b = divmod(t, per_epoch)
+        if cache.get("epoch") != e:
+            cache["epoch"] = e
+            cache["perm"] = to_device(np.random.default_rng([seed, e]).permutation(n), model.backend)
+        idx = cache["perm"][b * batch_size:(b + 1) * batch_size]
+        return X[idx], y[idx]
+
+    history, theta0 = _resume(model, opt, checkpoint)
+    h = _run(model, batches, loss, opt, steps=steps, diagnostics=diagnostics, diag_every=diag_every,
+             checkpoint=Path(checkpoint) if checkpoint else None, checkpoint_every=checkpoint_every,
+             divergence_factor=divergence_factor, progress=progress, desc=desc, start_history=history,
+             theta0=theta0)
+    h["steps_per_epoch"] = per_epoch
+    return h

@@ -1,0 +1,110 @@
+"""The backend switch and its strict CuPy stand-in."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minilplr import backend as B
+from minilplr.validate import check_finite, check_positive
+
+
+def test_unknown_backend_names_the_argument():
+    with pytest.raises(ValueError, match="backend: expected one of numpy, cupy, strict, got 'jax'"):
+        B.get_backend("jax")
+
+
+def test_cupy_unavailable_is_one_line():
+    try:
+        import cupy  # noqa: F401
+
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(B.BackendUnavailable) as info:
+        B.get_backend("cupy")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("backend 'cupy': CuPy is not installed")
+
+
+def test_environment_variable_picks_the_default():
+    code = "from minilplr import backend as B; print(B.get_backend().name)"
+    env = dict(os.environ, MINILPLR_BACKEND="strict")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "strict"
+    env["MINILPLR_BACKEND"] = "tpu"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "backend: expected one of" in bad.stderr
+
+
+def test_round_trip_and_dtype(be):
+    h = np.arange(6.0).reshape(2, 3)
+    d = B.to_device(h, be, np.float32)
+    assert d.dtype == np.float32 and d.shape == (2, 3)
+    back = B.to_host(d)
+    assert isinstance(back, np.ndarray) and np.array_equal(back, h)
+    assert B.to_scalar(d.sum()) == 15.0
+
+
+def test_resolve_dtype():
+    assert B.resolve_dtype(None) == np.float32
+    assert B.resolve_dtype("float64") == np.float64
+    with pytest.raises(ValueError, match="dtype: expected"):
+        B.resolve_dtype("int32")
+
+
+class TestStrictStandIn:
+    """The stand-in must fail where CuPy fails, and work where CuPy works."""
+
+    @pytest.fixture
+    def x(self):
+        return B.to_device(np.arange(6.0).reshape(2, 3), "strict")
+
+    @pytest.mark.parametrize(
+        "implicit",
+        [
+            lambda x: np.asarray(x),
+            lambda x: np.array(x),
+            lambda x: np.save(os.devnull, x),
+            lambda x: float(x),
+            lambda x: np.ones((2, 3)) + x,
+            lambda x: x * np.ones((2, 3)),
+            lambda x: np.dot(np.ones((3, 3)), x.T),
+        ],
+        ids=["asarray", "array", "save", "float-non-scalar", "np+dev", "dev*np", "np.dot-mixed"],
+    )
+    def test_implicit_conversion_raises(self, x, implicit):
+        with pytest.raises(TypeError):
+            implicit(x)
+
+    def test_matplotlib_refuses_device_arrays(self, x):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        try:
+            with pytest.raises(TypeError):
+                ax.plot(x[0])
+            ax.plot(B.to_host(x[0]))  # the explicit way works
+        finally:
+            plt.close(fig)
+
+    def test_device_arithmetic_stays_on_device(self, x):
+        xp = B.get_array_module(x)
+        assert xp is B.strict_xp
+        for y in (x + 1, x @ x.T, np.exp(x), xp.maximum(x, 2), x.sum(axis=0), x[:, 1], -x, x.T.copy()):
+            assert isinstance(y, B.StrictArray)
+        assert float(x.sum()) == 15.0  # 0-d arrays convert, as in CuPy
+        x[0, 0] = 7.0
+        assert x.get()[0, 0] == 7.0
+
+
+def test_check_finite_names_the_argument(dev):
+    check_finite("X", dev(np.ones((2, 2))))
+    with pytest.raises(ValueError, match=r"X: expected finite values, got 1 NaN/inf entries of 4 \(first at index \(1, 0\)\)"):
+        check_finite("X", dev([[1.0, 2.0], [np.nan, 3.0]]))
+    with pytest.raises(ValueError, match="lr: expected a positive finite number"):
+        check_positive("lr", float("inf"))
