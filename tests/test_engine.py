@@ -17,7 +17,10 @@ from minilplr.layers import Dense, ReLU, Sequential
 
 from .strategies import batch_sizes, features, gaussian, mlp_configs, outputs, seeds, widths
 
-TOL = 1e-7  # relative error of a float64 central-difference check (typically ~1e-10)
+# Relative error bound of a float64 central-difference check, as the issue sets it.  Typical
+# values are ~1e-10; the rounding term ε·|f|/(h·‖∇f‖) reaches ~1e-7 when a drawn input
+# is tiny (‖∇f‖ small), which Hypothesis finds in a few hundred examples.
+TOL = 1e-6
 
 
 def _loss_of(out, w):
