@@ -109,7 +109,7 @@ def write_report(out: Path, names) -> Path:
                      f"status: **{res.get('status', '?')}**; wall time {res.get('seconds', float('nan')):.1f} s.")
         lines.append("")
         for fig, cap in rep.get("figures", []):
-            lines.append(f"![{name}]({fig})")
+            lines.append(f"![{name}]({name}/{fig})")
             lines.append("")
             lines.append(f"{cap}")
             lines.append("")

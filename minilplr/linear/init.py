@@ -1,0 +1,113 @@
+r"""Initialisations of ``W₁ (n, h)``, ``W₂ (m, h)`` and the synthetic regression data.
+
+Drawn on the host in float64 from a seeded generator (so every backend starts
+from the same weights); :func:`make_network` moves them to the device once.
+
+* :func:`gaussian_init` — ``N(0, h^{−2p})`` entries, ``1/4 < p < 1/2`` (THEORY.md §2).
+  For ``h ≫ n, m`` the singular values of ``W₁`` concentrate at
+  ``h^{−p}(√h ± √n)``, so ``σ²(T₀) ∈ h^{1−2p}[(1 − √(n/h))², (1 + √(n/h))²]·2``
+  and ``κ(T₀) → 1`` as ``h`` grows.
+* :func:`imbalance_init` — the 2023 experiments' imbalance-controlled start.
+* :func:`synthetic_regression` — ``X`` with orthonormal columns, ``Y = XΘ``,
+  ``Θ ~ N(0, 1/n)`` (the 2023 experiments; THEORY.md §2).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import get_backend, resolve_dtype, to_device
+from ..init import gaussian_power
+from ..validate import check_positive
+from .model import LeastSquares, TwoLayerLinear
+
+__all__ = ["gaussian_init", "imbalance_init", "imbalance_ratio", "synthetic_regression", "make_network"]
+
+
+def _check_sizes(**sizes):
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+
+def gaussian_init(n: int, m: int, h: int, p: float, rng: np.random.Generator):
+    r"""``W₁, W₂`` with i.i.d. ``N(0, h^{−2p})`` entries (THEORY.md §2).
+
+    .. math:: [W_1]_{ij}, [W_2]_{ij} \sim \mathcal N(0, h^{-2p}), \qquad \tfrac14 < p < \tfrac12
+
+    The paper needs ``1/4 < p < 1/2`` (the init is large enough that
+    ``σ_min(T₀) > 0`` dominates, small enough that ``W₀ = W₁W₂ᵀ`` is ``o(1)``).
+
+    Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
+    """
+    _check_sizes(n=n, m=m, h=h)
+    if not (0.25 < float(p) < 0.5):
+        raise ValueError(f"p: expected 1/4 < p < 1/2 (the paper's range), got {p!r}")
+    W1 = gaussian_power(n, h, rng, h=h, p=float(p))
+    W2 = gaussian_power(m, h, rng, h=h, p=float(p))
+    return W1, W2
+
+
+def imbalance_ratio(sigma: float) -> float:
+    r"""``r`` with ``r² − r^{−2} = σ``: ``r = √((σ + √(σ² + 4))/2)``."""
+    return math.sqrt((sigma + math.sqrt(sigma * sigma + 4.0)) / 2.0)
+
+
+def imbalance_init(n: int, m: int, h: int, sigma: float, rng: np.random.Generator, scale: float = 1.0):
+    r"""The 2023 experiments' imbalance-controlled initialisation.
+
+    ``U (n, h)``, ``V (m, h)`` with ``N(0, scale²)`` entries and
+    ``W₁ = r U``, ``W₂ = V / r`` with ``r² − r^{−2} = σ`` (:func:`imbalance_ratio`),
+    as in the public code of Xu et al. (2023) (``scale = 1`` there).  The
+    product ``W₁W₂ᵀ = UVᵀ`` does not depend on ``σ``, only the imbalance does:
+
+    .. math:: \mathbb E[D(0)] = \mathrm{scale}^2\,(n r^2 - m r^{-2})\, I_h
+              \;=\; \mathrm{scale}^2\, n\,\sigma\, I_h \quad (n = m).
+
+    Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
+    """
+    _check_sizes(n=n, m=m, h=h)
+    if not (float(sigma) >= 0.0) or math.isinf(sigma):
+        raise ValueError(f"sigma: expected a finite imbalance level >= 0, got {sigma!r}")
+    scale = check_positive("scale", scale)
+    r = imbalance_ratio(float(sigma))
+    U = rng.standard_normal((n, h)) * scale
+    V = rng.standard_normal((m, h)) * scale
+    return r * U, V / r
+
+
+def synthetic_regression(N: int, n: int, m: int, rng: np.random.Generator, x_cond: float = 1.0):
+    r"""The 2023 synthetic data: ``X (N, n)``, ``Y = XΘ (N, m)``, ``Θ (n, m) ~ N(0, 1/n)``.
+
+    ``X`` has orthonormal columns (``x_cond = 1``, THEORY.md §2: ``μ = K = 1``)
+    or, for ``x_cond > 1``, singular values spread evenly in ``[1, x_cond]``
+    (``μ = 1``, ``K = x_cond²``; our addition).  Needs ``N ≥ n``.  Host float64.
+    """
+    _check_sizes(N=N, n=n, m=m)
+    if N < n:
+        raise ValueError(f"N: expected at least n = {n} samples for a full-column-rank X, got {N}")
+    x_cond = check_positive("x_cond", x_cond)
+    if x_cond < 1.0:
+        raise ValueError(f"x_cond: expected a condition number >= 1, got {x_cond!r}")
+    Q, _ = np.linalg.qr(rng.standard_normal((N, n)))  # orthonormal columns
+    if x_cond != 1.0:
+        R, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        Q = Q @ np.diag(np.linspace(x_cond, 1.0, n)) @ R.T
+    theta = rng.standard_normal((n, m)) / math.sqrt(n)
+    return Q, Q @ theta
+
+
+def make_network(X, Y, W1, W2, backend=None, dtype="float64", lam: float | None = None) -> TwoLayerLinear:
+    """Host arrays -> a :class:`TwoLayerLinear` on ``backend`` in ``dtype`` (least squares, or ridge if ``lam``).
+
+    ``X (N, n)``, ``Y (N, m)``, ``W1 (n, h)``, ``W2 (m, h)``; the weights are copied.
+    """
+    from .model import RidgeLeastSquares
+
+    be = get_backend(backend)
+    dt = resolve_dtype(dtype)
+    Xd, Yd = to_device(X, be, dt), to_device(Y, be, dt)
+    loss = LeastSquares(Xd, Yd) if lam is None else RidgeLeastSquares(Xd, Yd, lam)
+    # Copies: GD updates the weights in place and must not touch the caller's host arrays.
+    return TwoLayerLinear(loss, to_device(np.array(W1), be, dt), to_device(np.array(W2), be, dt))

@@ -1,0 +1,162 @@
+r"""Gradient descent on ``L(W₁, W₂)`` with the local constants recorded at every step.
+
+:func:`run_gd` is the one training loop of the linear-network experiments.
+At each step ``t`` it records (host floats, one sync per step)
+
+==================  =========================================================
+``loss``, ``gap``   ``L(t)`` and ``L(t) − L*``
+``lr``              ``η_t`` from the schedule
+``sigma2_min/max``  ``σ²_min(T_t)``, ``σ²_max(T_t)``
+``mu_t``            local PL constant ``μσ²_min(T_t)``
+``K_t``             local smoothness ``K_t(η_t)`` with ``g = ‖∇ℓ(W_t)‖_F`` (reconstruction)
+``grad_sq``         ``‖∇L‖²``
+``pl_ratio``        ``½‖∇L‖² / (L − L*)``, which the local PL inequality says is ``≥ μ_t``
+``rate_bound``      ``1 − η_tμ_t(2 − η_tK_t)``, the contraction the constants guarantee
+``drift_step``      ``‖D(t+1) − D(t)‖_F`` and ``drift_step_bound`` ``2Kη²σ²_max(L − L*)``
+``drift``           ``‖D(t) − D(0)‖_F`` and ``drift_bound``, the running sum of step bounds
+``evals``           gradient evaluations plus the schedule's extra loss evaluations so far
+==================  =========================================================
+
+Arrays have one entry per visited iterate ``t = 0 … T`` (``lr`` and the
+step quantities are ``nan`` at the last iterate, where no step was taken).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..backend import to_scalar
+from ..optim import SGD
+from .constants import (
+    imbalance_drift,
+    imbalance_step_bound,
+    imbalance_step_norm,
+    local_smoothness,
+    pl_contraction_bound,
+)
+from .model import TwoLayerLinear
+from .operator import sigma2_T
+
+__all__ = ["run_gd", "observed_rate", "steps_to_tolerance", "FIELDS"]
+
+FIELDS = (
+    "loss", "gap", "lr", "sigma2_min", "sigma2_max", "mu_t", "K_t", "grad_sq", "grad_ell", "pl_ratio",
+    "rate_bound", "drift_step", "drift_step_bound", "drift", "drift_bound", "evals", "sigma_bound",
+)
+
+
+def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, track_drift: bool = True,
+           diverge_factor: float = 1e6) -> dict:
+    """Run at most ``steps`` GD steps ``θ ← θ − η_t∇L(θ)`` and record the diagnostics.
+
+    Parameters
+    ----------
+    net : TwoLayerLinear
+        Updated in place.
+    schedule : Schedule or float
+        Passed to :class:`minilplr.optim.SGD`; it sees ``params=``, ``grads=``, ``loss=``.
+    steps : int
+    tol : float
+        Stop once ``L − L* ≤ tol · (L(0) − L*)`` (float64 reaches ~1e-15 relative).
+    track_drift : bool
+        Compute ``‖D(t) − D(0)‖_F`` each step (``O((n+m)²h)``; off for speed).
+    diverge_factor : float
+        Stop (``stopped = "diverged"``) if ``L`` is not finite or exceeds this times ``L(0)``.
+
+    Returns
+    -------
+    dict
+        ``FIELDS`` as float64 host arrays, plus ``steps`` (steps taken),
+        ``stopped`` (``"tol"``, ``"steps"``, ``"diverged"``), ``K``, ``mu``,
+        ``min_value`` and ``h``.
+    """
+    if not isinstance(net, TwoLayerLinear):
+        raise TypeError(f"net: expected a TwoLayerLinear, got {type(net).__name__}")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
+        raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
+    loss_fn = net.loss_fn
+    K, mu, Lstar = loss_fn.K, loss_fn.mu, loss_fn.min_value
+    W0 = net.copy_params()
+    opt = SGD(schedule)
+    rec = {k: [] for k in FIELDS}
+    drift_bound = 0.0
+    extra_evals0 = getattr(schedule, "function_evals", 0)
+    gap0 = None
+    stopped = "steps"
+    t = 0
+    while True:
+        L = to_scalar(net.backward())
+        gap = max(L - Lstar, 0.0)
+        if gap0 is None:
+            gap0, L0 = gap, L
+        s2min, s2max = sigma2_T(net.W1, net.W2)
+        mu_t = mu * s2min
+        grad_sq = sum(to_scalar((g * g).sum()) for g in net.grads.values())
+        g_ell = math.sqrt(max(to_scalar((net.grad_ell * net.grad_ell).sum()), 0.0))
+        rec["loss"].append(L)
+        rec["gap"].append(gap)
+        rec["sigma2_min"].append(s2min)
+        rec["sigma2_max"].append(s2max)
+        rec["mu_t"].append(mu_t)
+        rec["grad_sq"].append(grad_sq)
+        rec["grad_ell"].append(g_ell)
+        rec["pl_ratio"].append(0.5 * grad_sq / gap if gap > 0 else float("nan"))
+        rec["drift"].append(
+            imbalance_drift(net.W1, net.W2, W0["W1"], W0["W2"]) if track_drift else float("nan"))
+        rec["drift_bound"].append(drift_bound)
+        rec["evals"].append(t + 1 + getattr(schedule, "function_evals", 0) - extra_evals0)
+        if not math.isfinite(L) or L > diverge_factor * max(L0, 1e-300):
+            stopped = "diverged"
+        elif gap <= tol * gap0:
+            stopped = "tol"
+        elif t >= steps:
+            stopped = "steps"
+        else:
+            stopped = None
+        if stopped is not None:
+            for k in ("lr", "K_t", "rate_bound", "drift_step", "drift_step_bound", "sigma_bound"):
+                rec[k].append(float("nan"))
+            break
+        dW1, dW2 = net.grads["W1"], net.grads["W2"]
+        lr = opt.step(net.params, net.grads, loss=L)
+        K_t = local_smoothness(K, s2max, g_ell, lr)
+        step_bound = imbalance_step_bound(K, lr, s2max, gap)
+        drift_bound += step_bound
+        rec["lr"].append(lr)
+        rec["K_t"].append(K_t)
+        rec["rate_bound"].append(pl_contraction_bound(lr, mu_t, K_t))
+        rec["drift_step"].append(imbalance_step_norm(dW1, dW2, lr))
+        rec["drift_step_bound"].append(step_bound)
+        rec["sigma_bound"].append(float(getattr(schedule, "last", {}).get("sigma_bound", float("nan"))))
+        t += 1
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
+    out.update(steps=t, stopped=stopped, K=K, mu=mu, min_value=Lstar, h=net.h)
+    return out
+
+
+def observed_rate(gap, lo: float = 1e-10, hi: float = 1e-1) -> float:
+    r"""Observed per-step contraction ``ρ`` of ``L_t − L*``: ``exp`` of the fitted slope of ``log gap``.
+
+    Fits ``log(gap_t) ≈ a + t log ρ`` by least squares on the iterates with
+    ``lo ≤ gap_t / gap_0 ≤ hi`` (past the transient, before the floating-point
+    floor).  ``nan`` if fewer than 3 iterates fall in the window.
+    """
+    g = np.asarray(gap, dtype=np.float64)
+    if g.size == 0 or not (g[0] > 0):
+        return float("nan")
+    rel = g / g[0]
+    idx = np.nonzero((rel >= lo) & (rel <= hi) & (g > 0))[0]
+    if idx.size < 3:
+        return float("nan")
+    slope = np.polyfit(idx.astype(np.float64), np.log(g[idx]), 1)[0]
+    return float(np.exp(slope))
+
+
+def steps_to_tolerance(gap, tol: float, evals=None) -> float:
+    """First ``t`` (or ``evals[t]``) with ``gap_t ≤ tol · gap_0``; ``nan`` if never reached."""
+    g = np.asarray(gap, dtype=np.float64)
+    hit = np.nonzero(g <= tol * g[0])[0]
+    if hit.size == 0:
+        return float("nan")
+    return float(hit[0] if evals is None else np.asarray(evals)[hit[0]])

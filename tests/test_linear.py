@@ -1,0 +1,471 @@
+"""Two-layer linear networks (THEORY.md §2): gradients, σ(T), local PL/smoothness, imbalance, schedules.
+
+All checks in float64 on the backend under test (``strict`` by default).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilplr import backend as B
+from minilplr.gradcheck import numerical_gradient, rel_error
+from minilplr.linear import (
+    AdaptiveStep,
+    Armijo,
+    Constant,
+    LeastSquares,
+    RidgeLeastSquares,
+    T_matrix,
+    TwoLayerLinear,
+    Xu2023Step,
+    apply_T,
+    apply_T_adjoint,
+    descent_bound,
+    fro_UtV,
+    gaussian_init,
+    gradient_norm_bound,
+    imbalance,
+    imbalance_drift,
+    imbalance_increment,
+    imbalance_init,
+    imbalance_ratio,
+    imbalance_step_bound,
+    imbalance_step_norm,
+    initial_safe_lr,
+    local_pl_constant,
+    local_smoothness,
+    local_smoothness_bound,
+    lr_for_smoothness,
+    make_network,
+    observed_rate,
+    pl_contraction_bound,
+    run_gd,
+    sigma2_T,
+    sigma2_T_spectrum,
+    synthetic_regression,
+    xu2023_coefficients,
+    xu2023_rate,
+    xu2023_step,
+)
+from minilplr.optim import SGD
+
+from .strategies import seeds
+
+
+def _S(x):
+    return B.to_scalar(x)
+
+
+def _host(x):
+    return B.to_host(x)
+
+
+@st.composite
+def problems(draw, max_n=4, max_m=4, max_h=8, ridge=None):
+    """Sizes and a seed for a small least-squares (or ridge) problem and weights."""
+    n = draw(st.integers(1, max_n))
+    m = draw(st.integers(1, max_m))
+    h = draw(st.integers(1, max_h))
+    extra = draw(st.integers(0, 3))
+    lam = draw(st.sampled_from([None, 0.3])) if ridge is None else (0.3 if ridge else None)
+    return dict(n=n, m=m, h=h, N=n + extra, seed=draw(seeds), lam=lam, scale=draw(st.sampled_from([0.3, 1.0])))
+
+
+def _make(cfg, dev, be, well_posed=False):
+    """Host draws -> TwoLayerLinear on the backend under test, float64."""
+    rng = np.random.default_rng(cfg["seed"])
+    n, m, h, N = cfg["n"], cfg["m"], cfg["h"], cfg["N"]
+    Q, _ = np.linalg.qr(rng.standard_normal((N, n)))
+    X = Q * rng.uniform(0.5, 2.0, size=n)  # singular values in [0.5, 2]: full column rank
+    Y = rng.standard_normal((N, m))
+    if well_posed:
+        W1, W2 = gaussian_init(n, m, h, cfg["p"], rng)
+    else:
+        W1 = rng.standard_normal((n, h)) * cfg["scale"]
+        W2 = rng.standard_normal((m, h)) * cfg["scale"]
+    loss = LeastSquares(dev(X), dev(Y)) if cfg["lam"] is None else RidgeLeastSquares(dev(X), dev(Y), cfg["lam"])
+    return TwoLayerLinear(loss, dev(W1), dev(W2))
+
+
+# ---------------------------------------------------------------------------
+# Gradients and the operator T.
+# ---------------------------------------------------------------------------
+
+
+@given(problems())
+def test_gradient_matches_central_differences(be, dev, cfg):
+    net = _make(cfg, dev, be)
+    net.backward()
+    for k in ("W1", "W2"):
+        num = numerical_gradient(lambda: net.loss(), net.params[k])
+        assert rel_error(num, net.grads[k]) < 1e-7, k
+
+
+@given(problems())
+def test_loss_gradient_matches_central_differences(be, dev, cfg):
+    """∇ℓ(W) of the plain loss (least squares / ridge) against central differences."""
+    net = _make(cfg, dev, be)
+    W = net.product().copy()
+    num = numerical_gradient(lambda: net.loss_fn.value(W), W)
+    assert rel_error(num, net.loss_fn.grad(W)) < 1e-7
+
+
+@given(problems(max_n=3, max_m=3, max_h=5))
+def test_sigma_T_closed_form_matches_explicit_matrix(be, dev, cfg):
+    net = _make(cfg, dev, be)
+    xp = be.xp
+    M = T_matrix(net.W1, net.W2)
+    n, m, h = cfg["n"], cfg["m"], cfg["h"]
+    assert tuple(M.shape) == (n * h + m * h, n * m)
+    # the explicit matrix acts as T
+    G = dev(np.random.default_rng(cfg["seed"] + 1).standard_normal((n, m)))
+    A, Bm = apply_T(G, net.W1, net.W2)
+    assert rel_error(M @ G.reshape(-1), xp.concatenate([A.reshape(-1), Bm.reshape(-1)])) < 1e-12
+    # its squared singular values are all sums λ_i(W₁W₁ᵀ) + λ_j(W₂W₂ᵀ)
+    sv = xp.linalg.svd(M, compute_uv=False)  # min(rows, n·m) values; the rest are 0
+    sv2 = xp.sort(xp.concatenate([sv ** 2, xp.zeros(n * m - sv.shape[0])]))
+    spec = sigma2_T_spectrum(net.W1, net.W2)
+    scale = _S(spec[-1]) + 1e-300
+    assert _S(xp.abs(sv2 - spec).max()) <= 1e-10 * scale
+    s2min, s2max = sigma2_T(net.W1, net.W2)
+    assert abs(s2min - _S(sv2[0])) <= 1e-10 * scale
+    assert abs(s2max - _S(sv2[-1])) <= 1e-10 * scale
+    # σ²_max(T) = ‖W₁‖² + ‖W₂‖²
+    w1 = _S(xp.linalg.svd(net.W1, compute_uv=False)[0])
+    w2 = _S(xp.linalg.svd(net.W2, compute_uv=False)[0])
+    assert abs(s2max - (w1 ** 2 + w2 ** 2)) <= 1e-10 * scale
+
+
+@given(problems())
+def test_T_adjoint_and_gradient_is_T_of_grad_ell(be, dev, cfg):
+    net = _make(cfg, dev, be)
+    rng = np.random.default_rng(cfg["seed"] + 2)
+    G = dev(rng.standard_normal((cfg["n"], cfg["m"])))
+    A = dev(rng.standard_normal((cfg["n"], cfg["h"])))
+    Bm = dev(rng.standard_normal((cfg["m"], cfg["h"])))
+    TA, TB = apply_T(G, net.W1, net.W2)
+    lhs = _S((TA * A).sum() + (TB * Bm).sum())
+    rhs = _S((G * apply_T_adjoint(A, Bm, net.W1, net.W2)).sum())
+    assert abs(lhs - rhs) <= 1e-10 * (abs(lhs) + abs(rhs) + 1.0)
+    net.backward()
+    g1, g2 = apply_T(net.grad_ell, net.W1, net.W2)
+    assert rel_error(g1, net.grads["W1"]) < 1e-13 and rel_error(g2, net.grads["W2"]) < 1e-13
+
+
+# ---------------------------------------------------------------------------
+# Local PL and smoothness.
+# ---------------------------------------------------------------------------
+
+
+@given(problems())
+def test_local_pl_inequality_with_mu_t(be, dev, cfg):
+    """½‖∇L‖² ≥ μ_t (L − L*) with μ_t = μ σ²_min(T_t) (THEORY.md §2)."""
+    net = _make(cfg, dev, be)
+    L = _S(net.backward())
+    gap = L - net.loss_fn.min_value
+    grad_sq = sum(_S((g * g).sum()) for g in net.grads.values())
+    mu_t = local_pl_constant(net.loss_fn.mu, net.W1, net.W2)
+    assert 0.5 * grad_sq >= mu_t * gap - 1e-10 * (1.0 + L)
+
+
+@given(problems(), st.floats(-3.0, 1.0))
+def test_descent_lemma_with_local_smoothness(be, dev, cfg, log_frac):
+    """L(θ − η∇L) ≤ L − η(1 − ηK_t(η)/2)‖∇L‖² for any η (K_t our reconstruction), and the contraction bound."""
+    net = _make(cfg, dev, be)
+    K, mu, Lstar = net.loss_fn.K, net.loss_fn.mu, net.loss_fn.min_value
+    L = _S(net.backward())
+    s2min, s2max = sigma2_T(net.W1, net.W2)
+    g = math.sqrt(_S((net.grad_ell * net.grad_ell).sum()))
+    grad_sq = sum(_S((x * x).sum()) for x in net.grads.values())
+    lr = 10.0 ** log_frac / local_smoothness(K, s2max, g, 0.0)
+    trial = {k: p - lr * net.grads[k] for k, p in net.params.items()}
+    L_new = _S(net.loss(trial))
+    slack = 1e-10 * (1.0 + abs(L))
+    for gg in (g, gradient_norm_bound(K, L - Lstar)):  # measured ‖∇ℓ‖ and the paper's √(2K(L − L*))
+        K_t = local_smoothness(K, s2max, gg, lr)
+        assert L_new <= descent_bound(L, lr, grad_sq, K_t) + slack
+        if lr * K_t <= 2.0:
+            assert L_new - Lstar <= pl_contraction_bound(lr, mu * s2min, K_t) * (L - Lstar) + slack
+
+
+@given(st.floats(0.1, 10.0), st.floats(0.01, 100.0), st.floats(0.0, 10.0), st.booleans())
+def test_lr_for_smoothness_is_the_fixed_point(K, s2, g, second):
+    lr = lr_for_smoothness(K, s2, g, second_order=second)
+    assert lr > 0
+    assert lr * local_smoothness(K, s2, g, lr, second_order=second) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_local_smoothness_bound_decreases_with_the_loss():
+    ks = [local_smoothness_bound(1.0, 10.0, gap, 0.01, lr=0.05) for gap in (10.0, 1.0, 0.1, 0.0)]
+    assert all(a > b for a, b in zip(ks, ks[1:]))
+    assert ks[-1] == pytest.approx(10.0 * math.exp(0.1))  # → K α₂ e^{√η₀}
+
+
+# ---------------------------------------------------------------------------
+# Imbalance.
+# ---------------------------------------------------------------------------
+
+
+@given(problems(), st.floats(1e-3, 0.5))
+def test_imbalance_one_step_change_is_exact_and_bounded(be, dev, cfg, lr):
+    net = _make(cfg, dev, be)
+    L = _S(net.backward())
+    D0 = imbalance(net.W1, net.W2)
+    s2max = sigma2_T(net.W1, net.W2)[1]
+    dW1, dW2 = net.grads["W1"], net.grads["W2"]
+    inc = imbalance_increment(dW1, dW2, lr)
+    step_norm = imbalance_step_norm(dW1, dW2, lr)
+    SGD(lr).step(net.params, net.grads)
+    D1 = imbalance(net.W1, net.W2)
+    scale = _S(be.xp.abs(D0).max()) + _S(be.xp.abs(inc).max()) + 1.0
+    assert _S(be.xp.abs((D1 - D0) - inc).max()) <= 1e-11 * scale
+    assert step_norm == pytest.approx(_S(be.xp.linalg.norm(inc)), rel=1e-7, abs=1e-12 * scale)
+    grad_sq = sum(_S((g * g).sum()) for g in (dW1, dW2))
+    assert step_norm <= lr * lr * grad_sq * (1 + 1e-9) + 1e-14
+    bound = imbalance_step_bound(net.loss_fn.K, lr, s2max, L - net.loss_fn.min_value)
+    assert step_norm <= bound * (1 + 1e-9) + 1e-14
+
+
+@given(seeds, st.integers(1, 5), st.integers(1, 12))
+def test_fro_UtV_matches_explicit(be, dev, seed, r, h):
+    rng = np.random.default_rng(seed)
+    U, V = dev(rng.standard_normal((r, h))), dev(rng.standard_normal((r, h)))
+    assert fro_UtV(U, V) == pytest.approx(_S(be.xp.linalg.norm(U.T @ V)), rel=1e-9)
+
+
+@settings(max_examples=8)
+@given(problems(max_n=3, max_m=3, max_h=6))
+def test_gradient_flow_conserves_the_imbalance(be, dev, cfg):
+    """Tiny steps: D(t) − D(0) is O(η) at a fixed time t·η, so halving η halves the drift."""
+    drifts = []
+    for lr, steps in ((2e-4, 100), (1e-4, 200)):
+        net = _make(cfg, dev, be)
+        lr = lr / net.loss_fn.K / (sigma2_T(net.W1, net.W2)[1] + 1.0)
+        W0 = net.copy_params()
+        D0 = imbalance(net.W1, net.W2)
+        opt = SGD(lr)
+        for _ in range(steps):
+            net.backward()
+            opt.step(net.params, net.grads)
+        explicit = _S(be.xp.linalg.norm(imbalance(net.W1, net.W2) - D0))
+        moved = _S(be.xp.linalg.norm(net.W1 - W0["W1"])) + _S(be.xp.linalg.norm(net.W2 - W0["W2"]))
+        assert imbalance_drift(net.W1, net.W2, W0["W1"], W0["W2"]) == pytest.approx(explicit, rel=1e-6, abs=1e-15)
+        drifts.append((explicit, moved))
+    (d1, m1), (d2, m2) = drifts
+    if d1 > 1e-13:  # (otherwise the gradient vanished and there is nothing to compare)
+        assert 0.4 <= d2 / d1 <= 0.6
+        assert d1 <= 1e-3 * m1 * (1.0 + m1) + 1e-12  # the drift is tiny next to how far the weights moved
+
+
+# ---------------------------------------------------------------------------
+# Schedules.
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def well_posed(draw):
+    n, m = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return dict(n=n, m=m, h=draw(st.integers(n + m, 40)), N=n + draw(st.integers(0, 3)), seed=draw(seeds),
+                lam=None, p=draw(st.floats(0.26, 0.49)), scale=1.0)
+
+
+def _schedule(name, net):
+    if name == "constant":
+        return Constant(initial_safe_lr(net.loss_fn, net.W1, net.W2))
+    if name == "adaptive":
+        return AdaptiveStep(net.loss_fn, eta0=0.01)
+    if name == "adaptive_current":
+        return AdaptiveStep(net.loss_fn, eta0=0.01, sigma_bound="current", grad_bound="exact")
+    if name == "xu2023":
+        return Xu2023Step(net.loss_fn)
+    return Armijo(net.loss)
+
+
+@settings(max_examples=10)
+@pytest.mark.parametrize("name", ["constant", "adaptive", "adaptive_current", "xu2023", "armijo"])
+@given(cfg=well_posed())
+def test_each_schedule_keeps_the_loss_decreasing(name, cfg, be, dev):
+    net = _make(cfg, dev, be, well_posed=True)
+    res = run_gd(net, _schedule(name, net), 25, tol=1e-10, track_drift=False)
+    loss = res["loss"]
+    assert np.all(np.diff(loss) <= 1e-12 * (1.0 + loss[0])), (name, loss)
+    assert res["stopped"] != "diverged"
+    # the local PL inequality held at every iterate of the run (up to the rounding of L − L*, ~ε·L)
+    slack = res["mu_t"] * 1e-13 * (1.0 + res["loss"])
+    assert np.all(0.5 * res["grad_sq"] >= res["mu_t"] * res["gap"] * (1 - 1e-9) - slack)
+
+
+@given(well_posed())
+@settings(max_examples=10)
+def test_adaptive_step_is_capped_and_certified(be, dev, cfg):
+    net = _make(cfg, dev, be, well_posed=True)
+    sched = AdaptiveStep(net.loss_fn, eta0=0.5, sigma_bound="current", grad_bound="exact")
+    L = net.backward()
+    for t in (0, 3, 50):
+        lr = sched(t, params=net.params, loss=L)
+        assert lr <= sched.cap(t) * (1 + 1e-12)
+        assert sched.cap(t) == pytest.approx((1 + 0.25) ** t / 1.0)
+        s2max = sigma2_T(net.W1, net.W2)[1]
+        g = math.sqrt(_S((net.grad_ell * net.grad_ell).sum()))
+        assert lr * local_smoothness(net.loss_fn.K, s2max, g, lr) <= 1.0 + 1e-9
+
+
+@given(st.floats(0.01, 10.0), st.floats(0.5, 4.0), st.floats(0.1, 1.0), st.floats(1.0, 3.0),
+       st.floats(0.0, 5.0), st.floats(0.0, 10.0))
+def test_xu2023_step_minimises_the_rate_polynomial(mu, kfac, afrac, beta, p2, gap):
+    K = mu * kfac
+    coeffs = xu2023_coefficients(mu, K, afrac * beta, beta, p2, gap)
+    lr = xu2023_step(coeffs)
+    a1, a2, a3, a4 = coeffs
+    assert lr > 0
+    assert -a1 + 2 * a2 * lr + 3 * a3 * lr ** 2 + 4 * a4 * lr ** 3 == pytest.approx(0.0, abs=1e-9 * a1)
+    f = xu2023_rate(lr, coeffs)
+    assert f <= xu2023_rate(lr * 0.9, coeffs) + 1e-12 and f <= xu2023_rate(lr * 1.1, coeffs) + 1e-12
+    assert f < 1.0
+
+
+@given(well_posed())
+@settings(max_examples=10)
+def test_armijo_accepts_sufficient_decrease_and_counts(be, dev, cfg):
+    net = _make(cfg, dev, be, well_posed=True)
+    sched = Armijo(net.loss, lr_init=4.0, shrink=0.5, c=0.3)
+    L = _S(net.backward())
+    grad_sq = sum(_S((g * g).sum()) for g in net.grads.values())
+    lr = sched(0, params=net.params, grads=net.grads, loss=L)
+    trial = {k: p - lr * net.grads[k] for k, p in net.params.items()}
+    assert _S(net.loss(trial)) <= L - 0.3 * lr * grad_sq + 1e-12
+    assert sched.function_evals == sched.last["evals"] == round(math.log(4.0 / lr, 2)) + 1
+
+
+def test_run_gd_on_the_paper_data_converges_linearly(be):
+    X, Y = synthetic_regression(12, 6, 5, np.random.default_rng(0))
+    W1, W2 = gaussian_init(6, 5, 200, 0.375, np.random.default_rng(1))
+    net = make_network(X, Y, W1, W2, backend=be)
+    assert net.loss_fn.mu == pytest.approx(1.0) and net.loss_fn.K == pytest.approx(1.0)
+    assert net.loss_fn.min_value < 1e-20  # Y = XΘ is fitted exactly
+    res = run_gd(net, AdaptiveStep(net.loss_fn), 200)
+    assert res["stopped"] == "tol"
+    rho = observed_rate(res["gap"])
+    assert 0 < rho < 1 - 0.5 * res["mu_t"].min() / np.nanmax(res["K_t"])  # faster than half the local rate
+    assert np.all(np.nan_to_num(res["drift"]) <= res["drift_bound"] + 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Initialisations.
+# ---------------------------------------------------------------------------
+
+
+def test_gaussian_init_variance():
+    W1, W2 = gaussian_init(20, 10, 4000, 0.3, np.random.default_rng(0))
+    assert W1.shape == (20, 4000) and W2.shape == (10, 4000)
+    assert W1.std() == pytest.approx(4000 ** -0.3, rel=0.02)
+
+
+@given(seeds, st.floats(0.0, 50.0), st.floats(0.0, 50.0))
+@settings(max_examples=10)
+def test_imbalance_init_changes_only_the_imbalance(seed, s1, s2):
+    r = imbalance_ratio(s1)
+    assert r * r - 1 / (r * r) == pytest.approx(s1, abs=1e-9 * (1 + s1))
+    A1, A2 = imbalance_init(3, 2, 7, s1, np.random.default_rng(seed), scale=0.5)
+    B1, B2 = imbalance_init(3, 2, 7, s2, np.random.default_rng(seed), scale=0.5)
+    np.testing.assert_allclose(A1 @ A2.T, B1 @ B2.T, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Bad input.
+# ---------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise_clear_errors(be, dev):
+    rng = np.random.default_rng(0)
+    X, Y = dev(rng.standard_normal((5, 3))), dev(rng.standard_normal((5, 2)))
+    with pytest.raises(ValueError, match="X: expected full column rank"):
+        LeastSquares(dev(np.ones((5, 3))), Y)
+    with pytest.raises(ValueError, match="Y: expected 5 rows"):
+        LeastSquares(X, dev(rng.standard_normal((4, 2))))
+    with pytest.raises(ValueError, match="X: expected a 2-D"):
+        LeastSquares(dev(rng.standard_normal(5)), Y)
+    with pytest.raises(ValueError, match="X: expected finite"):
+        LeastSquares(dev(np.full((5, 3), np.nan)), Y)
+    with pytest.raises(ValueError, match="lam"):
+        RidgeLeastSquares(X, Y, -1.0)
+    loss = LeastSquares(X, Y)
+    with pytest.raises(ValueError, match="W1: expected 3 rows"):
+        TwoLayerLinear(loss, dev(np.ones((2, 4))), dev(np.ones((2, 4))))
+    with pytest.raises(ValueError, match="W2: expected the hidden width"):
+        TwoLayerLinear(loss, dev(np.ones((3, 4))), dev(np.ones((2, 5))))
+    with pytest.raises(TypeError, match="loss"):
+        TwoLayerLinear("ls", dev(np.ones((3, 4))), dev(np.ones((2, 4))))
+    if be.name != "numpy":
+        with pytest.raises(TypeError, match="W1: expected an array on backend"):
+            TwoLayerLinear(loss, np.ones((3, 4)), dev(np.ones((2, 4))))
+        with pytest.raises(TypeError, match="Y: expected an array on the backend of X"):
+            LeastSquares(X, np.ones((5, 2)))
+    with pytest.raises(ValueError, match="p: expected 1/4 < p < 1/2"):
+        gaussian_init(3, 2, 10, 0.6, rng)
+    with pytest.raises(ValueError, match="h: expected a positive integer"):
+        gaussian_init(3, 2, 0, 0.3, rng)
+    with pytest.raises(ValueError, match="sigma"):
+        imbalance_init(3, 2, 10, -1.0, rng)
+    with pytest.raises(ValueError, match="N: expected at least"):
+        synthetic_regression(2, 3, 1, rng)
+    with pytest.raises(ValueError, match="sigma_bound"):
+        AdaptiveStep(loss, sigma_bound="tight")
+    with pytest.raises(ValueError, match="eta0"):
+        AdaptiveStep(loss, eta0=0.0)
+    with pytest.raises(TypeError, match="loss_fn"):
+        Xu2023Step(object())
+    with pytest.raises(ValueError, match="shrink"):
+        Armijo(lambda p: 0.0, shrink=1.5)
+    with pytest.raises(ValueError, match="closure"):
+        Armijo()(0, params={"W1": X}, grads={"W1": X}, loss=1.0)
+    with pytest.raises(ValueError, match="params"):
+        AdaptiveStep(loss)(0)
+    with pytest.raises(ValueError, match="coeffs"):
+        xu2023_step((0.0, 1.0, 0.0, 0.0))
+    net = TwoLayerLinear(loss, dev(np.ones((3, 4))), dev(np.ones((2, 4))))
+    with pytest.raises(ValueError, match="steps"):
+        run_gd(net, 0.1, -1)
+    with pytest.raises(TypeError, match="net"):
+        run_gd("net", 0.1, 1)
+
+
+# ---------------------------------------------------------------------------
+# The experiments: tiny end-to-end runs (run -> plot -> report) on the backend under test.
+# ---------------------------------------------------------------------------
+
+_TINY_DATA = {"N": 6, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0}
+
+
+def _tiny(module):
+    cfg = dict(module.PRESETS["quick"])
+    cfg["data"] = _TINY_DATA
+    cfg["steps"] = 60
+    cfg["init_seeds"] = [0]
+    if "widths" in cfg:
+        cfg["widths"], cfg["kappa_widths"] = [20, 40], [10, 20, 40]
+    else:
+        cfg["h"] = 20
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["linear_width", "linear_schedules", "linear_init", "linear_imbalance"])
+def test_experiment_runs_plots_and_reports(name, tmp_path, be):
+    import importlib
+
+    mod = importlib.import_module(f"minilplr.experiments.{name}")
+    assert mod.NAME == name and set(mod.PRESETS) == {"quick", "paper"}
+    cfg = _tiny(mod)
+    res = mod.run(cfg, tmp_path, backend=be, progress=False)
+    again = mod.run(cfg, tmp_path, backend=be, progress=False)  # resumes from the saved runs
+    assert len(again["runs"]) == len(res["runs"])
+    paths = mod.plot(res, tmp_path)
+    assert paths and all(p.exists() and p.stat().st_size > 10_000 for p in paths)
+    rep = mod.report(res)
+    assert all((tmp_path / f).exists() for f, _ in rep["figures"])
+    assert rep["claims"] and all(isinstance(c["holds"], bool) for c in rep["claims"])
+    assert (tmp_path / name / "results.json").exists()
