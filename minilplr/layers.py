@@ -7,6 +7,19 @@ Each layer is a small object with
 * ``backward(dout) -> dx``, which *overwrites* ``grads`` with ``∂L/∂θ`` for
   the upstream gradient ``dout = ∂L/∂out`` and returns ``∂L/∂x``.
 
+For the Jacobian and the empirical NTK (:mod:`minilplr.ntk`, whose module
+docstring states the protocol in full) a layer also offers
+
+* ``per_sample_backward(dout, need_dx) -> (dx, per_sample_grads)``: the same
+  chain rule *without the sum over samples*, one gradient per sample, each
+  ``(N, *param.shape)``;
+* ``ntk_backward(douts, theta, need_dx) -> dxs``: adds the layer's own block
+  of ``Θ = J Jᵀ`` into ``theta`` for the seeds of all ``K`` outputs at once.
+
+Layers without parameters get both from :class:`Layer` (they pass ``dout``
+through ``backward``); :class:`Dense` writes its structured rule
+``(A Aᵀ + 1) ⊙ (G Gᵀ)``; :class:`Sequential` composes them like ``backward``.
+
 Shape letters (see :mod:`minilplr`): ``N`` samples, ``D`` input features,
 ``H`` output features.  All arithmetic is written against ``xp``, the array
 module of the data, so one code path runs on NumPy, CuPy and the strict
@@ -15,10 +28,11 @@ stand-in.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 
 from .backend import get_array_module
 
-__all__ = ["Layer", "Dense", "ReLU", "Sequential"]
+__all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations"]
 
 
 class Layer:
@@ -36,6 +50,76 @@ class Layer:
 
     def __call__(self, x):
         return self.forward(x)
+
+    #: Training mode (True) or evaluation mode (False).  Only layers whose
+    #: forward pass differs between the two read it (batch norm, in
+    #: :mod:`minilplr.conv`); for the others ``train()`` / ``eval()`` are no-ops.
+    training = True
+
+    def train(self, mode: bool = True):
+        """Switch to training mode (``mode=True``) or evaluation mode; returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Switch to evaluation mode (batch norm uses its running statistics); returns ``self``."""
+        return self.train(False)
+
+    # -- the Jacobian / NTK protocol (minilplr.ntk) -------------------------
+    def per_sample_backward(self, dout, need_dx: bool = True):
+        """``dout (N, *out) -> (dx (N, *in) or None, {name: (N, *param.shape)})``.
+
+        The per-sample gradients: row ``n`` of each array is the gradient of
+        sample ``n``'s seeded output, ``∂⟨dout_n, out_n⟩/∂θ``, not summed over
+        ``n``; ``grads`` is left untouched.  A layer without parameters only
+        passes ``dout`` through ``backward``; a layer with parameters must
+        override this (see the protocol in :mod:`minilplr.ntk`).
+        """
+        if self.params:
+            raise NotImplementedError(
+                f"{type(self).__name__} has parameters {list(self.params)} but no "
+                "per_sample_backward: implement it to use the Jacobian / NTK "
+                "(protocol in the minilplr.ntk module docstring)"
+            )
+        return (self.backward(dout, need_dx=True) if need_dx else None), OrderedDict()
+
+    def ntk_backward(self, douts, theta, need_dx: bool = True):
+        r"""Add this layer's block of ``Θ`` into ``theta``; return the seeds at its input.
+
+        Parameters
+        ----------
+        douts : list of K arrays (N, *out)
+            ``douts[k]`` is the sensitivity ``∂f_k/∂out`` of output ``k`` of the
+            network to this layer's output, for every sample.
+        theta : array (N, K, N, K)
+            The accumulator; ``theta[i, k, j, k']`` receives
+            :math:`\sum_{\theta\in\text{layer}} \partial f_k(x_i)/\partial\theta \cdot \partial f_{k'}(x_j)/\partial\theta`.
+        need_dx : bool
+
+        Returns
+        -------
+        list of K arrays (N, *in), or None when ``need_dx`` is false
+
+        This generic rule forms each output's per-sample gradients
+        ``F_k (N, P_layer)`` with :meth:`per_sample_backward` and adds
+        ``F_k F_k'ᵀ``; layers with a cheaper structured rule (``Dense``)
+        override it.
+        """
+        dxs, feats = [], []
+        for d in douts:
+            dx, g = self.per_sample_backward(d, need_dx=need_dx)
+            dxs.append(dx)
+            if g:
+                n = d.shape[0]
+                xp = get_array_module(d)
+                feats.append(xp.concatenate([a.reshape(n, -1) for a in g.values()], axis=1).astype(theta.dtype, copy=False))
+        for k in range(len(feats)):
+            for k2 in range(k, len(feats)):
+                blk = feats[k] @ feats[k].T if k2 == k else feats[k] @ feats[k2].T  # F_k F_k'ᵀ
+                theta[:, k, :, k2] += blk
+                if k2 != k:
+                    theta[:, k2, :, k] += blk.T
+        return dxs if need_dx else None
 
 
 class Dense(Layer):
@@ -100,6 +184,48 @@ class Dense(Layer):
         self.grads["b"] = dout.sum(axis=0)  # ∂L/∂b = Σ_n δ_n
         return dout @ W.T if need_dx else None  # ∂L/∂x = δ Wᵀ
 
+    def per_sample_backward(self, dout, need_dx: bool = True):
+        """``dout (N, H) -> (dx (N, D), {'W': (N, D, H), 'b': (N, H)})``: ``backward`` without the sum over samples.
+
+        Sample ``n``'s gradient is one outer product, ``∂/∂W = x_nᵀ δ_n``,
+        and ``∂/∂b = δ_n``; summing over ``n`` gives ``grads`` of :meth:`backward`.
+        """
+        gW = self.x[:, :, None] * dout[:, None, :]  # ∂/∂W for sample n: x_n ⊗ δ_n
+        gb = dout.copy()  # ∂/∂b for sample n: δ_n
+        dx = dout @ self.params["W"].T if need_dx else None  # ∂/∂x = δ Wᵀ
+        return dx, OrderedDict(W=gW, b=gb)
+
+    def ntk_backward(self, douts, theta, need_dx: bool = True):
+        r"""The structured NTK rule of a dense layer: add ``(A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)``.
+
+        With ``A = x (N, D)`` the layer's input and ``G_k = douts[k] (N, H)``
+        the sensitivities of output ``k`` at its output, sample ``i``'s
+        Jacobian block is the outer product ``a_i g_{ik}ᵀ`` (and ``g_{ik}``
+        for the bias), so
+
+        .. math:: \langle \partial f_k(x_i)/\partial(W, b),\ \partial f_{k'}(x_j)/\partial(W, b)\rangle
+                  = (a_i \cdot a_j + 1)\,(g_{ik} \cdot g_{jk'}),
+
+        two ``N × N`` Gram matrices instead of the ``N × (D+1)H`` Jacobian
+        block.  ``theta (N, K, N, K)`` is added to in its own dtype (``A`` and
+        ``G`` are cast to it); returns ``[G_k Wᵀ] (N, D)`` if ``need_dx``.
+        """
+        A = self.x.astype(theta.dtype, copy=False)
+        AA1 = A @ A.T  # a_i · a_j  (N, N)
+        AA1 += 1  # + 1: the bias's share
+        Gs = [d.astype(theta.dtype, copy=False) for d in douts]
+        for k in range(len(Gs)):
+            for k2 in range(k, len(Gs)):
+                GG = Gs[k] @ Gs[k].T if k2 == k else Gs[k] @ Gs[k2].T  # g_ik · g_jk'  (N, N)
+                GG *= AA1  # (A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)
+                theta[:, k, :, k2] += GG
+                if k2 != k:
+                    theta[:, k2, :, k] += GG.T
+        if not need_dx:
+            return None
+        W = self.params["W"]
+        return [d @ W.T for d in douts]  # ∂f_k/∂x = G_k Wᵀ
+
 
 class ReLU(Layer):
     r"""Rectified linear unit ``out = max(x, 0)``, elementwise.
@@ -112,8 +238,12 @@ class ReLU(Layer):
     def __init__(self):
         super().__init__()
         self.mask = None
+        self.frozen = False
 
     def forward(self, x):
+        if self.frozen and self.mask is not None and self.mask.shape == x.shape:
+            # frozen (see frozen_activations): the linear piece of the last forward pass
+            return x * self.mask
         xp = get_array_module(x)
         self.mask = x > 0
         return xp.maximum(x, 0)
@@ -166,6 +296,13 @@ class Sequential(Layer):
         if value:
             raise AttributeError("grads are written by backward")
 
+    def train(self, mode: bool = True):
+        """Set training (``True``) or evaluation mode on this layer and every sub-layer."""
+        self.training = bool(mode)
+        for layer in self.layers.values():
+            layer.train(mode)
+        return self
+
     def forward(self, x):
         for layer in self.layers.values():
             x = layer.forward(x)
@@ -182,3 +319,74 @@ class Sequential(Layer):
         for i in range(len(layers) - 1, -1, -1):
             dout = layers[i].backward(dout, need_dx=need_dx or i > 0)
         return dout
+
+    def _check_chain(self, method: str):
+        """The chain composition below is right only for a chain; a subclass with its own graph must override."""
+        if type(self).backward is not Sequential.backward and getattr(type(self), method) is getattr(Sequential, method):
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides backward (it is not a plain chain) but not {method}: "
+                "implement it for its own graph (protocol in the minilplr.ntk module docstring)"
+            )
+
+    def per_sample_backward(self, dout, need_dx: bool = False):
+        """Per-sample gradients of every layer, keys and order of :attr:`params`, each ``(N, *shape)``.
+
+        The chain rule of :meth:`backward`, last layer to first, with each
+        layer's :meth:`Layer.per_sample_backward` in place of its ``backward``.
+        """
+        self._check_chain("per_sample_backward")
+        items = list(self.layers.items())
+        collected = []
+        for i in range(len(items) - 1, -1, -1):
+            name, layer = items[i]
+            dout, g = layer.per_sample_backward(dout, need_dx=need_dx or i > 0)
+            collected.append((name, g))
+        psg = OrderedDict()
+        for name, g in reversed(collected):  # forward order, as params
+            for pn, a in g.items():
+                psg[f"{name}.{pn}"] = a
+        return dout, psg
+
+    def ntk_backward(self, douts, theta, need_dx: bool = False):
+        """Every layer adds its block of ``Θ`` into ``theta (N, K, N, K)``, last layer to first.
+
+        ``douts``: list of ``K`` seeds at the output; the seeds each layer
+        returns are the next one's (the chain rule of :meth:`backward`).
+        """
+        self._check_chain("ntk_backward")
+        layers = list(self.layers.values())
+        for i in range(len(layers) - 1, -1, -1):
+            douts = layers[i].ntk_backward(douts, theta, need_dx=need_dx or i > 0)
+        return douts
+
+
+def iter_layers(layer):
+    """``layer`` and every layer inside it, depth first (Sequential and residual containers)."""
+    yield layer
+    seen = {id(layer)}
+    children = list(getattr(layer, "layers", {}).values()) if isinstance(getattr(layer, "layers", None), dict) else []
+    children += [v for k, v in vars(layer).items() if isinstance(v, Layer) and k != "layers"]
+    for child in children:
+        if id(child) not in seen:
+            seen.add(id(child))
+            yield from iter_layers(child)
+
+
+@contextmanager
+def frozen_activations(model):
+    """Freeze every ReLU's mask at its last forward pass, inside the ``with`` block.
+
+    A ReLU network is smooth in ``θ`` only between kinks.  Frozen, each ReLU
+    multiplies by the mask of the point where it was last evaluated, so the
+    network is the polynomial (in ``θ``) that it equals on that linear piece,
+    and finite differences of its gradient give that piece's Hessian (what
+    autograd reports), whatever the step: no jump across a kink is seen.
+    """
+    relus = [l for l in iter_layers(model) if isinstance(l, ReLU)]
+    for r in relus:
+        r.frozen = True
+    try:
+        yield model
+    finally:
+        for r in relus:
+            r.frozen = False

@@ -1,0 +1,670 @@
+r"""The Polyak–Łojasiewicz diagnostics of the LPLR paper (THEORY.md §1), one function per step.
+
+Notation (THEORY.md): ``n = N`` samples, ``k = K`` outputs per sample, the
+residual ``r = f(X; θ) − y`` of shape ``N·K``, ``J = ∂r/∂θ`` ``(N·K, P)``,
+``Θ = J Jᵀ`` ``(N·K, N·K)``, and the squared loss normalised per *sample*
+
+.. math:: L(\theta) = \frac{1}{2n}\lVert f(X;\theta) - y\rVert^2
+          \qquad\text{(reconstruction; } n = N \text{ even when } K > 1\text{)},
+
+which is :func:`minilplr.losses.mse`.  With that ``n``,
+
+.. math:: \nabla L = \tfrac1n J^\top r,\qquad
+          \lVert\nabla L\rVert^2 = \tfrac{1}{n^2} r^\top\Theta r,\qquad
+          \lVert r\rVert^2 = 2nL,
+
+so the PL constant is ``μ = λ_min(Θ)/n`` with ``λ_min`` taken over all
+``N·K`` directions (``λ_min = 0`` whenever ``N·K > P``).
+
+Every inequality comes back as a :class:`Check` ``(lhs, rhs, holds)``.  Where
+a step uses ``λ_min`` and is handed a :class:`~minilplr.ntk.Spectrum`, it uses
+the spectrum's *lower bound* ``max(λ_computed − floor, 0)`` (0 when
+``λ_min`` is unresolved), so ``holds`` is a check of the mathematics, not of
+the eigen-solver's rounding.
+
+Functions that take a model run its forward (and backward) pass on ``X``;
+they leave the parameters as they found them.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .backend import backend_of, get_array_module, to_device, to_scalar
+from .losses import as_targets, mse
+from .ntk import Spectrum, empirical_ntk, ntk_spectrum, symmetric_norm
+from .params import flatten, load_flat
+from .layers import frozen_activations
+
+__all__ = [
+    "Check",
+    "LossGrad",
+    "loss_and_gradient",
+    "gradient_from_jacobian",
+    "gradient_norm_identity",
+    "pl_step6_rayleigh",
+    "pl_step7_gradient_bound",
+    "pl_step8_loss_bound",
+    "pl_step9_pl_inequality",
+    "pl_constant",
+    "pl_ratio",
+    "gauss_newton_smoothness",
+    "ntk_drift",
+    "NTKDrift",
+    "param_drift",
+    "pl_envelope",
+    "contraction_step14",
+    "descent_lemma",
+    "descent_lemma_step",
+    "hessian_vector_product",
+    "HessianTop",
+    "hessian_top_eigenvalue",
+    "step_size_condition",
+    "PLReport",
+    "pl_diagnostics",
+]
+
+
+class Check(NamedTuple):
+    """Both sides of an inequality ``lhs ≥ rhs`` (or ``≤``, as the function says) and whether it held.
+
+    ``holds`` allows a rounding slack ``rtol · scale``, ``scale`` the size of
+    the terms compared (``max(|lhs|, |rhs|)`` unless the function says
+    otherwise; ``rtol`` from the inputs' dtype: ``1e-12`` for float64,
+    ``1e-5`` for float32, unless the function is given one).
+    """
+
+    lhs: float
+    rhs: float
+    holds: bool
+
+    def __str__(self):
+        return f"{self.lhs:.6g} vs {self.rhs:.6g}: {'holds' if self.holds else 'FAILS'}"
+
+
+def _rtol(*arrays, rtol=None) -> float:
+    if rtol is not None:
+        return float(rtol)
+    low = any(getattr(a, "dtype", None) is not None and a.dtype == np.float32 for a in arrays)
+    return 1e-5 if low else 1e-12
+
+
+def _geq(lhs: float, rhs: float, rtol: float, scale: float | None = None) -> Check:
+    scale = max(abs(lhs), abs(rhs)) if scale is None else scale
+    return Check(lhs, rhs, bool(lhs >= rhs - rtol * scale))
+
+
+def _leq(lhs: float, rhs: float, rtol: float, scale: float | None = None) -> Check:
+    scale = max(abs(lhs), abs(rhs)) if scale is None else scale
+    return Check(lhs, rhs, bool(lhs <= rhs + rtol * scale))
+
+
+def _flat(name, v):
+    """A flat ``(P,)`` array from an array, a ``name -> array`` mapping or a model."""
+    if hasattr(v, "params") and not isinstance(v, Mapping):
+        v = v.params
+    if isinstance(v, Mapping):
+        v = flatten(v)
+    if not hasattr(v, "shape"):
+        raise TypeError(f"{name}: expected an array, a name -> array mapping or a model, got {type(v).__name__}")
+    return v.reshape(-1)
+
+
+def _sq(x) -> float:
+    """``‖x‖²`` in float64, as a Python float (one number crosses to the host)."""
+    x64 = x.reshape(-1).astype(np.float64)
+    return to_scalar(x64 @ x64)
+
+
+def _lam(name, lam):
+    """``λ`` from a float or a Spectrum (its lower bound); must be ≥ 0."""
+    if isinstance(lam, Spectrum):
+        return lam.lam_min_lower
+    try:
+        v = float(lam)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a number or a minilplr.ntk.Spectrum, got {type(lam).__name__}") from None
+    if not (v >= 0) or math.isinf(v):
+        raise ValueError(f"{name}: expected a finite non-negative eigenvalue, got {lam!r}")
+    return v
+
+
+def _n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected the number of samples, a positive integer, got {n!r}")
+    return int(n)
+
+
+# --------------------------------------------------------------------------- loss, gradient, residual
+
+
+class LossGrad(NamedTuple):
+    """``L`` (float), ``∇L`` ``(P,)``, ``r`` ``(N·K,)`` (device arrays) and ``n = N``."""
+
+    loss: float
+    grad: object
+    r: object
+    n: int
+
+
+def loss_and_gradient(model, X, y) -> LossGrad:
+    r"""One forward and one backward pass: ``L = 1/(2n)‖f − y‖²``, ``∇L`` and ``r``.
+
+    The gradient is the hand-written backward's, flattened in ``model.params``
+    order (the columns of ``J``).  ``r = f(X; θ) − y`` flattened, row
+    ``i·K + k`` (the rows of ``J``).
+    """
+    if not hasattr(y, "shape"):
+        raise TypeError(f"y: expected an array of targets (N, K) or (N,), got {type(y).__name__}")
+    pred = model.forward(X)
+    loss, dpred = mse(pred, y)
+    model.backward(dpred)
+    r = (pred - as_targets(pred, y)).reshape(-1)  # r = f(X; θ) − y
+    return LossGrad(to_scalar(loss), flatten(model.grads), r, int(pred.shape[0]))
+
+
+def gradient_from_jacobian(J, r, n: int):
+    r"""``∇L = (1/n) Jᵀ r`` (THEORY.md §1, proof of Theorem 5.1: "the gradient is ∇L = (1/n)Jᵀr").
+
+    Parameters
+    ----------
+    J : array (N·K, P)
+    r : array (N·K,)
+    n : int, the number of samples ``N``
+
+    Returns
+    -------
+    array (P,)
+    """
+    n = _n(n)
+    if J.ndim != 2 or r.reshape(-1).shape[0] != J.shape[0]:
+        raise ValueError(f"r: expected {J.shape[0]} entries to match J {tuple(J.shape)}, got shape {tuple(r.shape)}")
+    return (J.T @ r.reshape(-1)) / n  # (1/n) Jᵀ r
+
+
+def gradient_norm_identity(grad, theta, r, n: int, rtol=None) -> Check:
+    r"""``‖∇L‖² = (1/n²) rᵀ Θ r`` (THEORY.md §1, proof of Theorem 5.1; an identity).
+
+    ``lhs = ‖∇L‖²`` from the gradient handed in (the backward pass's),
+    ``rhs = rᵀΘr/n²``; ``holds`` if they agree to ``rtol`` relative
+    (default ``1e-9`` in float64, ``1e-4`` in float32).
+    """
+    n = _n(n)
+    g, r = _flat("grad", grad), r.reshape(-1)
+    lhs = _sq(g)
+    r64 = r.astype(np.float64)
+    rhs = to_scalar(r64 @ (theta.astype(np.float64) @ r64)) / n**2  # rᵀΘr / n²
+    if rtol is None:
+        rtol = 1e-4 if any(a.dtype == np.float32 for a in (g, theta, r)) else 1e-9
+    return Check(lhs, rhs, bool(abs(lhs - rhs) <= float(rtol) * max(abs(lhs), abs(rhs))))
+
+
+# --------------------------------------------------------------------------- the proof of Theorem 5.1
+
+
+def pl_step6_rayleigh(theta, r, lam_min, rtol=None) -> Check:
+    r"""Step (6): the eigenvalue bound on the kernel's quadratic form.
+
+    .. math:: r^\top \Theta r \;\ge\; \lambda_{\min}(\Theta)\,\lVert r\rVert^2 \tag{6}
+
+    (reconstruction of the blank (6): "the smallest non-zero eigenvalue of
+    JᵀJ is equal to that of JJᵀ … gives us a bound on the squared gradient").
+
+    Parameters
+    ----------
+    theta : array (N·K, N·K)
+    r : array (N·K,) or (N, K)
+    lam_min : float or Spectrum (its lower bound is used)
+
+    Returns
+    -------
+    Check(lhs = rᵀΘr, rhs = λ_min‖r‖², holds)
+    """
+    lam = _lam("lam_min", lam_min)
+    r64 = r.reshape(-1).astype(np.float64)
+    if theta.ndim != 2 or theta.shape[0] != r64.shape[0]:
+        raise ValueError(f"r: expected {theta.shape[0]} entries to match theta {tuple(theta.shape)}, got {tuple(r.shape)}")
+    lhs = to_scalar(r64 @ (theta.astype(np.float64) @ r64))  # rᵀ Θ r
+    return _geq(lhs, lam * to_scalar(r64 @ r64), _rtol(theta, r, rtol=rtol))
+
+
+def pl_step7_gradient_bound(grad, r, lam_min, n: int, rtol=None) -> Check:
+    r"""Step (7): the bound substituted into the gradient norm.
+
+    .. math:: \lVert\nabla L\rVert^2 = \frac{1}{n^2} r^\top\Theta r
+              \;\ge\; \frac{\lambda_{\min}(\Theta)}{n^2}\lVert r\rVert^2 \tag{7}
+
+    (reconstruction of the blank (7)).  ``lhs`` is ``‖∇L‖²`` of the gradient
+    handed in (the hand-written backward's), so this checks (6) and the
+    identity ``∇L = (1/n)Jᵀr`` together.
+
+    Returns
+    -------
+    Check(lhs = ‖∇L‖², rhs = λ_min‖r‖²/n², holds)
+    """
+    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
+    return _geq(_sq(g), lam / n**2 * _sq(r), _rtol(g, r, rtol=rtol))
+
+
+def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
+    r"""Step (8): with ``‖r‖² = 2nL`` (the loss's definition), the bound in terms of ``L``.
+
+    .. math:: \lVert\nabla L\rVert^2 \;\ge\; \frac{2\lambda_{\min}(\Theta)}{n}\, L \tag{8}
+
+    (reconstruction of the blank (8)).
+
+    Returns
+    -------
+    Check(lhs = ‖∇L‖², rhs = 2 λ_min L / n, holds)
+    """
+    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
+    L = float(loss)
+    return _geq(_sq(g), 2.0 * lam / n * L, _rtol(g, rtol=rtol))
+
+
+def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, rtol=None) -> Check:
+    r"""Step (9), the PL inequality of Theorem 5.1 with ``μ = λ_min(Θ)/n``.
+
+    .. math:: \tfrac12\lVert\nabla L\rVert^2 \;\ge\; \mu\,(L - L^*),
+              \qquad \mu = \frac{\lambda_{\min}(\Theta)}{n} \tag{9}
+
+    (the local form of (1)/(2); reconstruction of the blank (9)).  Follows from
+    (8) for any ``L* ≥ 0``.
+
+    Returns
+    -------
+    Check(lhs = ½‖∇L‖², rhs = μ (L − L*), holds)
+    """
+    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
+    mu = lam / n
+    return _geq(0.5 * _sq(g), mu * (float(loss) - float(loss_star)), _rtol(g, rtol=rtol))
+
+
+def pl_constant(lam_min, n: int) -> float:
+    r"""The local PL constant of Theorem 5.1, ``μ = λ_min(Θ)/n`` (THEORY.md §1, step (9)).
+
+    ``lam_min``: a float, or a :class:`~minilplr.ntk.Spectrum` (then its lower
+    bound: ``0`` when ``λ_min`` is unresolved, so ``μ`` is never claimed from
+    rounding noise).
+    """
+    return _lam("lam_min", lam_min) / _n(n)
+
+
+def pl_ratio(grad, loss, loss_star: float = 0.0) -> float:
+    r"""The empirical PL ratio ``‖∇L‖² / (2(L − L*))`` (THEORY.md §1, arXiv v3 diagnostics).
+
+    .. math:: \rho = \frac{\lVert\nabla L\rVert^2}{2\,(L - L^*)} \;\ge\; \mu \text{ wherever (9) holds}
+
+    By (8) it is at least ``λ_min(Θ)/n`` at every point (with ``L* = 0``): a
+    free consistency check of any eigen-solver.  ``nan`` where ``L ≤ L*``
+    (the ratio is undefined at the minimum).
+
+    Parameters
+    ----------
+    grad : array (P,), or a ``name -> array`` mapping (``model.grads``)
+    loss, loss_star : float
+    """
+    gap = float(loss) - float(loss_star)
+    if not gap > 0:
+        return math.nan
+    return _sq(_flat("grad", grad)) / (2.0 * gap)
+
+
+def gauss_newton_smoothness(lam_max, n: int) -> float:
+    r"""Smoothness of the Gauss–Newton part of the Hessian, ``λ_max(Θ)/n`` (THEORY.md §1, consequence).
+
+    .. math:: \nabla^2 L = \underbrace{\tfrac1n J^\top J}_{\text{Gauss–Newton}}
+              + \tfrac1n\sum_i r_i \nabla^2 r_i,
+              \qquad \lambda_{\max}\big(\tfrac1n J^\top J\big) = \frac{\lambda_{\max}(\Theta)}{n}
+
+    (not in the paper).  Equals the Hessian's top eigenvalue when the
+    residual-curvature term vanishes (a linear model, or ``r = 0``).
+    ``lam_max``: a float or a :class:`~minilplr.ntk.Spectrum`.
+    """
+    v = lam_max.lam_max if isinstance(lam_max, Spectrum) else float(lam_max)
+    return v / _n(n)
+
+
+# --------------------------------------------------------------------------- drift
+
+
+class NTKDrift(NamedTuple):
+    """Relative NTK drift in the Frobenius and the spectral norm."""
+
+    frobenius: float
+    spectral: float
+
+
+def ntk_drift(theta_t, theta_0) -> NTKDrift:
+    r"""Relative drift of the kernel from initialisation (THEORY.md §1, Assumption 5.2 / arXiv v3).
+
+    .. math:: \frac{\lVert\Theta_t - \Theta_0\rVert_F}{\lVert\Theta_0\rVert_F},\qquad
+              \frac{\lVert\Theta_t - \Theta_0\rVert_2}{\lVert\Theta_0\rVert_2}
+
+    Assumption 5.2 asks ``‖Θ(θ) − Θ(θ')‖ ≤ L_Θ‖θ − θ'‖`` on the region; a
+    small drift is the "lazy" regime in which ``λ_min`` stays near its value
+    at initialisation.  Both in float64; the spectral norm by
+    :func:`minilplr.ntk.symmetric_norm`.
+    """
+    if tuple(theta_t.shape) != tuple(theta_0.shape):
+        raise ValueError(f"theta_t: expected shape {tuple(theta_0.shape)} to match theta_0, got {tuple(theta_t.shape)}")
+    xp = get_array_module(theta_t, theta_0)
+    d = theta_t.astype(np.float64) - theta_0.astype(np.float64)
+    t0 = theta_0.astype(np.float64)
+    fro0 = to_scalar(xp.linalg.norm(t0.reshape(-1)))
+    spec0 = symmetric_norm(t0)
+    if fro0 == 0 or spec0 == 0:
+        raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
+    return NTKDrift(to_scalar(xp.linalg.norm(d.reshape(-1))) / fro0, symmetric_norm(d) / spec0)
+
+
+def param_drift(params_t, params_0) -> float:
+    r"""Parameter drift ``‖θ_t − θ_0‖`` (Euclidean; THEORY.md §1, arXiv v3 diagnostics).
+
+    Measures how far gradient descent went from initialisation: the local
+    regime of Theorem 5.1 is a ball ``‖θ − θ₀‖ ≤ R``.  Each argument: a flat
+    ``(P,)`` array, a ``name -> array`` mapping, or a model.
+    """
+    a, b = _flat("params_t", params_t), _flat("params_0", params_0)
+    if a.shape != b.shape:
+        raise ValueError(f"params_t: expected {b.shape[0]} parameters to match params_0, got {a.shape[0]}")
+    return math.sqrt(_sq(a.astype(np.float64) - b.astype(np.float64)))
+
+
+# --------------------------------------------------------------------------- Theorem 5.4
+
+
+def pl_envelope(t, eta: float, mu: float, gap0: float = 1.0):
+    r"""The linear-rate envelope of Theorem 5.4, eq. (10).
+
+    .. math:: L_t - L^* \;\le\; (1 - \eta\mu)^t\,(L_0 - L^*) \tag{10}
+
+    (reconstruction of the blank (10); with ``η = 1/β`` it is ``(1 − μ/β)^t``).
+
+    Parameters
+    ----------
+    t : int or sequence of ints (steps)
+    eta, mu : float, ``0 ≤ ημ ≤ 1`` (Theorem 5.4's ``η ≤ 1/β`` and ``μ ≤ β`` give it)
+    gap0 : float, ``L_0 − L*``
+
+    Returns
+    -------
+    float for a scalar ``t``, else a host float64 array of ``t``'s shape.
+    """
+    eta, mu = float(eta), float(mu)
+    if not (eta > 0):
+        raise ValueError(f"eta: expected a positive step size, got {eta!r}")
+    if not (mu >= 0):
+        raise ValueError(f"mu: expected a non-negative PL constant, got {mu!r}")
+    if eta * mu > 1 + 1e-9:  # beyond rounding: the theorem does not apply
+        raise ValueError(
+            f"eta, mu: expected eta*mu <= 1 (Theorem 5.4 needs eta <= 1/beta and mu <= beta), got "
+            f"eta*mu = {eta * mu:.4g}"
+        )
+    ts = np.asarray(t)
+    if ts.dtype.kind not in "iu" or (ts < 0).any():
+        raise ValueError(f"t: expected non-negative integer step counts, got {t!r}")
+    env = float(gap0) * max(1.0 - eta * mu, 0.0) ** ts.astype(np.float64)
+    return float(env) if ts.ndim == 0 else env
+
+
+def contraction_step14(loss_next, loss, eta: float, mu: float, loss_star: float = 0.0, rtol=None,
+                       atol: float = 0.0) -> Check:
+    r"""One step of Theorem 5.4, eq. (14): the gap contracts by ``1 − ημ``.
+
+    .. math:: L_{t+1} - L^* \;\le\; (1 - \eta\mu)\,(L_t - L^*) \tag{14}
+
+    (reconstruction of the blank (14); it follows from (11)–(13) when
+    ``η ≤ 1/β``).  Returns ``Check(lhs = L_{t+1} − L*, rhs = (1 − ημ)(L_t − L*), holds)``,
+    ``holds`` meaning ``lhs ≤ rhs`` up to ``rtol`` of the gap ``L_t − L*``
+    plus ``atol`` (the loss's own rounding floor, once ``L_t`` is at it).
+    """
+    gap = float(loss) - float(loss_star)
+    lhs = float(loss_next) - float(loss_star)
+    rhs = (1.0 - float(eta) * float(mu)) * gap
+    scale = max(abs(gap), abs(lhs)) * max(1.0, float(eta) * float(mu))
+    return _leq(lhs, rhs + float(atol), 1e-12 if rtol is None else float(rtol), scale)
+
+
+def descent_lemma(loss_next, loss, grad, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
+    r"""The descent lemma of a β-smooth function, eq. (11).
+
+    .. math:: L(\theta - \eta\nabla L) \;\le\; L(\theta) - \eta\Big(1 - \frac{\beta\eta}{2}\Big)\lVert\nabla L\rVert^2 \tag{11}
+
+    (reconstruction of the blank (11)).  It holds for every ``η`` if ``β``
+    bounds the Hessian on the segment from ``θ`` to ``θ − η∇L``; a failure
+    says ``β`` is not a smoothness constant there.
+
+    Returns
+    -------
+    Check(lhs = L(θ − η∇L), rhs = L(θ) − η(1 − βη/2)‖∇L‖², holds)  (``holds``: lhs ≤ rhs
+    up to ``rtol`` of the terms' size ``|L| + η‖∇L‖² + βη²‖∇L‖²/2``, plus ``atol``, the
+    loss's rounding floor once ``L`` is at it)
+    """
+    g = _flat("grad", grad)
+    eta, beta, g2 = float(eta), float(beta), _sq(g)
+    rhs = float(loss) - eta * (1.0 - beta * eta / 2.0) * g2
+    scale = abs(float(loss)) + abs(float(loss_next)) + eta * g2 * (1.0 + abs(beta) * eta / 2.0)
+    return _leq(float(loss_next), rhs + float(atol), _rtol(g, rtol=rtol), scale)
+
+
+def descent_lemma_step(model, X, y, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
+    """(11) at the model's current ``θ``: takes the step ``θ − η∇L``, measures, restores ``θ``."""
+    lg = loss_and_gradient(model, X, y)
+    theta0 = flatten(model.params)
+    try:
+        load_flat(model, theta0 - float(eta) * lg.grad.astype(theta0.dtype))
+        loss_next = to_scalar(mse(model.forward(X), y)[0])
+    finally:
+        load_flat(model, theta0)
+    return descent_lemma(loss_next, lg.loss, lg.grad, eta, beta, rtol=rtol, atol=atol)
+
+
+# --------------------------------------------------------------------------- the Hessian's top eigenvalue
+
+
+def _require_float64(model):
+    dt = getattr(model, "dtype", None)
+    if dt is None:
+        dt = next(iter(model.params.values())).dtype
+    if np.dtype(dt) != np.float64:
+        raise ValueError(
+            f"model: expected a float64 model for finite-difference Hessian-vector products, got {np.dtype(dt)} "
+            "(float32 differences lose ~3 digits of 7); use minilplr.ntk.float64_copy(model)"
+        )
+
+
+def hessian_vector_product(model, X, y, v, h: float = 1e-5):
+    r"""``H v`` by central differences of the hand-written gradient, in float64.
+
+    .. math:: \nabla^2 L(\theta)\, v \;\approx\; \frac{\nabla L(\theta + h v) - \nabla L(\theta - h v)}{2h}
+
+    Truncation ``O(h²)``, rounding ``O(ε‖∇L‖/h)`` (``h = 1e-5`` balances them
+    near ``1e-10`` for ``‖v‖ = 1``).  The ReLU masks are frozen at ``θ``
+    (:func:`minilplr.layers.frozen_activations`): without that, a difference
+    whose two points straddle a kink sees the gradient's jump divided by
+    ``2h``.  On the paper's MLP that is no rare event — 200 samples × 1024
+    hidden units put a few pre-activations within ``h`` of zero — and it once
+    inflated ``β`` from 94 to 656 at ``h = 1e-5``.  Frozen, the result is the
+    Hessian of the linear piece at ``θ`` (what autograd computes), the same
+    for every ``h``.
+
+    Parameters
+    ----------
+    model : float64 Model or Sequential (parameters restored on return)
+    X, y : arrays on the model's backend
+    v : array (P,), ``model.params`` order
+    h : float
+
+    Returns
+    -------
+    array (P,), float64
+    """
+    _require_float64(model)
+    theta0 = flatten(model.params)
+    v = v.reshape(-1)
+    if v.shape != theta0.shape:
+        raise ValueError(f"v: expected shape {tuple(theta0.shape)} (P,), got {tuple(v.shape)}")
+    if not (float(h) > 0):
+        raise ValueError(f"h: expected a positive step, got {h!r}")
+    try:
+        loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
+        with frozen_activations(model):
+            load_flat(model, theta0 + h * v)
+            g_plus = loss_and_gradient(model, X, y).grad
+            load_flat(model, theta0 - h * v)
+            g_minus = loss_and_gradient(model, X, y).grad
+    finally:
+        load_flat(model, theta0)
+    return (g_plus - g_minus) / (2.0 * h)  # (∇L(θ+hv) − ∇L(θ−hv)) / 2h
+
+
+class HessianTop(NamedTuple):
+    """Power-iteration result: ``beta = ‖H‖₂`` estimate, signed Rayleigh quotient, iterations, converged."""
+
+    beta: float
+    rayleigh: float
+    iterations: int
+    converged: bool
+
+
+def hessian_top_eigenvalue(model, X, y, max_iter: int = 200, tol: float = 1e-7, seed: int = 0,
+                           h: float = 1e-5) -> HessianTop:
+    r"""The Hessian's largest eigenvalue in magnitude, ``β = ‖∇²L‖₂``, by power iteration.
+
+    .. math:: v_{j+1} = \frac{H v_j}{\lVert H v_j\rVert},\qquad
+              \beta_j = \lVert H v_j\rVert \;\nearrow\; \max_i |\lambda_i(H)|
+
+    on finite-difference Hessian-vector products
+    (:func:`hessian_vector_product`).  ``β_j`` increases to the spectral norm
+    even when ``±λ`` share the top magnitude (the Rayleigh quotient
+    ``vᵀHv`` would oscillate there; it is returned for the sign).  This is the
+    local smoothness constant of Theorem 5.4 (THEORY.md §1, consequence), to
+    test its step-size condition with :func:`step_size_condition`.
+
+    Parameters
+    ----------
+    model : float64 model (see :func:`minilplr.ntk.float64_copy`)
+    X, y : data on the model's backend
+    max_iter : int
+    tol : float
+        Stop when ``|β_j − β_{j−1}| ≤ tol · β_j``.
+    seed : int
+        Host seed of the start vector.
+    h : float
+        Finite-difference step.
+
+    Returns
+    -------
+    HessianTop(beta, rayleigh, iterations, converged)
+    """
+    _require_float64(model)
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+    theta0 = flatten(model.params)
+    be = backend_of(theta0)
+    v = to_device(np.random.default_rng(seed).standard_normal(theta0.shape[0]), be, np.float64)
+    v = v / math.sqrt(_sq(v))
+    beta_prev, beta, rq = 0.0, 0.0, 0.0
+    for it in range(1, int(max_iter) + 1):
+        w = hessian_vector_product(model, X, y, v, h=h)  # H v_j
+        rq = to_scalar(v @ w)  # vᵀ H v
+        beta = math.sqrt(_sq(w))  # ‖H v_j‖
+        if beta == 0.0:
+            return HessianTop(0.0, 0.0, it, True)
+        v = w / beta
+        if abs(beta - beta_prev) <= float(tol) * beta:
+            return HessianTop(beta, rq, it, True)
+        beta_prev = beta
+    return HessianTop(beta, rq, int(max_iter), False)
+
+
+def step_size_condition(eta: float, beta) -> Check:
+    r"""Theorem 5.4's step-size condition ``η ≤ 1/β``: did it hold?
+
+    ``beta``: a float or a :class:`HessianTop`.  Returns
+    ``Check(lhs = η, rhs = 1/β, holds = η ≤ 1/β)`` (exact comparison, no slack).
+    """
+    b = beta.beta if isinstance(beta, HessianTop) else float(beta)
+    eta = float(eta)
+    if not (eta > 0):
+        raise ValueError(f"eta: expected a positive step size, got {eta!r}")
+    if not (b >= 0):
+        raise ValueError(f"beta: expected a non-negative smoothness constant, got {beta!r}")
+    bound = math.inf if b == 0 else 1.0 / b
+    return Check(eta, bound, bool(eta <= bound))
+
+
+# --------------------------------------------------------------------------- all of it at one point
+
+
+@dataclass(eq=False)
+class PLReport:
+    """The PL diagnostics of Theorem 5.1 at one point ``θ`` (see :func:`pl_diagnostics`)."""
+
+    n: int
+    loss: float
+    loss_star: float
+    grad_sq: float
+    spectrum: Spectrum
+    mu: float
+    pl_ratio: float
+    smoothness_gn: float
+    identity: Check
+    steps: dict
+
+    @property
+    def holds(self) -> bool:
+        """Every step (6)–(9) held."""
+        return all(c.holds for c in self.steps.values())
+
+    def __str__(self):
+        lines = [
+            f"n = {self.n}, L = {self.loss:.6g}, L* = {self.loss_star:.6g}, ‖∇L‖² = {self.grad_sq:.6g}",
+            f"Θ: {self.spectrum}",
+            f"μ = λ_min/n = {self.mu:.6g}" + ("" if self.spectrum.resolved else " (λ_min unresolved: lower bound 0)"),
+            f"PL ratio ‖∇L‖²/(2(L−L*)) = {self.pl_ratio:.6g}, Gauss–Newton smoothness λ_max/n = {self.smoothness_gn:.6g}",
+            f"‖∇L‖² = rᵀΘr/n²: {self.identity}",
+        ]
+        lines += [f"step ({k}): {c}" for k, c in self.steps.items()]
+        return "\n".join(lines)
+
+
+def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structured", dtype=None,
+                   solver: str = "auto") -> PLReport:
+    r"""Θ, its spectrum, ``μ``, the PL ratio and every step (6)–(9) of Theorem 5.1 at the current ``θ``.
+
+    One forward/backward pass for ``L``, ``∇L`` and ``r``; one
+    :func:`~minilplr.ntk.empirical_ntk` (``method``, ``dtype``) and
+    :func:`~minilplr.ntk.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
+
+    Returns
+    -------
+    PLReport with ``steps = {6: Check, 7: Check, 8: Check, 9: Check}``.
+    """
+    lg = loss_and_gradient(model, X, y)
+    theta = empirical_ntk(model, X, method=method, dtype=dtype)
+    spec = ntk_spectrum(theta, solver=solver)
+    n = lg.n
+    steps = {
+        6: pl_step6_rayleigh(theta, lg.r, spec),
+        7: pl_step7_gradient_bound(lg.grad, lg.r, spec, n),
+        8: pl_step8_loss_bound(lg.grad, lg.loss, spec, n),
+        9: pl_step9_pl_inequality(lg.grad, lg.loss, spec, n, loss_star=loss_star),
+    }
+    return PLReport(
+        n=n,
+        loss=lg.loss,
+        loss_star=float(loss_star),
+        grad_sq=_sq(lg.grad),
+        spectrum=spec,
+        mu=pl_constant(spec, n),
+        pl_ratio=pl_ratio(lg.grad, lg.loss, loss_star),
+        smoothness_gn=gauss_newton_smoothness(spec, n),
+        identity=gradient_norm_identity(lg.grad, theta, lg.r, n),
+        steps=steps,
+    )

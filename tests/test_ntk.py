@@ -1,0 +1,260 @@
+"""The Jacobian, the empirical NTK (both methods) and its spectrum (minilplr.ntk).
+
+Properties, in float64 on the backend under test (strict by default):
+
+* ``J`` equals central differences of the forward pass, column by column;
+* the per-sample gradients of the layer protocol sum to ``backward``'s;
+* ``structured`` equals ``J Jᵀ`` to 1e-10 relative, for any ``K``;
+* Θ is symmetric positive semi-definite;
+* a singular Θ (duplicate samples, ``N·K > P``) is reported unresolved.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minilplr import models, ntk
+from minilplr.backend import to_host
+from minilplr.gradcheck import numerical_jvp_columns, rel_error
+from minilplr.layers import Dense, Layer, Sequential
+
+from .strategies import gaussian, mlp_configs, seeds
+
+
+def _model_and_data(cfg, be, dev, dtype="float64"):
+    """A small MLP with non-zero biases (a dead unit then gives no exact 0 pre-activation: no kink) and data."""
+    m = models.mlp(cfg["d_in"], cfg["width"], cfg["depth"], cfg["d_out"], seed=cfg["seed"], dtype=dtype, backend=be)
+    for k, p in m.params.items():
+        if k.endswith(".b"):
+            p[...] = dev(gaussian(cfg["seed"] + 7, *p.shape, scale=0.1), p.dtype)
+    X = dev(gaussian(cfg["seed"] + 1, cfg["n"], cfg["d_in"]), np.dtype(dtype))
+    return m, X
+
+
+@given(cfg=mlp_configs(max_depth=3, max_width=6, max_n=5, max_d=4, max_k=3), chunk=st.integers(1, 5))
+def test_jacobian_matches_central_differences(cfg, chunk, be, dev):
+    m, X = _model_and_data(cfg, be, dev)
+    P = sum(int(p.size) for p in m.params.values())
+    J = ntk.jacobian(m, X, max_bytes=chunk * P * 8)  # chunks of `chunk` samples
+    assert J.shape == (cfg["n"] * cfg["d_out"], P) and J.dtype == np.float64
+    cols = [numerical_jvp_columns(lambda: m.forward(X), p) for p in m.params.values()]
+    J_fd = be.xp.concatenate(cols, axis=1)  # columns in model.params order, rows i·K + k
+    assert rel_error(J, J_fd) < 1e-7
+
+
+@given(cfg=mlp_configs(max_depth=4, max_width=7, max_n=6, max_d=5, max_k=3))
+def test_per_sample_grads_sum_to_backward(cfg, be, dev):
+    m, X = _model_and_data(cfg, be, dev)
+    out = m.forward(X)
+    seed = dev(gaussian(cfg["seed"] + 2, *out.shape))
+    _, psg = m.per_sample_backward(seed)
+    assert list(psg) == list(m.params)
+    m.backward(seed)
+    for name, g in m.grads.items():
+        assert psg[name].shape == (cfg["n"],) + tuple(m.params[name].shape)
+        assert rel_error(psg[name].sum(axis=0), g) < 1e-12
+
+
+@given(cfg=mlp_configs(max_depth=4, max_width=8, max_n=6, max_d=5, max_k=3))
+def test_structured_equals_jacobian_and_is_symmetric_psd(cfg, be, dev):
+    m, X = _model_and_data(cfg, be, dev)
+    T_jac = ntk.empirical_ntk(m, X, method="jacobian")
+    T_str = ntk.empirical_ntk(m, X, method="structured")
+    nk = cfg["n"] * cfg["d_out"]
+    assert T_str.shape == (nk, nk) and T_str.dtype == np.float64
+    assert rel_error(T_str, T_jac) < 1e-10
+    assert rel_error(T_str, T_str.T) < 1e-14
+    spec = ntk.ntk_spectrum(T_str)
+    assert spec.lam_min_computed >= -spec.floor  # PSD up to rounding
+    assert spec.lam_max >= 0
+    ev = spec.eigenvalues
+    assert np.all(np.diff(ev) >= 0) and ev.shape == (nk,)
+
+
+@given(cfg=mlp_configs(max_depth=3, max_width=6, max_n=5, max_d=4, max_k=3))
+def test_traced_ntk_sums_output_diagonal_blocks(cfg, be, dev):
+    m, X = _model_and_data(cfg, be, dev)
+    T = to_host(ntk.empirical_ntk(m, X))
+    K, n = cfg["d_out"], cfg["n"]
+    expected = sum(T[k::K, k::K] for k in range(K))  # Θ restricted to output k, summed
+    got = to_host(ntk.traced_ntk(ntk.empirical_ntk(m, X), K))
+    assert got.shape == (n, n)
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=0)
+
+
+def test_float32_model_stays_float32_unless_asked(be, dev):
+    m = models.mlp(4, 6, 3, 2, seed=0, backend=be)  # float32 default
+    X = dev(gaussian(1, 5, 4), np.float32)
+    assert ntk.jacobian(m, X).dtype == np.float32
+    assert ntk.empirical_ntk(m, X).dtype == np.float32
+    T64 = ntk.empirical_ntk(m, X, dtype="float64")
+    assert T64.dtype == np.float64
+    m64 = ntk.float64_copy(m)
+    assert m.params["fc1.W"].dtype == np.float32  # original untouched
+    assert all(p.dtype == np.float64 for p in m64.params.values()) and m64.dtype == np.float64
+    assert rel_error(ntk.empirical_ntk(m64, X.astype(np.float64)), T64) < 1e-5  # float32 factors
+
+
+# --------------------------------------------------------------------------- the spectrum
+
+
+@given(seed=seeds, n=st.integers(3, 30))
+def test_spectrum_dense_and_lanczos_agree(seed, n, be, dev):
+    A = gaussian(seed, n, n + 3)
+    T = dev(A @ A.T + 0.1 * np.eye(n))  # well conditioned, λ_min ≥ 0.1
+    ref = np.linalg.eigvalsh(A @ A.T + 0.1 * np.eye(n))
+    d = ntk.ntk_spectrum(T, solver="dense")
+    lz = ntk.ntk_spectrum(T, solver="lanczos")
+    assert d.resolved and lz.resolved and d.solver == "dense" and lz.solver == "lanczos"
+    np.testing.assert_allclose([d.lam_min, d.lam_max], [ref[0], ref[-1]], rtol=1e-10)
+    np.testing.assert_allclose([lz.lam_min, lz.lam_max], [ref[0], ref[-1]], rtol=1e-7)
+    assert d.cond == pytest.approx(ref[-1] / ref[0], rel=1e-9)
+    assert d.lam_min_lower <= ref[0] <= d.lam_min_upper
+
+
+@given(seed=seeds, n=st.integers(3, 25), rank=st.integers(1, 24))
+def test_rank_deficient_kernel_is_unresolved(seed, n, rank, be, dev):
+    r = min(rank, n - 1)
+    A = gaussian(seed, n, r)
+    spec = ntk.ntk_spectrum(dev(A @ A.T))  # exact λ_min = 0
+    assert not spec.resolved
+    assert spec.lam_min is None and spec.cond == float("inf") and spec.lam_min_lower == 0.0
+    assert spec.lam_min_upper >= 0.0
+    assert "unresolved" in str(spec)
+
+
+def test_float32_kernel_gets_the_float32_floor(be, dev):
+    A = gaussian(3, 10, 12)
+    T = A @ A.T
+    s64 = ntk.ntk_spectrum(dev(T))
+    s32 = ntk.ntk_spectrum(dev(T, np.float32))
+    assert s32.eps == pytest.approx(np.finfo(np.float32).eps)
+    assert s32.floor == pytest.approx(s32.eps * 10 * s32.lam_max)
+    assert s32.floor > 1e6 * s64.floor
+    # A kernel whose λ_min sits between the two floors: resolved in float64 only.
+    w, V = np.linalg.eigh(T)
+    w[0] = w[-1] * 1e-8
+    T2 = (V * w) @ V.T
+    assert ntk.ntk_spectrum(dev(T2)).resolved
+    assert not ntk.ntk_spectrum(dev(T2, np.float32)).resolved
+    assert ntk.ntk_spectrum(dev(T2, np.float32), eps=1e-16).resolved  # an explicit eps overrides
+
+
+@given(cfg=mlp_configs(max_depth=3, max_width=6, max_n=6, max_d=4, max_k=2))
+def test_duplicate_samples_make_lambda_min_unresolved(cfg, be, dev):
+    n = max(cfg["n"], 2)
+    Xh = gaussian(cfg["seed"] + 1, n, cfg["d_in"])
+    Xh[1] = Xh[0]  # two identical samples: two identical rows of J
+    m = models.mlp(cfg["d_in"], cfg["width"], cfg["depth"], cfg["d_out"], seed=cfg["seed"], dtype="float64", backend=be)
+    spec = ntk.ntk_spectrum(ntk.empirical_ntk(m, dev(Xh)))
+    assert not spec.resolved and spec.lam_min is None
+
+
+def test_more_outputs_than_parameters_is_unresolved(be, dev):
+    m = models.mlp(1, 1, 1, 1, seed=0, dtype="float64", backend=be)  # P = 2
+    X = dev(gaussian(0, 5, 1))  # N·K = 5 > P
+    T = ntk.empirical_ntk(m, X)
+    assert not ntk.ntk_spectrum(T).resolved
+    assert not ntk.ntk_spectrum(T, solver="lanczos").resolved
+
+
+def test_symmetric_norm(be, dev):
+    S = np.diag([-5.0, 1.0, 2.0, 0.5])
+    assert ntk.symmetric_norm(dev(S)) == pytest.approx(5.0)
+    assert ntk.symmetric_norm(dev(S), solver="lanczos") == pytest.approx(5.0, rel=1e-8)
+
+
+# --------------------------------------------------------------------------- the protocol and bad input
+
+
+def test_bad_arguments_raise_clear_errors(be, dev):
+    m = models.mlp(3, 4, 2, 1, seed=0, dtype="float64", backend=be)
+    X = dev(gaussian(0, 4, 3))
+    with pytest.raises(ValueError, match="method"):
+        ntk.empirical_ntk(m, X, method="autograd")
+    with pytest.raises(ValueError, match="dtype"):
+        ntk.empirical_ntk(m, X, dtype="int8")
+    with pytest.raises(ValueError, match="max_bytes"):
+        ntk.jacobian(m, X, max_bytes=0)
+    with pytest.raises(ValueError, match="X"):
+        ntk.jacobian(m, dev(gaussian(0, 4, 5)))
+    with pytest.raises(TypeError, match="model"):
+        ntk.empirical_ntk("not a model", X)
+    with pytest.raises(ValueError, match="theta"):
+        ntk.ntk_spectrum(dev(np.ones((3, 4))))
+    with pytest.raises(ValueError, match="solver"):
+        ntk.ntk_spectrum(dev(np.eye(3)), solver="qr")
+    with pytest.raises(ValueError, match="eps"):
+        ntk.ntk_spectrum(dev(np.eye(3)), eps=-1.0)
+    with pytest.raises(ValueError, match="K"):
+        ntk.traced_ntk(dev(np.eye(4)), 3)
+
+
+class _Scale(Layer):
+    """A layer with a parameter but no per-sample rule: the protocol must refuse it."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.params["s"] = s
+        self.grads["s"] = None
+
+    def forward(self, x):
+        self.x = x
+        return x * self.params["s"]
+
+    def backward(self, dout, need_dx=True):
+        self.grads["s"] = (dout * self.x).sum(axis=0)
+        return dout * self.params["s"]
+
+
+class _Twice(Sequential):
+    """Not a chain: backward overridden, per-sample methods not."""
+
+    def forward(self, x):
+        return super().forward(x) * 2
+
+    def backward(self, dout, need_dx=False):
+        return super().backward(dout * 2, need_dx)
+
+
+def test_layers_without_a_per_sample_rule_are_refused(be, dev):
+    X = dev(gaussian(0, 3, 2))
+    seq = Sequential([("fc", Dense(dev(gaussian(1, 2, 2)), dev(np.zeros(2)))), ("s", _Scale(dev(np.ones(2))))])
+    with pytest.raises(NotImplementedError, match="_Scale.*per_sample_backward"):
+        ntk.jacobian(seq, X)
+    twice = _Twice([("fc", Dense(dev(gaussian(1, 2, 1)), dev(np.zeros(1))))])
+    with pytest.raises(NotImplementedError, match="_Twice.*ntk_backward"):
+        ntk.empirical_ntk(twice, X)
+
+
+def test_generic_rule_equals_dense_rule(be, dev):
+    """A layer with only per_sample_backward gets the generic F Fᵀ rule; it matches Dense's structured one."""
+
+    class PlainDense(Dense):
+        ntk_backward = Layer.ntk_backward  # fall back to the generic rule
+
+    W1, W2 = dev(gaussian(1, 3, 5)), dev(gaussian(2, 5, 2))
+    b1, b2 = dev(gaussian(3, 5)), dev(gaussian(4, 2))
+    from minilplr.layers import ReLU
+
+    X = dev(gaussian(0, 4, 3))
+    fast = Sequential([("a", Dense(W1, b1)), ("r", ReLU()), ("b", Dense(W2, b2))])
+    slow = Sequential([("a", PlainDense(W1, b1)), ("r", ReLU()), ("b", PlainDense(W2, b2))])
+    T_fast = ntk.empirical_ntk(fast, X, dtype="float64")
+    T_slow = ntk.empirical_ntk(slow, X, dtype="float64")
+    assert rel_error(T_fast, T_slow) < 1e-13
+    assert rel_error(T_fast, ntk.empirical_ntk(fast, X, method="jacobian")) < 1e-13
+
+
+def test_lanczos_that_does_not_converge_reports_unresolved(be, dev, monkeypatch):
+    """A starved Lanczos (4 vectors, 2 restarts) on clustered small eigenvalues: no λ_min is claimed."""
+    monkeypatch.setattr(ntk, "LANCZOS_NCV", 4)
+    monkeypatch.setattr(ntk, "LANCZOS_MAXITER", 2)
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    w = np.concatenate([1.0 + 1e-3 * rng.random(299), [1e6]])  # λ_max isolated, λ_min in a cluster
+    spec = ntk.ntk_spectrum(dev((Q * w) @ Q.T), solver="lanczos")
+    assert spec.lam_max == pytest.approx(1e6, rel=1e-8)
+    assert not spec.converged and not spec.resolved and spec.lam_min is None
+    assert spec.lam_min_upper >= w.min()  # the smallest Ritz value bounds λ_min from above
+    assert "did not converge" in str(spec)
