@@ -11,6 +11,8 @@ Every experiment module in this package defines
     types).  ``quick`` runs the same pipeline at small size in a few minutes
     on a 2-core CPU; ``paper`` uses the paper's settings.
 ``run(config, out_dir, backend=None, progress=True) -> dict``
+    ``out_dir`` is the experiment's own folder, ``<out>/<NAME>``; runs that
+    several experiments share are cached in ``<out>/runs``.
     Trains/computes, saving results under ``out_dir`` *as it goes* (so an
     interrupted run resumes from its last checkpoint and never loses finished
     work), and returns the results: plain JSON types and NumPy arrays on the
@@ -18,11 +20,22 @@ Every experiment module in this package defines
 ``plot(results, out_dir) -> list[pathlib.Path]``
     Figures from saved results only (re-plotting never re-trains).
 ``report(results) -> dict``
-    ``{"figures": [(path_relative_to_out_dir, caption)], "claims": [
+    ``{"figures": [(file name relative to out_dir, caption)], "claims": [
     {"claim": str, "measured": str, "holds": True | False | None}]}`` for
     ``report.md``.
 
 The modules are listed in :data:`EXPERIMENTS` in the order ``run_all`` runs them.
 """
 
-EXPERIMENTS: list[str] = []
+EXPERIMENTS: list[str] = [
+    "fig1_linear_convergence",
+    "fig2_pl_loglog",
+    "ntk_stability",
+    "fig4_initialisation",
+    "fig5_width_ablation",
+    "linear_width",
+    "linear_schedules",
+    "linear_init",
+    "linear_imbalance",
+]
+"""Run order of ``scripts/run_all.py``: the LPLR paper's MNIST figures, then the linear-network paper's."""

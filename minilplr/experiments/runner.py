@@ -62,6 +62,7 @@ def run_experiments(names, *, preset="quick", out="results", backend=None, plot_
             elif not fresh:
                 log(f"[{name}] {mod.TITLE}")
                 res = mod.run(cfg, folder, backend=backend, progress=progress)
+                res.setdefault("status", "finished")
                 res["config"] = cfg
                 res["config_hash"] = config_hash(cfg)
                 res["seconds"] = time.perf_counter() - t0

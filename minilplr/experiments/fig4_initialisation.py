@@ -1,0 +1,81 @@
+"""LPLR paper, Figure 4: He initialisation against the depth-aware "enhanced" He initialisation.
+
+Both runs use the MNIST setting of Fig. 1; the enhanced one scales He's
+weight variance by a depth factor ``c(L) < 1`` (default ``1/L``: a
+reconstruction, the paper's formula is lost; :func:`minilplr.init.enhanced_he_normal`).
+The paper reports that both converge linearly and the enhanced one more
+slowly.  The figure shows both loss curves on a semi-log axis with their
+fitted rates (L* = 0), and ``λ_min(Θ_t)/n`` of each.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .fits import fit_linear_rate
+from .mnist_gd import MNIST_PRESETS, fmt, gd_run, mu_along_path, run_config, settings_text
+from .plotting import figure, footer, save
+
+NAME = "fig4_initialisation"
+TITLE = "LPLR paper Fig. 4: He against depth-aware enhanced He initialisation (factor 1/L, a reconstruction)"
+PRESETS = {k: dict(v, inits=["he", "enhanced_he"]) for k, v in MNIST_PRESETS.items()}
+
+
+def run(config, out_dir, backend=None, progress=True):
+    runs = {}
+    for init in config["inits"]:
+        rc = run_config(config, init=init)
+        runs[init] = gd_run(rc, Path(out_dir).parent / "runs", backend, progress, label=init)
+    fits = {k: fit_linear_rate(r["history"]["loss"], 0.0) for k, r in runs.items()}
+    mus = {k: mu_along_path(r) for k, r in runs.items()}
+    status = "finished" if all(r["status"] == "finished" for r in runs.values()) else "partly diverged"
+    return dict(status=status, data=next(iter(runs.values()))["data"], runs=runs, fits=fits, mus=mus)
+
+
+def plot(results, out_dir):
+    fig, (ax1, ax2) = figure(ncols=2)
+    for i, (init, res) in enumerate(results["runs"].items()):
+        loss = res["history"]["loss"]
+        t = np.arange(loss.size)
+        f = results["fits"][init]
+        tag = "" if res["status"] == "finished" else f" ({res['status']})"
+        ax1.semilogy(t, loss, color=f"C{i}", lw=1.6, label=f"{init}{tag}: q = {fmt(f['rate'], 6)}, R² {fmt(f['r2'])}")
+        if f["lo"] is not None:
+            tt = np.arange(f["lo"], f["hi"] + 1)
+            ax1.semilogy(tt, np.exp(f["intercept"] + f["log_rate"] * tt), "--", color=f"C{i}", lw=0.9)
+        d = res["diag"]
+        if d:
+            ax2.semilogy(d["step"], d["lam_min"] / res["n"], "o-", color=f"C{i}", ms=3, label=f"{init}")
+    ax1.set_xlabel("GD step t")
+    ax1.set_ylabel("$L_t$ (L* = 0)")
+    ax1.legend(fontsize=7)
+    ax1.set_title("training loss and fitted rates", fontsize=10)
+    ax2.set_xlabel("GD step t")
+    ax2.set_ylabel(r"$\mu_t = \lambda_{\min}(\Theta_t)/n$")
+    ax2.legend(fontsize=7)
+    ax2.set_title("NTK lower bound along training", fontsize=10)
+    fig.suptitle("Fig. 4 (LPLR): initialisation comparison", fontsize=11)
+    res0 = next(iter(results["runs"].values()))
+    footer(fig, settings_text(res0).replace(f"{res0['run_config']['init']} init", "He / enhanced-He (c = 1/L) init"))
+    return [save(fig, Path(out_dir) / "fig4_initialisation.png")]
+
+
+def report(results):
+    fits, runs = results["fits"], results["runs"]
+    he, en = fits.get("he"), fits.get("enhanced_he")
+    res0 = runs["he"]
+    cap = (f"Fig. 4 (LPLR): He vs enhanced He (variance × 1/L, reconstruction), loss on a semi-log axis with fitted "
+           f"rates, and λ_min(Θ_t)/n. {settings_text(res0).replace('he init', 'He / enhanced-He init')}. "
+           + "; ".join(f"{k}: q = {fmt(f['rate'], 6)}/step, R² {fmt(f['r2'])}, final loss "
+                       f"{fmt(runs[k]['history']['loss'][-1])}" for k, f in fits.items()))
+    claims = [
+        dict(claim="Both initialisations converge linearly (R² ≥ 0.95 of the log-loss line)",
+             measured="; ".join(f"{k}: R² {fmt(f['r2'])}" for k, f in fits.items()),
+             holds=bool(all(np.isfinite(f["r2"]) and f["r2"] >= 0.95 for f in fits.values()))),
+        dict(claim="The enhanced (depth-aware) initialisation converges more slowly than He",
+             measured=f"q(He) = {fmt(he['rate'], 6)}, q(enhanced) = {fmt(en['rate'], 6)}; final loss "
+                      f"{fmt(runs['he']['history']['loss'][-1])} vs {fmt(runs['enhanced_he']['history']['loss'][-1])}",
+             holds=bool(en["rate"] > he["rate"]) if np.isfinite(he["rate"]) and np.isfinite(en["rate"]) else None),
+    ]
+    return {"figures": [("fig4_initialisation.png", cap)], "claims": claims}

@@ -1,0 +1,101 @@
+"""NTK stability along the MNIST GD run (Assumption 5.2; not a figure of the paper).
+
+The LPLR theorem needs, on the region GD visits, ``λ_min(Θ(θ)) ≥ λ₀ > 0``
+and a Lipschitz NTK, and Theorem 5.4 needs ``η ≤ 1/β``.  This figure shows,
+for the He run of Fig. 1: ``λ_min(Θ_t)`` and ``λ_max(Θ_t)``, the NTK drift
+``‖Θ_t − Θ_0‖/‖Θ_0‖`` (Frobenius and spectral) and the parameter drift
+``‖θ_t − θ_0‖`` over training; and ``η`` against ``1/β`` with ``β`` the
+Hessian's top eigenvalue (power iteration) at the start and the end, beside
+the Gauss–Newton estimate ``λ_max(Θ)/n``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .mnist_gd import MNIST_PRESETS, fmt, gd_run, run_config, settings_text
+from .plotting import figure, footer, save
+
+NAME = "ntk_stability"
+TITLE = "NTK stability along GD (Assumption 5.2): λ_min(Θ_t), NTK and parameter drift, η against 1/β"
+PRESETS = MNIST_PRESETS
+
+
+def run(config, out_dir, backend=None, progress=True):
+    res = gd_run(run_config(config), Path(out_dir).parent / "runs", backend, progress, label="he")
+    return dict(status=res["status"], data=res["data"], run=res)
+
+
+def plot(results, out_dir):
+    res = results["run"]
+    d, h, n, lr = res["diag"], res["history"], res["n"], res["lr"]
+    fig, axes = figure(ncols=3, width=4.3)
+    ax = axes[0]
+    if d:
+        ax.semilogy(d["step"], d["lam_min"], "o-", ms=3, color="C3", label=r"$\lambda_{\min}(\Theta_t)$")
+        ax.semilogy(d["step"], d["lam_max"], "s-", ms=3, color="C0", label=r"$\lambda_{\max}(\Theta_t)$")
+        unres = d["resolved"] == 0
+        if unres.any():
+            ax.semilogy(d["step"][unres], d["lam_min_bound"][unres], "v", color="0.5", label="λ_min unresolved (bound)")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("NTK eigenvalue")
+    ax.legend(fontsize=7)
+    ax.set_title("NTK spectrum edges", fontsize=10)
+    ax = axes[1]
+    if d:
+        ax.plot(d["step"], d["ntk_drift_fro"], "o-", ms=3, color="C2", label=r"$\|\Theta_t-\Theta_0\|_F/\|\Theta_0\|_F$")
+        ax.plot(d["step"], d["ntk_drift_spec"], "s--", ms=3, color="C4", label=r"$\|\Theta_t-\Theta_0\|_2/\|\Theta_0\|_2$")
+    ax2 = ax.twinx()
+    ax2.plot(np.arange(h["param_drift"].size), h["param_drift"], color="C1", lw=1.2, label=r"$\|\theta_t-\theta_0\|$")
+    ax2.set_ylabel(r"$\|\theta_t-\theta_0\|$", color="C1")
+    ax.set_xlabel("GD step t")
+    ax.set_ylabel("relative NTK drift")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left")
+    ax.set_title("drift of the kernel and the parameters", fontsize=10)
+    ax = axes[2]
+    hs = res["hessian"]
+    labels, vals = [], []
+    for key, lab in (("beta0", "β at start"), ("betaT", "β at end")):
+        if key in hs:
+            labels.append(lab)
+            vals.append(hs[key])
+    if d:
+        labels += ["λ_max(Θ_0)/n", "λ_max(Θ_T)/n"]
+        vals += [d["lam_max"][0] / n, d["lam_max"][-1] / n]
+    ax.bar(range(len(vals)), vals, color=["C0", "C0", "C2", "C2"][: len(vals)])
+    ax.axhline(1 / lr, color="C3", ls="--", label=f"1/η = {1 / lr:g}")
+    ax.set_xticks(range(len(vals)), labels, rotation=20, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("smoothness estimate")
+    ax.legend(fontsize=7)
+    ax.set_title("step-size condition η ≤ 1/β", fontsize=10)
+    fig.suptitle("NTK stability along GD (Assumption 5.2 and Theorem 5.4's step condition)", fontsize=11)
+    footer(fig, settings_text(res))
+    return [save(fig, Path(out_dir) / "ntk_stability.png")]
+
+
+def report(results):
+    res = results["run"]
+    d, lr, hs = res["diag"], res["lr"], res["hessian"]
+    lam = np.asarray(d.get("lam_min", []), float)
+    ratio = float(np.nanmin(lam) / lam[0]) if lam.size and np.isfinite(lam[0]) else float("nan")
+    betas = [hs[k] for k in ("beta0", "betaT") if k in hs]
+    cap = (f"NTK stability (Assumption 5.2): λ_min/λ_max of Θ_t, NTK and parameter drift, and η against 1/β. "
+           f"{settings_text(res)}. λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, "
+           f"min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}, final NTK drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}, "
+           f"β (start, end) = {', '.join(fmt(b) for b in betas)}, 1/η = {1 / lr:g}.")
+    claims = [
+        dict(claim="Assumption 5.2: λ_min(Θ_t) stays bounded away from 0 along GD (min over t ≥ half its start)",
+             measured=f"λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}",
+             holds=None if not np.isfinite(ratio) else bool(ratio >= 0.5)),
+        dict(claim="The NTK stays close to its initial value (relative Frobenius drift < 0.1)",
+             measured=f"final drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}",
+             holds=bool(d["ntk_drift_fro"][-1] < 0.1) if d else None),
+        dict(claim="Theorem 5.4's step condition η ≤ 1/β holds (β: Hessian top eigenvalue, start and end)",
+             measured=f"η·β = {', '.join(fmt(lr * b) for b in betas)}",
+             holds=bool(all(lr * b <= 1 for b in betas)) if betas else None),
+    ]
+    return {"figures": [("ntk_stability.png", cap)], "claims": claims}
