@@ -248,3 +248,25 @@ def test_hessian_vector_product_is_blind_to_a_nearby_relu_kink(be):
     inside = hessian_vector_product(m, X, y, v, h=1e-7)
     rel = float(B.to_host(((straddle - inside) ** 2).sum()) ** 0.5 / B.to_host((inside ** 2).sum()) ** 0.5)
     assert rel < 1e-6
+
+
+@given(n=st.integers(2, 8), d=st.integers(1, 12), seed=st.integers(0, 2**31 - 1))
+def test_kernel_regime_loss_is_exact_for_a_linear_model(be, n, d, seed):
+    """f(x) = x·w + b is its own linearisation: GD's loss equals the Θ_0 prediction at every step."""
+    from minilplr import backend as B
+    from minilplr import models, optim
+    from minilplr.ntk import empirical_ntk
+    from minilplr.pl import kernel_regime_loss
+    from minilplr.train import train_gd
+
+    rng = np.random.default_rng(seed)
+    m = models.mlp(d, 1, 1, 1, seed=seed, dtype="float64", backend=be)  # depth 1: a linear model
+    X = B.to_device(rng.standard_normal((n, d)), be)
+    y = B.to_device(rng.standard_normal((n, 1)), be)
+    theta0 = empirical_ntk(m, X)
+    r0 = m.forward(X) - y
+    lam_max = float(np.linalg.eigvalsh(B.to_host(theta0)).max())
+    eta = 0.9 * n / lam_max  # stable: every (1 − ηλ_i/n) in (−1, 1]
+    h = train_gd(m, X, y, optim.GD(eta), steps=25)
+    pred = kernel_regime_loss(theta0, r0, eta, n, 25)
+    assert np.allclose(h["loss"], pred, rtol=1e-9, atol=1e-14)

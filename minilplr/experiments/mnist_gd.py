@@ -122,6 +122,10 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         hess["beta0"], hess["beta0_converged"] = hessian_beta(rc["seed"])
         np.save(hpath, np.array([hess["beta0"], hess["beta0_converged"]], dtype=float))
 
+    r0_path = folder / "r0.npy"  # the residual at θ_0, for the kernel-regime prediction
+    if not r0_path.exists():
+        np.save(r0_path, to_host(model.forward(X) - y).astype(np.float64))
+
     status, message = "finished", ""
     try:
         h = train_gd(model, X, y, GD(lr), steps=int(rc["epochs"]), loss="mse", diagnostics=diagnostics,
@@ -142,8 +146,10 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         L, g2 = np.asarray(h["loss"], float), np.asarray(h["grad_norm_sq"], float)
         inside = t < len(L)
         diag["pl_ratio0"] = np.where(inside, g2[np.minimum(t, len(L) - 1)] / (2 * L[np.minimum(t, len(L) - 1)]), np.nan)
+    kernel_pred = (_pl.kernel_regime_loss(state["ntk0"], np.load(r0_path), lr, n, len(h["loss"]))
+                   if state["ntk0"] is not None and len(h["loss"]) else np.zeros(0))
     res = dict(
-        status=status, message=message, data=data.description, data_summary=data.summary(), n=n, lr=lr,
+        kernel_pred=kernel_pred, status=status, message=message, data=data.description, data_summary=data.summary(), n=n, lr=lr,
         run_config=rc, history={k: np.asarray(v, dtype=float) for k, v in
                                  ((k, h[k]) for k in ("loss", "grad_norm_sq", "lr", "param_drift"))},
         final_param_drift=float(h.get("final_param_drift", float("nan"))), diag=diag, hessian=hess,
@@ -154,9 +160,8 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
 
 def envelope(loss0_gap: float, lr: float, mu: float, steps: int) -> np.ndarray:
-    r"""The predicted envelope of Theorem 5.4, eq. (10): ``(L_0 − L*)(1 − ημ)^t``, ``t = 0..steps-1``."""
-    q = 1.0 - lr * mu
-    return loss0_gap * np.power(max(q, 0.0), np.arange(steps))
+    """Theorem 5.4's envelope ``(L_0 − L*)(1 − ημ)^t`` for ``t = 0 … steps-1`` (:func:`minilplr.pl.pl_envelope`)."""
+    return _pl.pl_envelope(np.arange(steps), lr, mu, loss0_gap)
 
 
 def mu_along_path(res: dict) -> float:
