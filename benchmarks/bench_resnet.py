@@ -1,0 +1,248 @@
+"""One SGD step of the Fig. 3 ResNet: minilplr against PyTorch CPU eager.
+
+Times forward + backward + update (softmax cross-entropy, plain SGD) of
+:func:`minilplr.resnet.resnet` on a batch of ``N = 128`` images ``3×32×32``
+with 5 classes, in float32, and of a PyTorch module with the same
+architecture and the same weights, in the same process, and prints
+
+* a check that both compute the same loss and gradients on the first step
+  (the two networks really are the same);
+* the median step time of each and the ratio minilplr / PyTorch (target ≤ 2.0).
+
+Both run in training mode (batch norm with batch statistics), as in training.
+Timings on a shared machine are noisy: run it twice and compare.
+
+Usage::
+
+    python benchmarks/bench_resnet.py                      # N = 128, widths 16-32-64, 1 block/stage
+    python benchmarks/bench_resnet.py --blocks 2           # "ResNet-14"
+    python benchmarks/bench_resnet.py --quick              # N = 16, 16×16 images: seconds
+    python benchmarks/bench_resnet.py --profile            # cProfile of our step, top functions
+    python benchmarks/bench_resnet.py --threads 1          # one BLAS / PyTorch thread
+
+PyTorch is a benchmark extra only: ``pip install -e ".[bench]"``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N = 16, 16x16 images, few repeats")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all)")
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--profile", action="store_true", help="print a cProfile of our step and exit")
+    return ap.parse_args(argv)
+
+
+ARGS = _parse(sys.argv[1:] if __name__ == "__main__" else [])
+if ARGS.threads:  # must happen before NumPy loads its BLAS
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from minilplr import backend as B  # noqa: E402
+from minilplr import losses, optim  # noqa: E402
+from minilplr.resnet import resnet  # noqa: E402
+
+
+def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None):
+    """Step times of ``fa`` and ``fb``, alternated ``a, b, a, b, …`` so that both see the same
+    machine load (this is a shared machine).
+
+    Returns two lists of ``(wall seconds, CPU seconds)``: the CPU time of the
+    process sums all its threads; with ``--threads 1`` it is the time the step
+    really computed, whatever else the machine was running.
+    """
+    for _ in range(warmup):
+        fa()
+        sync()
+        fb()
+    ta, tb = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fa()
+        sync()
+        w1, c1 = time.perf_counter(), time.process_time()
+        fb()
+        w2, c2 = time.perf_counter(), time.process_time()
+        ta.append((w1 - w0, c1 - c0))
+        tb.append((w2 - w1, c2 - c1))
+    return ta, tb
+
+
+def _summary(name, t):
+    wall, cpu = [w for w, _ in t], [c for _, c in t]
+    return (f"{name} step: {statistics.median(wall) * 1e3:8.1f} ms median, {min(wall) * 1e3:8.1f} ms best"
+            f"  (CPU {statistics.median(cpu) * 1e3:7.1f} ms)")
+
+
+def torch_mirror(model, torch):
+    """A ``torch.nn.Module`` with the architecture and weights of our ResNet ``model``.
+
+    Built by walking our layers, so it mirrors whatever widths and blocks the
+    model has: our kernels ``(k, k, C_in, C_out)`` become PyTorch's
+    ``(C_out, C_in, k, k)``, our dense ``W (D, K)`` becomes ``weight (K, D)``.
+    """
+    from minilplr.conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock
+    from minilplr.layers import Dense, ReLU, Sequential
+
+    nn = torch.nn
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(model.dtype)]
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(B.to_host(a)))
+
+    def conv(c):
+        m = nn.Conv2d(c.c_in, c.c_out, c.k, stride=c.stride, padding=c.padding, bias="b" in c.params, dtype=dtype)
+        with torch.no_grad():
+            m.weight.copy_(t(c.params["W"]).permute(3, 2, 0, 1))
+            if "b" in c.params:
+                m.bias.copy_(t(c.params["b"]))
+        return m
+
+    def bn(b):
+        m = nn.BatchNorm2d(b.channels, eps=b.eps, momentum=b.momentum, dtype=dtype)
+        with torch.no_grad():
+            m.weight.copy_(t(b.params["gamma"]))
+            m.bias.copy_(t(b.params["beta"]))
+        return m
+
+    class Block(nn.Module):
+        def __init__(self, blk):
+            super().__init__()
+            L = blk.layers
+            self.main = nn.Sequential(conv(L["conv1"]), bn(L["bn1"]), nn.ReLU(), conv(L["conv2"]), bn(L["bn2"]))
+            self.shortcut = (nn.Sequential(conv(L["shortcut.conv"]), bn(L["shortcut.bn"]))
+                             if blk.projection else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.main(x) + self.shortcut(x))
+
+    def build(layer):
+        if isinstance(layer, ResidualBlock):
+            return Block(layer)
+        if isinstance(layer, Sequential):
+            return nn.Sequential(*(build(sub) for sub in layer.layers.values()))
+        if isinstance(layer, Conv2D):
+            return conv(layer)
+        if isinstance(layer, BatchNorm2D):
+            return bn(layer)
+        if isinstance(layer, ReLU):
+            return nn.ReLU()
+        if isinstance(layer, GlobalAvgPool):
+            return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if isinstance(layer, Dense):
+            m = nn.Linear(layer.fan_in, layer.fan_out, dtype=dtype)
+            with torch.no_grad():
+                m.weight.copy_(t(layer.params["W"]).T)
+                m.bias.copy_(t(layer.params["b"]))
+            return m
+        raise TypeError(f"no PyTorch mirror for {type(layer).__name__}")
+
+    return build(model)
+
+
+def profile_step(step, n=5):
+    import cProfile
+    import pstats
+
+    step()
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        step()
+    pr.disable()
+    pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+
+
+def main(args=ARGS):
+    n, size = (16, 16) if args.quick else (args.batch, 32)
+    repeats = args.repeats or (3 if args.quick else 10)
+    k, lr = 5, 0.05
+    be = B.get_backend(args.backend)
+    model = resnet(3, k, tuple(args.widths), args.blocks, size, seed=0, dtype="float32", backend=be)
+    rng = np.random.default_rng(0)
+    Xh = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    yh = rng.integers(0, k, n)
+    X, y = B.to_device(Xh, be), B.to_device(yh, be)
+    opt = optim.SGD(lr)
+
+    def ours():
+        loss, d = losses.softmax_cross_entropy(model.forward(X), y)
+        model.backward(d)
+        opt.step(model.params, model.grads)
+        return loss
+
+    if args.profile:
+        profile_step(ours)
+        return
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
+          f"backend {be.name}; threads {args.threads or 'default'}")
+    print(f"{model!r}\nN = {n}, images 3x{size}x{size}, float32, P = "
+          f"{sum(int(p.size) for p in model.params.values())}")
+
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch not installed (pip install -e '.[bench]'): no reference ratio")
+    if torch is not None and be.name == "numpy":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        net = torch_mirror(model, torch).train()
+        Xt, yt = torch.from_numpy(Xh), torch.from_numpy(yh)
+        # first step on identical weights: same loss and gradients?
+        logits = model.forward(X)
+        loss, d = losses.softmax_cross_entropy(logits, y)
+        model.backward(d)
+        tl = torch.nn.functional.cross_entropy(net(Xt), yt)
+        tl.backward()
+        g_ours = np.concatenate([B.to_host(g).reshape(-1) for g in model.grads.values()])
+        g_torch = np.concatenate([
+            (p.grad.permute(2, 3, 1, 0) if p.grad.ndim == 4 else p.grad.T if p.grad.ndim == 2 else p.grad)
+            .reshape(-1).numpy() for p in net.parameters()])
+        rel = np.linalg.norm(g_ours - g_torch) / np.linalg.norm(g_torch)
+        print(f"same network: loss {float(loss):.6f} (ours) vs {tl.item():.6f} (PyTorch); "
+              f"gradient relative difference {rel:.1e}")
+
+    if torch is None or be.name != "numpy":
+        if be.name != "numpy":
+            print("PyTorch reference is CPU-only: ratio printed for the numpy backend only")
+        ta, _ = time_pair(ours, lambda: None, repeats, sync=be.synchronize)
+        print(_summary("minilplr", ta))
+        return
+    topt = torch.optim.SGD(net.parameters(), lr=lr)
+
+    def theirs():
+        topt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(Xt), yt)
+        loss.backward()
+        topt.step()
+
+    ta, tb = time_pair(ours, theirs, repeats, sync=be.synchronize)
+    ratios = [a[0] / b[0] for a, b in zip(ta, tb)]
+    cpu_ratios = [a[1] / b[1] for a, b in zip(ta, tb)]
+    print(_summary("minilplr", ta))
+    print(_summary("PyTorch ", tb) + f"  [torch {torch.__version__}, {torch.get_num_threads()} threads, eager]")
+    print(f"ratio minilplr / PyTorch: {statistics.median(ratios):.2f} wall (median of {repeats} alternated "
+          f"pairs), {statistics.median(cpu_ratios):.2f} CPU time  (target <= 2.0)")
+
+
+if __name__ == "__main__":
+    main()
