@@ -31,6 +31,7 @@ EXPERIMENTS: list[str] = [
     "fig1_linear_convergence",
     "fig2_pl_loglog",
     "ntk_stability",
+    "fig3_resnet_sgd",
     "fig4_initialisation",
     "fig5_width_ablation",
     "linear_width",
