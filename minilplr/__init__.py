@@ -20,11 +20,15 @@ Shape letters, used in every docstring of the package
 Folders show the architecture:
 
 * the engine: :mod:`minilplr.backend`, :mod:`minilplr.layers`,
-  :mod:`minilplr.models`, :mod:`minilplr.losses`, :mod:`minilplr.init`,
-  :mod:`minilplr.params`, :mod:`minilplr.optim`, :mod:`minilplr.gradcheck`;
+  :mod:`minilplr.conv` (convolution, batch norm, residual blocks),
+  :mod:`minilplr.models` (the MLP), :mod:`minilplr.resnet`,
+  :mod:`minilplr.losses`, :mod:`minilplr.init`, :mod:`minilplr.params`,
+  :mod:`minilplr.optim`, :mod:`minilplr.train` (GD/SGD loops),
+  :mod:`minilplr.gradcheck`, :mod:`minilplr.validate`;
 * the theory: :mod:`minilplr.ntk`, :mod:`minilplr.pl`, :mod:`minilplr.linear`;
 * the data: :mod:`minilplr.data`;
-* the experiments, one module per figure: :mod:`minilplr.experiments`.
+* the experiments, one module per figure: :mod:`minilplr.experiments`;
+* the command line: ``scripts/run_all.py``; the derivations: ``docs/``.
 """
 
 __version__ = "0.1.0"
