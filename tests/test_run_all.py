@@ -73,3 +73,16 @@ def test_cupy_requested_without_cupy_is_one_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip() == ("run_all.py: backend 'cupy': CuPy is not installed (pip install -e '.[cupy]' on a "
                                 "machine with an NVIDIA GPU and CUDA 12)")
+
+
+def test_seed_and_data_overrides_reach_every_kind_of_config():
+    from minilplr.experiments.runner import _config, load_experiment
+
+    fig1 = _config(load_experiment("fig1_linear_convergence"), "quick", {"seed": 7, "data_source": "offline"})
+    assert fig1["seed"] == 7 and fig1["data_source"] == "offline" and fig1["preset"] == "quick"
+    fig3 = _config(load_experiment("fig3_resnet_sgd"), "quick", {"seed": 7})
+    assert fig3["seeds"] == [7, 8, 9]
+    lin = _config(load_experiment("linear_width"), "quick", {"seed": 3, "data_source": "offline"})
+    assert lin["init_seeds"][0] == 3 and "data_source" not in lin
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        _config(load_experiment("fig1_linear_convergence"), "huge", {})

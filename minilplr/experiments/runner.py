@@ -25,12 +25,25 @@ def load_experiment(name: str):
 
 
 def _config(mod, preset, overrides):
+    """The preset's configuration with the command line's overrides.
+
+    ``seed`` replaces a single ``seed`` and shifts seed lists (``seeds``,
+    ``init_seeds``) to start at it; ``data_source`` applies where the
+    experiment reads a data set (the linear-network experiments make
+    synthetic data).
+    """
     if preset not in mod.PRESETS:
         raise ValueError(f"preset: expected one of {', '.join(mod.PRESETS)}, got {preset!r}")
     cfg = dict(mod.PRESETS[preset])
     for k, v in overrides.items():
-        if v is not None and k in cfg:
+        if v is None:
+            continue
+        if k in cfg:
             cfg[k] = v
+        if k == "seed":
+            for lk in ("seeds", "init_seeds"):
+                if lk in cfg:
+                    cfg[lk] = [int(v) + i for i in range(len(cfg[lk]))]
     cfg["preset"] = preset
     return cfg
 
