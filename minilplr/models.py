@@ -20,7 +20,10 @@ class Model(Sequential):
     Attributes
     ----------
     d_in, d_out : int
-        ``D`` of the input and ``K`` of the output.
+        ``D`` of the input (all features of a sample) and ``K`` of the output.
+    input_shape : tuple
+        The shape of one sample, ``(D,)`` for an MLP (the default), ``(C, H, W)``
+        for images; :meth:`check_input` holds inputs to it.
     dtype : numpy.dtype
         The parameters' dtype; inputs are cast to it (no silent float64
         promotion of a float32 model).
@@ -30,25 +33,31 @@ class Model(Sequential):
         The arguments the builder was called with (for results files).
     """
 
-    def __init__(self, layers, *, d_in, d_out, dtype, backend, config=None):
+    def __init__(self, layers, *, d_in, d_out, dtype, backend, config=None, input_shape=None):
         super().__init__(layers)
         self.d_in, self.d_out = int(d_in), int(d_out)
         self.dtype = np.dtype(dtype)
         self.backend = backend
         self.config = dict(config or {})
+        #: the shape of one sample: ``(D,)`` for an MLP, ``(C, H, W)`` for images
+        self.input_shape = tuple(int(v) for v in input_shape) if input_shape is not None else (self.d_in,)
+        if int(np.prod(self.input_shape)) != self.d_in:
+            raise ValueError(f"input_shape: expected {self.d_in} features in all, got {self.input_shape}")
 
     def check_input(self, X):
-        """Validate ``X (N, D)`` (backend, rank, ``D``) and cast it to the model dtype."""
+        """Validate ``X (N, *input_shape)`` (backend, shape) and cast it to the model dtype."""
+        want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
         be = backend_of(X) if hasattr(X, "shape") else None
         if be is None:
-            raise TypeError(f"X: expected an array of shape (N, {self.d_in}), got {type(X).__name__}")
+            raise TypeError(f"X: expected an array of shape {want}, got {type(X).__name__}")
         if be.name != self.backend.name:
             raise TypeError(
                 f"X: expected an array on backend {self.backend.name!r} (where the model lives), "
                 f"got one on {be.name!r}; move it with minilplr.backend.to_device(X, {self.backend.name!r})"
             )
-        if X.ndim != 2 or X.shape[1] != self.d_in:
-            raise ValueError(f"X: expected shape (N, {self.d_in}), got {tuple(X.shape)}")
+        if X.ndim != 1 + len(self.input_shape) or tuple(X.shape[1:]) != self.input_shape:
+            what = "images of shape" if len(self.input_shape) == 3 else "shape"
+            raise ValueError(f"X: expected {what} {want}, got {tuple(X.shape)}")
         if X.dtype != self.dtype:
             X = X.astype(self.dtype)
         return X

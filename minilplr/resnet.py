@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import init as _init
-from .backend import backend_of, get_backend, resolve_dtype, to_device
+from .backend import get_backend, resolve_dtype, to_device
 from .conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock, named_buffers
 from .layers import Dense, ReLU, Sequential
 from .models import Model
@@ -54,8 +54,9 @@ __all__ = ["ImageModel", "resnet"]
 class ImageModel(Model):
     """A :class:`~minilplr.models.Model` fed images ``X (N, C, H, W)``.
 
-    The only change from :class:`Model` is the input check: ``X`` must be
-    4-D with ``X.shape[1:] == input_shape``.  ``d_in`` is ``D = C·H·W``, the
+    The only changes from :class:`Model`: ``input_shape`` is ``(C, H, W)``, so
+    :meth:`~minilplr.models.Model.check_input` asks for 4-D ``X``, and the
+    running statistics of batch norm are listed in :attr:`buffers`.  ``d_in`` is ``D = C·H·W``, the
     number of input features, so code that reads ``d_in`` / ``d_out`` works
     unchanged.
 
@@ -70,29 +71,12 @@ class ImageModel(Model):
 
     def __init__(self, layers, *, input_shape, d_out, dtype, backend, config=None):
         c, h, w = (int(v) for v in input_shape)
-        super().__init__(layers, d_in=c * h * w, d_out=d_out, dtype=dtype, backend=backend, config=config)
-        self.input_shape = (c, h, w)
+        super().__init__(layers, d_in=c * h * w, d_out=d_out, dtype=dtype, backend=backend, config=config,
+                         input_shape=(c, h, w))
 
     @property
     def buffers(self):
         return named_buffers(self)
-
-    def check_input(self, X):
-        """Validate ``X (N, C, H, W)`` (backend, rank, ``(C, H, W)``) and cast it to the model dtype."""
-        c, h, w = self.input_shape
-        be = backend_of(X) if hasattr(X, "shape") else None
-        if be is None:
-            raise TypeError(f"X: expected an array of shape (N, {c}, {h}, {w}), got {type(X).__name__}")
-        if be.name != self.backend.name:
-            raise TypeError(
-                f"X: expected an array on backend {self.backend.name!r} (where the model lives), "
-                f"got one on {be.name!r}; move it with minilplr.backend.to_device(X, {self.backend.name!r})"
-            )
-        if X.ndim != 4 or tuple(X.shape[1:]) != self.input_shape:
-            raise ValueError(f"X: expected images of shape (N, {c}, {h}, {w}), got {tuple(X.shape)}")
-        if X.dtype != self.dtype:
-            X = X.astype(self.dtype)
-        return X
 
     def __repr__(self):
         mode = "train" if self.training else "eval"

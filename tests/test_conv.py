@@ -304,20 +304,6 @@ def _tiny(be, seed, blocks=1, c=2, k=3, size=8):
     return m
 
 
-def _numerical_gradient_at(f, theta, idx, h=1e-6):
-    """Central differences of the scalar ``f()`` in the coordinates ``idx`` of the flat ``θ`` only."""
-    out = np.zeros(len(idx))
-    for j, i in enumerate(idx):
-        old = float(theta[i])
-        theta[i] = old + h
-        fp = float(f())
-        theta[i] = old - h
-        fm = float(f())
-        theta[i] = old
-        out[j] = (fp - fm) / (2 * h)
-    return out
-
-
 @settings(max_examples=4)
 @given(seed=seeds, n=st.integers(1, 2), blocks=st.integers(1, 2), train=st.booleans())
 def test_resnet_gradient_of_every_parameter(be, seed, n, blocks, train):
@@ -348,7 +334,7 @@ def test_resnet_gradient_of_every_parameter(be, seed, n, blocks, train):
     rng = np.random.default_rng(seed)
     picks = {k: np.sort(rng.permutation(np.arange(s.start, s.stop))[:16]) for k, s in P.param_slices(m.params).items()}
     idx = np.concatenate(list(picks.values()))
-    num = _numerical_gradient_at(loss_at, theta, idx)
+    num = gradcheck.numerical_gradient_at(loss_at, theta, idx)
     assert gradcheck.rel_error(g[idx], num) < TOL
     at = np.cumsum([0] + [len(v) for v in picks.values()])
     _assert_grads_close({k: g[v] for k, v in picks.items()},
