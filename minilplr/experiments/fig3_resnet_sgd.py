@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import ntk as _ntk
-from ..backend import get_backend, to_device, to_host, to_scalar
+from ..backend import get_backend, to_device, to_scalar
 from ..data import cifar5
 from ..losses import softmax_cross_entropy
 from ..optim import SGD, Cosine
@@ -105,6 +105,7 @@ def _seed_run(cfg, seed, folder: Path, backend, progress):
                lr=np.asarray(h["lr"], float), diag=diag, final_full_loss=full_loss, final_train_acc=acc,
                steps_per_epoch=per_epoch, n_params=int(sum(int(p.size) for p in model.params.values())))
     save_results(folder, res)
+    (folder / "checkpoint.pkl").unlink(missing_ok=True)  # finished: the saved results replace it
     return res
 
 

@@ -156,6 +156,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         width=rc["width"], init=rc["init"],
     )
     save_results(folder, res)
+    (folder / "checkpoint.pkl").unlink(missing_ok=True)  # finished: the saved results replace it
     return res
 
 
