@@ -115,7 +115,7 @@ class Layer:
                 feats.append(xp.concatenate([a.reshape(n, -1) for a in g.values()], axis=1).astype(theta.dtype, copy=False))
         for k in range(len(feats)):
             for k2 in range(k, len(feats)):
-                blk = feats[k] @ feats[k].T if k2 == k else feats[k] @ feats[k2].T  # F_k F_k'ᵀ
+                blk = feats[k] @ feats[k2].T  # F_k F_k'ᵀ
                 theta[:, k, :, k2] += blk
                 if k2 != k:
                     theta[:, k2, :, k] += blk.T
