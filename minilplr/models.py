@@ -92,7 +92,8 @@ def mlp(
     ``depth`` counts weight layers, as the paper's "5-layer network" does:
     ``mlp(784, 2048, 5, 1)`` is ``784 -> 2048 -> 2048 -> 2048 -> 2048 -> 1``
     (four hidden ReLU layers, then a linear output).  Layers are named
-    ``fc1 … fc{depth}`` and ``relu1 … relu{depth-1}``.
+    ``fc1 … fc{depth}`` and ``relu1 … relu{depth-1}``.  ``depth=1`` is the
+    linear model ``x W + b`` (``D -> K``); ``width`` is then unused.
 
     Parameters
     ----------

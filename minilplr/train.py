@@ -163,8 +163,8 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
                 history["status"] = "diverged"
                 raise Diverged(
                     f"training diverged at step {t}: loss {Lf:.4g} (started at {loss0:.4g}) with step size "
-                    f"η = {float(lr_now):.4g}; Theorem 5.4 needs η ≤ 1/β (β the smoothness of L): "
-                    f"try a smaller learning rate",
+                    f"η = {float(lr_now):.4g}; a blow-up means η passed the stability limit 2/β of the local "
+                    f"smoothness β, while Theorem 5.4 assumes η ≤ 1/β: try a smaller learning rate",
                     history, t, Lf, float(lr_now),
                 )
             model.backward(dout)

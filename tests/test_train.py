@@ -50,7 +50,7 @@ def test_diagnostics_hook_runs_on_schedule(be):
 
 def test_divergence_stops_with_the_history_and_a_clear_message(be):
     m, X, y = _problem(be)
-    with pytest.raises(Diverged, match=r"training diverged at step \d+: loss .* η = 50.*η ≤ 1/β") as info:
+    with pytest.raises(Diverged, match=r"training diverged at step \d+: loss .* η = 50.*stability limit 2/β.*η ≤ 1/β") as info:
         train_gd(m, X, y, optim.GD(50.0), steps=200)
     err = info.value
     assert err.history["status"] == "diverged"
