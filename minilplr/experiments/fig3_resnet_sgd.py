@@ -92,11 +92,16 @@ def _seed_run(cfg, seed, folder: Path, backend, progress):
                       desc=f"ResNet seed {seed}")
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
-    # the whole training set in evaluation mode, after training
+    # the whole training set in evaluation mode, after training, in batches: one forward pass over
+    # all N images would hold N·H·W·k²·C im2col entries per convolution (GBs for N = 2500)
     model.eval()
-    logits = model.forward(X)
-    full_loss = to_scalar(softmax_cross_entropy(logits, y)[0])
-    acc = to_scalar((logits.argmax(axis=1) == y).mean())
+    loss_sum, correct = 0.0, 0.0
+    for s in range(0, data.n, cfg["batch_size"]):
+        logits = model.forward(X[s:s + cfg["batch_size"]])
+        yb = y[s:s + cfg["batch_size"]]
+        loss_sum += to_scalar(softmax_cross_entropy(logits, yb)[0]) * int(yb.shape[0])
+        correct += to_scalar((logits.argmax(axis=1) == yb).sum())
+    full_loss, acc = loss_sum / data.n, correct / data.n
     model.train()
     diag = {k: np.array([d[k] for d in h["diag"]], dtype=float)
             for k in ("step", "lam_min", "lam_min_upper", "resolved", "lam_max")} if h["diag"] else {}
