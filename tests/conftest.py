@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from minilplr import backend as B  # noqa: E402
 
 settings.register_profile(
-    "default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "default", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "thorough", max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow]
