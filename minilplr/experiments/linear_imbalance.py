@@ -16,12 +16,16 @@ a figure: these are the diagnostics behind its Theorem 3.2.
 """
 from __future__ import annotations
 
+import logging
+
 import math
 import pathlib
 
 import numpy as np
 
 from ..linear.recipes import cached_run, data_caption, init_label
+
+log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 
 NAME = "linear_imbalance"
 TITLE = "Xu et al. 2025 (arXiv 2505.11664), Lemma E.2 / Thm 3.1: imbalance drift vs bound, local PL along GD"
@@ -93,8 +97,7 @@ def run(config, out_dir, backend=None, progress=True) -> dict:
                 "paper_sigma_bound": math.exp(math.sqrt(eta0)),
             }
             runs.append(row)
-            if progress:
-                print(f"[{NAME}] {row['label']:45s} seed={seed}: ‖D−D₀‖/‖D₀‖ ≤ {row['max_rel_drift']:.2e}, "
+            log.info(f"[{NAME}] {row['label']:45s} seed={seed}: ‖D−D₀‖/‖D₀‖ ≤ {row['max_rel_drift']:.2e}, "
                       f"min μ_t/μ₀ = {row['min_mu_ratio']:.3f}, max ηK_t = {row['max_lr_K']:.2f}, "
                       f"max σ²_max/α₂ = {row['max_sigma2_max_ratio']:.3f}, {T} steps ({r['stopped']})")
     results = {"name": NAME, "config": config, "data": config["data"], "runs": runs}

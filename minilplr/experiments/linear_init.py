@@ -11,12 +11,16 @@ travel further.  The paper's summary: smaller ``p`` speeds convergence.
 """
 from __future__ import annotations
 
+import logging
+
 import pathlib
 
 import numpy as np
 
 from ..linear.recipes import SCHEDULE_LABELS, cached_run, data_caption
 from ..linear.trajectory import observed_rate, steps_to_tolerance
+
+log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 
 NAME = "linear_init"
 TITLE = "Xu et al. 2025 (arXiv 2505.11664), App. G.1: sensitivity to the initialisation scale p"
@@ -52,8 +56,7 @@ def run(config, out_dir, backend=None, progress=True) -> dict:
                        "iters_to_tol": steps_to_tolerance(r["gap"], float(config["report_tol"])),
                        "steps": int(r["steps"]), "stopped": str(r["stopped"])}
                 runs.append(row)
-                if progress:
-                    print(f"[{NAME}] {sched:9s} p={p} seed={seed}: κ(T₀)={row['kappa0']:.3f} "
+                log.info(f"[{NAME}] {sched:9s} p={p} seed={seed}: κ(T₀)={row['kappa0']:.3f} "
                           f"σ²_max(T₀)={row['sigma2_max0']:.3g} iterations={row['iters_to_tol']:g} ({r['stopped']})")
     results = {"name": NAME, "config": config, "data": config["data"], "runs": runs}
     return results

@@ -12,12 +12,16 @@ number of evaluations (one gradient per step, plus every trial loss).
 """
 from __future__ import annotations
 
+import logging
+
 import pathlib
 
 import numpy as np
 
 from ..linear.recipes import SCHEDULE_LABELS, cached_run, data_caption
 from ..linear.trajectory import steps_to_tolerance
+
+log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 
 NAME = "linear_schedules"
 TITLE = "Xu et al. 2025 (arXiv 2505.11664), Sec. 4.2 / Fig. 2: adaptive step size vs the 2023 schedule and backtracking"
@@ -64,8 +68,7 @@ def run(config, out_dir, backend=None, progress=True) -> dict:
                    "function_evals": int(r["function_evals"]), "armijo_failures": int(r["armijo_failures"]),
                    "max_lr_K": float(np.nanmax(r["lr"] * r["K_t"])) if r["steps"] else float("nan")}
             runs.append(row)
-            if progress:
-                print(f"[{NAME}] {sched:9s} seed={seed}: {row['iters_to_tol']:g} iterations, "
+            log.info(f"[{NAME}] {sched:9s} seed={seed}: {row['iters_to_tol']:g} iterations, "
                       f"{row['evals_to_tol']:g} evaluations to {tol:g}; {r['steps']} steps ({r['stopped']})")
     results = {"name": NAME, "config": config, "data": config["data"], "runs": runs}
     return results

@@ -15,6 +15,8 @@ Gaussian matrix at ``√h ± √n``).
 """
 from __future__ import annotations
 
+import logging
+
 import pathlib
 
 import numpy as np
@@ -29,6 +31,8 @@ from ..linear.recipes import (
 )
 from ..linear.trajectory import observed_rate
 from ..linear.init import make_network
+
+log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 
 NAME = "linear_width"
 TITLE = "Xu et al. 2025 (arXiv 2505.11664), Sec. 4.1 / Fig. 1: κ(T₀) and convergence rate vs width h"
@@ -95,8 +99,7 @@ def run(config, out_dir, backend=None, progress=True) -> dict:
                     "rate": rate, "rate_bound_median": float(np.median(rb)) if rb.size else float("nan"),
                     "steps": int(r["steps"]), "stopped": str(r["stopped"]), "gap": r["gap"], "lr": r["lr"],
                 })
-                if progress:
-                    print(f"[{NAME}] {sched:9s} h={h:5d} seed={seed}: κ(T₀)={r['kappa0']:.3f} "
+                log.info(f"[{NAME}] {sched:9s} h={h:5d} seed={seed}: κ(T₀)={r['kappa0']:.3f} "
                           f"rate={rate:.4f} steps={r['steps']} ({r['stopped']})")
     results = {"name": NAME, "config": config, "data": data, "kappa_grid": grid, "runs": runs}
     return results
