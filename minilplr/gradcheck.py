@@ -23,6 +23,17 @@ def _flat_view(x):
     return x.reshape(-1)
 
 
+def _central_difference(f, flat_x, i: int, h: float) -> float:
+    """``(f(x + h e_i) − f(x − h e_i)) / 2h``, perturbing ``flat_x[i]`` in place and restoring it."""
+    old = to_scalar(flat_x[i])
+    flat_x[i] = old + h
+    fp = to_scalar(f())
+    flat_x[i] = old - h
+    fm = to_scalar(f())
+    flat_x[i] = old
+    return (fp - fm) / (2 * h)
+
+
 def numerical_gradient(f, x, h: float = 1e-6):
     """Central-difference gradient of a scalar function ``f()`` w.r.t. array ``x``.
 
@@ -45,13 +56,7 @@ def numerical_gradient(f, x, h: float = 1e-6):
     flat_x = _flat_view(x)
     g = grad.reshape(-1)
     for i in range(x.size):
-        old = to_scalar(flat_x[i])
-        flat_x[i] = old + h
-        fp = to_scalar(f())
-        flat_x[i] = old - h
-        fm = to_scalar(f())
-        flat_x[i] = old
-        g[i] = (fp - fm) / (2 * h)
+        g[i] = _central_difference(f, flat_x, i, h)
     return grad
 
 
@@ -63,16 +68,7 @@ def numerical_gradient_at(f, x, idx, h: float = 1e-6):
     float64 array ``(len(idx),)``.
     """
     flat_x = _flat_view(x)
-    out = np.zeros(len(idx))
-    for j, i in enumerate(idx):
-        old = to_scalar(flat_x[i])
-        flat_x[i] = old + h
-        fp = to_scalar(f())
-        flat_x[i] = old - h
-        fm = to_scalar(f())
-        flat_x[i] = old
-        out[j] = (fp - fm) / (2 * h)
-    return out
+    return np.array([_central_difference(f, flat_x, i, h) for i in idx], dtype=np.float64)
 
 
 def numerical_jvp_columns(f, x, h: float = 1e-6):
