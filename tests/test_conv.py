@@ -117,6 +117,44 @@ def test_col2im_is_the_adjoint_of_im2col(dev, cfg):
     assert math.isclose(lhs, rhs, rel_tol=1e-10, abs_tol=1e-10)
 
 
+@given(cfg=conv_configs())
+@settings(max_examples=30)
+def test_im2col_workspace_gives_the_same_patches(dev, cfg):
+    """im2col writing into a reused workspace (Conv2D's speed path) equals the plain im2col, call after
+    call: new values, a different image size in between (the workspace is replaced), then the first
+    size again (the padded image's zero border must still be zero)."""
+    k, s, p = cfg["k"], cfg["stride"], cfg["pad"]
+    ws = {}
+    sizes = [(cfg["h"], cfg["w"]), (cfg["h"] + 1, cfg["w"] + 2), (cfg["h"], cfg["w"])]
+    for i, (h, w) in enumerate(sizes):
+        xh = gaussian(cfg["seed"] + i, cfg["n"], cfg["c_in"], h, w)
+        got, (ho, wo) = im2col(dev(xh), k, s, p, ws)
+        # the definition X_col[(n,i,j),(a,b,c)] = x̃[n, c, s i + a, s j + b], on the host
+        xt = np.pad(xh, ((0, 0), (0, 0), (p, p), (p, p))).transpose(0, 2, 3, 1)
+        want = np.stack([xt[:, a:a + s * ho:s, b:b + s * wo:s, :][:, :ho, :wo]
+                         for a in range(k) for b in range(k)], axis=3)
+        assert np.array_equal(B.to_host(got), want.reshape(cfg["n"] * ho * wo, -1))
+        assert np.array_equal(B.to_host(got), B.to_host(im2col(dev(xh), k, s, p)[0]))
+
+
+@given(m=st.integers(1, 300), c=st.integers(1, 5), seed=seeds, transposed=st.booleans(),
+       op=st.sampled_from(["add", "subtract", "multiply"]))
+@settings(max_examples=30)
+def test_per_channel_equals_the_plain_broadcast(dev, m, c, seed, transposed, op):
+    """Batch norm's fast per-channel op (rows seen as a wide matrix, the vector tiled) gives exactly
+    the broadcast op(r, v), for any number of rows, contiguous or not, with and without out=."""
+    from minilplr.conv import _per_channel
+    rh = gaussian(seed, c, m).T if transposed else gaussian(seed, m, c)
+    vh = gaussian(seed + 1, c)
+    want = getattr(np, op)(rh, vh)
+    r, v = dev(rh), dev(vh)
+    xp = B.get_array_module(r)
+    assert np.array_equal(B.to_host(_per_channel(getattr(xp, op), r, v)), want)
+    out = dev(np.zeros((m, c)))
+    res = _per_channel(getattr(xp, op), r, v, out=out)
+    assert np.array_equal(B.to_host(out), want) and np.array_equal(B.to_host(res), want)
+
+
 def test_conv_accepts_any_memory_layout(dev):
     """An (N, C, H, W) input stored channels-first or channels-last gives the same output."""
     xh = gaussian(0, 2, 3, 5, 5)
