@@ -87,6 +87,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
     theta0_path = folder / "ntk0.npy"
     state = {"ntk0": np.load(theta0_path) if theta0_path.exists() else None}
+    state["ntk0_dev"] = to_device(state["ntk0"], be) if state["ntk0"] is not None else None  # moved once
 
     def diagnostics(model_, t):
         # Θ_t (N, N) assembled in float64 whatever the training dtype: a float32 kernel could not
@@ -94,10 +95,9 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         K = _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _ntk.ntk_spectrum(K)
         if state["ntk0"] is None:
-            state["ntk0"] = to_host(K)
+            state["ntk0"], state["ntk0_dev"] = to_host(K), K
             np.save(theta0_path, state["ntk0"])
-        K0 = to_device(state["ntk0"], be)
-        drift = _pl.ntk_drift(K, K0)
+        drift = _pl.ntk_drift(K, state["ntk0_dev"])
         return dict(
             lam_min=spec.lam_min if spec.resolved else float("nan"),  # never a number below the floor
             lam_min_bound=spec.lam_min_upper,
