@@ -150,7 +150,7 @@ def test_mlp_parameter_gradients_match_finite_differences(be, cfg):
     f = lambda: losses.mse(m.forward(X), y)[0]  # noqa: E731
     for k, p in m.params.items():
         assert grads[k].shape == p.shape
-        assert gradcheck.rel_error(grads[k], gradcheck.numerical_gradient(f, p)) < TOL, k
+        assert gradcheck.rel_error(grads[k], gradcheck.numerical_gradient(f, p, freeze=m)) < TOL, k
 
 
 @settings(max_examples=10)
@@ -166,7 +166,7 @@ def test_mlp_flat_gradient_of_whole_loss(be, cfg):
         P.load_flat(m, theta)
         return losses.mse(m.forward(X), y)[0]
 
-    assert gradcheck.rel_error(g, gradcheck.numerical_gradient(loss_at, theta)) < TOL
+    assert gradcheck.rel_error(g, gradcheck.numerical_gradient(loss_at, theta, freeze=m)) < TOL
 
 
 @given(cfg=mlp_configs(max_depth=3))
@@ -177,7 +177,7 @@ def test_mlp_input_gradient_and_cross_entropy(be, cfg):
     lab = B.to_device(np.random.default_rng(cfg["seed"]).integers(0, k, cfg["n"]), be)
     _, d = losses.softmax_cross_entropy(m.forward(X), lab)
     dX = m.backward(d, need_dx=True)
-    num = gradcheck.numerical_gradient(lambda: losses.softmax_cross_entropy(m.forward(X), lab)[0], X)
+    num = gradcheck.numerical_gradient(lambda: losses.softmax_cross_entropy(m.forward(X), lab)[0], X, freeze=m)
     assert gradcheck.rel_error(dX, num) < 1e-6
 
 
@@ -294,3 +294,18 @@ def test_optimiser_bad_input(be):
         optim.Cosine(0.1, 0)
     with pytest.raises(ValueError, match=r"grads\['w'\]: no gradient"):
         optim.GD(0.1).step({"w": B.to_device(np.ones(2), be)}, {"w": None})
+
+
+def test_frozen_differences_see_the_piece_not_the_kink(be):
+    """A pre-activation 1e-8 from its kink: plain differences at h = 1e-6 straddle it, frozen ones do not."""
+    m = models.mlp(2, 3, 2, 1, seed=0, dtype="float64", backend=be)
+    Xh = gaussian(1, 1, 2)
+    W = B.to_host(m.params["fc1.W"])
+    m.params["fc1.b"][...] = B.to_device(-(Xh[0] @ W) + np.array([1e-8, 0.5, 0.7]), be)  # unit 0 at 1e-8
+    m.params["fc2.W"][...] = B.to_device(np.ones((3, 1)), be)  # unit 0 reaches the output
+    X, y = B.to_device(Xh, be), B.to_device(np.zeros((1, 1)), be)
+    m.backward(losses.mse(m.forward(X), y)[1], need_dx=True)
+    f = lambda: losses.mse(m.forward(X), y)[0]  # noqa: E731
+    g = m.grads["fc1.b"]
+    assert gradcheck.rel_error(g, gradcheck.numerical_gradient(f, m.params["fc1.b"])) > 1e-2  # straddles
+    assert gradcheck.rel_error(g, gradcheck.numerical_gradient(f, m.params["fc1.b"], freeze=m)) < TOL

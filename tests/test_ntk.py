@@ -37,7 +37,7 @@ def test_jacobian_matches_central_differences(cfg, chunk, be, dev):
     P = sum(int(p.size) for p in m.params.values())
     J = ntk.jacobian(m, X, max_bytes=chunk * P * 8)  # chunks of `chunk` samples
     assert J.shape == (cfg["n"] * cfg["d_out"], P) and J.dtype == np.float64
-    cols = [numerical_jvp_columns(lambda: m.forward(X), p) for p in m.params.values()]
+    cols = [numerical_jvp_columns(lambda: m.forward(X), p, freeze=m) for p in m.params.values()]
     J_fd = be.xp.concatenate(cols, axis=1)  # columns in model.params order, rows i·K + k
     assert rel_error(J, J_fd) < 1e-7
 
