@@ -1,0 +1,207 @@
+"""State as data: atomic files, and a JSON + ``.npz`` pair that is read as one unit.
+
+Everything minilplr keeps between runs — results, run caches, checkpoints,
+a cached kernel — is a *unit*: a tree of dicts, lists, numbers, strings and
+NumPy arrays, stored as two files::
+
+    <name>.npz    the arrays (NumPy's zip format, read with allow_pickle=False)
+    <name>.json   the rest of the tree, arrays replaced by {"__array__": key},
+                  and the SHA-256 and size of <name>.npz
+
+Both are written atomically (a uniquely named temporary file in the same
+folder, flushed to disk, then ``os.replace``), the arrays first, the JSON last.
+A reader trusts the pair only if the JSON parses and the arrays file has the
+recorded size and hash, so a run killed between the two renames, two runs
+writing one folder, a truncated file or zeroed bytes are all detected:
+:func:`load_unit` raises :class:`Damaged`, and :func:`load_or_discard` moves
+the damaged files aside (never deletes them), says so in one line and
+returns ``None``, so the caller recomputes.
+
+Nothing here unpickles: a planted pickle is never executed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FORMAT", "Damaged", "atomic_write_bytes", "save_unit", "load_unit", "load_or_discard", "move_aside",
+           "unit_exists", "discard_unit", "to_jsonable", "fingerprint"]
+
+#: Written into every unit's JSON; a file without it is not ours.
+FORMAT = "minilplr-unit/1"
+#: Files we write are readable by others (results folders get shared), like the figures.
+FILE_MODE = 0o644
+
+
+class Damaged(RuntimeError):
+    """A stored file exists but cannot be trusted (truncated, garbled, or not the pair it claims)."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: damaged ({reason})")
+        self.path, self.reason = Path(path), reason
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path``: a unique temporary file beside it, fsync, mode 0644, ``os.replace``.
+
+    A reader sees the old file or the new one, never a part; two writers never
+    share a temporary file; a failed write leaves no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def to_jsonable(obj):
+    """NumPy scalars -> Python numbers, tuples -> lists, paths -> strings (floats keep every bit)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _split(obj, arrays: dict, prefix: str):
+    """The tree with every array replaced by ``{"__array__": key}``; the arrays go into ``arrays``."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError(f"{prefix or 'root'}: object arrays cannot be stored without pickles")
+        key = prefix or "root"
+        arrays[key] = obj
+        return {"__array__": key}
+    if isinstance(obj, dict):
+        return {str(k): _split(v, arrays, f"{prefix}.{k}" if prefix else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split(v, arrays, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    return to_jsonable(obj)
+
+
+def _join(obj, arrays: dict, where: Path):
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            key = obj["__array__"]
+            if key not in arrays:
+                raise Damaged(where, f"array {key!r} missing from the arrays file")
+            return arrays[key]
+        return {k: _join(v, arrays, where) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join(v, arrays, where) for v in obj]
+    return obj
+
+
+def _paths(folder, name: str) -> tuple[Path, Path]:
+    folder = Path(folder)
+    return folder / f"{name}.json", folder / f"{name}.npz"
+
+
+def save_unit(folder, name: str, tree: dict, *, compress: bool = False) -> Path:
+    """Store ``tree`` as ``folder/<name>.npz`` + ``folder/<name>.json``; returns the JSON's path.
+
+    ``compress=True`` deflates the arrays (smaller results files; slower for
+    checkpoints of millions of parameters, which therefore default to off).
+    """
+    arrays: dict = {}
+    meta = _split(tree, arrays, "")
+    buf = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    blob = buf.getvalue()
+    js, npz = _paths(folder, name)
+    atomic_write_bytes(npz, blob)
+    head = {"format": FORMAT, "arrays": {"file": npz.name, "bytes": len(blob),
+                                         "sha256": hashlib.sha256(blob).hexdigest()}, "data": meta}
+    # the JSON goes last and names the arrays file's hash: a JSON beside other arrays is detected
+    atomic_write_bytes(js, json.dumps(head, indent=1, allow_nan=True).encode())
+    return js
+
+
+def unit_exists(folder, name: str) -> bool:
+    """Whether ``folder/<name>.json`` exists (damaged or not)."""
+    return _paths(folder, name)[0].exists()
+
+
+def load_unit(folder, name: str):
+    """The tree stored by :func:`save_unit`, or ``None`` if there is none; :class:`Damaged` if untrustworthy."""
+    js, npz = _paths(folder, name)
+    if not js.exists():
+        return None
+    try:
+        head = json.loads(js.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Damaged(js, f"not valid JSON: {exc}") from None
+    if not isinstance(head, dict) or head.get("format") != FORMAT or "data" not in head:
+        raise Damaged(js, f"not a {FORMAT} file")
+    want = head.get("arrays", {})
+    try:
+        blob = npz.read_bytes()
+    except FileNotFoundError:
+        raise Damaged(npz, "the arrays file is missing") from None
+    if len(blob) != want.get("bytes") or hashlib.sha256(blob).hexdigest() != want.get("sha256"):
+        raise Damaged(npz, f"{len(blob)} bytes whose SHA-256 differs from the one {js.name} records "
+                           "(truncated, altered, or written by another run)")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # the hash matched, so this is a file we wrote badly: still never trust it
+        raise Damaged(npz, f"unreadable arrays: {exc}") from None
+    return _join(head["data"], arrays, npz)
+
+
+def move_aside(path) -> Path:
+    """Rename ``path`` to ``<path>.damaged-<UTC time>`` (never overwriting) and return the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    i = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{i}")
+        i += 1
+    os.replace(path, target)
+    return target
+
+
+def discard_unit(folder, name: str) -> list:
+    """Move both files of a unit aside (those that exist); returns their new paths."""
+    return [move_aside(p) for p in _paths(folder, name) if p.exists()]
+
+
+def load_or_discard(folder, name: str, log=print):
+    """:func:`load_unit`, but a damaged unit is moved aside with one line to ``log`` and read as absent."""
+    try:
+        return load_unit(folder, name)
+    except Damaged as exc:
+        moved = discard_unit(folder, name)
+        log(f"{exc}; moved aside to {', '.join(p.name for p in moved)} in {Path(folder)}; recomputing")
+        return None
+
+
+def fingerprint(*arrays) -> str:
+    """SHA-256 (first 16 hex digits) of host arrays' shapes, dtypes and bytes: what data a run used."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
