@@ -11,7 +11,17 @@ import math
 
 import numpy as np
 
+from .validate import check_int, check_positive, check_real
+
 __all__ = ["he_normal", "enhanced_he_normal", "gaussian_power", "INITIALISERS", "weight_std"]
+
+
+def _check_layer(fan_in, fan_out, rng):
+    """``(fan_in, fan_out)`` as ints; ``ValueError`` / ``TypeError`` naming the bad argument."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return check_int("fan_in", fan_in, 1), check_int("fan_out", fan_out, 1)
 
 
 def he_normal(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,6 +33,7 @@ def he_normal(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray
     second moment of the pre-activations constant through ReLU layers
     (He et al., 2015).
     """
+    fan_in, fan_out = _check_layer(fan_in, fan_out, rng)
     return rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
 
 
@@ -41,11 +52,8 @@ def enhanced_he_normal(
 
     Returns shape ``(D, H)``.
     """
-    if depth < 1:
-        raise ValueError(f"depth: expected a positive number of layers, got {depth}")
-    c = 1.0 / depth if factor is None else float(factor)
-    if not (c > 0):
-        raise ValueError(f"factor: expected a positive variance factor, got {factor}")
+    depth = check_int("depth", depth, 1)
+    c = 1.0 / depth if factor is None else check_positive("factor", factor)
     return he_normal(fan_in, fan_out, rng) * math.sqrt(c)
 
 
@@ -56,8 +64,8 @@ def gaussian_power(fan_in: int, fan_out: int, rng: np.random.Generator, *, h: in
 
     ``h`` is the hidden width of the two-layer network; returns ``(D, H)``.
     """
-    if h < 1:
-        raise ValueError(f"h: expected a positive width, got {h}")
+    fan_in, fan_out = _check_layer(fan_in, fan_out, rng)
+    h, p = check_int("h", h, 1), check_real("p", p)
     return rng.standard_normal((fan_in, fan_out)) * float(h) ** (-p)
 
 
@@ -67,6 +75,7 @@ INITIALISERS = ("he", "enhanced_he", "gaussian")
 def weight_std(init: str, fan_in: int, *, depth: int = 1, factor: float | None = None,
                h: int | None = None, p: float | None = None) -> float:
     """The standard deviation each initialiser uses for a layer of fan-in ``D``."""
+    fan_in = check_int("fan_in", fan_in, 1)
     if init == "he":
         return math.sqrt(2.0 / fan_in)
     if init == "enhanced_he":

@@ -10,6 +10,7 @@ import numpy as np
 from . import init as _init
 from .backend import backend_of, get_backend, resolve_dtype, to_device
 from .layers import Dense, ReLU, Sequential
+from .validate import check_int, check_positive, check_real
 
 __all__ = ["Model", "mlp"]
 
@@ -114,13 +115,17 @@ def mlp(
     -------
     Model
     """
-    for name, v in (("d_in", d_in), ("width", width), ("depth", depth), ("d_out", d_out)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    d_in, width, depth, d_out = (check_int(name, v, 1) for name, v in
+                                 (("d_in", d_in), ("width", width), ("depth", depth), ("d_out", d_out)))
+    seed = check_int("seed", seed, 0)
     if init not in _init.INITIALISERS:
         raise ValueError(f"init: expected one of {', '.join(_init.INITIALISERS)}, got {init!r}")
     if init == "gaussian" and p is None:
         raise ValueError("p: the 'gaussian' initialiser needs the exponent p (weights N(0, width^-2p))")
+    if p is not None:
+        check_real("p", p)
+    if init_factor is not None:
+        check_positive("init_factor", init_factor)
     dt = resolve_dtype(dtype)
     be = get_backend(backend)
     rng = np.random.default_rng(seed)

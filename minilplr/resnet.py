@@ -47,6 +47,7 @@ from .backend import get_backend, resolve_dtype, to_device
 from .conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock, named_buffers
 from .layers import Dense, ReLU, Sequential
 from .models import Model
+from .validate import check_int, check_positive
 
 __all__ = ["ImageModel", "resnet"]
 
@@ -131,10 +132,13 @@ def resnet(
         In training mode after construction; ``.eval()`` switches batch norm
         to its running statistics.
     """
-    for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
-                    ("blocks_per_stage", blocks_per_stage), ("image_size", image_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    in_channels, num_classes, blocks_per_stage, image_size = (
+        check_int(name, v, 1) for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
+                                              ("blocks_per_stage", blocks_per_stage), ("image_size", image_size)))
+    seed = check_int("seed", seed, 0)
+    bn_eps = check_positive("bn_eps", bn_eps)
+    if not 0 < check_positive("bn_momentum", bn_momentum) <= 1:
+        raise ValueError(f"bn_momentum: expected a number in (0, 1], got {bn_momentum!r}")
     widths = tuple(widths)
     if not widths or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in widths):
         raise ValueError(f"widths: expected a non-empty sequence of positive integers, got {widths!r}")

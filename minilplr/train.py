@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import losses as _losses
-from .backend import to_device, to_host, to_scalar
-from .validate import check_finite
+from .backend import backend_of, to_device, to_host, to_scalar
+from .validate import check_finite, check_int, check_magnitude, check_real, check_real_array
 
 __all__ = ["Diverged", "History", "train_gd", "train_sgd", "grad_norm_sq", "param_drift"]
 
@@ -125,13 +125,39 @@ def _load_checkpoint(path: Path, model, opt):
 
 
 def _check_data(model, X, y):
-    X = model.check_input(X)
-    check_finite("X", X)
-    if y.shape[0] != X.shape[0]:
+    """``X`` checked and cast to the model dtype; ``y`` checked.  Raises naming ``X`` or ``y``.
+
+    Real entries only (a complex ``X`` would lose its imaginary part in the
+    cast), at least one sample, finite, and small enough that their squares do
+    not overflow (else the loss is ``inf`` at step 0, which is bad data, not a
+    step size that diverged).
+    """
+    if hasattr(X, "dtype"):
+        check_real_array("X", X)  # before check_input's cast drops an imaginary part
+    X_in, X = X, model.check_input(X)
+    if X.shape[0] < 1:
+        raise ValueError(f"X: expected at least one sample, got shape {tuple(X.shape)}")
+    check_finite("X", X_in)
+    check_magnitude("X", X_in, model.dtype)
+    check_real_array("y", y)
+    if backend_of(y).name != model.backend.name:
+        raise TypeError(f"y: expected an array on backend {model.backend.name!r} (where the model lives), "
+                        f"got one on {backend_of(y).name!r}")
+    if y.ndim < 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} targets to match X {tuple(X.shape)}, got shape {tuple(y.shape)}")
     if y.dtype.kind == "f":
         check_finite("y", y)
+        check_magnitude("y", y, model.dtype)
     return X
+
+
+def _check_loop(checkpoint_every, diag_every, divergence_factor):
+    """The loop options shared by :func:`train_gd` and :func:`train_sgd`, checked."""
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+    diag_every = None if diag_every is None else check_int("diag_every", diag_every, 0)  # 0: no diagnostics
+    # inf switches the growth test off; NaN would do so silently, so it is refused
+    divergence_factor = check_real("divergence_factor", divergence_factor, above=1, allow_inf=True)
+    return checkpoint_every, diag_every, divergence_factor
 
 
 def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoint, checkpoint_every,
@@ -236,8 +262,8 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
     Diverged
         With the history so far.
     """
-    if int(steps) < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    steps = check_int("steps", steps, 1)
+    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor)
     X = _check_data(model, X, y)
     history, theta0 = _resume(model, opt, checkpoint)
     return _run(model, lambda t: (X, y), loss, opt, steps=int(steps), diagnostics=diagnostics,
@@ -262,12 +288,12 @@ def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int
     X : array (N, ...) on the model's backend; y : array (N,) or (N, K)
     epochs, batch_size : int
     """
-    n = X.shape[0]
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
+    epochs = check_int("epochs", epochs, 1)
+    seed = check_int("seed", seed, 0)
+    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor)
     X = _check_data(model, X, y)
+    n = X.shape[0]
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     if per_epoch < 1:
         raise ValueError(f"batch_size: {batch_size} is larger than the {n} samples with drop_last=True")

@@ -1,9 +1,21 @@
-"""Input validation shared by the engine: clear errors that name the argument."""
+"""Input validation shared by the engine: clear errors that name the argument.
+
+Every check raises with a message that starts with the argument's name,
+``"<name>: expected …, got …"``.  ``TypeError`` when the kind of thing is
+wrong (not an array, complex or object entries), ``ValueError`` when its
+value is (out of range, not finite, not a whole number).  The public entry
+points call these before any work starts, so a bad argument costs nothing.
+"""
 from __future__ import annotations
 
-from .backend import get_array_module, to_host
+import math
+import operator
 
-__all__ = ["check_finite", "check_positive"]
+import numpy as np
+
+from .backend import get_array_module, to_host, to_scalar
+
+__all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude"]
 
 
 def check_finite(name: str, x) -> None:
@@ -23,9 +35,91 @@ def check_finite(name: str, x) -> None:
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     """``value`` as a float, or ``ValueError`` naming ``name`` if not (strictly) positive."""
     try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
     if not (v > 0 or (allow_zero and v == 0)) or v != v or v == float("inf"):
         raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} finite number, got {value!r}")
     return v
+
+
+def _expected_int(minimum) -> str:
+    return {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
+        minimum, f"an integer >= {minimum}")
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """``value`` as an ``int``, or ``ValueError`` naming ``name``.
+
+    Accepts Python and NumPy integers and whole floats (``3.0``); refuses
+    ``bool`` (``True`` is not a width), fractions (``2.5`` would be silently
+    truncated), strings and anything below ``minimum``.
+    """
+    v = None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            v = operator.index(value)
+        except TypeError:
+            if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+                v = int(value)
+    if v is None or (minimum is not None and v < minimum):
+        raise ValueError(f"{name}: expected {_expected_int(minimum)}, got {value!r}")
+    return v
+
+
+def check_real(name: str, value, *, above: float | None = None, allow_inf: bool = False) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``name``.
+
+    Refuses ``bool``, complex numbers, strings and NaN; ``±inf`` unless
+    ``allow_inf``; values ``<= above`` when ``above`` is given.
+    """
+    v = None
+    if not isinstance(value, (bool, np.bool_, complex, np.complexfloating, str, bytes)):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = None
+    bad = v is None or math.isnan(v) or (math.isinf(v) and not allow_inf) or (above is not None and not v > above)
+    if bad:
+        what = "a real number" if allow_inf else "a finite real number"
+        raise ValueError(f"{name}: expected {what}{'' if above is None else f' > {above:g}'}, got {value!r}")
+    return v
+
+
+def check_real_array(name: str, x) -> None:
+    """``TypeError`` naming ``name`` unless ``x`` is an array of real numbers.
+
+    Booleans, integers and floats pass.  Complex entries would lose their
+    imaginary part in the cast to the model's float dtype, and object or
+    string entries become NaN or fail deep inside the loss, so all are refused
+    here, where the argument still has its name.
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not hasattr(x, "shape"):
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+    kind = np.dtype(dtype).kind
+    if kind == "c":
+        raise TypeError(f"{name}: expected real numbers, got complex dtype {dtype} "
+                        f"(pass {name}.real or abs({name}) explicitly)")
+    if kind not in "biuf":
+        raise TypeError(f"{name}: expected a numeric array (bool, int or float), got dtype {dtype}"
+                        + (" (convert it with np.asarray(..., dtype=float))" if kind == "O" else ""))
+
+
+def check_magnitude(name: str, x, dtype) -> None:
+    """``ValueError`` naming ``name`` if ``|x|`` reaches ``√max`` of ``dtype``.
+
+    Squares of such values (the squared loss, ``‖∇L‖²``) overflow to ``inf``
+    at the very first step, which would otherwise read as a training run that
+    diverged.  Two reductions, two scalars back to the host.
+    """
+    if x.size == 0:
+        return
+    limit = math.sqrt(float(np.finfo(np.dtype(dtype)).max))
+    big = max(abs(to_scalar(x.max())), abs(to_scalar(x.min())))
+    if big >= limit:
+        raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: their squares "
+                         f"overflow (|{name}| must stay below {limit:.3g}), so the loss is not finite at step 0; "
+                         f"rescale the data")
