@@ -3,7 +3,9 @@
 :class:`FileServer` serves byte strings at chosen paths from a background
 thread on an ephemeral port of 127.0.0.1, and can misbehave on purpose:
 answer with an HTTP error, announce more bytes than it sends, or send a
-short body without announcing a length.  It records every request path.
+short body without announcing a length, or trickle the body a few bytes at
+a time (bounded: it stops at the end of the body or when the client hangs
+up).  It records every request path.
 Nothing here ever contacts another address.
 
 The makers write files in the *real* formats: :func:`idx_bytes` (the IDX
@@ -16,6 +18,7 @@ import io
 import socket
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -29,7 +32,10 @@ class FileServer:
 
     Modes: ``"ok"`` (200 and the body), ``"status"`` (the given error status),
     ``"truncate"`` (Content-Length of the whole body, half of it sent, then the
-    connection closed), ``"short"`` (no Content-Length, half the body, close).
+    connection closed), ``"short"`` (no Content-Length, half the body, close),
+    ``"trickle"`` (Content-Length of the whole body, then ``step`` bytes every
+    ``interval`` seconds: the whole body takes ``len(body) / step * interval``
+    seconds at most, and the handler stops as soon as the client hangs up).
     """
 
     def __init__(self):
@@ -42,7 +48,7 @@ class FileServer:
 
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 server.requests.append(self.path)
-                mode, body, status = server.routes.get(self.path, ("status", b"", 404))
+                mode, body, status, step, interval = server.routes.get(self.path, ("status", b"", 404, 0, 0))
                 if mode == "status":
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
@@ -55,6 +61,15 @@ class FileServer:
                 self.end_headers()
                 if mode == "ok":
                     self.wfile.write(body)
+                elif mode == "trickle":
+                    try:
+                        for i in range(0, len(body), step):
+                            self.wfile.write(body[i:i + step])
+                            self.wfile.flush()
+                            if i + step < len(body):
+                                time.sleep(interval)
+                    except OSError:  # the client hung up: stop
+                        self.close_connection = True
                 else:  # "truncate" / "short": half the body, then hang up
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -70,8 +85,9 @@ class FileServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.running = False
 
-    def add(self, path: str, body: bytes = b"", mode: str = "ok", status: int = 200) -> None:
-        self.routes[path] = (mode, body, status)
+    def add(self, path: str, body: bytes = b"", mode: str = "ok", status: int = 200,
+            step: int = 1, interval: float = 0.25) -> None:
+        self.routes[path] = (mode, body, status, step, interval)
 
     def url(self, prefix: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{prefix}"

@@ -1,4 +1,4 @@
-"""The shared downloader: mirrors in order, pinned checksums, an atomic cache.
+"""The shared downloader: mirrors in order, pinned checksums, a deadline, an atomic cache.
 
 One function does the network work, :func:`fetch`.  Given a
 :class:`RemoteFile` (a file name, its size and its pinned checksum) and a list
@@ -6,27 +6,40 @@ of mirrors, it returns the path of a verified copy in the cache folder:
 
 1. **Cache hit.**  If ``<cache>/<name>`` exists it was verified before it got
    that name (step 3), so it is used without the network.  Its size is checked
-   on every hit and its checksum once per process (a file damaged on disk
-   after the download is deleted and fetched again).
+   on every hit and its checksum once per process.  A file damaged on disk
+   after the download (truncated, garbled, replaced) is never deleted: it is
+   moved to ``<cache>/quarantine/<name>.bad-<time>-<random>``
+   (:func:`quarantine`), one log line says where, and it is fetched again.
 2. **Mirrors in order.**  Each mirror URL is ``mirror + name``.  The body is
-   streamed (``requests``, ``stream=True``, connect and read timeouts) into a
-   temporary file *in the cache folder* named ``.<name>.<random>.part``,
-   hashing as it goes.  An HTTP error (404, 403, 500 …), a connection error, a
-   body shorter or longer than announced or pinned, or a checksum mismatch
-   ends this mirror's attempt, the temporary file is deleted, and the next
+   streamed (``requests``, ``stream=True``) into a temporary file *in the
+   cache folder* with a unique name, ``.<name>.<random>.part``
+   (:func:`make_temp_file`: ``O_EXCL``, so two processes downloading the same
+   file at once never write into the same temporary file), hashing as it
+   goes.  Three clocks bound an attempt: the connect timeout, the read timeout
+   (the longest wait for the next bytes) and the **deadline**, the longest the
+   whole attempt may take (default :func:`default_deadline`: 60 s plus the
+   size at 100 kB/s, 29 min for CIFAR-10's 170 MB), so a server that trickles
+   a byte now and then cannot hold a run forever.  An HTTP error (404, 403,
+   500 …), a connection error, a deadline passed, a body shorter or longer
+   than announced or pinned, or a checksum mismatch ends this mirror's
+   attempt, the temporary file is deleted, one log line says why, and the next
    mirror is tried.
 3. **Atomic rename.**  Only a body whose size and checksum match the pins is
    flushed, ``fsync``-ed and renamed onto ``<cache>/<name>`` with
    :func:`os.replace` (atomic on POSIX and Windows within one folder).  So a
    crash, a ``Ctrl-C``, a truncated or corrupt body never leaves a file under
-   the final name: anything that has that name was verified.
+   the final name: anything that has that name was verified.  Files get the
+   mode an ordinary ``open`` would give them (``0666`` less the umask:
+   ``0644`` under the usual umask ``022``), so a cache on a shared machine is
+   readable by the others.
 
-When every mirror fails, :func:`fetch` raises :class:`DownloadError` listing
-each mirror's reason; when every mirror failed *because it could not be
-reached* (connection refused, DNS failure, connect timeout: "no network"), it
-raises the subclass :class:`NetworkUnavailable`.  The loaders fall back to
-the offline data on :class:`NetworkUnavailable` only: a mirror that answers
-with the wrong bytes is a problem to report, not to hide.
+When every mirror fails, :func:`fetch` raises :class:`DownloadError` whose
+one-line message lists each mirror's reason; when every mirror failed
+*because it could not be reached* (connection refused, DNS failure, connect
+timeout: "no network"), it raises the subclass :class:`NetworkUnavailable`.
+The loaders fall back to the offline data on :class:`NetworkUnavailable`
+only: a mirror that answers with the wrong bytes, or too slowly, is a problem
+to report, not to hide.
 
 The cache folder (:func:`cache_dir`): ``$MINILPLR_DATA`` if set; else the
 ``data/`` folder of the repository when running from a checkout; else
@@ -37,10 +50,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import requests
@@ -50,11 +65,18 @@ __all__ = [
     "ENV_VAR",
     "CHECKSUM_ALGORITHMS",
     "DEFAULT_TIMEOUT",
+    "QUARANTINE",
     "DownloadError",
     "NetworkUnavailable",
     "RemoteFile",
     "cache_dir",
+    "check_timeout",
+    "check_deadline",
+    "default_deadline",
     "file_checksum",
+    "make_temp_file",
+    "make_temp_dir",
+    "quarantine",
     "fetch",
 ]
 
@@ -63,6 +85,10 @@ log = logging.getLogger("minilplr.data")
 ENV_VAR = "MINILPLR_DATA"
 CHECKSUM_ALGORITHMS = ("sha256", "md5")
 DEFAULT_TIMEOUT = (10.0, 30.0)  # seconds: (connect, read between bytes)
+DEADLINE_SLACK_S = 60.0  # default deadline: this many seconds ...
+DEADLINE_RATE = 100_000  # ... plus the size at this many bytes per second (a slow but working link)
+DEADLINE_UNKNOWN_SIZE_S = 600.0  # default deadline when neither a pin nor the server gives the size
+QUARANTINE = "quarantine"  # sub-folder of the cache where damaged files are moved
 _CHUNK = 1 << 20
 _STALE_PART_S = 3600.0  # leftover .part files older than this are removed
 
@@ -99,7 +125,7 @@ class RemoteFile:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or "\\" in self.name \
                 or self.name in (".", "..") or self.name.startswith("."):
             raise ValueError(f"name: expected a plain file name (no folders, not hidden), got {self.name!r}")
-        if self.size is not None and (not isinstance(self.size, int) or self.size < 0):
+        if self.size is not None and (not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0):
             raise ValueError(f"size: expected a non-negative int or None, got {self.size!r}")
         try:
             algorithm, digest = self.checksum
@@ -122,6 +148,8 @@ def cache_dir(root=None) -> Path:
     package runs from a source checkout (the folder holding ``setup.cfg`` and
     ``data/README.md`` beside ``minilplr/``); else ``~/.cache/minilplr``.
     """
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root: expected a folder path or None, got {root!r}")
     if root is None:
         root = os.environ.get(ENV_VAR) or None
     if root is None:
@@ -131,8 +159,23 @@ def cache_dir(root=None) -> Path:
         else:
             root = Path.home() / ".cache" / "minilplr"
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"root: expected a folder, {path} is a file") from None
     return path
+
+
+def default_deadline(size) -> float:
+    """Seconds one download attempt may take: ``60 + size / (100 kB/s)``.
+
+    Proportional to the size, so it only cuts off a link slower than 100 kB/s
+    on average (9.9 MB of MNIST images: 2.7 min; 170 MB of CIFAR-10: 29 min);
+    ``size=None`` (unknown): 10 min.
+    """
+    if size is None:
+        return DEADLINE_UNKNOWN_SIZE_S
+    return DEADLINE_SLACK_S + size / DEADLINE_RATE
 
 
 def file_checksum(path, algorithm: str = "sha256") -> str:
@@ -146,12 +189,63 @@ def file_checksum(path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def _unique(folder: Path, prefix: str, suffix: str, create) -> Path:
+    """``folder/<prefix><16 random hex><suffix>``, created by ``create(path)`` which must fail if it exists."""
+    for _ in range(100):
+        path = Path(folder) / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            create(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{folder}: no unused temporary name {prefix}*{suffix} after 100 tries")
+
+
+def make_temp_file(folder, prefix: str, suffix: str = ".part"):
+    """``(fd, path)`` of a new empty file with a unique random name in ``folder``.
+
+    Like :func:`tempfile.mkstemp` (``O_CREAT | O_EXCL``: never an existing
+    file, so concurrent writers never share one), but with mode ``0666`` less
+    the umask, as an ordinary ``open`` gives, instead of ``mkstemp``'s ``0600``:
+    the file is renamed into the cache, where others may need to read it.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fds = []
+    path = _unique(folder, prefix, suffix, lambda p: fds.append(os.open(p, flags, 0o666)))
+    return fds[0], path
+
+
+def make_temp_dir(folder, prefix: str, suffix: str = ".part") -> Path:
+    """A new empty folder with a unique random name in ``folder``, mode ``0777`` less the umask."""
+    return _unique(folder, prefix, suffix, lambda p: os.mkdir(p, 0o777))
+
+
+def quarantine(path) -> Path:
+    """Move the damaged file or folder ``path`` to ``<its folder>/quarantine/``; return where it went.
+
+    The new name is ``<name>.bad-<UTC time>-<random>``: nothing is deleted, so
+    the damage can be inspected, and nothing under the old name remains to be
+    trusted.  ``quarantine/`` may be emptied at any time.
+    """
+    path = Path(path)
+    folder = path.parent / QUARANTINE
+    folder.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = folder / f"{path.name}.bad-{stamp}-{secrets.token_hex(3)}"
+    os.replace(path, dest)
+    return dest
+
+
 # (path, size, mtime_ns, checksum) of cache files verified in this process.
 _verified: set = set()
 
 
 def _cached(path: Path, remote: RemoteFile) -> bool:
-    """True if ``path`` holds ``remote`` (size always, checksum once per process)."""
+    """True if ``path`` holds ``remote`` (size always, checksum once per process).
+
+    A damaged file is moved to the quarantine folder (one log line) and
+    ``False`` returned, so it is fetched again.
+    """
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -159,36 +253,56 @@ def _cached(path: Path, remote: RemoteFile) -> bool:
     key = (str(path), st.st_size, st.st_mtime_ns, remote.checksum)
     if key in _verified:
         return True
-    ok = remote.size in (None, st.st_size) and file_checksum(path, remote.checksum[0]) == remote.checksum[1]
-    if ok:
+    algorithm, expected = remote.checksum
+    if not path.is_file():
+        problem = "is not a regular file"
+    elif remote.size is not None and st.st_size != remote.size:
+        problem = f"has {st.st_size:,} bytes, the pinned size is {remote.size:,} (truncated or replaced)"
+    elif file_checksum(path, algorithm) != expected:
+        problem = f"does not match its pinned {algorithm} (damaged on disk)"
+    else:
         _verified.add(key)
         return True
-    log.warning("cached %s does not match its pinned checksum; deleting it and downloading again", path)
-    path.unlink(missing_ok=True)
+    try:
+        dest = quarantine(path)
+    except FileNotFoundError:  # another process moved it first
+        return False
+    except OSError as exc:
+        raise DownloadError(f"cached {path} {problem}, and it cannot be moved aside ({exc}); delete it by hand") from None
+    log.warning("cached %s %s; moved it to %s; downloading it again", path, problem, dest)
     return False
 
 
 def _remove_stale_parts(folder: Path, name: str) -> None:
-    """Delete ``.<name>.*.part`` files left by a killed process (older than an hour)."""
+    """Delete ``.<name>.*.part`` files or folders left by a killed process (older than an hour)."""
     now = time.time()
     for part in folder.glob(f".{name}.*.part"):
         try:
             if now - part.stat().st_mtime > _STALE_PART_S:
-                part.unlink()
+                if part.is_dir():
+                    shutil.rmtree(part)
+                else:
+                    part.unlink()
         except OSError:
             pass
 
 
-def _download_one(url: str, target: Path, remote: RemoteFile, timeout, progress) -> None:
+def _download_one(url: str, target: Path, remote: RemoteFile, timeout, deadline, progress) -> None:
     """Stream ``url`` into a temporary file beside ``target``, verify, rename.
 
     Raises ``_Unreachable`` when no response arrives, ``_Failed`` for any other
-    failure of the mirror; in both cases nothing is left on disk.
+    failure of the mirror (the deadline included); in both cases nothing is
+    left on disk.
     """
+    start = time.monotonic()
+    connect, read = timeout
+    limit = deadline if deadline is not None else default_deadline(remote.size)
     try:
         # Accept-Encoding: identity -- we want the bytes as stored (a .gz file
         # must not be transparently un-gzipped); they are also read undecoded.
-        response = requests.get(url, stream=True, timeout=timeout, headers={"Accept-Encoding": "identity"})
+        # No single wait may outlast the deadline: read timeout <= deadline.
+        response = requests.get(url, stream=True, timeout=(connect, min(read, limit)),
+                                headers={"Accept-Encoding": "identity"})
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Unreachable(f"{url}: unreachable ({type(exc).__name__})") from exc
     except requests.RequestException as exc:
@@ -200,24 +314,54 @@ def _download_one(url: str, target: Path, remote: RemoteFile, timeout, progress)
         announced = int(announced) if announced.isdigit() else None
         if remote.size is not None and announced is not None and announced != remote.size:
             raise _Failed(f"{url}: server announces {announced} bytes, the pinned size is {remote.size}")
-        _stream_to_cache(url, response, announced, target, remote, progress)
+        if deadline is None and remote.size is None:
+            limit = default_deadline(announced)
+        _stream_to_cache(url, response, announced, target, remote, progress, start, limit, read)
 
 
-def _stream_to_cache(url: str, response, announced, target: Path, remote: RemoteFile, progress) -> None:
+def _chunks(response, stop: float, read_timeout: float):
+    """The body of ``response``, piece by piece as it arrives, until the monotonic time ``stop``.
+
+    Each read returns what has arrived (``read1``), and waits at most
+    ``min(read timeout, time left)``, so a body trickling in is cut off at
+    the deadline, not at the end of a 1 MiB read.  Raises ``_Deadline``.
+    """
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)  # urllib3 >= 2
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    while True:
+        left = stop - time.monotonic()
+        if left <= 0:
+            raise _Deadline
+        if sock is not None:
+            sock.settimeout(min(read_timeout, left))
+        try:
+            chunk = read1(_CHUNK, decode_content=False) if read1 is not None else raw.read(1 << 16, decode_content=False)
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError):
+            if time.monotonic() >= stop:
+                raise _Deadline from None
+            raise
+        if not chunk:
+            return
+        yield chunk
+
+
+def _stream_to_cache(url, response, announced, target: Path, remote: RemoteFile, progress,
+                     start: float, deadline: float, read_timeout: float) -> None:
     """Write the body to ``.<name>.<random>.part`` beside ``target``, verify, rename onto ``target``.
 
     The temporary file is deleted on every way out but the successful rename.
     """
     algorithm, expected = remote.checksum
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{remote.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    bar = _progress_bar(remote.name, remote.size or announced, progress)
+    fd, tmp = make_temp_file(target.parent, prefix=f".{remote.name}.")
+    total = remote.size or announced
+    bar = _progress_bar(remote.name, total, progress)
     try:
         with os.fdopen(fd, "wb") as out:
             h = hashlib.new(algorithm)
             received = 0
             try:
-                for chunk in response.raw.stream(_CHUNK, decode_content=False):
+                for chunk in _chunks(response, start + deadline, read_timeout):
                     received += len(chunk)
                     if remote.size is not None and received > remote.size:
                         raise _Failed(f"{url}: body longer than the pinned {remote.size} bytes")
@@ -225,7 +369,13 @@ def _stream_to_cache(url: str, response, announced, target: Path, remote: Remote
                     out.write(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
-            except (urllib3.exceptions.HTTPError, requests.RequestException) as exc:
+            except _Deadline:
+                got = f"{received:,} of {total:,} bytes" if total is not None else f"{received:,} bytes"
+                raise _Failed(
+                    f"{url}: deadline of {deadline:g} s passed with {got} received "
+                    f"(too slow; pass a larger deadline= to fetch or the loader)"
+                ) from None
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                 # urllib3 raises ProtocolError (IncompleteRead) when the
                 # connection closes before Content-Length bytes arrived.
                 raise _Failed(f"{url}: transfer interrupted after {received} bytes ({type(exc).__name__})") from exc
@@ -249,7 +399,11 @@ class _Unreachable(Exception):
 
 
 class _Failed(Exception):
-    """A mirror that responded, but not with the pinned file."""
+    """A mirror that responded, but not with the pinned file (or not in time)."""
+
+
+class _Deadline(Exception):
+    """The download's deadline passed."""
 
 
 def _progress_bar(name, total, progress):
@@ -263,7 +417,26 @@ def _progress_bar(name, total, progress):
     return tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}", leave=False)
 
 
-def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, progress=None) -> Path:
+def _positive(x) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool) and x > 0 and x == x and x != float("inf")
+
+
+def check_timeout(timeout) -> tuple:
+    """``(connect, read)`` seconds from ``timeout`` (one positive number or a pair); else ``ValueError``."""
+    pair = timeout if isinstance(timeout, (tuple, list)) else (timeout, timeout)
+    if len(pair) != 2 or not all(_positive(t) for t in pair):
+        raise ValueError(f"timeout: expected positive seconds or a pair (connect, read) of them, got {timeout!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def check_deadline(deadline):
+    """``deadline`` if it is ``None`` or positive finite seconds; else ``ValueError``."""
+    if deadline is not None and not _positive(deadline):
+        raise ValueError(f"deadline: expected positive seconds or None (size-proportional default), got {deadline!r}")
+    return deadline
+
+
+def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, deadline=None, progress=None) -> Path:
     """Path of a verified local copy of ``remote``, downloading it if needed.
 
     Parameters
@@ -276,7 +449,12 @@ def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, pr
     root : path or None
         Cache folder (default :func:`cache_dir`).
     timeout : float or (connect, read)
-        Seconds, passed to ``requests``.
+        Seconds: to connect, and the longest wait for the next bytes.
+    deadline : float or None
+        Seconds one mirror's attempt may take in all (connect, headers,
+        body); past it the attempt is abandoned and the next mirror tried.
+        ``None``: :func:`default_deadline` of the pinned (else announced)
+        size.  An attempt ends within ``deadline`` plus a moment.
     progress : bool or None
         Show a progress bar (``None``: for files over 4 MiB when stderr is a
         terminal).
@@ -286,36 +464,43 @@ def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, pr
     NetworkUnavailable
         No mirror could be reached.
     DownloadError
-        No mirror delivered the pinned bytes (each mirror's reason listed).
+        No mirror delivered the pinned bytes in time (each mirror's reason
+        listed, on one line).
     """
     if not isinstance(remote, RemoteFile):
         raise TypeError(f"remote: expected a RemoteFile, got {type(remote).__name__}")
     if isinstance(mirrors, str):
         mirrors = (mirrors,)
-    mirrors = tuple(mirrors)
+    try:
+        mirrors = tuple(mirrors)
+    except TypeError:
+        mirrors = (mirrors,)
     if not mirrors or not all(isinstance(m, str) and m.startswith(("http://", "https://")) for m in mirrors):
         raise ValueError(f"mirrors: expected a non-empty sequence of http(s) base URLs, got {mirrors!r}")
+    timeout = check_timeout(timeout)
+    check_deadline(deadline)
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"progress: expected True, False or None, got {progress!r}")
     folder = cache_dir(root)
     target = folder / remote.name
     if _cached(target, remote):
         return target
     _remove_stale_parts(folder, remote.name)
     reasons, unreachable = [], 0
-    for mirror in mirrors:
+    for i, mirror in enumerate(mirrors):
         url = mirror if mirror.endswith("/") else mirror + "/"
         url += remote.name
         try:
-            _download_one(url, target, remote, timeout, progress)
-        except _Unreachable as exc:
-            unreachable += 1
+            _download_one(url, target, remote, timeout, deadline, progress)
+        except (_Unreachable, _Failed) as exc:
+            unreachable += isinstance(exc, _Unreachable)
             reasons.append(str(exc))
-            continue
-        except _Failed as exc:
-            reasons.append(str(exc))
+            if isinstance(exc, _Failed) and i + 1 < len(mirrors):
+                log.warning("%s; trying the next mirror", exc)
             continue
         st = target.stat()
         _verified.add((str(target), st.st_size, st.st_mtime_ns, remote.checksum))
         return target
     kind = NetworkUnavailable if unreachable == len(mirrors) else DownloadError
     summary = "no mirror could be reached" if kind is NetworkUnavailable else "no mirror delivered the pinned file"
-    raise kind(f"{remote.name}: {summary}:\n  " + "\n  ".join(reasons))
+    raise kind(f"{remote.name}: {summary}: " + "; ".join(reasons))
