@@ -341,6 +341,35 @@ def test_armijo_accepts_sufficient_decrease_and_counts(be, dev, cfg):
     assert sched.function_evals == sched.last["evals"] == round(math.log(4.0 / lr, 2)) + 1
 
 
+def test_armijo_that_never_finds_a_decrease_returns_its_last_trial(be, dev):
+    """All backtracks fail: the step returned is the last (smallest) one tried, and it counts as a failure.
+
+    The closure answers the same loss at every trial point, so no ``η > 0`` passes
+    ``L(θ − η∇L) ≤ L − cη‖∇L‖²`` (``‖∇L‖² > 0``).  The trials are ``η_init ρ^k``,
+    ``k = 0 … max_backtracks − 1``; the returned step must be ``η_init ρ^{max_backtracks − 1}``.
+    """
+    params = {"W1": dev(np.ones((2, 3))), "W2": dev(np.ones((1, 3)))}
+    grads = {k: dev(np.full(p.shape, 0.5)) for k, p in params.items()}
+    tried = []
+
+    def flat(trial):
+        tried.append(_S(params["W1"][0, 0] - trial["W1"][0, 0]) / 0.5)  # the trial's η, read back
+        return dev(np.array(1.0))
+
+    sched = Armijo(flat, lr_init=2.0, shrink=0.5, max_backtracks=5)
+    lr = sched(0, params=params, grads=grads, loss=1.0)
+    assert tried == [2.0, 1.0, 0.5, 0.25, 0.125]  # powers of two: exact
+    assert lr == tried[-1] == 2.0 * 0.5 ** 4
+    assert (sched.failures, sched.steps, sched.function_evals, sched.prev_lr) == (1, 1, 5, lr)
+    assert sched.last == {"evals": 5, "accepted": False}
+    # and with grow, the next iteration starts from the step actually taken
+    grower = Armijo(flat, lr_init=2.0, shrink=0.5, max_backtracks=3, grow=2.0)
+    grower(0, params=params, grads=grads, loss=1.0)
+    tried.clear()
+    grower(1, params=params, grads=grads, loss=1.0)
+    assert tried[0] == 2.0 * 0.5 ** 2 * 2.0 and grower.failures == 2
+
+
 def test_run_gd_on_the_paper_data_converges_linearly(be):
     X, Y = synthetic_regression(12, 6, 5, np.random.default_rng(0))
     W1, W2 = gaussian_init(6, 5, 200, 0.375, np.random.default_rng(1))

@@ -308,14 +308,16 @@ class Armijo(Schedule):
         lr = self.lr_init if (self.grow is None or self.prev_lr is None) else self.grow * self.prev_lr
         evals = 0
         ok = False
-        for _ in range(self.max_backtracks):
-            trial = {k: p - lr * grads[k] for k, p in params.items()}
+        for k in range(self.max_backtracks):
+            if k:
+                lr *= self.shrink  # the previous trial failed: η ← ρη
+            trial = {name: p - lr * grads[name] for name, p in params.items()}
             Lt = to_scalar(f(trial))
             evals += 1
             if Lt <= L0 - self.c * lr * gsq:
                 ok = True
                 break
-            lr *= self.shrink
+        # ``lr`` is the last step tried: accepted, or (ok False) the smallest, as the docstring promises
         self.function_evals += evals
         self.steps += 1
         self.failures += 0 if ok else 1
