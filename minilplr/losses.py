@@ -3,6 +3,14 @@
 The loss comes back as a 0-d array of the prediction's backend (no device
 sync); ``float(loss)`` or :func:`minilplr.backend.to_scalar` turns it into a
 Python number.
+
+Dtype: the loss and its gradient are in the **prediction's dtype**.  The loss
+is where targets meet the model's output, so it is the one place that casts
+them (:func:`as_targets`): float64 targets given to a float32 model would
+otherwise promote ``f − y``, hence ``∂L/∂f`` and every gradient of the backward
+pass, to float64, and the model would silently train in double precision
+(twice the memory, several times slower, and not the float32 run it claims to
+be).  Integer class labels of :func:`softmax_cross_entropy` only index.
 """
 from __future__ import annotations
 
@@ -12,9 +20,12 @@ __all__ = ["mse", "softmax_cross_entropy", "as_targets"]
 
 
 def as_targets(pred, y, name: str = "y"):
-    """Reshape targets ``y`` to the prediction's shape ``(N, K)``; clear errors otherwise.
+    """Targets ``y`` in the prediction's shape ``(N, K)`` and dtype; clear errors otherwise.
 
-    A 1-D ``y`` of length ``N`` is accepted for ``K = 1``.
+    A 1-D ``y`` of length ``N`` is accepted for ``K = 1``.  ``y`` is cast to
+    ``pred.dtype`` (no copy when it already has it), so that ``f − y`` and
+    everything computed from it stay in the model's precision: a float32 model
+    fed float64 targets still runs its backward pass in float32.
     """
     if y.ndim == 1 and pred.ndim == 2 and pred.shape[1] == 1 and y.shape[0] == pred.shape[0]:
         y = y.reshape(-1, 1)
@@ -23,7 +34,7 @@ def as_targets(pred, y, name: str = "y"):
             f"{name}: expected targets of shape {tuple(pred.shape)} to match the predictions, "
             f"got {tuple(y.shape)}"
         )
-    return y
+    return y.astype(pred.dtype, copy=False)  # the model's precision, not the data's
 
 
 def mse(pred, y):
@@ -37,12 +48,12 @@ def mse(pred, y):
     pred : array (N, K)
         Network outputs ``f``.
     y : array (N, K) or (N,) when K = 1
-        Targets.
+        Targets, any dtype: they are cast to ``pred.dtype`` (:func:`as_targets`).
 
     Returns
     -------
-    loss : 0-d array
-    dpred : array (N, K)
+    loss : 0-d array, ``pred.dtype``
+    dpred : array (N, K), ``pred.dtype``
     """
     if pred.ndim != 2:
         raise ValueError(f"pred: expected a 2-D (N, K) array, got shape {tuple(pred.shape)}")
@@ -69,8 +80,8 @@ def softmax_cross_entropy(logits, labels):
 
     Returns
     -------
-    loss : 0-d array
-    dlogits : array (N, K)
+    loss : 0-d array, ``logits.dtype``
+    dlogits : array (N, K), ``logits.dtype``
     """
     xp = get_array_module(logits)
     if logits.ndim != 2:
