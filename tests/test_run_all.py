@@ -86,3 +86,28 @@ def test_seed_and_data_overrides_reach_every_kind_of_config():
     assert lin["init_seeds"][0] == 3 and "data_source" not in lin
     with pytest.raises(ValueError, match="preset: expected one of"):
         _config(load_experiment("fig1_linear_convergence"), "huge", {})
+
+
+def test_a_second_run_on_the_same_out_is_refused_in_one_line(tmp_path):
+    """``<out>/.lock`` is held for the whole run: a second run names the holder's PID and writes nothing."""
+    import re
+
+    from minilplr.experiments.runner import OutputLocked, lock_output, run_experiments
+
+    out = tmp_path / "results"
+    code = ("import sys\nfrom minilplr.experiments.runner import lock_output\n"
+            "with lock_output(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # flock is per process: another process holds it
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        want = f"--out {out}: in use by another run (PID {holder.pid}); wait for it to finish, or write to another folder"
+        with pytest.raises(OutputLocked, match=re.escape(want)):
+            run_experiments(["linear_init"], out=out, progress=False, log=lambda *_: None)
+        p = _run("--only", "linear_init", "--out", str(out), cwd=tmp_path)
+        assert p.returncode == 2 and p.stderr.strip() == f"run_all.py: {want}", p.stderr
+        assert sorted(f.name for f in out.iterdir()) == [".lock"]  # the refused runs wrote nothing
+    finally:
+        holder.communicate("", timeout=60)
+    with lock_output(out):  # released when its holder ended
+        pass

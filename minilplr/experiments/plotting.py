@@ -1,6 +1,7 @@
 """Plot helpers shared by the experiments: one look for every figure, host data only."""
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..store import atomic_write_bytes  # noqa: E402
 
 __all__ = ["plt", "figure", "save", "footer"]
 
@@ -29,11 +32,9 @@ def footer(fig, text: str, width: int = 140):
 
 
 def save(fig, path: Path) -> Path:
-    """Write ``fig`` as a PNG (via a temporary name, so a crash never leaves half a file)."""
+    """Write ``fig`` as a PNG, atomically and with mode 0644 (:func:`minilplr.store.atomic_write_bytes`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=130)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=130, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
