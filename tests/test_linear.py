@@ -36,6 +36,7 @@ from minilplr.linear import (
     imbalance_step_bound,
     imbalance_step_norm,
     initial_safe_lr,
+    kappa_T,
     local_pl_constant,
     local_smoothness,
     local_smoothness_bound,
@@ -51,6 +52,7 @@ from minilplr.linear import (
     xu2023_rate,
     xu2023_step,
 )
+from minilplr.linear.recipes import data_from_config, schedule_from_config, weights_from_config
 from minilplr.optim import SGD
 
 from .strategies import seeds
@@ -140,6 +142,28 @@ def test_sigma_T_closed_form_matches_explicit_matrix(be, dev, cfg):
     assert abs(s2max - (w1 ** 2 + w2 ** 2)) <= 1e-10 * scale
 
 
+@given(problems(max_n=3, max_m=3, max_h=1))
+def test_kappa_T_matches_the_explicit_operator(be, dev, cfg):
+    """``κ(T₀) = σ_max/σ_min`` of the explicit ``(n·h + m·h) × n·m`` matrix of ``T``, by a plain SVD.
+
+    ``h ≥ n + m`` so that ``σ_min(T) > 0``.  The SVD's singular values carry
+    an absolute error ~``nε σ_max``, the closed form's ``σ²_min`` an absolute
+    error ~``nε σ²_max``; both give ``κ`` to ~``nε κ²`` relative, so
+    ``1e-12 κ²`` (about 50ε κ²) bounds the difference.
+    """
+    rng = np.random.default_rng(cfg["seed"])
+    n, m = cfg["n"], cfg["m"]
+    h = n + m + int(rng.integers(0, 4))
+    W1 = dev(rng.standard_normal((n, h)) * cfg["scale"])
+    W2 = dev(rng.standard_normal((m, h)) * cfg["scale"])
+    sv = _host(be.xp.linalg.svd(T_matrix(W1, W2), compute_uv=False))
+    assert sv.shape == (n * m,) and sv[-1] > 0
+    explicit = sv[0] / sv[-1]
+    kappa = kappa_T(W1, W2)
+    assert kappa == pytest.approx(explicit, rel=1e-12 * explicit ** 2)
+    assert kappa >= 1.0
+
+
 @given(problems())
 def test_T_adjoint_and_gradient_is_T_of_grad_ell(be, dev, cfg):
     net = _make(cfg, dev, be)
@@ -190,6 +214,51 @@ def test_descent_lemma_with_local_smoothness(be, dev, cfg, log_frac):
         assert L_new <= descent_bound(L, lr, grad_sq, K_t) + slack
         if lr * K_t <= 2.0:
             assert L_new - Lstar <= pl_contraction_bound(lr, mu * s2min, K_t) * (L - Lstar) + slack
+
+
+@settings(max_examples=3)
+@pytest.mark.parametrize("name", ["constant", "adaptive", "xu2023", "armijo"])
+@given(seed=seeds)
+def test_K_bar_bounds_K_t_along_gd_runs_of_every_schedule(name, seed, be):
+    """``K̄_t(η_t) ≥ K_t(η_t)`` at every GD step of real runs, for each schedule.
+
+    ``K_t`` (recorded by :func:`run_gd`) uses the measured ``σ²_max(T_t)`` and
+    ``g = ‖∇ℓ(W_t)‖_F``; ``K̄_t`` (:func:`local_smoothness_bound`) replaces ``g`` by
+    ``√(2K(L − L*))`` and, in the paper's variant, ``σ²_max(T_t)`` by
+    ``α₂e^{√η₀}`` (``α₂ = σ²_max(T₀)``); that variant is a bound where the
+    paper's ``σ²_max(T_t) ≤ α₂e^{√η₀}`` holds, which is where both are
+    defined.  On the paper's data (``X`` orthonormal, ``Y = XΘ``) the gradient
+    bound is an equality, ``‖∇ℓ‖² = ‖XᵀR‖² = ‖R‖² = 2(L − L*)``, so the
+    ``current`` variant meets ``K_t`` up to rounding: the test is sharp (a
+    ``√(K(L − L*))`` would fail it).  The two sides agree to ~1e-15 relative
+    (``XᵀX = I`` and ``L* ≈ 0`` up to rounding, the run stopped at
+    ``1e-10·(L₀ − L*)``, far above the floating-point floor): slack 1e-12.
+    For the adaptive schedule also ``η_t K̄_t(η_t) ≤ 1`` (eq. 19 with the same ``K̄_t``).
+    """
+    X, Y = data_from_config({"N": 8, "n": 4, "m": 3, "seed": seed % 1000, "x_cond": 1.0})
+    W1, W2 = weights_from_config(4, 3, 24, {"kind": "gaussian", "p": 0.375}, seed)
+    net = make_network(X, Y, W1, W2, backend=be)
+    K, eta0 = net.loss_fn.K, 0.01
+    sched = schedule_from_config(name, net, {"eta0": eta0})
+    alpha2 = sigma2_T(net.W1, net.W2)[1]  # σ²_max(T₀)
+    res = run_gd(net, sched, 40, tol=1e-10, track_drift=False)
+    T = res["steps"]
+    assert T > 5
+    slack = 1.0 - 1e-12
+    held = 0
+    for t in range(T):
+        lr, gap, s2 = res["lr"][t], res["gap"][t], res["sigma2_max"][t]
+        K_t = res["K_t"][t]
+        assert K_t == local_smoothness(K, s2, res["grad_ell"][t], lr)  # what run_gd records
+        K_bar_current = local_smoothness_bound(K, alpha2, gap, eta0, lr, sigma2_max=s2)
+        assert K_bar_current >= K_t * slack, (t, K_bar_current, K_t)
+        if s2 <= alpha2 * math.exp(math.sqrt(eta0)):
+            held += 1
+            assert local_smoothness_bound(K, alpha2, gap, eta0, lr) >= K_t * slack, t
+        if name == "adaptive":
+            assert lr * local_smoothness_bound(K, sched.alpha2, gap, eta0, lr) <= 1.0 + 1e-12
+    if name == "adaptive":
+        assert held == T  # the paper's σ bound held along the whole adaptive run
 
 
 @given(st.floats(0.1, 10.0), st.floats(0.01, 100.0), st.floats(0.0, 10.0), st.booleans())
@@ -312,6 +381,52 @@ def test_adaptive_step_is_capped_and_certified(be, dev, cfg):
         s2max = sigma2_T(net.W1, net.W2)[1]
         g = math.sqrt(_S((net.grad_ell * net.grad_ell).sum()))
         assert lr * local_smoothness(net.loss_fn.K, s2max, g, lr) <= 1.0 + 1e-9
+
+
+@settings(max_examples=20)
+@given(problems(max_n=4, max_m=4, max_h=1, ridge=False))
+def test_xu2023_coefficients_match_the_2023_statement(be, dev, cfg):
+    """``a₁ … a₄`` against THEORY.md's statement of the 2023 paper, written out here from ``X`` and the weights.
+
+    ``s = σ_min(X)``, ``κ = (‖X‖/s)²``, ``α = σ_r(W₁)² + σ_m(W₂)²`` (``r = rank X = n``),
+    ``β = ‖W₁‖² + ‖W₂‖²``, ``p₂ = ‖W₁W₂ᵀ‖``, ``L = ½‖Y − XW₁W₂ᵀ‖²`` (``Y = XΘ``, so ``L* = 0``):
+    ``a₁ = 2αc₂s²``, ``a₂ = √8 p₂√L‖X‖s² + κβ²c₁²s⁴``, ``a₃ = √8 βp₂c₁√L‖X‖³s²``,
+    ``a₄ = 2κ²p₂²Ls⁶``.  Checked twice: :func:`xu2023_coefficients` fed these
+    inputs, and :class:`Xu2023Step`, which finds ``α, β, p₂, L`` itself.  Every
+    input here comes from an SVD of a well-conditioned small matrix (``κ(X) ≤ 4``,
+    ``h ≥ n + m``), ~1e-15 relative off the library's Gram-matrix eigenvalues;
+    the coefficients are monomials of degree ≤ 8 in them, so 1e-10 relative is
+    a generous bound that no wrong exponent or factor passes.
+    """
+    rng = np.random.default_rng(cfg["seed"])
+    n, m = cfg["n"], cfg["m"]
+    h = n + m + int(rng.integers(0, 4))
+    N = n + int(rng.integers(0, 3))
+    U, _ = np.linalg.qr(rng.standard_normal((N, n)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    X = U @ np.diag(rng.uniform(0.5, 2.0, size=n)) @ V.T
+    Y = X @ rng.standard_normal((n, m))
+    W1, W2 = rng.standard_normal((n, h)) * 0.5, rng.standard_normal((m, h)) * 0.5
+    c1, c2 = 1.5, 0.5
+    sx = np.linalg.svd(X, compute_uv=False)
+    s, normX = sx[-1], sx[0]
+    kappa = (normX / s) ** 2
+    sw1, sw2 = np.linalg.svd(W1, compute_uv=False), np.linalg.svd(W2, compute_uv=False)
+    alpha = sw1[n - 1] ** 2 + sw2[m - 1] ** 2
+    beta = sw1[0] ** 2 + sw2[0] ** 2
+    p2 = np.linalg.svd(W1 @ W2.T, compute_uv=False)[0]
+    L = 0.5 * np.sum((Y - X @ W1 @ W2.T) ** 2)
+    want = (2 * alpha * c2 * s ** 2,
+            math.sqrt(8) * p2 * math.sqrt(L) * normX * s ** 2 + kappa * beta ** 2 * c1 ** 2 * s ** 4,
+            math.sqrt(8) * beta * p2 * c1 * math.sqrt(L) * normX ** 3 * s ** 2,
+            2 * kappa ** 2 * p2 ** 2 * L * s ** 6)
+    net = TwoLayerLinear(LeastSquares(dev(X), dev(Y)), dev(W1), dev(W2))
+    mu, K = net.loss_fn.mu, net.loss_fn.K  # s², ‖X‖² from the library
+    got = xu2023_coefficients(mu, K, alpha, beta, p2, L, c1, c2)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    sched = Xu2023Step(net.loss_fn, c1=c1, c2=c2)
+    sched(0, params=net.params, loss=net.loss())
+    np.testing.assert_allclose(sched.last["coeffs"], want, rtol=1e-10)
 
 
 @given(st.floats(0.01, 10.0), st.floats(0.5, 4.0), st.floats(0.1, 1.0), st.floats(1.0, 3.0),
