@@ -25,10 +25,12 @@ import numpy as np
 from .. import ntk as _ntk
 from .. import pl as _pl
 from ..backend import get_backend, to_device, to_host
+from ..checkpoint import remove_checkpoint
 from ..data import binary_mnist
 from ..models import mlp
 from ..optim import GD
 from ..train import Diverged, train_gd
+from ..store import load_or_discard, save_unit
 from .io import config_hash, load_results, save_results
 
 log = logging.getLogger("minilplr.experiments")
@@ -72,8 +74,9 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     """
     be = get_backend(backend)
     folder = Path(runs_dir) / f"{label}-{config_hash(rc)}"
-    done = load_results(folder)
+    done = load_results(folder)  # damaged: moved aside with one line, and the run is redone
     if done is not None and done.get("status") in ("finished", "diverged"):
+        remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
         return done
 
     data = load_task(rc)
@@ -85,18 +88,20 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     lr = float(rc["lr"])
     folder.mkdir(parents=True, exist_ok=True)
 
-    theta0_path = folder / "ntk0.npy"
-    state = {"ntk0": np.load(theta0_path) if theta0_path.exists() else None}
-    state["ntk0_dev"] = to_device(state["ntk0"], be) if state["ntk0"] is not None else None  # moved once
+    # Θ_0 (N, N) assembled in float64 whatever the training dtype: a float32 kernel could not resolve
+    # λ_min below ε₃₂·N·λ_max (see minilplr.ntk, "an honest λ_min").  Computed before training, while the
+    # model is still at θ_0, so a resumed run whose ntk0 unit was damaged recomputes it at θ_0, not θ_t.
+    saved = load_or_discard(folder, "ntk0", log=log.warning)
+    if saved is None:
+        K0 = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")
+        saved = {"ntk0": to_host(K0)}
+        save_unit(folder, "ntk0", saved)
+    state = {"ntk0": saved["ntk0"]}
+    state["ntk0_dev"] = to_device(state["ntk0"], be)  # moved once
 
     def diagnostics(model_, t):
-        # Θ_t (N, N) assembled in float64 whatever the training dtype: a float32 kernel could not
-        # resolve λ_min below ε₃₂·N·λ_max (see minilplr.ntk, "an honest λ_min").
-        K = _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
+        K = state["ntk0_dev"] if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _ntk.ntk_spectrum(K)
-        if state["ntk0"] is None:
-            state["ntk0"], state["ntk0_dev"] = to_host(K), K
-            np.save(theta0_path, state["ntk0"])
         drift = _pl.ntk_drift(K, state["ntk0_dev"])
         return dict(
             lam_min=spec.lam_min if spec.resolved else float("nan"),  # never a number below the floor
@@ -114,22 +119,21 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
                                          max_iter=int(rc["hessian_iters"]), tol=1e-3, seed=seed)
         return float(top.beta), bool(top.converged)
 
-    hess = {}
-    hpath = folder / "hessian0.npy"
-    if hpath.exists():  # computed before training started; a resumed run must not redo it at θ_t
-        hess["beta0"], hess["beta0_converged"] = float(np.load(hpath)[0]), bool(np.load(hpath)[1])
-    else:
+    # computed before training started; a resumed run must not redo it at θ_t
+    hess = load_or_discard(folder, "hessian0", log=log.warning) or {}
+    if not hess:
         hess["beta0"], hess["beta0_converged"] = hessian_beta(rc["seed"])
-        np.save(hpath, np.array([hess["beta0"], hess["beta0_converged"]], dtype=float))
+        save_unit(folder, "hessian0", hess)
 
-    r0_path = folder / "r0.npy"  # the residual at θ_0, for the kernel-regime prediction
-    if not r0_path.exists():
-        np.save(r0_path, to_host(model.forward(X) - y).astype(np.float64))
+    r0 = load_or_discard(folder, "r0", log=log.warning)  # the residual at θ_0, for the kernel-regime prediction
+    if r0 is None:
+        r0 = {"r0": to_host(model.forward(X) - y).astype(np.float64)}
+        save_unit(folder, "r0", r0)
 
     status, message = "finished", ""
     try:
         h = train_gd(model, X, y, GD(lr), steps=int(rc["epochs"]), loss="mse", diagnostics=diagnostics,
-                     diag_every=int(rc["diag_every"]), checkpoint=folder / "checkpoint.pkl",
+                     diag_every=int(rc["diag_every"]), checkpoint=folder / "checkpoint",
                      checkpoint_every=max(1, int(rc["diag_every"])), progress=progress,
                      desc=f"{label} (width {rc['width']})")
     except Diverged as exc:
@@ -146,7 +150,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         L, g2 = np.asarray(h["loss"], float), np.asarray(h["grad_norm_sq"], float)
         inside = t < len(L)
         diag["pl_ratio0"] = np.where(inside, g2[np.minimum(t, len(L) - 1)] / (2 * L[np.minimum(t, len(L) - 1)]), np.nan)
-    kernel_pred = (_pl.kernel_regime_loss(state["ntk0"], np.load(r0_path), lr, n, len(h["loss"]))
+    kernel_pred = (_pl.kernel_regime_loss(state["ntk0"], r0["r0"], lr, n, len(h["loss"]))
                    if state["ntk0"] is not None and len(h["loss"]) else np.zeros(0))
     res = dict(
         kernel_pred=kernel_pred, status=status, message=message, data=data.description, data_summary=data.summary(), n=n, lr=lr,
@@ -156,7 +160,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         width=rc["width"], init=rc["init"],
     )
     save_results(folder, res)
-    (folder / "checkpoint.pkl").unlink(missing_ok=True)  # finished: the saved results replace it
+    remove_checkpoint(folder / "checkpoint")  # finished: the saved results replace it
     return res
 
 
