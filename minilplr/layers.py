@@ -27,12 +27,16 @@ stand-in.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from contextlib import contextmanager
 
-from .backend import get_array_module
+import numpy as np
 
-__all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations"]
+from .backend import StrictArray, get_array_module
+
+__all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations", "untouched",
+           "leaves_untouched"]
 
 
 class Layer:
@@ -390,3 +394,76 @@ def frozen_activations(model):
     finally:
         for r in relus:
             r.frozen = False
+
+
+def _is_array(v) -> bool:
+    return isinstance(v, (np.ndarray, StrictArray)) or type(v).__module__.startswith("cupy")
+
+
+def _snapshot(v):
+    """``(v, saved)``: arrays copied, dicts and lists entry by entry, anything else kept by reference."""
+    if _is_array(v):
+        return v, v.copy()
+    if isinstance(v, dict):
+        return v, [(k, _snapshot(x)) for k, x in v.items()]
+    if isinstance(v, list):
+        return v, [_snapshot(x) for x in v]
+    return v, None
+
+
+def _restore(snap):
+    """The object that was snapshot, with its saved content written back into it (in place)."""
+    v, saved = snap
+    if _is_array(v):
+        if getattr(getattr(v, "flags", None), "writeable", True):  # a read-only array cannot have changed
+            v[...] = saved
+    elif isinstance(v, dict):
+        v.clear()
+        v.update((k, _restore(s)) for k, s in saved)
+    elif isinstance(v, list):
+        v[:] = [_restore(s) for s in saved]
+    return v
+
+
+@contextmanager
+def untouched(model):
+    """Run a diagnostic on ``model`` and give it back exactly as it was, inside the ``with`` block.
+
+    A diagnostic (a gradient, a Hessian–vector product, the NTK) runs forward
+    and backward passes on the caller's model, and each pass writes state:
+    the parameters (moved to ``θ ± hv``), ``grads``, what ``forward`` keeps for
+    ``backward`` (a dense layer's input, a ReLU's mask, batch norm's ``x̂``),
+    batch norm's running statistics (a training-mode forward moves them) and
+    the train/eval mode.  On entry every attribute of every layer
+    (:func:`iter_layers`) is recorded, arrays copied; on exit, also after an
+    exception, every attribute is bound again to the object it held and each
+    array gets its recorded values back *in place*, so references held
+    outside (an optimiser's, the caller's ``model.params["fc1.W"]``) still
+    see the model's arrays.  Attributes the block added are removed.
+
+    Cost: one copy of the model's state (parameters, gradients, cached
+    activations) in and one out; nothing per forward pass.
+    """
+    if not isinstance(model, Layer):
+        raise TypeError(f"model: expected a minilplr Model, Sequential or Layer, got {type(model).__name__}")
+    layers = list(iter_layers(model))
+    saved = [(layer, {name: _snapshot(v) for name, v in vars(layer).items()}) for layer in layers]
+    try:
+        yield model
+    finally:
+        for layer, state in saved:
+            for name in [n for n in vars(layer) if n not in state]:  # added inside the block
+                delattr(layer, name)
+            for name, snap in state.items():
+                setattr(layer, name, _restore(snap))
+
+
+def leaves_untouched(fn):
+    """Decorator: ``fn(model, ...)`` runs inside :func:`untouched` ``(model)``."""
+
+    @functools.wraps(fn)
+    def wrapped(model, *args, **kwargs):
+        with untouched(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapped

@@ -100,6 +100,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import backend_of, get_array_module, to_device, to_host, to_scalar
+from .layers import leaves_untouched
 from .params import num_params, param_slices
 
 __all__ = [
@@ -178,6 +179,7 @@ def _ntk_dtype(model, dtype):
 # --------------------------------------------------------------------------- the Jacobian
 
 
+@leaves_untouched  # forward passes on the caller's model: it gets it back as it was
 def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
     r"""The explicit Jacobian ``J = ∂f(X; θ)/∂θ = ∂r/∂θ``, shape ``(N·K, P)``.
 
@@ -233,6 +235,7 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
 # --------------------------------------------------------------------------- the empirical NTK
 
 
+@leaves_untouched  # forward passes on the caller's model: it gets it back as it was
 def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
     r"""The empirical neural tangent kernel ``Θ = J Jᵀ``, shape ``(N·K, N·K)``.
 
