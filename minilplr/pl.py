@@ -23,7 +23,9 @@ the spectrum's *lower bound* ``max(λ_computed − floor, 0)`` (0 when
 the eigen-solver's rounding.
 
 Functions that take a model run its forward (and backward) pass on ``X``;
-they leave the parameters as they found them.
+they leave the model exactly as they found it: parameters, batch norm's
+running statistics, the train/eval mode, ``grads`` and the activations a later
+``backward`` relies on (:func:`minilplr.layers.untouched`).
 """
 from __future__ import annotations
 
@@ -34,11 +36,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import backend_of, get_array_module, to_device, to_scalar
+from .backend import backend_of, get_array_module, to_device, to_host, to_scalar
 from .losses import as_targets, mse
 from .ntk import Spectrum, empirical_ntk, ntk_spectrum, symmetric_norm
 from .params import flatten, load_flat
-from .layers import frozen_activations
+from .layers import frozen_activations, untouched
 
 __all__ = [
     "Check",
@@ -76,15 +78,17 @@ class Check(NamedTuple):
     ``holds`` allows a rounding slack ``rtol · scale``, ``scale`` the size of
     the terms compared (``max(|lhs|, |rhs|)`` unless the function says
     otherwise; ``rtol`` from the inputs' dtype: ``1e-12`` for float64,
-    ``1e-5`` for float32, unless the function is given one).
+    ``1e-5`` for float32, unless the function is given one).  ``holds is None``
+    where a function says so: the inequality is not certified either way.
     """
 
     lhs: float
     rhs: float
-    holds: bool
+    holds: bool | None  # None: neither holds nor fails within what the inputs certify (see step_size_condition)
 
     def __str__(self):
-        return f"{self.lhs:.6g} vs {self.rhs:.6g}: {'holds' if self.holds else 'FAILS'}"
+        verdict = "not certified" if self.holds is None else "holds" if self.holds else "FAILS"
+        return f"{self.lhs:.6g} vs {self.rhs:.6g}: {verdict}"
 
 
 def _rtol(*arrays, rtol=None) -> float:
@@ -157,8 +161,17 @@ def loss_and_gradient(model, X, y) -> LossGrad:
 
     The gradient is the hand-written backward's, flattened in ``model.params``
     order (the columns of ``J``).  ``r = f(X; θ) − y`` flattened, row
-    ``i·K + k`` (the rows of ``J``).
+    ``i·K + k`` (the rows of ``J``).  The model is left untouched
+    (:func:`~minilplr.layers.untouched`): ``model.grads`` and the cached
+    activations are what they were before the call, and a training-mode batch
+    norm's running statistics have not moved.
     """
+    with untouched(model):
+        return _loss_and_gradient(model, X, y)
+
+
+def _loss_and_gradient(model, X, y) -> LossGrad:
+    """:func:`loss_and_gradient` on the model itself: it keeps the pass's grads and caches."""
     if not hasattr(y, "shape"):
         raise TypeError(f"y: expected an array of targets (N, K) or (N,), got {type(y).__name__}")
     pred = model.forward(X)
@@ -440,8 +453,6 @@ def kernel_regime_loss(theta0, r0, eta: float, n: int, steps: int) -> np.ndarray
     -------
     host float64 array (steps,): ``L_0 … L_{steps-1}``
     """
-    from .backend import to_host
-
     T = np.asarray(to_host(theta0), dtype=np.float64)
     r = np.asarray(to_host(r0), dtype=np.float64).reshape(-1)
     if T.ndim != 2 or T.shape[0] != T.shape[1] or T.shape[0] != r.size:
@@ -496,14 +507,12 @@ def descent_lemma(loss_next, loss, grad, eta: float, beta: float, rtol=None, ato
 
 
 def descent_lemma_step(model, X, y, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
-    """(11) at the model's current ``θ``: takes the step ``θ − η∇L``, measures, restores ``θ``."""
-    lg = loss_and_gradient(model, X, y)
-    theta0 = flatten(model.params)
-    try:
+    """(11) at the model's current ``θ``: takes the step ``θ − η∇L``, measures, leaves the model untouched."""
+    with untouched(model):
+        lg = _loss_and_gradient(model, X, y)
+        theta0 = flatten(model.params)
         load_flat(model, theta0 - float(eta) * lg.grad.astype(theta0.dtype))
         loss_next = to_scalar(mse(model.forward(X), y)[0])
-    finally:
-        load_flat(model, theta0)
     return descent_lemma(loss_next, lg.loss, lg.grad, eta, beta, rtol=rtol, atol=atol)
 
 
@@ -538,7 +547,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 
     Parameters
     ----------
-    model : float64 Model or Sequential (parameters restored on return)
+    model : float64 Model or Sequential (left untouched, :func:`~minilplr.layers.untouched`)
     X, y : arrays on the model's backend
     v : array (P,), ``model.params`` order
     h : float
@@ -554,48 +563,128 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
         raise ValueError(f"v: expected shape {tuple(theta0.shape)} (P,), got {tuple(v.shape)}")
     if not (float(h) > 0):
         raise ValueError(f"h: expected a positive step, got {h!r}")
-    try:
-        loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
+    with untouched(model):
+        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
         with frozen_activations(model):
-            load_flat(model, theta0 + h * v)
-            g_plus = loss_and_gradient(model, X, y).grad
-            load_flat(model, theta0 - h * v)
-            g_minus = loss_and_gradient(model, X, y).grad
-    finally:
-        load_flat(model, theta0)
+            return _hvp_frozen(model, X, y, theta0, v, float(h))
+
+
+def _hvp_frozen(model, X, y, theta0, v, h: float):
+    """``(∇L(θ₀+hv) − ∇L(θ₀−hv)) / 2h``, masks already frozen: two gradient evaluations, θ₀ restored."""
+    load_flat(model, theta0 + h * v)
+    g_plus = _loss_and_gradient(model, X, y).grad
+    load_flat(model, theta0 - h * v)
+    g_minus = _loss_and_gradient(model, X, y).grad
+    load_flat(model, theta0)
     return (g_plus - g_minus) / (2.0 * h)  # (∇L(θ+hv) − ∇L(θ−hv)) / 2h
 
 
 class HessianTop(NamedTuple):
-    """Power-iteration result: ``beta = ‖H‖₂`` estimate, signed Rayleigh quotient, iterations, converged."""
+    """``β = ‖∇²L‖₂`` from Lanczos, and what that number rests on.
+
+    Attributes
+    ----------
+    beta : float
+        ``|rayleigh|``.  A Rayleigh quotient never exceeds the spectral norm,
+        so ``β`` is a *lower bound* of ``‖∇²L‖₂`` whatever the solver did.
+    rayleigh : float
+        The signed eigenvalue estimate ``vᵀHv`` (``‖v‖ = 1``): its sign says
+        whether the top curvature is a valley (``+``) or a ridge (``−``).
+    matvecs : int
+        Hessian–vector products used, the residual's included (each is two
+        gradient evaluations).
+    converged : bool
+        The solver converged and the measured ``residual`` is within ``tol``.
+    residual : float
+        ``‖Hv − (vᵀHv) v‖ / β``, measured with one more product after the
+        solve.  Some eigenvalue lies within ``residual · β`` of ``rayleigh``;
+        when it is the top one (a Krylov solver from a random start misses
+        that one only by bad luck), ``β ≤ ‖∇²L‖₂ ≤ β (1 + residual)``.
+    tol : float
+        The relative tolerance asked of the solver.
+    """
 
     beta: float
     rayleigh: float
-    iterations: int
+    matvecs: int
     converged: bool
+    residual: float
+    tol: float
+
+    @property
+    def upper(self) -> float:
+        """``β (1 + residual)`` when converged (the bracket's top), else ``inf``: nothing is certified."""
+        return self.beta * (1.0 + self.residual) if self.converged else math.inf
+
+    def __str__(self):
+        state = f"relative residual {self.residual:.1e}" + ("" if self.converged else
+                                                          f", NOT converged to tol {self.tol:.0e}")
+        return f"β = {self.beta:.6g} ({state}; {self.matvecs} Hessian-vector products)"
 
 
-def hessian_top_eigenvalue(model, X, y, max_iter: int = 200, tol: float = 1e-7, seed: int = 0,
+def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, seed: int):
+    """The Ritz vector of the largest ``|λ|`` of a symmetric operator ``(P,) -> (P,)`` on the device, by Lanczos.
+
+    NumPy and the strict stand-in: SciPy's ARPACK on the host, each product
+    crossing explicitly (``to_device`` in, ``to_host`` out, as
+    :func:`minilplr.ntk._lanczos`).  CuPy: ``cupyx``'s thick-restart Lanczos,
+    vectors on the device; it has no failure signal, so the caller's measured
+    residual decides.  Returns ``(v (P,) on the device, solver_ok)``.
+    """
+    v0 = np.random.default_rng(seed).standard_normal(P)  # host seed, deterministic start
+    ncv = min(int(ncv), P)
+    if be.name == "cupy":
+        from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
+
+        op = LinearOperator((P, P), matvec=lambda v: matvec(v.reshape(-1)), dtype=np.float64)
+        w, V = eigsh(op, k=1, which="LM", v0=to_device(v0, be), ncv=ncv, maxiter=maxiter, tol=tol)
+        return V[:, 0], True
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+    op = LinearOperator((P, P), matvec=lambda v: to_host(matvec(to_device(np.ravel(v), be, np.float64))),
+                        dtype=np.float64)
+    try:
+        w, V = eigsh(op, k=1, which="LM", v0=v0, ncv=ncv, maxiter=maxiter, tol=tol)
+        return to_device(V[:, 0], be), True
+    except ArpackNoConvergence as exc:  # ARPACK gave up: its best vector, or the start vector
+        V = exc.eigenvectors if exc.eigenvectors.size else v0.reshape(-1, 1) / np.linalg.norm(v0)
+        return to_device(np.ascontiguousarray(V[:, 0]), be), False
+
+
+def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxiter: int = 30, seed: int = 0,
                            h: float = 1e-5) -> HessianTop:
-    r"""The Hessian's largest eigenvalue in magnitude, ``β = ‖∇²L‖₂``, by power iteration.
+    r"""The Hessian's largest eigenvalue in magnitude, ``β = ‖∇²L‖₂``, by Lanczos.
 
-    .. math:: v_{j+1} = \frac{H v_j}{\lVert H v_j\rVert},\qquad
-              \beta_j = \lVert H v_j\rVert \;\nearrow\; \max_i |\lambda_i(H)|
+    .. math:: \beta = \max_i |\lambda_i(\nabla^2 L)| = \max_{\lVert v\rVert = 1} |v^\top \nabla^2 L\, v|
 
-    on finite-difference Hessian-vector products
-    (:func:`hessian_vector_product`).  ``β_j`` increases to the spectral norm
-    even when ``±λ`` share the top magnitude (the Rayleigh quotient
-    ``vᵀHv`` would oscillate there; it is returned for the sign).  This is the
-    local smoothness constant of Theorem 5.4 (THEORY.md §1, consequence), to
-    test its step-size condition with :func:`step_size_condition`.
+    Lanczos (``eigsh``, ``which="LM"``) on finite-difference Hessian–vector
+    products (:func:`hessian_vector_product`, masks frozen once at ``θ``)
+    builds the Krylov space ``span{v₀, Hv₀, H²v₀, …}`` and reads the
+    extreme eigenvalue off the small tridiagonal matrix it projects ``H`` to.
+    It converges in tens of products where power iteration, which keeps only
+    the last vector, needs a number set by the gap ``|λ₂|/|λ₁|`` (hundreds
+    when the top eigenvalues are close).  This is the local smoothness
+    constant of Theorem 5.4 (THEORY.md §1, consequence); test its step-size
+    condition with :func:`step_size_condition`.
+
+    The answer is certified after the fact: one more product gives the
+    residual ``‖Hv − λv‖/|λ|`` of the returned pair (see :class:`HessianTop`).
+    ARPACK giving up (``ArpackNoConvergence``) is caught: the result then has
+    ``converged=False`` and ``beta`` is the Rayleigh quotient of its best
+    vector, still a lower bound.  The model is left untouched.
 
     Parameters
     ----------
     model : float64 model (see :func:`minilplr.ntk.float64_copy`)
     X, y : data on the model's backend
-    max_iter : int
     tol : float
-        Stop when ``|β_j − β_{j−1}| ≤ tol · β_j``.
+        Relative tolerance of the eigenvalue (the solver's, and the bound the
+        measured residual must meet for ``converged``).  Keep it above the
+        products' own error, ``~1e-9`` relative at ``h = 1e-5``.
+    ncv : int
+        Lanczos vectors kept (memory ``ncv · P`` floats; products per restart).
+    maxiter : int
+        Lanczos restarts.
     seed : int
         Host seed of the start vector.
     h : float
@@ -603,34 +692,47 @@ def hessian_top_eigenvalue(model, X, y, max_iter: int = 200, tol: float = 1e-7, 
 
     Returns
     -------
-    HessianTop(beta, rayleigh, iterations, converged)
+    HessianTop(beta, rayleigh, matvecs, converged, residual, tol)
     """
     _require_float64(model)
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+    for name, v, low in (("ncv", ncv, 2), ("maxiter", maxiter, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name}: expected an integer ≥ {low}, got {v!r}")
+    if not (0 < float(tol) < 1):
+        raise ValueError(f"tol: expected a relative tolerance in (0, 1), got {tol!r}")
     theta0 = flatten(model.params)
-    be = backend_of(theta0)
-    v = to_device(np.random.default_rng(seed).standard_normal(theta0.shape[0]), be, np.float64)
-    v = v / math.sqrt(_sq(v))
-    beta_prev, beta, rq = 0.0, 0.0, 0.0
-    for it in range(1, int(max_iter) + 1):
-        w = hessian_vector_product(model, X, y, v, h=h)  # H v_j
-        rq = to_scalar(v @ w)  # vᵀ H v
-        beta = math.sqrt(_sq(w))  # ‖H v_j‖
-        if beta == 0.0:
-            return HessianTop(0.0, 0.0, it, True)
-        v = w / beta
-        if abs(beta - beta_prev) <= float(tol) * beta:
-            return HessianTop(beta, rq, it, True)
-        beta_prev = beta
-    return HessianTop(beta, rq, int(max_iter), False)
+    be, P = backend_of(theta0), int(theta0.shape[0])
+    if P < 2:
+        raise ValueError(f"model: Lanczos needs at least 2 parameters, got P = {P}")
+    count = [0]
+
+    def matvec(v):  # H v, v (P,) on the device
+        count[0] += 1
+        return _hvp_frozen(model, X, y, theta0, v, float(h))
+
+    with untouched(model):
+        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
+        with frozen_activations(model):
+            v, solver_ok = _top_ritz_vector(matvec, P, be, float(tol), int(ncv), int(maxiter), int(seed))
+            v = v / math.sqrt(_sq(v))
+            Hv = matvec(v)  # one more product: the certificate
+    lam = to_scalar(v @ Hv)  # vᵀHv, the Rayleigh quotient
+    r = math.sqrt(_sq(Hv - lam * v))  # ‖Hv − λv‖
+    residual = r / abs(lam) if lam != 0 else (0.0 if r == 0 else math.inf)
+    return HessianTop(abs(lam), lam, count[0], bool(solver_ok and residual <= tol), residual, float(tol))
 
 
 def step_size_condition(eta: float, beta) -> Check:
     r"""Theorem 5.4's step-size condition ``η ≤ 1/β``: did it hold?
 
-    ``beta``: a float or a :class:`HessianTop`.  Returns
-    ``Check(lhs = η, rhs = 1/β, holds = η ≤ 1/β)`` (exact comparison, no slack).
+    ``beta`` a float: ``Check(lhs = η, rhs = 1/β, holds = η ≤ 1/β)`` (exact
+    comparison, no slack).
+
+    ``beta`` a :class:`HessianTop`: the verdict rests on what the solver
+    certified.  ``β`` is a lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` *fails*
+    whatever the solver did; ``holds`` needs a converged solve and
+    ``η · β(1 + residual) ≤ 1`` (the bracket's top); anything else is
+    ``holds = None``: not certified.
     """
     b = beta.beta if isinstance(beta, HessianTop) else float(beta)
     eta = float(eta)
@@ -639,7 +741,11 @@ def step_size_condition(eta: float, beta) -> Check:
     if not (b >= 0):
         raise ValueError(f"beta: expected a non-negative smoothness constant, got {beta!r}")
     bound = math.inf if b == 0 else 1.0 / b
-    return Check(eta, bound, bool(eta <= bound))
+    if not isinstance(beta, HessianTop):
+        return Check(eta, bound, bool(eta <= bound))
+    if eta * b > 1.0:
+        return Check(eta, bound, False)  # η > 1/β ≥ 1/‖∇²L‖₂
+    return Check(eta, bound, True if eta * beta.upper <= 1.0 else None)
 
 
 # --------------------------------------------------------------------------- all of it at one point
@@ -685,12 +791,15 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     :func:`~minilplr.ntk.empirical_ntk` (``method``, ``dtype``) and
     :func:`~minilplr.ntk.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
 
+    The model is left untouched (:func:`~minilplr.layers.untouched`).
+
     Returns
     -------
     PLReport with ``steps = {6: Check, 7: Check, 8: Check, 9: Check}``.
     """
-    lg = loss_and_gradient(model, X, y)
-    theta = empirical_ntk(model, X, method=method, dtype=dtype)
+    with untouched(model):
+        lg = _loss_and_gradient(model, X, y)
+        theta = empirical_ntk(model, X, method=method, dtype=dtype)
     spec = ntk_spectrum(theta, solver=solver)
     n = lg.n
     steps = {
