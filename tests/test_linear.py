@@ -4,7 +4,9 @@ All checks in float64 on the backend under test (``strict`` by default).
 """
 from __future__ import annotations
 
+import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -52,7 +54,17 @@ from minilplr.linear import (
     xu2023_rate,
     xu2023_step,
 )
-from minilplr.linear.recipes import data_from_config, schedule_from_config, weights_from_config
+from minilplr.checkpoint import CheckpointMismatch
+from minilplr.linear.recipes import (
+    SCHEDULE_LABELS,
+    cached_run,
+    data_from_config,
+    load_run,
+    run_key,
+    save_run,
+    schedule_from_config,
+    weights_from_config,
+)
 from minilplr.optim import SGD
 
 from .strategies import seeds
@@ -496,6 +508,205 @@ def test_run_gd_on_the_paper_data_converges_linearly(be):
     rho = observed_rate(res["gap"])
     assert 0 < rho < 1 - 0.5 * res["mu_t"].min() / np.nanmax(res["K_t"])  # faster than half the local rate
     assert np.all(np.nan_to_num(res["drift"]) <= res["drift_bound"] + 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints: a killed run resumes bit for bit, under every schedule.
+# ---------------------------------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands in for the process dying at an iterate."""
+
+
+_RESUME_DATA = {"N": 6, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0}
+
+
+def _resumable_run(be, name, *, steps=40, tol=0.0, data=_RESUME_DATA, init_seed=0, checkpoint=None,
+                   kill_at=None, seen=None):
+    """A fresh net and schedule (as a new process would build them), then :func:`run_gd` with a hook."""
+    X, Y = data_from_config(data)
+    W1, W2 = weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, init_seed)
+    net = make_network(X, Y, W1, W2, backend=be)
+    sched = schedule_from_config(name, net, {})
+
+    def hook(t):
+        if seen is not None:
+            seen.append(t)
+        if t == kill_at:
+            raise Killed(t)
+
+    res = run_gd(net, sched, steps, tol=tol, track_drift=True, checkpoint=checkpoint, checkpoint_every=5,
+                 callback=hook)
+    return net, sched, res
+
+
+@pytest.mark.parametrize("name", list(SCHEDULE_LABELS))
+def test_a_killed_linear_run_resumes_bit_identical_under_every_schedule(name, be, tmp_path):
+    """Killed at iterate 23 (last checkpoint after step 20), resumed: W₁, W₂, every record, the schedule's state,
+    ``steps`` and ``stopped`` equal the uninterrupted run's exactly.
+
+    ``tol`` is set so that the reference stops by tolerance at iterate 31, after
+    the resume: the stopping test reads the restored ``L(0) − L*``.
+    """
+    _, _, pilot = _resumable_run(be, name)
+    tol = pilot["gap"][31] / pilot["gap"][0]
+    assert np.all(np.diff(pilot["gap"][:32]) < 0)  # so iterate 31 is the first at or below tol
+    net_ref, sched_ref, ref = _resumable_run(be, name, tol=tol)
+    assert (ref["steps"], ref["stopped"]) == (31, "tol")
+    ck = tmp_path / "ck"
+    with pytest.raises(Killed):
+        _resumable_run(be, name, tol=tol, checkpoint=ck, kill_at=23)
+    assert (tmp_path / "ck.json").exists() and (tmp_path / "ck.npz").exists()
+    seen = []
+    net, sched, res = _resumable_run(be, name, tol=tol, checkpoint=ck, seen=seen)
+    assert seen[0] == 20  # it did resume (a rerun from 0 would also be identical, and prove nothing)
+    for k in ("W1", "W2"):
+        assert np.array_equal(_host(net.params[k]), _host(net_ref.params[k])), k
+    assert res.keys() == ref.keys()
+    for k, v in ref.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(res[k], v, equal_nan=True), k
+        else:
+            assert res[k] == v, k
+    assert sched.state_dict() == sched_ref.state_dict()
+    if name == "armijo":  # the counters drive the ``evals`` record: they must have been restored, not restarted
+        assert sched.function_evals > sched.steps == 31
+    if name == "adaptive":
+        assert sched.alpha2 == sigma2_T(*weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, 0))[1]
+
+
+@pytest.mark.parametrize("change", ["data", "init", "schedule", "steps", "tol"])
+def test_a_linear_checkpoint_refuses_another_run(change, be, tmp_path):
+    ck = tmp_path / "ck"
+    with pytest.raises(Killed):
+        _resumable_run(be, "armijo", checkpoint=ck, kill_at=12)
+    other = dict(name="adaptive" if change == "schedule" else "armijo", steps=50 if change == "steps" else 40,
+                 tol=1e-9 if change == "tol" else 0.0, init_seed=1 if change == "init" else 0,
+                 data={**_RESUME_DATA, "seed": 1} if change == "data" else _RESUME_DATA)
+    with pytest.raises(CheckpointMismatch, match=rf"ck\.json belongs to another run \(.*{change}.*delete"):
+        _resumable_run(be, other.pop("name"), checkpoint=ck, **other)
+    assert (tmp_path / "ck.json").exists()  # refused, not deleted
+
+
+# ---------------------------------------------------------------------------
+# The run cache.
+# ---------------------------------------------------------------------------
+
+
+def _spec(schedule="armijo", steps=30):
+    return {"data": _RESUME_DATA, "h": 20, "init": {"kind": "gaussian", "p": 0.375}, "init_seed": 0,
+            "schedule": schedule, "schedule_opts": {}, "steps": steps, "tol": 0.0, "track_drift": True,
+            "dtype": "float64"}
+
+
+def _same_result(a, b):
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(b[k], v, equal_nan=True), k
+        else:
+            assert b[k] == v, k
+
+
+def test_run_key_is_stable():
+    """Cached runs are named by these hashes: a change here would orphan every stored run.
+
+    The value was computed by the hash before the cache moved to store units
+    (SHA-1 of the spec's sorted JSON, 12 hex digits).
+    """
+    assert run_key(_spec()) == "ace559e1a357"
+    assert run_key(json.loads(json.dumps(_spec()))) == run_key(dict(reversed(list(_spec().items()))))
+
+
+def test_a_damaged_cached_run_is_moved_aside_and_recomputed(be, tmp_path, capsys):
+    first = cached_run(tmp_path, _spec(), backend=be)
+    key = first["key"]
+    assert capsys.readouterr().out == ""
+    _same_result(first, cached_run(tmp_path, _spec(), backend=be))  # loaded as stored
+    npz = tmp_path / f"{key}.npz"
+    blob = bytearray(npz.read_bytes())
+    blob[len(blob) // 2:len(blob) // 2 + 64] = bytes(64)  # zeroed bytes inside the records
+    npz.write_bytes(bytes(blob))
+    again = cached_run(tmp_path, _spec(), backend=be)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and f"{key}.npz: damaged" in out and "moved aside" in out, out
+    _same_result(first, again)
+    assert any(p.name.startswith(f"{key}.npz.damaged-") for p in tmp_path.iterdir())
+    _same_result(first, load_run(tmp_path, key))  # stored whole again
+
+
+def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypatch):
+    from minilplr.linear import recipes
+
+    ref = cached_run(tmp_path / "ref", _spec(steps=30), backend=be)
+    seen = []
+
+    def run_gd_killed_at(at):
+        def wrapped(*args, **kw):
+            def hook(t):
+                seen.append(t)
+                if t == at:
+                    raise Killed(t)
+            return run_gd(*args, **kw, callback=hook)
+        return wrapped
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr(recipes, "run_gd", run_gd_killed_at(17))
+    with pytest.raises(Killed):
+        cached_run(folder, _spec(steps=30), backend=be, checkpoint_every=5)
+    key = ref["key"]
+    assert (folder / f"{key}.checkpoint.json").exists() and not (folder / f"{key}.json").exists()
+    seen.clear()
+    monkeypatch.setattr(recipes, "run_gd", run_gd_killed_at(None))
+    res = cached_run(folder, _spec(steps=30), backend=be, checkpoint_every=5)
+    assert seen[0] == 15  # resumed from the step-15 checkpoint
+    _same_result(ref, res)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{key}.json", f"{key}.npz"]  # checkpoint removed
+
+
+def test_concurrent_writers_of_one_cached_run_never_give_a_corrupt_read(tmp_path):
+    """Two threads × 50 saves of one key, a third reading meanwhile: every read is the result or nothing.
+
+    A read may come between a writer's two renames (the JSON of one save beside
+    the arrays of another); the hash in the JSON detects it and the reader gets
+    ``None`` (files moved aside, recomputed by a real run) — never other
+    numbers, a half-written file, or an exception.
+    """
+    res = {"gap": np.linspace(1.0, 0.0, 200), "lr": np.full(200, 0.25), "steps": 199, "stopped": "tol",
+           "kappa0": 1.25, "key": "k"}
+    errors, reads = [], []
+    done = threading.Event()
+
+    def writer():
+        try:
+            for _ in range(50):
+                save_run(tmp_path, "k", res)
+        except Exception as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    def reader():
+        try:
+            while not done.is_set():
+                got = load_run(tmp_path, "k", log=lambda line: None)
+                if got is not None:
+                    _same_result(res, got)
+                reads.append(got is not None)
+        except Exception as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    rd = threading.Thread(target=reader)
+    rd.start()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    done.set()
+    rd.join()
+    assert not errors, errors
+    assert sum(reads) > 0  # the reader did see whole units
+    _same_result(res, load_run(tmp_path, "k"))
 
 
 # ---------------------------------------------------------------------------

@@ -2,29 +2,32 @@
 
 An experiment config names plain JSON values; these helpers turn them into
 the objects of :mod:`minilplr.linear` and run :func:`~minilplr.linear.trajectory.run_gd`
-with its result cached on disk (one ``.npz`` per run, its name carrying a
-hash of everything that determines the run), so an interrupted experiment
-resumes where it stopped and re-plotting never re-trains.
+with its result cached on disk, so an interrupted experiment resumes where it
+stopped and re-plotting never re-trains.  Each run is a :mod:`minilplr.store`
+unit ``<key>.json`` + ``<key>.npz``, ``key`` a hash of everything that
+determines the run (:func:`run_key`); a damaged one is moved aside and
+recomputed.  While a run is going, ``<key>.checkpoint.json`` + ``.npz`` hold
+its state, so a run killed mid-way continues from its last checkpoint.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 
 import numpy as np
 
 from ..backend import get_array_module
+from ..checkpoint import remove_checkpoint
+from ..store import load_or_discard, save_unit
 from .constants import fro_UtV
 from .init import gaussian_init, imbalance_init, make_network, synthetic_regression
-from .operator import sigma2_T
+from .operator import kappa_T, sigma2_T
 from .schedules import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
 from .trajectory import run_gd
 
 __all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run", "run_key",
-           "data_caption",
-           "init_label", "SCHEDULE_LABELS"]
+           "save_run", "load_run", "data_caption", "init_label", "SCHEDULE_LABELS"]
 
 SCHEDULE_LABELS = {
     "constant": "constant η = 1/K₀",
@@ -86,41 +89,38 @@ def run_key(spec: dict) -> str:
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _save_npz(path: pathlib.Path, res: dict) -> None:
-    arrays = {}
-    for k, v in res.items():
-        arrays[k] = np.asarray(v)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a killed run never leaves a half-written file
+def save_run(folder, key: str, res: dict) -> None:
+    """Store one run's result as the unit ``folder/<key>`` (atomic; arrays hashed in the JSON)."""
+    save_unit(folder, key, res)
 
 
-def _load_npz(path: pathlib.Path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        out = {}
-        for k in z.files:
-            a = z[k]
-            if a.ndim == 0:
-                out[k] = a.item()
-            else:
-                out[k] = a
-        return out
+def load_run(folder, key: str, log=print):
+    """A stored run's result, or ``None`` if absent or damaged (then moved aside, one line to ``log``)."""
+    return load_or_discard(folder, key, log=log)
 
 
-def cached_run(folder, spec: dict, backend=None) -> dict:
-    """Run (or load) one GD trajectory described by ``spec``; saved as ``folder/<hash>.npz``.
+def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100, log=print) -> dict:
+    """Run (or load) one GD trajectory described by ``spec``; stored as the unit ``folder/<key>``.
 
     ``spec`` = ``{"data": {...}, "h", "init": {...}, "init_seed", "schedule", "schedule_opts",
     "steps", "tol", "track_drift", "dtype"}``.  The result is the dict of
-    :func:`run_gd` plus ``imbalance0`` (``‖D(0)‖_F``), ``kappa0`` (``κ(T₀)``) and the
-    spec's hash ``key``.
+    :func:`run_gd` plus ``imbalance0`` (``‖D(0)‖_F``), ``kappa0`` (``κ(T₀)``),
+    ``sigma2_min0``, ``sigma2_max0``, the schedule's counters
+    (``function_evals``, ``armijo_failures``) and the spec's hash ``key``.
+
+    A stored result is returned as stored; a damaged one (truncated, or not the
+    pair it claims) is moved aside with one line to ``log`` and recomputed.
+    The run checkpoints to ``folder/<key>.checkpoint`` every ``checkpoint_every``
+    steps and resumes from there; the checkpoint is removed once the result is
+    saved.  Two processes computing the same key both write whole units (atomic
+    renames), and a reader sees one of them or a detected damage, never a mix.
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key = run_key(spec)
-    path = folder / f"{key}.npz"
-    if path.exists():
-        return _load_npz(path)
+    res = load_run(folder, key, log=log)
+    if res is not None:
+        return res
     X, Y = data_from_config(spec["data"])
     n, m = X.shape[1], Y.shape[1]
     W1, W2 = weights_from_config(n, m, int(spec["h"]), spec["init"], int(spec["init_seed"]))
@@ -129,15 +129,17 @@ def cached_run(folder, spec: dict, backend=None) -> dict:
     xp = get_array_module(net.W1)
     imb0 = fro_UtV(  # ‖D(0)‖_F = ‖UᵀV‖_F with U = [W₁; −W₂], V = [W₁; W₂]
         xp.concatenate([net.W1, -net.W2], 0), xp.concatenate([net.W1, net.W2], 0))
-    sched = schedule_from_config(spec["schedule"], net, spec.get("schedule_opts"))
+    sched = schedule_from_config(spec["schedule"], net, spec.get("schedule_opts"))  # from W(0), before any resume
+    ck = folder / f"{key}.checkpoint"
     res = run_gd(net, sched, int(spec["steps"]), tol=float(spec.get("tol", 1e-12)),
-                 track_drift=bool(spec.get("track_drift", False)))
-    res.update(imbalance0=imb0, kappa0=(s2max / s2min) ** 0.5 if s2min > 0 else float("inf"),
+                 track_drift=bool(spec.get("track_drift", False)), checkpoint=ck, checkpoint_every=checkpoint_every)
+    res.update(imbalance0=imb0, kappa0=kappa_T(net.W1, net.W2),
                sigma2_min0=s2min, sigma2_max0=s2max, key=key,
                function_evals=int(getattr(sched, "function_evals", 0)),
                armijo_failures=int(getattr(sched, "failures", 0)))
-    _save_npz(path, res)
-    return _load_npz(path)
+    save_run(folder, key, res)
+    remove_checkpoint(ck)
+    return res
 
 
 def data_caption(data: dict, dtype: str = "float64") -> str:

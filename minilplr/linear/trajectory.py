@@ -19,6 +19,15 @@ At each step ``t`` it records (host floats, one sync per step)
 
 Arrays have one entry per visited iterate ``t = 0 … T`` (``lr`` and the
 step quantities are ``nan`` at the last iterate, where no step was taken).
+
+With ``checkpoint=path`` the loop saves, every ``checkpoint_every`` steps,
+everything the rest of the run depends on (:func:`_state`: the weights, the
+optimiser's counter, the schedule's state, ``W(0)``, ``L(0)``, the records and
+the running drift bound) as a :mod:`minilplr.checkpoint` unit, and the same
+call made again resumes from it: the resumed run equals the uninterrupted
+one bit for bit.  The checkpoint carries the run's fingerprint
+(:func:`_fingerprint`: data, initial weights, schedule, ``steps``, ``tol`` …)
+and refuses to resume any other run (:class:`~minilplr.checkpoint.CheckpointMismatch`).
 """
 from __future__ import annotations
 
@@ -26,8 +35,11 @@ import math
 
 import numpy as np
 
-from ..backend import to_scalar
+from ..backend import to_device, to_host, to_scalar
+from ..checkpoint import load_checkpoint, save_checkpoint
 from ..optim import SGD
+from ..store import fingerprint as data_hash
+from ..validate import check_int
 from .constants import (
     imbalance_drift,
     imbalance_step_bound,
@@ -46,8 +58,72 @@ FIELDS = (
 )
 
 
+def _schedule_signature(schedule) -> dict:
+    """A schedule's identity for a fingerprint: class, ``repr`` and its settings at full precision.
+
+    The settings are the scalar attributes that are not state (``state_dict``)
+    nor the last call's diagnostics (``last``): ``repr`` rounds (``Constant(0.0123457)``),
+    the attributes keep every bit of, e.g., a constant step.
+    """
+    state = schedule.state_dict() if hasattr(schedule, "state_dict") else {}
+    settings = {k: v for k, v in sorted(getattr(schedule, "__dict__", {}).items())
+                if k not in state and k != "last" and (v is None or isinstance(v, (bool, int, float, str)))}
+    return {"class": type(schedule).__name__, "repr": repr(schedule), "settings": settings}
+
+
+def _fingerprint(net: TwoLayerLinear, schedule, **run) -> dict:
+    """What a checkpoint of this run must match: the loss and its data, the initial weights, the schedule, the run.
+
+    Called before the first step, so ``net``'s weights are ``W(0)``: a checkpoint
+    of a run from another start is refused like one of other data.
+    """
+    loss_fn = net.loss_fn
+    return {
+        "loss": {"class": type(loss_fn).__name__, "lam": getattr(loss_fn, "lam", None)},
+        "data": data_hash(to_host(loss_fn.X), to_host(loss_fn.Y)),
+        "shapes": {k: list(p.shape) for k, p in net.params.items()},
+        "dtype": str(net.W1.dtype),
+        "init": data_hash(*(to_host(p) for p in net.params.values())),
+        "schedule": _schedule_signature(schedule),
+        **run,
+    }
+
+
+def _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0) -> dict:
+    """Everything the loop needs to continue bit for bit (host arrays and plain values).
+
+    The records are float64 arrays (every bit of the Python floats kept);
+    ``L0`` and ``gap0`` decide the stopping tests, ``extra_evals0`` the ``evals``
+    record, ``drift_bound`` the running sum of step bounds.  The schedule's
+    ``last`` is not stored: each call rewrites it before anything reads it.
+    """
+    return {
+        "t": len(rec["loss"]),
+        "weights": {k: to_host(p) for k, p in net.params.items()},
+        "W0": {k: to_host(p) for k, p in W0.items()},
+        "optimiser": {"t": opt.t, "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict")
+                      else {}},
+        "records": {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()},
+        "drift_bound": drift_bound, "gap0": gap0, "L0": L0, "extra_evals0": extra_evals0,
+    }
+
+
+def _restore(net, opt, state):
+    """Load a :func:`_state` into ``net`` and ``opt``; returns ``(rec, W0, drift_bound, gap0, L0, extra_evals0, t)``."""
+    be, dt = net.loss_fn.backend, net.W1.dtype
+    for k, p in net.params.items():
+        p[...] = to_device(state["weights"][k], be, dt)  # in place: the caller's net is the one that trains
+    W0 = {k: to_device(v, be, dt) for k, v in state["W0"].items()}
+    opt.t = int(state["optimiser"]["t"])
+    if hasattr(opt.schedule, "load_state_dict"):
+        opt.schedule.load_state_dict(state["optimiser"]["schedule"])
+    rec = {k: state["records"][k].tolist() for k in FIELDS}
+    return (rec, W0, float(state["drift_bound"]), float(state["gap0"]), float(state["L0"]),
+            int(state["extra_evals0"]), int(state["t"]))
+
+
 def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, track_drift: bool = True,
-           diverge_factor: float = 1e6) -> dict:
+           diverge_factor: float = 1e6, checkpoint=None, checkpoint_every: int = 100, callback=None) -> dict:
     """Run at most ``steps`` GD steps ``θ ← θ − η_t∇L(θ)`` and record the diagnostics.
 
     Parameters
@@ -63,6 +139,15 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
         Compute ``‖D(t) − D(0)‖_F`` each step (``O((n+m)²h)``; off for speed).
     diverge_factor : float
         Stop (``stopped = "diverged"``) if ``L`` is not finite or exceeds this times ``L(0)``.
+    checkpoint : path, optional
+        Save/resume file (``path.json`` + ``path.npz``, see the module docstring).
+        Call again with a freshly built ``net`` and ``schedule`` (as a new
+        process would) to resume; the caller removes it once the result is stored.
+    checkpoint_every : int
+        Steps between checkpoints.
+    callback : callable ``t -> None``, optional
+        Called at each iterate ``t`` before anything is computed there (a
+        progress hook; an exception it raises stops the run like a kill).
 
     Returns
     -------
@@ -70,22 +155,42 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
         ``FIELDS`` as float64 host arrays, plus ``steps`` (steps taken),
         ``stopped`` (``"tol"``, ``"steps"``, ``"diverged"``), ``K``, ``mu``,
         ``min_value`` and ``h``.
+
+    Raises
+    ------
+    CheckpointMismatch
+        ``checkpoint`` holds another run's state.
     """
     if not isinstance(net, TwoLayerLinear):
         raise TypeError(f"net: expected a TwoLayerLinear, got {type(net).__name__}")
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable t -> None, got {type(callback).__name__}")
     loss_fn = net.loss_fn
     K, mu, Lstar = loss_fn.K, loss_fn.mu, loss_fn.min_value
-    W0 = net.copy_params()
     opt = SGD(schedule)
-    rec = {k: [] for k in FIELDS}
-    drift_bound = 0.0
-    extra_evals0 = getattr(schedule, "function_evals", 0)
-    gap0 = None
+    schedule = opt.schedule  # a float became Constant(η)
+    fp = None
+    state = None
+    if checkpoint is not None:
+        fp = _fingerprint(net, schedule, steps=int(steps), tol=float(tol), diverge_factor=float(diverge_factor),
+                          track_drift=bool(track_drift))
+        state = load_checkpoint(checkpoint, fp)
+    if state is not None:
+        rec, W0, drift_bound, gap0, L0, extra_evals0, t = _restore(net, opt, state)
+    else:
+        W0 = net.copy_params()
+        rec = {k: [] for k in FIELDS}
+        drift_bound = 0.0
+        extra_evals0 = getattr(schedule, "function_evals", 0)
+        gap0 = L0 = None
+        t = 0
     stopped = "steps"
-    t = 0
     while True:
+        if callback is not None:
+            callback(t)
         L = to_scalar(net.backward())
         gap = max(L - Lstar, 0.0)
         if gap0 is None:
@@ -130,6 +235,8 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
         rec["drift_step_bound"].append(step_bound)
         rec["sigma_bound"].append(float(getattr(schedule, "last", {}).get("sigma_bound", float("nan"))))
         t += 1
+        if checkpoint is not None and t % checkpoint_every == 0:
+            save_checkpoint(checkpoint, _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0), fp)
     out = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
     out.update(steps=t, stopped=stopped, K=K, mu=mu, min_value=Lstar, h=net.h)
     return out
