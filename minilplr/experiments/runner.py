@@ -32,7 +32,7 @@ try:
 except ImportError:  # not POSIX: runs are not locked
     fcntl = None
 
-__all__ = ["OutputLocked", "load_experiment", "run_experiments", "write_report", "lock_output",
+__all__ = ["OutputLocked", "Interrupted", "load_experiment", "run_experiments", "write_report", "lock_output",
            "sweep_temporaries"]
 
 #: The lock file inside ``--out``.
