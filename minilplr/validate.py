@@ -120,6 +120,6 @@ def check_magnitude(name: str, x, dtype) -> None:
     limit = math.sqrt(float(np.finfo(np.dtype(dtype)).max))
     big = max(abs(to_scalar(x.max())), abs(to_scalar(x.min())))
     if big >= limit:
-        raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: their squares "
-                         f"overflow (|{name}| must stay below {limit:.3g}), so the loss is not finite at step 0; "
+        raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: the loss or its "
+                         f"gradient is not finite from step 0 (squares overflow unless |{name}| < {limit:.3g}); "
                          f"rescale the data")

@@ -25,7 +25,8 @@ def _data(be, X=None, y=None):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, D)) if X is None else X
     y = np.sign(rng.standard_normal(N)) if y is None else y
-    return (B.to_device(X, be) if isinstance(X, np.ndarray) else X), (B.to_device(y, be) if isinstance(y, np.ndarray) else y)
+    as_dev = lambda a: B.to_device(a, be) if isinstance(a, np.ndarray) else a  # noqa: E731
+    return as_dev(X), as_dev(y)
 
 
 def _gd(be, X=None, y=None, **kw):
@@ -46,18 +47,23 @@ _y = np.ones(N)
 
 TRAIN_CASES = [
     # (id, call, exception, message)
-    ("gd N=0", lambda be: _gd(be, X=_X[:0], y=_y[:0]), ValueError, r"X: expected at least one sample, got shape \(0, 3\)"),
-    ("sgd N=0 without drop_last", lambda be: _sgd(be, X=_X[:0], y=_y[:0]), ValueError, "X: expected at least one sample"),
-    ("checkpoint_every=0", lambda be: _gd(be, checkpoint_every=0), ValueError, "checkpoint_every: expected a positive integer, got 0"),
+    ("gd N=0", lambda be: _gd(be, X=_X[:0], y=_y[:0]),
+     ValueError, r"X: expected at least one sample, got shape \(0, 3\)"),
+    ("sgd N=0 without drop_last", lambda be: _sgd(be, X=_X[:0], y=_y[:0]),
+     ValueError, "X: expected at least one sample"),
+    ("checkpoint_every=0", lambda be: _gd(be, checkpoint_every=0),
+     ValueError, "checkpoint_every: expected a positive integer, got 0"),
     ("steps=2.5", lambda be: _gd(be, steps=2.5), ValueError, "steps: expected a positive integer, got 2.5"),
     ("steps=True", lambda be: _gd(be, steps=True), ValueError, "steps: expected a positive integer, got True"),
     ("steps='3'", lambda be: _gd(be, steps="3"), ValueError, "steps: expected a positive integer, got '3'"),
     ("epochs=1.5", lambda be: _sgd(be, epochs=1.5), ValueError, "epochs: expected a positive integer, got 1.5"),
-    ("batch_size=2.5", lambda be: _sgd(be, batch_size=2.5), ValueError, "batch_size: expected a positive integer, got 2.5"),
+    ("batch_size=2.5", lambda be: _sgd(be, batch_size=2.5),
+     ValueError, "batch_size: expected a positive integer, got 2.5"),
     ("sgd seed=-1", lambda be: _sgd(be, seed=-1), ValueError, "seed: expected a non-negative integer, got -1"),
     ("divergence_factor=nan", lambda be: _gd(be, divergence_factor=float("nan")), ValueError,
      "divergence_factor: expected a real number > 1, got nan"),
-    ("divergence_factor=0", lambda be: _gd(be, divergence_factor=0), ValueError, "divergence_factor: expected a real number > 1"),
+    ("divergence_factor=0", lambda be: _gd(be, divergence_factor=0),
+     ValueError, "divergence_factor: expected a real number > 1"),
     ("diag_every=-1", lambda be: _gd(be, diagnostics=lambda m, t: {}, diag_every=-1), ValueError,
      "diag_every: expected a non-negative integer, got -1"),
     ("complex X", lambda be: _gd(be, X=_X + 1j), TypeError, "X: expected real numbers, got complex dtype complex128"),
@@ -66,8 +72,10 @@ TRAIN_CASES = [
     ("object y", lambda be: _gd(be, y=_y.astype(object)), TypeError, "y: expected a numeric array .*got dtype object"),
     ("string y", lambda be: _gd(be, y=np.array(["a"] * N)), TypeError, "y: expected a numeric array .*got dtype <U1"),
     ("y a list", lambda be: _gd(be, y=[1.0] * N), TypeError, "y: expected an array, got list"),
-    ("X at 1e300", lambda be: _gd(be, X=_X * 1e300), ValueError, "X: values up to .* too large for float64.*not finite at step 0"),
-    ("y at 1e300", lambda be: _gd(be, y=_y * 1e300), ValueError, "y: values up to 1e\\+300 are too large.*not finite at step 0"),
+    ("X at 1e300", lambda be: _gd(be, X=_X * 1e300),
+     ValueError, "X: values up to .* too large for float64.*not finite from step 0"),
+    ("y at 1e300", lambda be: _gd(be, y=_y * 1e300),
+     ValueError, "y: values up to 1e\\+300 are too large.*not finite from step 0"),
 ]
 
 
@@ -98,21 +106,30 @@ _RNG = np.random.default_rng
 BUILDER_CASES = [
     ("mlp seed=-1", lambda be: models.mlp(3, 4, 2, 1, seed=-1, backend=be), ValueError,
      "seed: expected a non-negative integer, got -1"),
-    ("mlp seed=1.5", lambda be: models.mlp(3, 4, 2, 1, seed=1.5, backend=be), ValueError, "seed: expected a non-negative integer"),
-    ("mlp width=True", lambda be: models.mlp(3, True, 2, 1, backend=be), ValueError, "width: expected a positive integer, got True"),
-    ("mlp depth=2.5", lambda be: models.mlp(3, 4, 2.5, 1, backend=be), ValueError, "depth: expected a positive integer, got 2.5"),
+    ("mlp seed=1.5", lambda be: models.mlp(3, 4, 2, 1, seed=1.5, backend=be),
+     ValueError, "seed: expected a non-negative integer"),
+    ("mlp width=True", lambda be: models.mlp(3, True, 2, 1, backend=be),
+     ValueError, "width: expected a positive integer, got True"),
+    ("mlp depth=2.5", lambda be: models.mlp(3, 4, 2.5, 1, backend=be),
+     ValueError, "depth: expected a positive integer, got 2.5"),
     ("mlp p=nan", lambda be: models.mlp(3, 4, 2, 1, init="gaussian", p=float("nan"), backend=be), ValueError,
      "p: expected a finite real number, got nan"),
-    ("mlp init_factor=-1", lambda be: models.mlp(3, 4, 2, 1, init="enhanced_he", init_factor=-1, backend=be), ValueError,
+    ("mlp init_factor=-1", lambda be: models.mlp(3, 4, 2, 1, init="enhanced_he", init_factor=-1, backend=be),
+     ValueError,
      "init_factor: expected a positive"),
-    ("resnet seed=-1", lambda be: resnet(seed=-1, backend=be), ValueError, "seed: expected a non-negative integer, got -1"),
+    ("resnet seed=-1", lambda be: resnet(seed=-1, backend=be),
+     ValueError, "seed: expected a non-negative integer, got -1"),
     ("resnet image_size=True", lambda be: resnet(image_size=True, backend=be), ValueError,
      "image_size: expected a positive integer, got True"),
     ("resnet bn_eps=0", lambda be: resnet(bn_eps=0, backend=be), ValueError, "bn_eps: expected a positive"),
-    ("resnet bn_momentum=2", lambda be: resnet(bn_momentum=2, backend=be), ValueError, r"bn_momentum: expected a number in \(0, 1\]"),
-    ("he_normal fan_in=0", lambda be: init.he_normal(0, 3, _RNG(0)), ValueError, "fan_in: expected a positive integer, got 0"),
-    ("he_normal fan_in=True", lambda be: init.he_normal(True, 3, _RNG(0)), ValueError, "fan_in: expected a positive integer, got True"),
-    ("he_normal fan_out=-1", lambda be: init.he_normal(3, -1, _RNG(0)), ValueError, "fan_out: expected a positive integer, got -1"),
+    ("resnet bn_momentum=2", lambda be: resnet(bn_momentum=2, backend=be),
+     ValueError, r"bn_momentum: expected a number in \(0, 1\]"),
+    ("he_normal fan_in=0", lambda be: init.he_normal(0, 3, _RNG(0)),
+     ValueError, "fan_in: expected a positive integer, got 0"),
+    ("he_normal fan_in=True", lambda be: init.he_normal(True, 3, _RNG(0)),
+     ValueError, "fan_in: expected a positive integer, got True"),
+    ("he_normal fan_out=-1", lambda be: init.he_normal(3, -1, _RNG(0)),
+     ValueError, "fan_out: expected a positive integer, got -1"),
     ("he_normal rng=seed", lambda be: init.he_normal(3, 3, 0), TypeError, "rng: expected a numpy.random.Generator"),
     ("enhanced_he depth=True", lambda be: init.enhanced_he_normal(3, 3, _RNG(0), depth=True), ValueError,
      "depth: expected a positive integer, got True"),
@@ -120,7 +137,8 @@ BUILDER_CASES = [
      "h: expected a positive integer, got True"),
     ("gaussian_power p=nan", lambda be: init.gaussian_power(3, 3, _RNG(0), h=4, p=float("nan")), ValueError,
      "p: expected a finite real number"),
-    ("weight_std fan_in=0", lambda be: init.weight_std("he", 0), ValueError, "fan_in: expected a positive integer, got 0"),
+    ("weight_std fan_in=0", lambda be: init.weight_std("he", 0),
+     ValueError, "fan_in: expected a positive integer, got 0"),
 ]
 
 
