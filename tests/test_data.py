@@ -411,6 +411,30 @@ def test_load_mnist_real_format_and_cache(server, cache):
     assert listing(cache) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbled", "empty"])
+def test_damaged_cached_idx_file_is_quarantined_and_fetched_again(server, cache, caplog, damage):
+    """A damaged IDX file in the cache: one line saying where it went, the right data, no traceback on rerun."""
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    images, labels = fake_mnist()
+    files = serve_mnist(server, images, labels)
+    kw = dict(root=cache, mirrors=[server.url("/mnist/")], files=files)
+    M.load_mnist("train", **kw)
+    path = cache / "train-images-idx3-ubyte.gz"
+    raw = path.read_bytes()
+    path.write_bytes({"truncated": raw[: len(raw) // 2], "garbled": raw[:100] + bytes(len(raw) - 100),
+                      "empty": b""}[damage])
+    DL._verified.clear()  # a new process
+    got, _ = M.load_mnist("train", **kw)
+    np.testing.assert_array_equal(got, images)
+    [line] = data_lines(caplog)
+    [moved] = (cache / DL.QUARANTINE).iterdir()
+    assert str(path) in line and str(moved) in line
+    caplog.clear()
+    DL._verified.clear()
+    np.testing.assert_array_equal(M.load_mnist("train", **kw)[0], images)
+    assert data_lines(caplog) == [] and server.requests.count("/mnist/train-images-idx3-ubyte.gz") == 2
+
+
 def test_load_mnist_rejects_wrong_shapes(server, cache):
     images, labels = fake_mnist()
     files = serve_mnist(server, images.reshape(-1, 28 * 28), labels)
