@@ -57,7 +57,7 @@ def _seed(text: str) -> int:
 def _check_out(out: str):
     """The problem with ``--out`` as one line, or ``None``; creates the folder and tries a write in it."""
     if not out.strip():
-        return "--out: expected a folder path, got an empty string"
+        return f"--out: expected a folder path, got {out!r}"
     path = Path(out)
     if path.exists() and not path.is_dir():
         return f"--out: expected a folder, got the file {out!r}"
@@ -114,10 +114,6 @@ def main(argv=None) -> int:
 def _main(argv):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    problem = _check_out(args.out)
-    if problem:
-        print(f"run_all.py: {problem}", file=sys.stderr)
-        return 2
     try:
         B.set_backend(args.backend)
     except (B.BackendUnavailable, ValueError) as exc:
@@ -126,8 +122,13 @@ def _main(argv):
     names = args.only or list(EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
-        print(f"run_all.py: --only: unknown experiment(s) {', '.join(unknown)}; expected some of: "
-              f"{', '.join(EXPERIMENTS)}", file=sys.stderr)
+        shown = ", ".join(n if n.strip() else repr(n) for n in unknown)
+        print(f"run_all.py: --only: unknown experiment(s) {shown}; expected some of: {', '.join(EXPERIMENTS)}",
+              file=sys.stderr)
+        return 2
+    problem = _check_out(args.out)  # last: it creates the folder
+    if problem:
+        print(f"run_all.py: {problem}", file=sys.stderr)
         return 2
     print(f"minilplr run_all: preset={args.preset} backend={args.backend} out={args.out} experiments={', '.join(names)}")
     try:
