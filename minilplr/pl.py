@@ -632,19 +632,20 @@ def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, see
     residual decides.  Returns ``(v (P,) on the device, solver_ok)``.
     """
     v0 = np.random.default_rng(seed).standard_normal(P)  # host seed, deterministic start
-    ncv = min(int(ncv), P)
-    if be.name == "cupy":
+    if be.name == "cupy" and P >= 4:  # cupyx needs k + 1 < ncv < P
         from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
 
         op = LinearOperator((P, P), matvec=lambda v: matvec(v.reshape(-1)), dtype=np.float64)
-        w, V = eigsh(op, k=1, which="LM", v0=to_device(v0, be), ncv=ncv, maxiter=maxiter, tol=tol)
+        _, V = eigsh(op, k=1, which="LM", v0=to_device(v0, be), ncv=min(max(int(ncv), 3), P - 1),
+                     maxiter=maxiter, tol=tol)
         return V[:, 0], True
+    ncv = min(int(ncv), P)  # ARPACK: k < ncv ≤ P
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     op = LinearOperator((P, P), matvec=lambda v: to_host(matvec(to_device(np.ravel(v), be, np.float64))),
                         dtype=np.float64)
     try:
-        w, V = eigsh(op, k=1, which="LM", v0=v0, ncv=ncv, maxiter=maxiter, tol=tol)
+        _, V = eigsh(op, k=1, which="LM", v0=v0, ncv=ncv, maxiter=maxiter, tol=tol)
         return to_device(V[:, 0], be), True
     except ArpackNoConvergence as exc:  # ARPACK gave up: its best vector, or the start vector
         V = exc.eigenvectors if exc.eigenvectors.size else v0.reshape(-1, 1) / np.linalg.norm(v0)
