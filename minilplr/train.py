@@ -132,6 +132,9 @@ def _check_data(model, X, y):
     not overflow (else the loss is ``inf`` at step 0, which is bad data, not a
     step size that diverged).
     """
+    if not callable(getattr(model, "check_input", None)):
+        raise TypeError(f"model: expected a minilplr Model (minilplr.models.mlp, minilplr.resnet.resnet), "
+                        f"got {type(model).__name__}")
     if hasattr(X, "dtype"):
         check_real_array("X", X)  # before check_input's cast drops an imaginary part
     X_in, X = X, model.check_input(X)
@@ -151,8 +154,13 @@ def _check_data(model, X, y):
     return X
 
 
-def _check_loop(checkpoint_every, diag_every, divergence_factor):
+def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, diagnostics=None):
     """The loop options shared by :func:`train_gd` and :func:`train_sgd`, checked."""
+    if not callable(getattr(opt, "step", None)) or not hasattr(opt, "schedule"):
+        raise TypeError(f"opt: expected an optimiser with .step(params, grads) and .schedule "
+                        f"(minilplr.optim.GD, minilplr.optim.SGD), got {type(opt).__name__}")
+    if diagnostics is not None and not callable(diagnostics):
+        raise TypeError(f"diagnostics: expected a callable (model, step) -> dict, got {type(diagnostics).__name__}")
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
     diag_every = None if diag_every is None else check_int("diag_every", diag_every, 0)  # 0: no diagnostics
     # inf switches the growth test off; NaN would do so silently, so it is refused
@@ -263,7 +271,8 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
         With the history so far.
     """
     steps = check_int("steps", steps, 1)
-    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor)
+    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor,
+                                                                  opt=opt, diagnostics=diagnostics)
     X = _check_data(model, X, y)
     history, theta0 = _resume(model, opt, checkpoint)
     return _run(model, lambda t: (X, y), loss, opt, steps=int(steps), diagnostics=diagnostics,
@@ -291,7 +300,8 @@ def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int
     batch_size = check_int("batch_size", batch_size, 1)
     epochs = check_int("epochs", epochs, 1)
     seed = check_int("seed", seed, 0)
-    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor)
+    checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor,
+                                                                  opt=opt, diagnostics=diagnostics)
     X = _check_data(model, X, y)
     n = X.shape[0]
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
