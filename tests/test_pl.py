@@ -134,7 +134,7 @@ def test_linear_model_rate_envelope_and_constants(seed, d, k, data, be, dev):
     beta_gn = pl.gauss_newton_smoothness(spec, n)
     top = pl.hessian_top_eigenvalue(m, X, y)
     assert top.converged
-    assert top.beta == pytest.approx(beta_gn, rel=1e-9)  # H = JᵀJ/n exactly for a linear model; seen ≤ 1e-11
+    assert top.beta == pytest.approx(beta_gn, rel=1e-9)  # H = JᵀJ/n exactly for a linear model; seen ≤ 4e-11
     eta = 1.0 / top.upper  # the largest step the solver certifies
     assert pl.step_size_condition(eta, top).holds is True
     assert pl.step_size_condition(2.5 * eta, top).holds is False
@@ -199,7 +199,7 @@ def test_lanczos_finds_the_top_eigenvalue_of_the_explicit_hessian(cfg, ncv, y_sc
         assert not t.converged or t.residual <= t.tol  # converged means the measured residual is within tol
     assert small.converged or pl.step_size_condition(0.5 / small.beta, small).holds is None
     assert top.converged and top.residual <= top.tol, str(top)
-    # the products' own error is ~1e-10 relative (h = 1e-5); seen ≤ 5e-11 between β and the explicit matrix
+    # the products' own error is ~1e-10 relative (h = 1e-5); seen ≤ 4e-10 (median 8e-12) over 200 draws
     for t in (small, top) if small.converged else (top,):
         assert t.beta == pytest.approx(ref, rel=1e-8)
         assert ref <= t.upper * (1 + 1e-9)  # the certified bracket's top
@@ -225,11 +225,12 @@ def test_the_hessian_of_a_linear_model_is_the_kronecker_product(seed, n, d, k, b
     H = np.kron(A1.T @ A1 / n, np.eye(k))  # (P, P), P = (D+1)·K
     v = gaussian(seed + 3, (d + 1) * k)
     Hv = to_host(pl.hessian_vector_product(m, X, y, dev(v)))
-    assert rel_error(Hv, H @ v) < 1e-9  # a quadratic: differences exact up to rounding ε‖∇L‖/h; seen ≤ 1e-10
+    # a quadratic: differences exact up to rounding ε‖∇L‖/(h‖Hv‖); seen ≤ 2e-10 (median 4e-12) over 300 draws
+    assert rel_error(Hv, H @ v) < 1e-8
     top = pl.hessian_top_eigenvalue(m, X, y)
     beta = np.linalg.eigvalsh(H)[-1]  # PSD: the top eigenvalue is the top |eigenvalue|
     assert top.converged
-    assert top.beta == pytest.approx(beta, rel=1e-9)  # seen ≤ 1e-12
+    assert top.beta == pytest.approx(beta, rel=1e-9)  # seen ≤ 4e-11 (median 4e-12) over 200 draws
 
 
 def test_step_size_condition_is_not_certified_without_convergence(be, dev):
