@@ -981,6 +981,14 @@ def test_safe_extract_missing_member_and_corrupt_archive(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "b.tar.gz"]
 
 
+@pytest.mark.parametrize("size", [0, C.RECORD_BYTES + 1])
+def test_safe_extract_refuses_a_batch_of_no_whole_records(tmp_path, size):
+    (tmp_path / "a.tar.gz").write_bytes(cifar_tarball({"data_batch_1.bin": b"\x00" * size}))
+    with pytest.raises(C.CIFARFormatError, match="not a positive whole number of 3073-byte records"):
+        C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/data_batch_1.bin": "b.bin"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
+
+
 def test_cifar5_from_download(server, cache):
     archive = serve_cifar(server, fake_cifar(records_per_batch=20))  # 100 training images, 10 per class
     ds = D.cifar5(n_train=25, seed=0, source="download", root=cache, mirrors=[server.url("/kriz/")], archive=archive)

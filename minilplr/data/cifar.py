@@ -224,17 +224,18 @@ def safe_extract(archive, dest, wanted, *, stamp=None) -> Path:
                             f"{archive}: member {member.name!r} has {member.size} bytes, more than "
                             f"{MAX_RECORDS} records of {RECORD_BYTES} bytes"
                         )
-                    if member.size % RECORD_BYTES:
+                    if member.size == 0 or member.size % RECORD_BYTES:
                         raise CIFARFormatError(
-                            f"{archive}: member {member.name!r} has {member.size} bytes, not a whole number "
-                            f"of {RECORD_BYTES}-byte records"
+                            f"{archive}: member {member.name!r} has {member.size} bytes, not a positive whole "
+                            f"number of {RECORD_BYTES}-byte records"
                         )
-                    source, h = tar.extractfile(member), hashlib.sha256()
+                    source, h, written = tar.extractfile(member), hashlib.sha256(), 0
                     with open(tmp / wanted[key], "wb") as out:
                         for chunk in iter(lambda: source.read(1 << 20), b""):
                             h.update(chunk)
                             out.write(chunk)
-                    files[wanted[key]] = {"bytes": member.size, "records": member.size // RECORD_BYTES,
+                            written += len(chunk)
+                    files[wanted[key]] = {"bytes": written, "records": written // RECORD_BYTES,
                                           "sha256": h.hexdigest()}
                     found.add(key)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
@@ -368,14 +369,16 @@ def _set_aside(folder: Path, problem: _Untrusted, archive: RemoteFile) -> None:
             where = f"deleted {folder.name}/"
     except FileNotFoundError:  # another process set it aside first
         return
+    except OSError as exc:
+        raise CIFARFormatError(f"{problem}; and {folder} cannot be moved aside ({exc}); delete it by hand") from None
     log.warning("%s; %s; extracting the batches again from %s (downloaded again if it is no longer cached)",
                 problem, where, archive.name)
 
 
 def _remove_stale_extractions(root: Path) -> None:
-    """Delete temporary extraction folders left by a killed process (older than an hour)."""
+    """Delete temporary or set-aside extraction folders left by a killed process (older than an hour)."""
     now = time.time()
-    for part in root.glob(f".{CIFAR_FOLDER}.*.part"):
+    for part in [*root.glob(f".{CIFAR_FOLDER}.*.part"), *root.glob(f".{CIFAR_FOLDER}.old-*")]:
         try:
             if now - part.stat().st_mtime > _STALE_PART_S:
                 shutil.rmtree(part)

@@ -327,7 +327,9 @@ def _chunks(response, stop: float, read_timeout: float):
     the deadline, not at the end of a 1 MiB read.  Raises ``_Deadline``.
     """
     raw = response.raw
-    read1 = getattr(raw, "read1", None)  # urllib3 >= 2
+    # urllib3 >= 2 has read1; with urllib3 1.26 each read waits for 64 KiB, so
+    # a trickle is only cut off at the first 64 KiB boundary past the deadline.
+    read1 = getattr(raw, "read1", None)
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     while True:
         left = stop - time.monotonic()
