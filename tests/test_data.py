@@ -435,6 +435,16 @@ def test_damaged_cached_idx_file_is_quarantined_and_fetched_again(server, cache,
     assert data_lines(caplog) == [] and server.requests.count("/mnist/train-images-idx3-ubyte.gz") == 2
 
 
+def test_task_builders_pass_the_deadline_to_the_download(server, cache):
+    images, labels = fake_mnist(per_digit=2)
+    files = serve_mnist(server, images, labels, prefix="/slow/")
+    server.add("/slow/train-images-idx3-ubyte.gz", server.routes["/slow/train-images-idx3-ubyte.gz"][1],
+               mode="trickle", step=100, interval=0.25)
+    with pytest.raises(D.DownloadError, match="deadline of 0.5 s"):
+        D.binary_mnist(n=4, source="download", root=cache, mirrors=[server.url("/slow/")], files=files,
+                       timeout=(2, 5), deadline=0.5)
+
+
 def test_load_mnist_rejects_wrong_shapes(server, cache):
     images, labels = fake_mnist()
     files = serve_mnist(server, images.reshape(-1, 28 * 28), labels)
