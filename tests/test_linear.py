@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import struct
 import threading
 
 import numpy as np
@@ -49,6 +51,7 @@ from minilplr.linear import (
     run_gd,
     sigma2_T,
     sigma2_T_spectrum,
+    steps_to_tolerance,
     synthetic_regression,
     xu2023_coefficients,
     xu2023_rate,
@@ -800,7 +803,7 @@ def _tiny(module):
     cfg = dict(module.PRESETS["quick"])
     cfg["data"] = _TINY_DATA
     cfg["steps"] = 60
-    cfg["init_seeds"] = [0]
+    cfg["init_seeds"] = [0, 1]
     if "widths" in cfg:
         cfg["widths"], cfg["kappa_widths"] = [20, 40], [10, 20, 40]
     else:
@@ -808,19 +811,176 @@ def _tiny(module):
     return cfg
 
 
+_NUM = r"(nan|inf|[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)"
+
+
+def _png_pixels(path) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR chunk; fails if the file is not a PNG."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path.name}: not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def _start(cfg, h, init, seed, be):
+    """The network a run of the experiment starts from, rebuilt from its config alone."""
+    X, Y = data_from_config(cfg["data"])
+    W1, W2 = weights_from_config(X.shape[1], Y.shape[1], int(h), init, int(seed))
+    return make_network(X, Y, W1, W2, backend=be, dtype=cfg["dtype"])
+
+
+def _check_eq19(r, opts, net):
+    """The adaptive schedule's recorded steps are eq. 19: ``η_t = min((1 + η₀²)^t / (2η₀), 1/K̄_t)``.
+
+    Recomputed from the record (``L(t) − L*``) and the start ``net`` (``α₂ = σ²_max(T₀)``) alone:
+    below the cap, ``η_t K̄_t(η_t) = 1`` with :func:`local_smoothness_bound`
+    (a fixed point found by Newton to ~1e-15: 1e-12); and always ``η_t`` at most the cap.
+    """
+    eta0 = float(opts["eta0"])
+    assert opts.get("sigma_bound", "paper") == "paper" and opts.get("grad_bound", "loss") == "loss"
+    K, alpha2 = net.loss_fn.K, sigma2_T(net.W1, net.W2)[1]
+    T = r["steps"]
+    lr = r["lr"][:T]
+    assert np.all(np.isfinite(lr) & (lr > 0)) and np.isnan(r["lr"][T])
+    cap = (1 + eta0 ** 2) ** np.arange(T) / (2 * eta0)
+    assert np.all(lr <= cap * (1 + 1e-12))  # (the schedule computes the cap through exp/log1p)
+    for t in np.nonzero(lr < cap * (1 - 1e-12))[0]:
+        lrK = lr[t] * local_smoothness_bound(K, alpha2, r["gap"][t], eta0, lr[t],
+                                             second_order=opts.get("second_order", True))
+        assert lrK == pytest.approx(1.0, rel=1e-12), (t, lrK)
+
+
+def _fmt_means(rows, key, by, fmt):
+    """``{group: format(mean of row[key])}`` over rows grouped by ``row[by]``."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(r[by], []).append(r[key])
+    return {g: format(float(np.mean(v)), fmt) for g, v in groups.items()}
+
+
+def _check_linear_width(res, rep, be):
+    cfg = res["config"]
+    init = {"kind": "gaussian", "p": float(cfg["p"])}
+    for g in res["kappa_grid"]:  # κ(T₀) without training, against the weights rebuilt from the config
+        assert g["kappa"] == [kappa_T(_start(cfg, g["h"], init, s, be).W1, _start(cfg, g["h"], init, s, be).W2)
+                              for s in cfg["init_seeds"]]
+    for r in res["runs"]:
+        net = _start(cfg, r["h"], init, r["seed"], be)
+        assert r["kappa0"] == kappa_T(net.W1, net.W2)  # the same computation on the same backend: exact
+        assert np.array_equal([r["rate"]], [observed_rate(r["gap"], *cfg["rate_window"])], equal_nan=True)
+        if r["schedule"] == "adaptive":
+            _check_eq19(r, cfg["schedule_opts"]["adaptive"], net)
+    first = res["runs"][0]["schedule"]
+    kap = _fmt_means([r for r in res["runs"] if r["schedule"] == first], "kappa0", "h", ".3f")
+    rate = _fmt_means([r for r in res["runs"] if r["schedule"] == "adaptive"], "rate", "h", ".3g")
+    for claim, want, floor in zip(rep["claims"], (kap, rate), (1.0, -math.inf)):  # κ ≥ 1; a rate has no floor
+        got = {int(h): v for v, h in re.findall(_NUM + r" \(h=(\d+)\)", claim["measured"])}
+        assert got == want, claim
+        vals = [float(want[h]) for h in sorted(want)]
+        assert claim["holds"] == (all(a > b for a, b in zip(vals, vals[1:])) and vals[-1] >= floor), claim
+
+
+def _check_linear_schedules(res, rep, be):
+    cfg = res["config"]
+    tol = float(cfg["report_tol"])
+    for r in res["runs"]:
+        T = r["steps"]
+        if r["schedule"] == "adaptive":
+            _check_eq19(r, cfg["schedule_opts"]["adaptive"], _start(cfg, cfg["h"], cfg["init"], r["seed"], be))
+        if r["schedule"] == "armijo":  # every step is η_init·ρ^k, and each trial loss was counted
+            o = cfg["schedule_opts"]["armijo"]
+            k = np.log(r["lr"][:T] / o["lr_init"]) / np.log(o["shrink"])
+            assert np.allclose(k, np.round(k), atol=1e-9) and np.all(np.round(k) >= 0)
+            assert r["function_evals"] >= T
+        else:
+            assert r["function_evals"] == 0
+        assert r["evals"][-1] == T + 1 + r["function_evals"]  # gradients + trial losses
+        assert np.all(np.diff(r["evals"]) >= 1)
+        assert np.array_equal([r["iters_to_tol"]], [steps_to_tolerance(r["gap"], tol)], equal_nan=True)
+    for claim, key in zip(rep["claims"], ("iters_to_tol", "evals_to_tol")):
+        want = _fmt_means(res["runs"], key, "schedule", ".1f")
+        got = dict(re.findall(r"(\w+): " + _NUM, claim["measured"].split(";  Armijo")[0]))
+        assert {k: got[k] for k in want} == want, claim
+        ad = float(want["adaptive"])
+        others = [float(v) for k, v in want.items() if k != "adaptive"]
+        assert claim["holds"] == (math.isfinite(ad) and all(ad < x or not math.isfinite(x) for x in others)), claim
+
+
+def _check_linear_init(res, rep, be):
+    cfg = res["config"]
+    for r in res["runs"]:
+        net = _start(cfg, cfg["h"], {"kind": "gaussian", "p": r["p"]}, r["seed"], be)
+        s2min, s2max = sigma2_T(net.W1, net.W2)
+        assert (r["kappa0"], r["sigma2_max0"], r["sigma2_min"][0]) == (kappa_T(net.W1, net.W2), s2max, s2min)
+        assert np.array_equal([r["iters_to_tol"]], [steps_to_tolerance(r["gap"], cfg["report_tol"])],
+                              equal_nan=True)
+        if r["schedule"] == "adaptive":
+            _check_eq19(r, cfg["schedule_opts"]["adaptive"], net)
+    for claim, sched in zip(rep["claims"], cfg["schedules"]):
+        want = _fmt_means([r for r in res["runs"] if r["schedule"] == sched], "iters_to_tol", "p", ".1f")
+        got = {float(p): v for v, p in re.findall(_NUM + r" \(p=([\d.]+)\)", claim["measured"])}
+        assert got == want, claim
+        its = [float(want[p]) for p in sorted(want)]
+        assert claim["holds"] == all(a < b for a, b in zip(its, its[1:])), claim
+
+
+def _check_linear_imbalance(res, rep, be):
+    cfg = res["config"]
+    within = 0
+    for r in res["runs"]:
+        net = _start(cfg, cfg["h"], r["init"], r["seed"], be)
+        explicit = _S(be.xp.linalg.norm(imbalance(net.W1, net.W2)))  # the h×h matrix, summed directly
+        # both sides sum O(h) products of size ‖W‖²: ~1e-15 relative to ‖D(0)‖ (not small at these starts)
+        assert r["imbalance0"] == pytest.approx(explicit, rel=1e-10)
+        T = r["steps"]
+        ok = bool(np.all(r["drift_step"][:T] <= r["drift_step_bound"][:T] * (1 + 1e-9) + 1e-15)
+                  and np.all(r["drift"] <= r["drift_bound"] * (1 + 1e-9) + 1e-12 * r["imbalance0"]))
+        assert ok == (r["step_within_bound"] and r["drift_within_bound"])
+        within += ok
+        assert r["max_rel_drift"] == float(np.nanmax(r["drift"]) / r["imbalance0"])
+        assert r["min_pl_margin"] == float(np.nanmin(r["pl_ratio"] / r["mu_t"]))
+        if r["schedule"] == "adaptive":
+            _check_eq19(r, cfg["schedule_opts"]["adaptive"], net)
+    claims = rep["claims"]
+    worst = {}
+    for r in res["runs"]:
+        worst[r["label"]] = max(worst.get(r["label"], 0.0), r["max_rel_drift"])
+    assert claims[0]["measured"] == "max relative drift " + "; ".join(f"{k}: {v:.3g}" for k, v in worst.items())
+    assert claims[1]["measured"].startswith(f"{within}/{len(res['runs'])} runs")
+    assert claims[1]["holds"] == (within == len(res["runs"]))
+    assert claims[3]["holds"] == all(r["min_pl_margin"] >= 1.0 - 1e-9 for r in res["runs"])
+
+
+_CHECKS = {"linear_width": _check_linear_width, "linear_schedules": _check_linear_schedules,
+           "linear_init": _check_linear_init, "linear_imbalance": _check_linear_imbalance}
+
+
 @pytest.mark.parametrize("name", ["linear_width", "linear_schedules", "linear_init", "linear_imbalance"])
 def test_experiment_runs_plots_and_reports(name, tmp_path, be):
+    """A tiny run of each experiment: its numbers are what the formulas give, its claims report them,
+    its figures are PNGs of a readable size, and a second run resumes from the stored runs."""
     import importlib
 
     mod = importlib.import_module(f"minilplr.experiments.{name}")
     assert mod.NAME == name and set(mod.PRESETS) == {"quick", "paper"}
     cfg = _tiny(mod)
     res = mod.run(cfg, tmp_path, backend=be, progress=False)
-    again = mod.run(cfg, tmp_path, backend=be, progress=False)  # resumes from the saved runs
+    # one stored unit per run (JSON + arrays), no checkpoint left behind
+    runs = tmp_path / "runs"
+    units = sorted(p.stem for p in runs.glob("*.json"))
+    assert len(units) == len(res["runs"]) and all((runs / f"{u}.npz").exists() for u in units)
+    assert not list(runs.glob("*.checkpoint*"))
+    again = mod.run(cfg, tmp_path, backend=be, progress=False)  # every run loaded from the cache
     assert len(again["runs"]) == len(res["runs"])
-    paths = mod.plot(res, tmp_path)
-    assert paths and all(p.exists() and p.stat().st_size > 10_000 for p in paths)
+    for r1, r2 in zip(res["runs"], again["runs"]):
+        assert r1.keys() == r2.keys()
+        for k, v in r1.items():
+            assert np.array_equal(np.asarray(v), np.asarray(r2[k]), equal_nan=np.asarray(v).dtype.kind == "f"), k
     rep = mod.report(res)
-    assert all((tmp_path / f).exists() for f, _ in rep["figures"])
+    _CHECKS[name](res, rep, be)
     assert rep["claims"] and all(isinstance(c["holds"], bool) for c in rep["claims"])
-    assert list((tmp_path / "runs").glob("*.npz"))  # the per-run cache that makes the second run a resume
+    assert all(re.search(_NUM, c["measured"]) for c in rep["claims"])  # every claim carries measured values
+    paths = mod.plot(res, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(f for f, _ in rep["figures"])
+    for p in paths:
+        w, h = _png_pixels(p)
+        assert 600 <= w <= 4000 and 300 <= h <= 3000, (p.name, w, h)  # figures of 6–20 inches at 130 dpi

@@ -125,7 +125,8 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     n, m = X.shape[1], Y.shape[1]
     W1, W2 = weights_from_config(n, m, int(spec["h"]), spec["init"], int(spec["init_seed"]))
     net = make_network(X, Y, W1, W2, backend=backend, dtype=spec.get("dtype", "float64"))
-    s2min, s2max = sigma2_T(net.W1, net.W2)
+    s2min, s2max = sigma2_T(net.W1, net.W2)  # everything "0" is measured here, before GD moves the weights
+    kappa0 = kappa_T(net.W1, net.W2)
     xp = get_array_module(net.W1)
     imb0 = fro_UtV(  # ‖D(0)‖_F = ‖UᵀV‖_F with U = [W₁; −W₂], V = [W₁; W₂]
         xp.concatenate([net.W1, -net.W2], 0), xp.concatenate([net.W1, net.W2], 0))
@@ -133,7 +134,7 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     ck = folder / f"{key}.checkpoint"
     res = run_gd(net, sched, int(spec["steps"]), tol=float(spec.get("tol", 1e-12)),
                  track_drift=bool(spec.get("track_drift", False)), checkpoint=ck, checkpoint_every=checkpoint_every)
-    res.update(imbalance0=imb0, kappa0=kappa_T(net.W1, net.W2),
+    res.update(imbalance0=imb0, kappa0=kappa0,
                sigma2_min0=s2min, sigma2_max0=s2max, key=key,
                function_evals=int(getattr(sched, "function_evals", 0)),
                armijo_failures=int(getattr(sched, "failures", 0)))
