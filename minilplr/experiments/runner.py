@@ -136,7 +136,10 @@ def _config_diff(saved, asked) -> str:
     saved, asked = to_jsonable(saved or {}), to_jsonable(asked)
     keys = [k for k in sorted(set(saved) | set(asked), key=lambda k: (k != "preset", k))
             if saved.get(k) != asked.get(k)]
-    text = "; ".join(f"{k}: saved {saved.get(k)!r}, asked {asked.get(k)!r}" for k in keys[:3])
+    def show(k, v):
+        return "'auto'" if k == "data_source" and v is None else repr(v)  # None is how presets say auto
+
+    text = "; ".join(f"{k}: saved {show(k, saved.get(k))}, asked {show(k, asked.get(k))}" for k in keys[:3])
     return text + (f"; and {len(keys) - 3} more" if len(keys) > 3 else "") if keys else "no key differs"
 
 
