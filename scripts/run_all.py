@@ -31,9 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from minilplr import backend as B  # noqa: E402
-from minilplr.experiments import EXPERIMENTS  # noqa: E402
-from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
+try:
+    from minilplr import backend as B  # noqa: E402
+    from minilplr.experiments import EXPERIMENTS  # noqa: E402
+    from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
+except KeyboardInterrupt:  # Ctrl-C while importing: nothing has started, so nothing is lost
+    print("run_all.py: interrupted before any experiment started", file=sys.stderr)
+    sys.exit(130)
 
 
 class _Parser(argparse.ArgumentParser):
