@@ -12,13 +12,15 @@ Results go to ``--out`` (default ``results/``), one folder per experiment;
 an interrupted run resumes where it stopped, and finished experiments are
 reused unless their folder is deleted.
 
-Every problem is one line on stderr.  Exit status: 0 done; 1 an experiment
-failed, or ``--plot-only`` found no saved results of the asked-for
-configuration; 2 a usage error (an option's value, ``--out``); 130 Ctrl-C
-(what finished is saved: run the same command again to resume).  A failure
-whose message explains it (data unavailable, a bad value naming its
-argument, a diverged run) is one line; ``--verbose`` adds its traceback, and
-an unexpected error always shows it.
+Every problem is one line: a usage error or Ctrl-C on stderr, a failed
+experiment as ``[name] FAILED: <why>`` in the log (its name again on
+stderr at the end).  Exit status: 0 done; 1 an experiment failed, or
+``--plot-only`` found no saved results of the asked-for configuration; 2 a
+usage error (an option's value, ``--out``); 130 Ctrl-C (what finished is
+saved: run the same command again to resume).  A failure whose message
+explains it (data unavailable, a bad value naming its argument, a diverged
+run) shows no traceback unless ``--verbose``; an unexpected error always
+shows it.
 """
 from __future__ import annotations
 
