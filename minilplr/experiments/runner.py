@@ -136,6 +136,7 @@ def _config_diff(saved, asked) -> str:
     saved, asked = to_jsonable(saved or {}), to_jsonable(asked)
     keys = [k for k in sorted(set(saved) | set(asked), key=lambda k: (k != "preset", k))
             if saved.get(k) != asked.get(k)]
+
     def show(k, v):
         return "'auto'" if k == "data_source" and v is None else repr(v)  # None is how presets say auto
 
