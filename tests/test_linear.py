@@ -668,6 +668,22 @@ def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypat
     assert sorted(p.name for p in folder.iterdir()) == [f"{key}.json", f"{key}.npz"]  # checkpoint removed
 
 
+def test_a_run_killed_between_its_result_and_its_checkpoint_removal_leaves_no_checkpoint(be, tmp_path,
+                                                                                         monkeypatch):
+    from minilplr.linear import recipes
+
+    def killed(path):
+        raise Killed(path)
+
+    monkeypatch.setattr(recipes, "remove_checkpoint", killed)
+    with pytest.raises(Killed):
+        cached_run(tmp_path, _spec(steps=12), backend=be, checkpoint_every=5)
+    assert any(p.name.endswith(".checkpoint.json") for p in tmp_path.iterdir())
+    monkeypatch.undo()
+    res = cached_run(tmp_path, _spec(steps=12), backend=be)  # the stored result, and the leftover is removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{res['key']}.json", f"{res['key']}.npz"]
+
+
 def test_concurrent_writers_of_one_cached_run_never_give_a_corrupt_read(tmp_path):
     """Two threads × 50 saves of one key, a third reading meanwhile: every read is the result or nothing.
 
@@ -790,6 +806,10 @@ def test_bad_inputs_raise_clear_errors(be, dev):
         run_gd(net, 0.1, -1)
     with pytest.raises(TypeError, match="net"):
         run_gd("net", 0.1, 1)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        run_gd(net, 0.1, 1, checkpoint_every=0)
+    with pytest.raises(TypeError, match="callback: expected a callable"):
+        run_gd(net, 0.1, 1, callback=3)
 
 
 # ---------------------------------------------------------------------------

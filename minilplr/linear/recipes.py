@@ -118,8 +118,10 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key = run_key(spec)
+    ck = folder / f"{key}.checkpoint"
     res = load_run(folder, key, log=log)
     if res is not None:
+        remove_checkpoint(ck)  # left behind if a run was killed between saving its result and this removal
         return res
     X, Y = data_from_config(spec["data"])
     n, m = X.shape[1], Y.shape[1]
@@ -131,7 +133,6 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     imb0 = fro_UtV(  # ‖D(0)‖_F = ‖UᵀV‖_F with U = [W₁; −W₂], V = [W₁; W₂]
         xp.concatenate([net.W1, -net.W2], 0), xp.concatenate([net.W1, net.W2], 0))
     sched = schedule_from_config(spec["schedule"], net, spec.get("schedule_opts"))  # from W(0), before any resume
-    ck = folder / f"{key}.checkpoint"
     res = run_gd(net, sched, int(spec["steps"]), tol=float(spec.get("tol", 1e-12)),
                  track_drift=bool(spec.get("track_drift", False)), checkpoint=ck, checkpoint_every=checkpoint_every)
     res.update(imbalance0=imb0, kappa0=kappa0,
