@@ -1,0 +1,172 @@
+"""Kill ``scripts/run_all.py`` with SIGKILL, run it again, and get the uninterrupted run's numbers bit for bit.
+
+For an MLP experiment (Fig. 2, the MNIST GD run), the ResNet experiment
+(Fig. 3, mini-batch SGD over three seeds) and a linear-network experiment,
+each on the quick preset:
+
+1. an uninterrupted run (the reference), timing when its first file appears
+   and when it ends;
+2. the same command on a fresh ``--out``, killed with SIGKILL three times
+   (twice for the slower ResNet), each time restarted on the same folder:
+   at a random moment of the training, at another random moment of the
+   resumed run, and the instant a temporary file of the experiment's final
+   results appears (the final writes);
+3. a last run to completion, whose every stored unit (the experiment's
+   results and the runs it cached) must equal the reference's bit for bit,
+   with no checkpoint and no temporary file left behind.
+
+The kill moments are drawn from ``MINILPLR_KILL_SEED`` (default 0; set it to
+explore others).  Then two runs started together on one ``--out``: one
+refuses in one line naming the other's PID, or they serialise; the results
+are never corrupt.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minilplr.store import load_unit
+
+from .test_results_io import assert_same_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "run_all.py"
+#: The I/O is what is under test: NumPy (fast) unless the suite runs on a GPU.
+BACKEND = "cupy" if os.environ.get("MINILPLR_BACKEND") == "cupy" else "numpy"
+KILL_SEED = int(os.environ.get("MINILPLR_KILL_SEED", "0"))
+#: One experiment of each kind: an MLP under full-batch GD, the ResNet under SGD, a linear network.
+KILLED = ["fig2_pl_loglog", "fig3_resnet_sgd", "linear_init"]
+
+
+def _cmd(name, out):
+    return [sys.executable, str(SCRIPT), "--backend", BACKEND, "--no-progress", "--data", "offline", "--only", name,
+            "--out", str(out)]
+
+
+def _env():
+    # one BLAS thread: the same reduction order in every run, and the test shares its cores politely
+    return dict(os.environ, PYTHONUNBUFFERED="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                MKL_NUM_THREADS="1")
+
+
+def _files(out):
+    return [p for p in Path(out).rglob("*") if p.is_file() and p.name != ".lock"]
+
+
+def _start(name, out, log):
+    return subprocess.Popen(_cmd(name, out), stdout=open(log, "w"), stderr=subprocess.STDOUT, env=_env(),
+                            cwd=out.parent)
+
+
+def _first_file_after(p, out, before, t0):
+    """Seconds from ``t0`` until a file not in ``before`` appears under ``out`` (or the process ends)."""
+    while p.poll() is None:
+        if any(f not in before for f in _files(out)):
+            break
+        time.sleep(0.005)
+    return time.perf_counter() - t0
+
+
+def _units(out):
+    """Every stored unit under ``out``: ``{relative path: tree}`` (the wall time left out)."""
+    units = {}
+    for npz in sorted(Path(out).rglob("*.npz")):
+        tree = load_unit(npz.parent, npz.stem)
+        assert tree is not None, npz
+        if isinstance(tree, dict):
+            tree.pop("seconds", None)
+        units[str(npz.relative_to(out).with_suffix(""))] = tree
+    return units
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """``name -> (out, seconds to the first file, total seconds)`` of an uninterrupted run, made once."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"ref-{name}") / "results"
+            out.mkdir()
+            t0 = time.perf_counter()
+            p = _start(name, out, out.parent / "log.txt")
+            first = _first_file_after(p, out, set(), t0)
+            assert p.wait(timeout=600) == 0, (out.parent / "log.txt").read_text()[-3000:]
+            made[name] = (out, first, time.perf_counter() - t0)
+        return made[name]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", KILLED)
+def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path, reference, name):
+    ref_out, ref_first, ref_total = reference(name)
+    rng = random.Random(f"{KILL_SEED}-{name}")
+    out = tmp_path / "results"
+    out.mkdir()
+    work = ref_total - ref_first  # after imports and data: training, diagnostics, final writes
+    kills = [("training", rng.uniform(0.3, 0.7)), ("resumed run", rng.uniform(0.1, 0.5)), ("final writes", None)]
+    if name == "fig3_resnet_sgd":  # the slowest by far: its three seeds already make the first kill land mid-way
+        del kills[1]
+    story = []
+    for i, (what, frac) in enumerate(kills):
+        before = set(_files(out))
+        t0 = time.perf_counter()
+        p = _start(name, out, tmp_path / f"log{i}.txt")
+        if frac is not None:  # a random moment of the work, counted from the first file the run writes
+            _first_file_after(p, out, before, t0)
+            deadline = t0 + ref_first + frac * work
+            while p.poll() is None and time.perf_counter() < deadline:
+                time.sleep(0.005)
+        else:  # the instant a temporary file of the experiment's results exists: between write and rename
+            while p.poll() is None and not any(f.name.startswith(".results.") and f.name.endswith(".tmp")
+                                               for f in (out / name).glob(".*")):
+                time.sleep(0.0005)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        rc = p.wait(timeout=60)
+        finished = (out / name / "results.json").exists()
+        story.append(f"{what}: {'SIGKILL' if rc == -signal.SIGKILL else f'exit {rc}'} at "
+                     f"{time.perf_counter() - t0:.2f} s ({'results saved' if finished else 'no results yet'})")
+        assert rc in (0, -signal.SIGKILL), (story, (tmp_path / f"log{i}.txt").read_text()[-3000:])
+    p = subprocess.run(_cmd(name, out), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (story, p.stdout[-3000:], p.stderr[-3000:])
+    print(f"\n{name} (seed {KILL_SEED}; uninterrupted {ref_total:.1f} s): " + "; ".join(story))
+    assert sum("SIGKILL" in s for s in story) >= 2, story  # the kills landed
+    got, want = _units(out), _units(ref_out)
+    assert sorted(got) == sorted(want), (story, sorted(got), sorted(want))
+    for key in want:
+        assert_same_tree(got[key], want[key], key)
+    left = [f.name for f in _files(out) if f.name.endswith(".tmp") or f.name.startswith("checkpoint.")]
+    assert not left, (story, left)
+    report = (out / "report.md").read_text()
+    assert f"## {name}" in report and "_No results" not in report and "_Not reported" not in report
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_out_serialise_or_refuse_and_never_corrupt(tmp_path, reference):
+    name = "linear_init"
+    ref_out = reference(name)[0]
+    out = tmp_path / "results"
+    out.mkdir()
+    procs = [_start(name, out, tmp_path / f"log{i}.txt") for i in range(2)]
+    rcs = [p.wait(timeout=600) for p in procs]
+    logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
+    assert sorted(rcs) in ([0, 0], [0, 2]), (rcs, logs)
+    for i, rc in enumerate(rcs):
+        if rc == 2:  # refused: one line naming the folder and the other run's PID, before touching anything
+            other = procs[1 - i].pid
+            assert logs[i].strip().splitlines()[-1] == (
+                f"run_all.py: --out {out}: in use by another run (PID {other}); wait for it to finish, "
+                "or write to another folder"), logs[i]
+            assert "Traceback" not in logs[i]
+    got, want = _units(out), _units(ref_out)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert_same_tree(got[key], want[key], key)
