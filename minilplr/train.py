@@ -11,22 +11,26 @@ A run that diverges (a non-finite loss, or a loss that grows by
 carries the history so far and a message naming the step, the loss and the
 step-size condition ``η ≤ 1/β`` of Theorem 5.4.
 
-With ``checkpoint=path``, the loop saves parameters, optimiser state and
-history every ``checkpoint_every`` steps (atomically: temporary file, then
-rename) and, started again with the same path, resumes from there.
+With ``checkpoint=path``, the loop saves every ``checkpoint_every`` steps
+what it needs to continue bit for bit — parameters, buffers (batch norm's
+running statistics), the optimiser's counter, momentum and schedule state,
+``θ_0`` and the history — as ``path.json`` + ``path.npz``
+(:mod:`minilplr.checkpoint`: no pickles, atomic, verified on reading), and,
+started again with the same path, resumes from there.  The checkpoint records
+its run (shapes, data hash, optimiser, step counts, seed) and refuses to
+resume any other.
 """
 from __future__ import annotations
 
 import math
-import os
-import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import losses as _losses
 from .backend import backend_of, to_device, to_host, to_scalar
+from .checkpoint import load_checkpoint, load_model_state, model_signature, model_state, save_checkpoint
+from .store import fingerprint
 from .validate import check_finite, check_int, check_magnitude, check_real, check_real_array
 
 __all__ = ["Diverged", "History", "train_gd", "train_sgd", "grad_norm_sq", "param_drift"]
@@ -55,6 +59,20 @@ class History(dict):
     def arrays(self) -> dict:
         """The per-step records as NumPy arrays (for saving and plotting)."""
         return {k: np.asarray(self[k], dtype=float) for k in self.KEYS}
+
+    def to_tree(self) -> dict:
+        """A storable copy: the per-step records as arrays (``step`` int64, the rest float64), the rest as is."""
+        tree = {k: v for k, v in self.items() if k not in self.KEYS}
+        tree["records"] = {k: np.asarray(self[k], dtype=np.int64 if k == "step" else np.float64) for k in self.KEYS}
+        return tree
+
+    @classmethod
+    def from_tree(cls, tree: dict) -> "History":
+        """Inverse of :meth:`to_tree` (Python ints and floats again, every bit kept)."""
+        h = cls({k: v for k, v in tree.items() if k != "records"})
+        for k, a in tree["records"].items():
+            h[k] = a.tolist()
+        return h
 
 
 def _host(arrays):
@@ -90,38 +108,40 @@ def _loss_fn(name):
     raise ValueError(f"loss: expected 'mse', 'cross_entropy' or a callable, got {name!r}")
 
 
-def _save_checkpoint(path: Path, model, opt, history, extra):
-    state = {
-        "params": {k: to_host(v) for k, v in model.params.items()},
-        "opt": {"t": opt.t, "velocity": {k: to_host(v) for k, v in opt.velocity.items()},
-                "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict") else {}},
-        "history": dict(history),
-        "extra": extra,
+def _opt_signature(opt) -> dict:
+    """The optimiser's identity for a checkpoint's fingerprint (class, hyperparameters, schedule)."""
+    return {"class": type(opt).__name__, "momentum": getattr(opt, "momentum", None),
+            "weight_decay": getattr(opt, "weight_decay", None), "schedule": repr(opt.schedule)}
+
+
+def _fingerprint(model, X, y, opt, loss, **run) -> dict:
+    """What a checkpoint of this run must match: the model's shapes, the data's hash, the optimiser, the run."""
+    return {"model": model_signature(model), "data": fingerprint(to_host(X), to_host(y)), "optimiser":
+            _opt_signature(opt), "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", repr(loss)),
+            **run}
+
+
+def _state(model, opt, history, theta0) -> dict:
+    """Everything the loop needs to continue bit for bit, as host arrays and plain values."""
+    return {
+        "model": model_state(model),
+        "optimiser": {"t": opt.t, "velocity": {k: to_host(v) for k, v in opt.velocity.items()},
+                      "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict") else {}},
+        "history": history.to_tree(),
+        "theta0": _host(theta0),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
-def _load_checkpoint(path: Path, model, opt):
-    # Our own checkpoint files only (written by _save_checkpoint above).
-    with open(path, "rb") as f:
-        state = pickle.load(f)
+def _restore(model, opt, state):
+    """Load a :func:`_state` into ``model`` and ``opt``; returns ``(history, θ_0)``."""
     be = model.backend
-    for k, p in model.params.items():
-        p[...] = to_device(state["params"][k], be, p.dtype)
-    opt.t = state["opt"]["t"]
-    opt.velocity = {k: to_device(v, be) for k, v in state["opt"]["velocity"].items()}
+    load_model_state(model, state["model"])
+    opt.t = int(state["optimiser"]["t"])
+    opt.velocity = {k: to_device(v, be) for k, v in state["optimiser"]["velocity"].items()}
     if hasattr(opt.schedule, "load_state_dict"):
-        opt.schedule.load_state_dict(state["opt"].get("schedule", {}))
-    return History(state["history"]), state.get("extra", {})
+        opt.schedule.load_state_dict(state["optimiser"]["schedule"])
+    theta0 = {k: to_device(v, be, model.params[k].dtype) for k, v in state["theta0"].items()}
+    return History.from_tree(state["history"]), theta0
 
 
 def _check_data(model, X, y):
@@ -169,13 +189,15 @@ def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, di
 
 
 def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoint, checkpoint_every,
-         divergence_factor, progress, desc, start_history=None, theta0=None):
-    """The shared loop.  ``batches(step) -> (Xb, yb)``."""
+         divergence_factor, progress, desc, fingerprint):
+    """The shared loop.  ``batches(step) -> (Xb, yb)``; resumes from ``checkpoint`` if it belongs to this run."""
     loss_fn = _loss_fn(loss)
-    history = start_history if start_history is not None else History()
+    state = load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
+    if state is not None:
+        history, theta0 = _restore(model, opt, state)
+    else:
+        history, theta0 = History(), {k: v.copy() for k, v in model.params.items()}
     start = len(history["step"])
-    if theta0 is None:
-        theta0 = {k: v.copy() for k, v in model.params.items()}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -216,28 +238,17 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
                 if t % 10 == 0:
                     bar.set_postfix(loss=f"{Lf:.3e}")
             if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                _save_checkpoint(checkpoint, model, opt, history, {"theta0": _host(theta0)})
+                save_checkpoint(checkpoint, _state(model, opt, history, theta0), fingerprint)
         if diagnostics is not None and diag_every and (not history["diag"] or history["diag"][-1]["step"] != steps):
             history["diag"].append(dict(step=steps, **diagnostics(model, steps)))
         history["status"] = "finished"
         history["final_param_drift"] = param_drift(model.params, theta0)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, history, {"theta0": _host(theta0)})
+            save_checkpoint(checkpoint, _state(model, opt, history, theta0), fingerprint)
     finally:
         if bar is not None:
             bar.close()
     return history
-
-
-def _resume(model, opt, checkpoint):
-    if checkpoint is None:
-        return None, None
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        return None, None
-    history, extra = _load_checkpoint(checkpoint, model, opt)
-    theta0 = {k: to_device(v, model.backend, model.dtype) for k, v in extra["theta0"].items()}
-    return history, theta0
 
 
 def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag_every: int | None = None,
@@ -274,11 +285,11 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
     checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor,
                                                                   opt=opt, diagnostics=diagnostics)
     X = _check_data(model, X, y)
-    history, theta0 = _resume(model, opt, checkpoint)
+    fp = _fingerprint(model, X, y, opt, loss, kind="gd", steps=int(steps)) if checkpoint else None
     return _run(model, lambda t: (X, y), loss, opt, steps=int(steps), diagnostics=diagnostics,
                 diag_every=diag_every, checkpoint=Path(checkpoint) if checkpoint else None,
                 checkpoint_every=checkpoint_every, divergence_factor=divergence_factor,
-                progress=progress, desc=desc, start_history=history, theta0=theta0)
+                progress=progress, desc=desc, fingerprint=fp)
 
 
 def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int = 0, loss="cross_entropy",
@@ -318,10 +329,10 @@ def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int
         idx = cache["perm"][b * batch_size:(b + 1) * batch_size]
         return X[idx], y[idx]
 
-    history, theta0 = _resume(model, opt, checkpoint)
+    fp = (_fingerprint(model, X, y, opt, loss, kind="sgd", epochs=int(epochs), batch_size=int(batch_size),
+                       seed=int(seed), drop_last=bool(drop_last)) if checkpoint else None)
     h = _run(model, batches, loss, opt, steps=steps, diagnostics=diagnostics, diag_every=diag_every,
              checkpoint=Path(checkpoint) if checkpoint else None, checkpoint_every=checkpoint_every,
-             divergence_factor=divergence_factor, progress=progress, desc=desc, start_history=history,
-             theta0=theta0)
+             divergence_factor=divergence_factor, progress=progress, desc=desc, fingerprint=fp)
     h["steps_per_epoch"] = per_epoch
     return h
