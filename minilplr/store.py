@@ -132,7 +132,7 @@ def save_unit(folder, name: str, tree: dict, *, compress: bool = False) -> Path:
     arrays: dict = {}
     meta = _split(tree, arrays, "")
     buf = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)  # no timestamps: same arrays, same bytes
     blob = buf.getvalue()
     js, npz = _paths(folder, name)
     atomic_write_bytes(npz, blob)
@@ -189,8 +189,17 @@ def move_aside(path) -> Path:
 
 
 def discard_unit(folder, name: str) -> list:
-    """Move both files of a unit aside (those that exist); returns their new paths."""
-    return [move_aside(p) for p in _paths(folder, name) if p.exists()]
+    """Move both files of a unit aside (those that exist); returns their new paths.
+
+    A file that another reader moved aside first is simply gone: not an error.
+    """
+    moved = []
+    for p in _paths(folder, name):
+        try:
+            moved.append(move_aside(p))
+        except FileNotFoundError:
+            pass
+    return moved
 
 
 def load_or_discard(folder, name: str, log=print):

@@ -93,3 +93,17 @@ def test_files_are_readable_by_others_and_leave_no_temporaries(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_bytes(tmp_path / "x.bin", object())  # fails mid-write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.npz"]
+
+
+def test_saving_the_same_tree_twice_gives_the_same_bytes(tmp_path, monkeypatch):
+    """A save is idempotent (no timestamps inside the zip), so two runs writing one result never mismatch."""
+    import time as _time
+
+    save_unit(tmp_path / "a", "r", _tree(), compress=True)
+    later = _time.time() + 3600.0
+    monkeypatch.setattr(_time, "time", lambda: later)  # an hour later: np.savez would stamp it into the zip
+    save_unit(tmp_path / "b", "r", _tree(), compress=True)
+    for f in ("r.npz", "r.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    with np.load(tmp_path / "a" / "r.npz", allow_pickle=False) as z:  # still a plain .npz for NumPy
+        assert np.array_equal(z["x32"], _tree()["x32"])
