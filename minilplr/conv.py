@@ -57,7 +57,7 @@ import math
 from collections import OrderedDict
 
 from .backend import get_array_module
-from .layers import Layer, ReLU, Sequential
+from .layers import Layer, ReLU, Sequential, iter_layers
 
 __all__ = [
     "conv_output_size",
@@ -65,6 +65,7 @@ __all__ = [
     "col2im",
     "Conv2D",
     "BatchNorm2D",
+    "recalibrate_batchnorm",
     "GlobalAvgPool",
     "Flatten",
     "ResidualBlock",
@@ -550,6 +551,84 @@ class BatchNorm2D(Layer):
 
     def __repr__(self):
         return f"BatchNorm2D({self.channels}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
+
+
+def recalibrate_batchnorm(model, X, batch_size: int):
+    r"""Re-estimate every batch norm layer's running statistics on ``X``, as a practitioner recalibrates.
+
+    Training-mode forward passes over ``X (N, C, H, W)`` in consecutive
+    batches ``B_1, …, B_T`` of ``batch_size`` samples (the last may be
+    smaller), in the order given, with each layer's momentum set to the
+    cumulative share ``m_b = M_b/(M_1 + … + M_b)`` (``M_b = N_b·H·W`` values
+    per channel in batch ``b``).  The running update of :class:`BatchNorm2D`
+    then leaves every layer with the **size-weighted average over the batches
+    of its batch statistics**:
+
+    .. math:: \bar\mu = \sum_{b=1}^{T}\frac{M_b}{M}\,\mu_b, \qquad
+              \bar\sigma^2 = \sum_{b=1}^{T}\frac{M_b}{M}\,\frac{M_b}{M_b-1}\,\sigma_b^2, \qquad M = \sum_b M_b,
+
+    where ``μ_b``, ``σ²_b`` are the mean and biased variance of the layer's
+    input on batch ``b``, that input computed as in a training step (every
+    earlier batch norm normalising with batch ``b``'s own statistics).  The
+    previous statistics are discarded (``m_1 = 1``; they are also reset to
+    0 and 1 first, so non-finite ones go too).  This is Ioffe & Szegedy's
+    inference statistics (2015, Alg. 2: ``E[x] = E_B[μ_B]``,
+    ``Var[x] = m/(m−1)·E_B[σ²_B]``) and PyTorch's
+    ``torch.optim.swa_utils.update_bn`` (``momentum=None``, which weights the
+    batches equally: the same when all batches are full).
+
+    These are exact population statistics only when one batch covers ``X``
+    (``batch_size >= N``): then ``μ̄`` is the per-channel mean of the layer's
+    input over the whole set, ``σ̄²`` its unbiased variance, and the eval-mode
+    network computes on ``X`` what the training-mode one computes with ``X``
+    as its batch (up to the factor ``M/(M−1)`` in ``σ̄²``).  With smaller
+    batches ``σ̄²`` misses the spread of the batch means, and deeper layers
+    see inputs normalised by batch, not population, statistics.  That is the
+    point: the statistics are those of the batch-``batch_size`` network that
+    SGD trains, and they are a function of the parameters, ``X`` and the
+    batching alone, not of the training history.  (Exact population
+    statistics at any batch size take one pass over ``X`` per batch-norm
+    layer, each layer's inputs computed with the layers before it fixed; for
+    the ResNet of Fig. 3 that is 9 passes instead of 1.)
+
+    Parameters
+    ----------
+    model : Model or Layer
+        Changed in place: the ``running_mean`` / ``running_var`` buffers of
+        its :class:`BatchNorm2D` layers, and the caches a forward pass
+        leaves.  Parameters, momenta and the train/eval mode are as before.
+    X : array (N, C, H, W) on the model's backend
+        Pass it shuffled: each batch should look like a training batch.
+    batch_size : int >= 1
+        The training batch size (a batch needs more than one value per
+        channel).
+
+    Returns
+    -------
+    model
+    """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if not hasattr(X, "shape") or len(X.shape) < 1 or X.shape[0] < 1:
+        raise ValueError(f"X: expected images (N, C, H, W) with N >= 1, got {getattr(X, 'shape', type(X).__name__)}")
+    bns = [layer for layer in iter_layers(model) if isinstance(layer, BatchNorm2D)]
+    momenta, was_training = [bn.momentum for bn in bns], bool(model.training)
+    for bn in bns:
+        bn.buffers["running_mean"][...] = 0.0
+        bn.buffers["running_var"][...] = 1.0
+    n, seen = int(X.shape[0]), 0
+    model.train()
+    try:
+        for s in range(0, n, batch_size):
+            n_b = min(batch_size, n - s)
+            seen += n_b
+            for bn in bns:
+                bn.momentum = n_b / seen  # m_b = M_b / (M_1 + … + M_b): a cumulative average
+            model.forward(X[s:s + n_b])  # μ̄ ← (1 − m_b) μ̄ + m_b μ_b,  σ̄² ← (1 − m_b) σ̄² + m_b σ²_b·M_b/(M_b−1)
+    finally:
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        model.train(was_training)
+    return model
 
 
 # --------------------------------------------------------------------------- pooling and reshaping
