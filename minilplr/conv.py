@@ -6,6 +6,8 @@ pooling (:class:`GlobalAvgPool`), flattening (:class:`Flatten`) and the
 residual block (:class:`ResidualBlock`).  They follow the protocol of
 :mod:`minilplr.layers`: ``params`` / ``grads`` mappings, ``forward(x)``,
 ``backward(dout, need_dx=True) -> dx`` which overwrites ``grads``.
+:func:`recalibrate_batchnorm` re-estimates batch norm's running statistics
+on a data set (for a reading of a trained network in evaluation mode).
 
 Shapes
 ------
