@@ -126,10 +126,9 @@ def recalibration_cases(draw):
 def test_recalibrated_statistics_are_the_size_weighted_average_of_batch_statistics(be, case):
     r"""``μ̄ = Σ_b (M_b/M) μ_b``, ``σ̄² = Σ_b (M_b/M) M_b/(M_b−1) σ²_b`` per layer, to float64 rounding.
 
-    Planted bugs this fails on: momentum 0.1 instead of the cumulative share
-    (every draw), equal weights per batch ``1/b`` (PyTorch's ``momentum=None``;
-    when the last batch is smaller), no reset of stale statistics combined
-    with ``m_1 < 1``.
+    Planted bugs watched failing: momentum 0.1 instead of the cumulative share
+    (off by 0.13 of the RMS), equal weights per batch ``1/b`` (PyTorch's
+    ``momentum=None``; off by 0.016 when the last batch is smaller).
     """
     cfg, batch_size = case
     model = _tiny(cfg, be)
@@ -162,7 +161,7 @@ def test_one_batch_covering_the_data_gives_its_statistics_and_eval_equals_train(
     Then, with ``σ̄²`` scaled back to the biased variance, the eval-mode
     network computes on ``X`` exactly what the training-mode network computes
     with ``X`` as its batch: the population statistics are the batch's.
-    Planted bug: momentum 0.1 (the means are off by 90 %).
+    Planted bug watched failing: momentum 0.1 (the means are off by 90 %).
     """
     model = _tiny(cfg, be)
     n = cfg["n"]
@@ -184,6 +183,10 @@ def test_one_batch_covering_the_data_gives_its_statistics_and_eval_equals_train(
 
 
 def test_recalibration_discards_non_finite_statistics_and_checks_its_input(be):
+    """Stale NaN / inf statistics (a diverged run's) do not survive: ``(1 − m_1)·NaN`` is NaN even for ``m_1 = 1``.
+
+    Planted bug watched failing: no reset to 0 and 1 before the first batch.
+    """
     cfg = dict(in_channels=1, num_classes=2, widths=(2, 3), blocks_per_stage=1, image_size=6, seed=3, n=5)
     model = _tiny(cfg, be)
     for bn in _bns(model):
