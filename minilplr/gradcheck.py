@@ -9,6 +9,7 @@ which is why checks run in float64 (in float32, ``ε ≈ 1e-7`` leaves ~1e-3).
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import numpy as np
@@ -17,7 +18,7 @@ from .backend import get_array_module, to_scalar
 from .layers import frozen_activations
 
 __all__ = ["numerical_gradient", "numerical_gradient_at", "numerical_jvp_columns", "rel_error",
-           "assert_rel_error", "achieved"]
+           "assert_rel_error", "error_ratio", "check_gradient", "achieved"]
 
 
 def _flat_view(x):
@@ -131,13 +132,17 @@ def rel_error(a, b, floor: float = 1e-8) -> float:
     return num / max(den, floor)
 
 
-#: The largest relative error each named check has reached in this process,
-#: ``what -> float``, recorded by :func:`assert_rel_error`.  A tolerance is set
-#: from it: run the check over many Hypothesis examples, read ``achieved[what]``,
-#: and put the tolerance one to two orders of magnitude above it -- loose enough
-#: for rounding, tight enough that a wrong formula of the checked layer fails
-#: (a dropped ``ε`` in batch norm is ~1e-6 relative, a rounding error ~1e-10).
+#: The largest error each named check has reached in this process, ``what -> float``
+#: (a relative error for :func:`assert_rel_error`, an error ratio for
+#: :func:`check_gradient`).  A tolerance is set from it: run the check over many
+#: Hypothesis examples, read ``achieved[what]``, and put the tolerance one to two
+#: orders of magnitude above it -- loose enough for rounding, tight enough that a
+#: wrong formula of the checked layer fails.
 achieved: "dict[str, float]" = {}
+
+
+def _record(what: str, err: float) -> None:
+    achieved[what] = max(achieved.get(what, 0.0), err)
 
 
 def assert_rel_error(a, b, tol: float, what: str, floor: float = 1e-8) -> float:
@@ -152,7 +157,66 @@ def assert_rel_error(a, b, tol: float, what: str, floor: float = 1e-8) -> float:
         ``"<what>: relative error 3.1e-02 is not below the tolerance 1e-08"``.
     """
     err = rel_error(a, b, floor=floor)
-    achieved[what] = max(achieved.get(what, 0.0), err)
+    _record(what, err)
     if not err < tol:  # also fails on NaN
         raise AssertionError(f"{what}: relative error {err:.2e} is not below the tolerance {tol:.0e}")
     return err
+
+
+def error_ratio(a, num, num_half, f_value: float, h: float = 1e-6) -> float:
+    r"""How many times its own error the central difference ``num`` is away from ``a``.
+
+    .. math:: \rho = \frac{\lVert a - g_h\rVert}
+                          {\lVert g_h - g_{h/2}\rVert + \frac{\varepsilon}{h}\max(|f|, 1)\sqrt{P}}
+
+    for ``P`` entries, ``g_h`` and ``g_{h/2}`` the differences at steps ``h``
+    and ``h/2``, ``f`` the function's value at the point.  The denominator is
+    the error of ``g_h`` itself:
+
+    * truncation, ``O(h²)``: halving ``h`` quarters it, so ``‖g_h − g_{h/2}‖``
+      is of its size (Richardson);
+    * rounding: ``f`` is computed to about ``ε·|f|`` (``ε ≈ 2.2e-16``; at
+      least ``ε``, for intermediates of unit size such as a softmax's
+      ``log Σ e^z``), and a difference quotient divides that by ``h``:
+      ``(ε/h)·max(|f|, 1)`` per entry, ``2e-10`` at unit scale.  (The gap
+      ``g_h − g_{h/2}`` does not show it reliably: rounding to the float grid
+      can repeat itself exactly at both steps.)
+
+    That error is ~1e-10 of ``‖g‖`` on a well-scaled check but reaches 1e-7 or
+    more where the gradient is tiny next to the function's value (a near-zero
+    weight, a saturated softmax), and a plain relative error cannot tell it from
+    a bug of that size (batch norm's ``ε`` dropped from its backward pass is
+    ~1e-6 relative).  The ratio can: a correct gradient is off by about its
+    error, ``ρ ≲ 1``; a wrong one by its bug, ``ρ ≫ 1``.
+    """
+    xp = get_array_module(a, num)
+    norm = lambda v: to_scalar(xp.linalg.norm(v.reshape(-1)))  # noqa: E731
+    eps = float(np.finfo(np.float64).eps)
+    own = norm(num - num_half) + eps / h * max(abs(f_value), 1.0) * math.sqrt(num.size)
+    return norm(a - num) / own
+
+
+def check_gradient(a, f, x, tol: float, what: str, freeze=None, h: float = 1e-6) -> float:
+    """Assert that the gradient ``a`` of the scalar ``f()`` w.r.t. ``x`` matches central differences.
+
+    Differences at ``h`` and ``h/2`` (:func:`numerical_gradient`), then
+    :func:`error_ratio` ``< tol``.  Returns the ratio and records the largest
+    per ``what`` in :data:`achieved`.
+
+    Raises
+    ------
+    AssertionError
+        ``"<what>: off by 4.2e+03 times the differences' own error (relative error 9.1e-07), tolerance 30"``.
+    """
+    if tuple(a.shape) != tuple(x.shape):
+        raise AssertionError(f"{what}: gradient of shape {tuple(a.shape)} for x of shape {tuple(x.shape)}")
+    num = numerical_gradient(f, x, h=h, freeze=freeze)
+    num_half = numerical_gradient(f, x, h=h / 2, freeze=freeze)
+    with _frozen(f, freeze):
+        f_value = to_scalar(f())
+    rho = error_ratio(a, num, num_half, f_value, h)
+    _record(what, rho)
+    if not rho < tol:  # also fails on NaN
+        raise AssertionError(f"{what}: off by {rho:.1e} times the differences' own error "
+                             f"(relative error {rel_error(a, num):.1e}), tolerance {tol:g}")
+    return rho
