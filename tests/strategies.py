@@ -62,3 +62,84 @@ def conv_configs(draw, max_n=3, max_c=3, max_size=7):
         bias=draw(st.booleans()),
         seed=draw(seeds),
     )
+
+
+def _out(size: int, k: int, stride: int, pad: int) -> int:
+    """``⌊(size + 2p − k)/s⌋ + 1``, the output length of a convolution (as :func:`minilplr.conv.conv_output_size`)."""
+    return (size + 2 * pad - k) // stride + 1
+
+
+def _batch_for(draw, pixels: int, max_n: int, need: int):
+    """A batch size ``n <= max(max_n, n_min)`` with ``n · pixels >= need``.
+
+    Batch norm in training mode normalises over ``M = N·H·W`` values per
+    channel.  ``M = 1`` is refused; with ``M = 2`` the output is ``±γ + β``
+    whatever the input, so every gradient through it is ``O(ε)`` and a check
+    sees nothing.  ``need = 3`` is the smallest case with a real gradient.
+    """
+    lo = max(1, -(-need // pixels))  # ⌈need / pixels⌉
+    return draw(st.integers(lo, max(lo, max_n)))
+
+
+odd_kernels = st.sampled_from([1, 3, 5])  # "same" convolutions: padding (k − 1)/2 keeps the size
+
+
+#: batch norm's ε: PyTorch's default, and larger ones under which a term of ε in a formula is not
+#: a 1e-6 effect (a check then sees a wrong ε term at ~1e-2, not only at the edge of rounding)
+bn_eps = st.sampled_from([1e-5, 1e-3, 1e-1])
+
+
+@st.composite
+def bn_configs(draw, train=None, max_n=4, max_c=4, max_size=5):
+    """A dict ``n, c, h, w, eps, train, seed`` for a batch norm layer and its input ``(N, C, H, W)``.
+
+    In training mode ``N·H·W >= 3`` (see :func:`_batch_for`).
+    """
+    train = draw(st.booleans()) if train is None else train
+    h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    n = _batch_for(draw, h * w, max_n, 3) if train else draw(st.integers(1, max_n))
+    return dict(n=n, c=draw(st.integers(1, max_c)), h=h, w=w, eps=draw(bn_eps), train=train, seed=draw(seeds))
+
+
+@st.composite
+def residual_block_configs(draw, max_n=4, max_c=4, max_size=8):
+    """A dict for one residual block: ``projection, c_in, c_out, stride, k1, k2, k_short, n, h, w, train, seed``.
+
+    ``k1``, ``k2`` are the main branch's kernel sizes and ``k_short`` the
+    projection's, each odd with "same" padding ``(k − 1)/2``, so the two
+    branches agree in shape for any stride: ``H_o = ⌊(H − 1)/s⌋ + 1``.  An
+    identity shortcut keeps the shape (``stride = 1``, ``c_out = c_in``).
+    """
+    projection = draw(st.booleans())
+    c_in = draw(st.integers(1, max_c))
+    c_out = draw(st.integers(1, max_c)) if projection else c_in
+    stride = draw(st.integers(1, 3)) if projection else 1
+    h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    train = draw(st.booleans())
+    ho, wo = _out(h, 1, stride, 0), _out(w, 1, stride, 0)
+    n = _batch_for(draw, ho * wo, max_n, 3) if train else draw(st.integers(1, max_n))
+    return dict(projection=projection, c_in=c_in, c_out=c_out, stride=stride, k1=draw(odd_kernels),
+                k2=draw(odd_kernels), k_short=draw(st.sampled_from([1, 3])) if projection else None,
+                n=n, h=h, w=w, train=train, seed=draw(seeds))
+
+
+@st.composite
+def resnet_configs(draw, train=None, max_stages=3, max_width=4, max_blocks=2, max_size=8, max_n=4,
+                   max_c=3, max_k=4):
+    """A dict ``in_channels, num_classes, widths, blocks_per_stage, image_size, n, train, seed`` for
+    :func:`minilplr.resnet.resnet` and a batch ``(N, C, H, H)``.
+
+    Every stage after the first halves the image (stride 2, padding 1:
+    ``H ← ⌊(H − 1)/2⌋ + 1``); in training mode ``N`` is drawn so that the
+    last stage's batch norm still sees ``N·H·W >= 3`` values per channel.
+    """
+    train = draw(st.booleans()) if train is None else train
+    widths = tuple(draw(st.lists(st.integers(1, max_width), min_size=1, max_size=max_stages)))
+    size = draw(st.integers(2, max_size))
+    last = size
+    for _ in widths[1:]:
+        last = _out(last, 3, 2, 1)
+    n = _batch_for(draw, last * last, max_n, 3) if train else draw(st.integers(1, max_n))
+    return dict(in_channels=draw(st.integers(1, max_c)), num_classes=draw(st.integers(2, max_k)), widths=widths,
+                blocks_per_stage=draw(st.integers(1, max_blocks)), image_size=size, n=n, train=train,
+                seed=draw(seeds))
