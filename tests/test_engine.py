@@ -235,6 +235,14 @@ def _check_stays_in_dtype(model, X, target, loss_fn, dtype):
     assert {n for _, n, _ in seen} == {"forward", "backward"}
     assert [s for s in seen if s[2] != dtype] == [], f"activations or input gradients not in {dtype}"
     assert {k: str(g.dtype) for k, g in model.grads.items()} == {k: np.dtype(dtype).name for k in model.params}
+    # and what the layers keep between the passes (inputs, x̂, 1/√(σ² + ε), patch matrices, buffers):
+    # a float64 value there means part of the computation ran in float64, even if in-place ops
+    # (out=, +=) cast the results back
+    for layer in iter_layers(model):
+        for name, v in vars(layer).items():
+            for key, a in (v.items() if isinstance(v, dict) else [("", v)]):
+                if getattr(getattr(a, "dtype", None), "kind", None) == "f":
+                    assert a.dtype == dtype, f"{type(layer).__name__}.{name}{'.' + key if key else ''}: {a.dtype}"
 
 
 @given(cfg=mlp_configs(), loss=st.sampled_from(["mse", "ce"]))
