@@ -23,7 +23,8 @@ from minilplr.resnet import ImageModel, resnet
 from .strategies import bn_configs, conv_configs, gaussian, residual_block_configs, resnet_configs, seeds
 
 # Tolerances of the gradient checks, one per check, each set 10-30x above the largest error the
-# check reached over 300 Hypothesis examples (gradcheck.achieved, three runs with different seeds):
+# check reached over 300 Hypothesis examples (gradcheck.achieved; the worst of two runs with
+# different seeds for the ratios, of three for the relative errors):
 # loose enough for float64 rounding, tight enough that a wrong formula of the checked layer fails.
 #
 # Layer checks (gradcheck.check_gradient) bound the error *ratio* ρ: how many times the central
@@ -32,9 +33,9 @@ from .strategies import bn_configs, conv_configs, gaussian, residual_block_confi
 # over 300 examples moved between 3e-9 and 1.3e-6 from run to run for the convolution's dx (a
 # near-zero weight makes dx tiny next to the loss), while batch norm with its ε dropped from the
 # backward scale is off by only ~1e-6 relative (the old TOL = 1e-6 let it through two draws in
-# three).  In ρ that bug is ~1e4 and a correct gradient never above 2.5.
-TOL_CONV = 20  # ρ reached 0.50 (dx), 0.86 (W), 1.5 (b)
-TOL_BN = 20  # ρ reached 0.67 / 0.47 (dx train / eval), 1.2 / 1.3 (γ), 1.9 / 1.7 (β)
+# three).  In ρ that bug is ~1e4 and a correct gradient never above 3.2.
+TOL_CONV = 30  # ρ reached 0.53 (dx), 2.4 (W), 1.5 (b)
+TOL_BN = 30  # ρ reached 0.67 / 0.47 (dx train / eval), 1.6 / 3.1 (γ), 1.9 / 1.7 (β)
 TOL_POOL = 10  # ρ reached 0.34 (GlobalAvgPool), 0.41 (Flatten)
 TOL_BLOCK_DX = 10  # ρ reached 0.57
 # The parameters of a residual block and of the ResNet are checked by a plain relative error

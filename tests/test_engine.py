@@ -18,17 +18,18 @@ from minilplr.resnet import resnet
 
 from .strategies import batch_sizes, features, gaussian, mlp_configs, outputs, resnet_configs, seeds, widths
 
-# Tolerances of the gradient checks, each 10-30x above the largest error *ratio* the check reached
-# over 300 Hypothesis examples (gradcheck.achieved): how many times the central difference's own
-# error (truncation + rounding, gradcheck.error_ratio) the backward pass is off.  A plain relative
-# error reached 1.4e-7 (dense W), 3.8e-7 (MLP W) and 3.8e-6 (softmax CE at scale 4) on draws whose
-# gradient is tiny next to the loss, which is the size of real bugs (batch norm's ε dropped: 1e-6);
-# in ρ a correct gradient stays below 2.5 and a bug of 1e-6 relative is ~1e4.
-TOL_DENSE = 30  # ρ reached 0.75 (dx), 0.80 (W), 2.4 (b)
-TOL_RELU = 10  # ρ reached 0.32
+# Tolerances of the gradient checks, each 10-30x above the largest error *ratio* ρ the check
+# reached over 300 Hypothesis examples (gradcheck.achieved, the worst of two runs with different
+# seeds): how many times the central difference's own error (truncation + rounding,
+# gradcheck.error_ratio) the backward pass is off.  A plain relative error reached 1.4e-7 (dense W),
+# 3.8e-7 (MLP W) and 3.8e-6 (softmax cross-entropy at scale 4) on draws whose gradient is tiny next
+# to the loss, the size of real bugs (batch norm's ε dropped: 1e-6); in ρ a correct gradient stays
+# below 2.5 and a bug of 1e-6 relative is ~1e4.
+TOL_DENSE = 30  # ρ reached 1.5 (dx), 0.80 (W), 2.4 (b)
+TOL_RELU = 10  # ρ reached 0.48
 TOL_MSE = 10  # ρ reached 0.76
 TOL_CE = 10  # ρ reached 0.69
-TOL_MLP = 10  # ρ reached 0.56 (W), 0.80 (b), 0.41 (flat θ), 0.40 (dX through cross-entropy)
+TOL_MLP = 10  # ρ reached 0.76 (W), 0.90 (b), 0.41 (flat θ), 0.77 (dX through cross-entropy)
 
 
 def _loss_of(out, w):
