@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
+from minilplr.conv import conv_output_size
+
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
 batch_sizes = st.integers(min_value=1, max_value=6)
 features = st.integers(min_value=1, max_value=6)
@@ -64,11 +66,6 @@ def conv_configs(draw, max_n=3, max_c=3, max_size=7):
     )
 
 
-def _out(size: int, k: int, stride: int, pad: int) -> int:
-    """``⌊(size + 2p − k)/s⌋ + 1``, the output length of a convolution (as :func:`minilplr.conv.conv_output_size`)."""
-    return (size + 2 * pad - k) // stride + 1
-
-
 def _batch_for(draw, pixels: int, max_n: int, need: int):
     """A batch size ``n <= max(max_n, n_min)`` with ``n · pixels >= need``.
 
@@ -116,7 +113,7 @@ def residual_block_configs(draw, max_n=4, max_c=4, max_size=8):
     stride = draw(st.integers(1, 3)) if projection else 1
     h, w = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
     train = draw(st.booleans())
-    ho, wo = _out(h, 1, stride, 0), _out(w, 1, stride, 0)
+    ho, wo = conv_output_size(h, 1, stride, 0), conv_output_size(w, 1, stride, 0)
     n = _batch_for(draw, ho * wo, max_n, 3) if train else draw(st.integers(1, max_n))
     return dict(projection=projection, c_in=c_in, c_out=c_out, stride=stride, k1=draw(odd_kernels),
                 k2=draw(odd_kernels), k_short=draw(st.sampled_from([1, 3])) if projection else None,
@@ -138,7 +135,7 @@ def resnet_configs(draw, train=None, max_stages=3, max_width=4, max_blocks=2, ma
     size = draw(st.integers(2, max_size))
     last = size
     for _ in widths[1:]:
-        last = _out(last, 3, 2, 1)
+        last = conv_output_size(last, 3, 2, 1)
     n = _batch_for(draw, last * last, max_n, 3) if train else draw(st.integers(1, max_n))
     return dict(in_channels=draw(st.integers(1, max_c)), num_classes=draw(st.integers(2, max_k)), widths=widths,
                 blocks_per_stage=draw(st.integers(1, max_blocks)), image_size=size, n=n, train=train,
