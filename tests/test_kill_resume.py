@@ -137,9 +137,9 @@ def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path,
             p.send_signal(signal.SIGKILL)
         rc = p.wait(timeout=60)
         left = sum(f.name.endswith(".tmp") for f in _files(out))
+        saved = "results saved" if (out / name / "results.json").exists() else "no results yet"
         story.append(f"{what}: {'SIGKILL' if rc == -signal.SIGKILL else f'exit {rc}'} at "
-                     f"{time.perf_counter() - t0:.2f} s ({'results saved' if (out / name / 'results.json').exists() else 'no results yet'}"
-                     f"{f', {left} temporary file(s) left' if left else ''})")
+                     f"{time.perf_counter() - t0:.2f} s ({saved}{f', {left} temporary file(s) left' if left else ''})")
         assert rc in (0, -signal.SIGKILL), (story, (tmp_path / f"log{i}.txt").read_text()[-3000:])
     p = subprocess.run(_cmd(name, out), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, (story, p.stdout[-3000:], p.stderr[-3000:])

@@ -164,7 +164,8 @@ def test_a_broken_section_does_not_stop_the_run_or_the_report(tmp_path, fake_exp
 def assert_same_tree(a, b, where="results"):
     """Two results trees equal bit for bit: same keys, arrays with the same dtype, shape and bytes (NaN = NaN)."""
     if isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), (where, sorted(a), sorted(b) if isinstance(b, dict) else b)
+        assert isinstance(b, dict), (where, b)
+        assert sorted(a) == sorted(b), (where, sorted(a), sorted(b))
         for k in a:
             assert_same_tree(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, (list, tuple)):

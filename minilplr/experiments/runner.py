@@ -64,11 +64,17 @@ def lock_output(out: Path):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise OutputLocked(f"--out {out}: in use by another run (PID {holder}); wait for it to finish, "
-                               "or write to another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            holder = ""
+            for _ in range(100):  # the holder writes its PID just after taking the lock: give it a moment
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            raise OutputLocked(f"--out {out}: in use by another run (PID {holder or 'unknown'}); wait for it to "
+                               "finish, or write to another folder") from None
+        pid = f"{os.getpid():>12}\n".encode()  # one fixed-width write: a reader sees the old PID or ours, not a mix
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
         yield
     finally:
         os.close(fd)  # closing releases the lock; the file stays (removing it would race a newcomer)
