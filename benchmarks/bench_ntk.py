@@ -3,7 +3,7 @@
 Prints, in one run:
 
 (a) the structured NTK plus ``λ_min`` of the LPLR paper's MLP
-    (``784 -> 2048 x4 -> 1``, ``minilplr.models.mlp(784, 2048, 5, 1)``) on
+    (``784 -> 2048 x4 -> 1``, ``minilplr.nn.models.mlp(784, 2048, 5, 1)``) on
     ``N = 1000`` inputs: wall time and peak memory, each variant in a fresh
     subprocess (peak RSS from ``resource.getrusage``; NumPy's own allocations
     from ``tracemalloc``).  Targets: at most 2 s and 2 GB.  Variants: float32
@@ -73,7 +73,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from minilplr import models, ntk  # noqa: E402
+from minilplr.nn import models
+from minilplr import ntk  # noqa: E402
 from minilplr.backend import to_host  # noqa: E402
 
 GiB = 2**30
@@ -159,7 +160,7 @@ def part_a(quick: bool, repeats: int) -> None:
 
 def torch_mirror(model, torch):
     """A ``torch.nn.Sequential`` with our MLP's architecture and weights (float32)."""
-    from minilplr.layers import Dense, ReLU
+    from minilplr.nn.layers import Dense, ReLU
 
     mods = []
     for layer in model.layers.values():

@@ -1,7 +1,7 @@
 """One SGD step of the Fig. 3 ResNet: minilplr against PyTorch CPU eager.
 
 Times forward + backward + update (softmax cross-entropy, plain SGD) of
-:func:`minilplr.resnet.resnet` on a batch of ``N = 128`` images ``3×32×32``
+:func:`minilplr.nn.resnet.resnet` on a batch of ``N = 128`` images ``3×32×32``
 with 5 classes, in float32, and of a PyTorch module with the same
 architecture and the same weights, in the same process, and prints
 
@@ -56,8 +56,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
-from minilplr import losses, optim  # noqa: E402
-from minilplr.resnet import resnet  # noqa: E402
+from minilplr.nn import losses
+from minilplr import optim  # noqa: E402
+from minilplr.nn.resnet import resnet  # noqa: E402
 
 
 def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None):
@@ -98,8 +99,8 @@ def torch_mirror(model, torch):
     model has: our kernels ``(k, k, C_in, C_out)`` become PyTorch's
     ``(C_out, C_in, k, k)``, our dense ``W (D, K)`` becomes ``weight (K, D)``.
     """
-    from minilplr.conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock
-    from minilplr.layers import Dense, ReLU, Sequential
+    from minilplr.nn.conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock
+    from minilplr.nn.layers import Dense, ReLU, Sequential
 
     nn = torch.nn
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(model.dtype)]

@@ -19,13 +19,13 @@ Shape letters, used in every docstring of the package
 
 Folders show the architecture:
 
-* the engine: :mod:`minilplr.backend`, :mod:`minilplr.layers`,
-  :mod:`minilplr.conv` (convolution, batch norm, residual blocks),
-  :mod:`minilplr.models` (the MLP), :mod:`minilplr.resnet`,
-  :mod:`minilplr.losses`, :mod:`minilplr.init`, :mod:`minilplr.params`,
-  :mod:`minilplr.optim`, :mod:`minilplr.train` (GD/SGD loops),
-  :mod:`minilplr.gradcheck`, :mod:`minilplr.validate`;
-* the theory: :mod:`minilplr.ntk`, :mod:`minilplr.pl`, :mod:`minilplr.linear`;
+* the engine: :mod:`minilplr.backend`, :mod:`minilplr.nn.layers`,
+  :mod:`minilplr.nn.conv` (convolution, batch norm, residual blocks),
+  :mod:`minilplr.nn.models` (the MLP), :mod:`minilplr.nn.resnet`,
+  :mod:`minilplr.nn.losses`, :mod:`minilplr.nn.init`, :mod:`minilplr.nn.params`,
+  :mod:`minilplr.train.optim`, :mod:`minilplr.train.loops` (GD/SGD loops),
+  :mod:`minilplr.nn.gradcheck`, :mod:`minilplr.validate`;
+* the theory: :mod:`minilplr.theory.ntk`, :mod:`minilplr.theory.pl`, :mod:`minilplr.theory.linear`;
 * the data: :mod:`minilplr.data`;
 * the experiments, one module per figure: :mod:`minilplr.experiments`;
 * the command line: ``scripts/run_all.py``; the derivations: ``docs/``.

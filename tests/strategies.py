@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from minilplr.conv import conv_output_size
+from minilplr.nn.conv import conv_output_size
 
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
 batch_sizes = st.integers(min_value=1, max_value=6)
@@ -124,7 +124,7 @@ def residual_block_configs(draw, max_n=4, max_c=4, max_size=8):
 def resnet_configs(draw, train=None, max_stages=3, max_width=4, max_blocks=2, max_size=8, max_n=4,
                    max_c=3, max_k=4):
     """A dict ``in_channels, num_classes, widths, blocks_per_stage, image_size, n, train, seed`` for
-    :func:`minilplr.resnet.resnet` and a batch ``(N, C, H, H)``.
+    :func:`minilplr.nn.resnet.resnet` and a batch ``(N, C, H, H)``.
 
     Every stage after the first halves the image (stride 2, padding 1:
     ``H ← ⌊(H − 1)/2⌋ + 1``); in training mode ``N`` is drawn so that the

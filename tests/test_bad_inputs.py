@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from minilplr import backend as B
-from minilplr import init, models, optim
-from minilplr.resnet import resnet
-from minilplr.train import train_gd, train_sgd
+from minilplr.nn import init, models
+from minilplr.train import optim
+from minilplr.nn.resnet import resnet
+from minilplr.train.loops import train_gd, train_sgd
 
 N, D = 6, 3
 

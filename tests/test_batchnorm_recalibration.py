@@ -1,6 +1,6 @@
 """Batch norm recalibration and Fig. 3's NTK readings.
 
-* :func:`minilplr.conv.recalibrate_batchnorm` against its equation: every
+* :func:`minilplr.nn.conv.recalibrate_batchnorm` against its equation: every
   batch-norm layer ends with the size-weighted average over the batches of
   the batch statistics its input has in a training step (recorded here by
   wrapping each layer's ``forward``), to float64 rounding; with one batch
@@ -18,12 +18,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minilplr import backend as B
-from minilplr.conv import BatchNorm2D, named_buffers, recalibrate_batchnorm
+from minilplr.nn.conv import BatchNorm2D, named_buffers, recalibrate_batchnorm
 from minilplr.experiments import fig3_resnet_sgd as fig3
-from minilplr.layers import iter_layers
-from minilplr.optim import SGD, Cosine
-from minilplr.resnet import resnet
-from minilplr.train import train_sgd
+from minilplr.nn.layers import iter_layers
+from minilplr.train.optim import SGD, Cosine
+from minilplr.nn.resnet import resnet
+from minilplr.train.loops import train_sgd
 
 from .strategies import gaussian, seeds
 

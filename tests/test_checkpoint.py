@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from minilplr import backend as B
-from minilplr import models, optim
-from minilplr.checkpoint import CheckpointMismatch
-from minilplr.conv import named_buffers
-from minilplr.resnet import resnet
-from minilplr.train import train_gd, train_sgd
+from minilplr.nn import models
+from minilplr.train import optim
+from minilplr.train.checkpoint import CheckpointMismatch
+from minilplr.nn.conv import named_buffers
+from minilplr.nn.resnet import resnet
+from minilplr.train.loops import train_gd, train_sgd
 
 from .strategies import gaussian
 

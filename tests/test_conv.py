@@ -1,7 +1,7 @@
 """Convolution, batch norm, pooling, residual blocks and the small ResNet.
 
 Every backward pass is checked against float64 central differences
-(:mod:`minilplr.gradcheck`) over Hypothesis-drawn channels, kernel sizes,
+(:mod:`minilplr.nn.gradcheck`) over Hypothesis-drawn channels, kernel sizes,
 strides, paddings and image sizes; the convolution's forward pass against a
 direct loop over every index; the explicit Jacobian of the ResNet against
 finite differences and its NTK for symmetry and positive semi-definiteness.
@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilplr import backend as B
-from minilplr import gradcheck, losses, ntk, optim
-from minilplr import params as P
-from minilplr.conv import (BatchNorm2D, Conv2D, Flatten, GlobalAvgPool, ResidualBlock, col2im, im2col,
+from minilplr.nn import gradcheck, losses
+from minilplr.theory import ntk
+from minilplr.train import optim
+from minilplr.nn import params as P
+from minilplr.nn.conv import (BatchNorm2D, Conv2D, Flatten, GlobalAvgPool, ResidualBlock, col2im, im2col,
                            named_buffers)
-from minilplr.resnet import ImageModel, resnet
+from minilplr.nn.resnet import ImageModel, resnet
 
 from .strategies import bn_configs, conv_configs, gaussian, residual_block_configs, resnet_configs, seeds
 
@@ -160,7 +162,7 @@ def test_im2col_workspace_gives_the_same_patches(dev, cfg):
 def test_per_channel_equals_the_plain_broadcast(dev, m, c, seed, transposed, op):
     """Batch norm's fast per-channel op (rows seen as a wide matrix, the vector tiled) gives exactly
     the broadcast op(r, v), for any number of rows, contiguous or not, with and without out=."""
-    from minilplr.conv import _per_channel
+    from minilplr.nn.conv import _per_channel
     rh = gaussian(seed, c, m).T if transposed else gaussian(seed, m, c)
     vh = gaussian(seed + 1, c)
     want = getattr(np, op)(rh, vh)

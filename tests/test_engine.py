@@ -1,7 +1,7 @@
 """The engine: layers, losses, MLPs, parameters, initialisers, optimisers.
 
 Every backward pass is checked against float64 central differences
-(``minilplr.gradcheck``) over Hypothesis-drawn shapes.
+(``minilplr.nn.gradcheck``) over Hypothesis-drawn shapes.
 """
 import math
 
@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minilplr import backend as B
-from minilplr import gradcheck, init, losses, models, optim
-from minilplr import params as P
-from minilplr.layers import Dense, ReLU, Sequential, iter_layers
-from minilplr.resnet import resnet
+from minilplr.nn import gradcheck, init, losses, models
+from minilplr.train import optim
+from minilplr.nn import params as P
+from minilplr.nn.layers import Dense, ReLU, Sequential, iter_layers
+from minilplr.nn.resnet import resnet
 
 from .strategies import batch_sizes, features, gaussian, mlp_configs, outputs, resnet_configs, seeds, widths
 

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilplr import backend as B
-from minilplr.gradcheck import numerical_gradient, rel_error
-from minilplr.linear import (
+from minilplr.nn.gradcheck import numerical_gradient, rel_error
+from minilplr.theory.linear import (
     AdaptiveStep,
     Armijo,
     Constant,
@@ -57,8 +57,8 @@ from minilplr.linear import (
     xu2023_rate,
     xu2023_step,
 )
-from minilplr.checkpoint import CheckpointMismatch
-from minilplr.linear.recipes import (
+from minilplr.train.checkpoint import CheckpointMismatch
+from minilplr.experiments.linear_runs import (
     SCHEDULE_LABELS,
     cached_run,
     data_from_config,
@@ -68,7 +68,7 @@ from minilplr.linear.recipes import (
     schedule_from_config,
     weights_from_config,
 )
-from minilplr.optim import SGD
+from minilplr.train.optim import SGD
 
 from .strategies import seeds
 
@@ -640,7 +640,7 @@ def test_a_damaged_cached_run_is_moved_aside_and_recomputed(be, tmp_path, capsys
 
 
 def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypatch):
-    from minilplr.linear import recipes
+    from minilplr.experiments import linear_runs as recipes
 
     ref = cached_run(tmp_path / "ref", _spec(steps=30), backend=be)
     seen = []
@@ -670,7 +670,7 @@ def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypat
 
 def test_a_run_killed_between_its_result_and_its_checkpoint_removal_leaves_no_checkpoint(be, tmp_path,
                                                                                          monkeypatch):
-    from minilplr.linear import recipes
+    from minilplr.experiments import linear_runs as recipes
 
     def killed(path):
         raise Killed(path)

@@ -1,4 +1,4 @@
-"""The Jacobian, the empirical NTK (both methods) and its spectrum (minilplr.ntk).
+"""The Jacobian, the empirical NTK (both methods) and its spectrum (minilplr.theory.ntk).
 
 Properties, in float64 on the backend under test (strict by default):
 
@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minilplr import models, ntk
+from minilplr.nn import models
+from minilplr.theory import ntk
 from minilplr.backend import to_host
-from minilplr.gradcheck import numerical_jvp_columns, rel_error
-from minilplr.layers import Dense, Layer, Sequential
+from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
+from minilplr.nn.layers import Dense, Layer, Sequential
 
 from .strategies import gaussian, mlp_configs, seeds
 
@@ -235,7 +236,7 @@ def test_generic_rule_equals_dense_rule(be, dev):
 
     W1, W2 = dev(gaussian(1, 3, 5)), dev(gaussian(2, 5, 2))
     b1, b2 = dev(gaussian(3, 5)), dev(gaussian(4, 2))
-    from minilplr.layers import ReLU
+    from minilplr.nn.layers import ReLU
 
     X = dev(gaussian(0, 4, 3))
     fast = Sequential([("a", Dense(W1, b1)), ("r", ReLU()), ("b", Dense(W2, b2))])

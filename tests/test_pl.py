@@ -1,4 +1,4 @@
-"""The PL diagnostics of Theorem 5.1 and 5.4 (minilplr.pl), as properties in float64.
+"""The PL diagnostics of Theorem 5.1 and 5.4 (minilplr.theory.pl), as properties in float64.
 
 * ``∇L = (1/n) Jᵀ r`` against the backward pass;
 * ``½‖∇L‖² ≥ (λ_min(Θ)/n)·L`` and every step (6)–(9) of the proof, for drawn
@@ -22,12 +22,13 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from minilplr import layers, models, ntk, pl
+from minilplr.nn import layers, models
+from minilplr.theory import ntk, pl
 from minilplr.backend import to_host
-from minilplr.resnet import resnet
-from minilplr.gradcheck import numerical_jvp_columns, rel_error
-from minilplr.losses import mse
-from minilplr.params import flatten, load_flat, num_params
+from minilplr.nn.resnet import resnet
+from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
+from minilplr.nn.losses import mse
+from minilplr.nn.params import flatten, load_flat, num_params
 
 from .strategies import gaussian, mlp_configs, seeds
 
@@ -215,7 +216,7 @@ def test_lanczos_finds_the_top_eigenvalue_of_the_explicit_hessian(cfg, ncv, y_sc
 def test_the_hessian_of_a_linear_model_is_the_kronecker_product(seed, n, d, k, be, dev):
     r"""``f = XW + b``, ``L = ‖f − y‖²/(2n)``: ``∇²L = [X 1]ᵀ[X 1]/n ⊗ I_K`` exactly.
 
-    Flat order (minilplr.params): ``W (D, K)`` in C order, then ``b (K,)``, so
+    Flat order (minilplr.nn.params): ``W (D, K)`` in C order, then ``b (K,)``, so
     parameter ``a·K + k`` is row ``a`` of ``[W; b]``, column ``k``: the
     Kronecker product ``A ⊗ I_K`` with ``A = [X 1]ᵀ[X 1]/n``.
     """
@@ -376,9 +377,9 @@ def test_hessian_vector_product_is_blind_to_a_nearby_relu_kink(be):
     Unfrozen, the straddling difference would carry the gradient's jump / 2h.
     """
     from minilplr import backend as B
-    from minilplr import models
-    from minilplr.params import num_params
-    from minilplr.pl import hessian_vector_product
+    from minilplr.nn import models
+    from minilplr.nn.params import num_params
+    from minilplr.theory.pl import hessian_vector_product
 
     m = models.mlp(3, 4, 2, 1, seed=1, dtype="float64", backend=be)  # one hidden layer: the kink reaches f
     rng = np.random.default_rng(0)
@@ -398,10 +399,11 @@ def test_hessian_vector_product_is_blind_to_a_nearby_relu_kink(be):
 def test_kernel_regime_loss_is_exact_for_a_linear_model(be, n, d, seed):
     """f(x) = x·w + b is its own linearisation: GD's loss equals the Θ_0 prediction at every step."""
     from minilplr import backend as B
-    from minilplr import models, optim
-    from minilplr.ntk import empirical_ntk
-    from minilplr.pl import kernel_regime_loss
-    from minilplr.train import train_gd
+    from minilplr.nn import models
+    from minilplr.train import optim
+    from minilplr.theory.ntk import empirical_ntk
+    from minilplr.theory.pl import kernel_regime_loss
+    from minilplr.train.loops import train_gd
 
     rng = np.random.default_rng(seed)
     m = models.mlp(d, 1, 1, 1, seed=seed, dtype="float64", backend=be)  # depth 1: a linear model

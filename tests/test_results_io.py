@@ -235,7 +235,7 @@ def test_a_damaged_run_file_is_moved_aside_and_the_run_ends_bit_identical(tmp_pa
 
 def test_a_checkpoint_left_beside_finished_results_is_removed(tmp_path):
     """Killed between saving the results and removing the checkpoint: the next run removes the orphan."""
-    from minilplr.checkpoint import save_checkpoint
+    from minilplr.train.checkpoint import save_checkpoint
     from minilplr.experiments.mnist_gd import gd_run
 
     ref = gd_run(TINY, tmp_path, progress=False)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from minilplr import backend as B
-from minilplr import losses, models, optim
-from minilplr.train import Diverged, train_gd, train_sgd
+from minilplr.nn import losses, models
+from minilplr.train import optim
+from minilplr.train.loops import Diverged, train_gd, train_sgd
 
 from .strategies import gaussian
 
@@ -32,7 +33,7 @@ def test_gd_step_is_theta_minus_eta_grad(be):
     m, X, y = _problem(be)
     m2, _, _ = _problem(be)
     train_gd(m, X, y, optim.GD(0.1), steps=1)
-    from minilplr import losses
+    from minilplr.nn import losses
 
     m2.backward(losses.mse(m2.forward(X), y)[1])
     for k, p in m2.params.items():

@@ -2,7 +2,7 @@
 
 The paper's claim that linear convergence persists "under modern
 architectures and stochastic optimisation" rests on this experiment.  Our
-ResNet is :func:`minilplr.resnet.resnet` (stem, three residual stages,
+ResNet is :func:`minilplr.nn.resnet.resnet` (stem, three residual stages,
 global average pooling, dense head; the paper gives no architecture), trained
 with softmax cross-entropy by SGD (batch 128, seeded shuffling, momentum,
 weight decay) under a cosine-annealed step size, over three seeds as the
@@ -29,7 +29,7 @@ network whose batch norms do not normalise), later they are an exponential
 average over recent batches, lagging the weights.  So before every reading the statistics are
 re-estimated on the whole training set at the current weights, as
 practitioners recalibrate batch norm
-(:func:`minilplr.conv.recalibrate_batchnorm`, PyTorch's ``update_bn``):
+(:func:`minilplr.nn.conv.recalibrate_batchnorm`, PyTorch's ``update_bn``):
 each layer gets the size-weighted average over batches of 128 of its batch
 statistics, the inference statistics of Ioffe & Szegedy for the
 batch-128 network SGD trains.  Every reading is then the same function of
@@ -62,15 +62,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ntk as _ntk
+from ..theory import ntk as _ntk
 from ..backend import get_backend, to_device, to_scalar
-from ..checkpoint import load_model_state, model_state, remove_checkpoint
-from ..conv import recalibrate_batchnorm
+from ..train.checkpoint import load_model_state, model_state, remove_checkpoint
+from ..nn.conv import recalibrate_batchnorm
 from ..data import cifar5
-from ..losses import softmax_cross_entropy
-from ..optim import SGD, Cosine
-from ..resnet import resnet
-from ..train import Diverged, train_sgd
+from ..nn.losses import softmax_cross_entropy
+from ..train.optim import SGD, Cosine
+from ..nn.resnet import resnet
+from ..train.loops import Diverged, train_sgd
 from .fits import ema, fit_linear_rate, fit_loglog_slope, resolvable_mask
 from .io import config_hash, load_results, save_results
 from .mnist_gd import fmt
@@ -103,7 +103,7 @@ def ntk_reading(model, twin, X, Xp, batch_size: int, bn_stats: str = "recalibrat
     ``model``'s parameters and buffers are copied into it, then (with
     ``bn_stats="recalibrated"``) its batch-norm statistics are re-estimated
     on the training set ``X (N, C, H, W)`` in batches of ``batch_size``
-    (:func:`minilplr.conv.recalibrate_batchnorm`), and ``Θ (N_p·K, N_p·K)``
+    (:func:`minilplr.nn.conv.recalibrate_batchnorm`), and ``Θ (N_p·K, N_p·K)``
     is formed in evaluation mode, in float64.  ``bn_stats="running"`` reads
     the statistics training left (what this figure did before; its step-0
     reading is of untouched statistics, mean 0 and variance 1).

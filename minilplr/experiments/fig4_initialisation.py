@@ -2,7 +2,7 @@
 
 Both runs use the MNIST setting of Fig. 1; the enhanced one scales He's
 weight variance by a depth factor ``c(L) < 1`` (default ``1/L``: a
-reconstruction, the paper's formula is lost; :func:`minilplr.init.enhanced_he_normal`).
+reconstruction, the paper's formula is lost; :func:`minilplr.nn.init.enhanced_he_normal`).
 The paper reports that both converge linearly and the enhanced one more
 slowly.  The figure shows both loss curves on a semi-log axis with their
 fitted rates (L* = 0), and ``λ_min(Θ_t)/n`` of each.

@@ -23,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from ..linear.recipes import cached_run, data_caption, init_label
+from .linear_runs import cached_run, data_caption, init_label
 
 log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 

@@ -18,8 +18,8 @@ import pathlib
 
 import numpy as np
 
-from ..linear.recipes import SCHEDULE_LABELS, cached_run, data_caption
-from ..linear.trajectory import steps_to_tolerance
+from .linear_runs import SCHEDULE_LABELS, cached_run, data_caption
+from ..theory.linear.trajectory import steps_to_tolerance
 
 log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 

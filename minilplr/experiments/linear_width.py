@@ -8,7 +8,7 @@ and GD with the paper's step sizes converges faster.
 For each width ``h`` and init seed: ``κ(T₀)`` at the start, then GD with the
 adaptive schedule (eq. 19) and with the constant ``η = 1/K₀``; the observed
 rate is the fitted per-step contraction of ``L − L*``
-(:func:`minilplr.linear.observed_rate`).  ``κ(T₀)`` is also computed (no
+(:func:`minilplr.theory.linear.observed_rate`).  ``κ(T₀)`` is also computed (no
 training) on a finer grid of widths and compared with the random-matrix
 prediction ``(1 + √(n/h)) / (1 − √(n/h))`` (singular values of an ``n×h``
 Gaussian matrix at ``√h ± √n``).
@@ -21,16 +21,16 @@ import pathlib
 
 import numpy as np
 
-from ..linear.operator import kappa_T
-from ..linear.recipes import (
+from ..theory.linear.operator import kappa_T
+from .linear_runs import (
     SCHEDULE_LABELS,
     cached_run,
     data_caption,
     data_from_config,
     weights_from_config,
 )
-from ..linear.trajectory import observed_rate
-from ..linear.init import make_network
+from ..theory.linear.trajectory import observed_rate
+from ..theory.linear.init import make_network
 
 log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 

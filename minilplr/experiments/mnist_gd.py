@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ntk as _ntk
-from .. import pl as _pl
+from ..theory import ntk as _ntk
+from ..theory import pl as _pl
 from ..backend import get_backend, to_device, to_host
-from ..checkpoint import remove_checkpoint
+from ..train.checkpoint import remove_checkpoint
 from ..data import binary_mnist
-from ..models import mlp
-from ..optim import GD
-from ..train import Diverged, train_gd
+from ..nn.models import mlp
+from ..train.optim import GD
+from ..train.loops import Diverged, train_gd
 from ..store import load_or_discard, save_unit
 from .io import config_hash, load_results, save_results
 
@@ -90,7 +90,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     folder.mkdir(parents=True, exist_ok=True)
 
     # Θ_0 (N, N) assembled in float64 whatever the training dtype: a float32 kernel could not resolve
-    # λ_min below ε₃₂·N·λ_max (see minilplr.ntk, "an honest λ_min").  Computed before training, while the
+    # λ_min below ε₃₂·N·λ_max (see minilplr.theory.ntk, "an honest λ_min").  Computed before training, while the
     # model is still at θ_0, so a resumed run whose ntk0 unit was damaged recomputes it at θ_0, not θ_t.
     saved = load_or_discard(folder, "ntk0", log=log.warning)
     if saved is None:
@@ -174,7 +174,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
 
 def envelope(loss0_gap: float, lr: float, mu: float, steps: int) -> np.ndarray:
-    """Theorem 5.4's envelope ``(L_0 − L*)(1 − ημ)^t`` for ``t = 0 … steps-1`` (:func:`minilplr.pl.pl_envelope`)."""
+    """Theorem 5.4's envelope ``(L_0 − L*)(1 − ημ)^t`` for ``t = 0 … steps-1`` (:func:`minilplr.theory.pl.pl_envelope`)."""
     return _pl.pl_envelope(np.arange(steps), lr, mu, loss0_gap)
 
 

@@ -5,11 +5,11 @@ and a Lipschitz NTK, and Theorem 5.4 needs ``η ≤ 1/β``.  This figure shows,
 for the He run of Fig. 1: ``λ_min(Θ_t)`` and ``λ_max(Θ_t)``, the NTK drift
 ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (Frobenius and spectral) and the parameter drift
 ``‖θ_t − θ_0‖`` over training; and ``η`` against ``1/β`` with ``β`` the
-Hessian's top eigenvalue (Lanczos, :func:`minilplr.pl.hessian_top_eigenvalue`)
+Hessian's top eigenvalue (Lanczos, :func:`minilplr.theory.pl.hessian_top_eigenvalue`)
 at the start and the end, beside the Gauss–Newton estimate ``λ_max(Θ)/n``.
 
 The step-size verdict rests on what the solver certified
-(:func:`minilplr.pl.step_size_condition`): ``β`` is a Rayleigh quotient, a
+(:func:`minilplr.theory.pl.step_size_condition`): ``β`` is a Rayleigh quotient, a
 lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` fails for sure; "holds" needs a
 converged solve with ``η·β(1 + residual) ≤ 1``; anything else (a solve that
 did not converge, or a run saved before the residual was recorded) is
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import pl as _pl
+from ..theory import pl as _pl
 from .mnist_gd import MNIST_PRESETS, fmt, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 
@@ -86,7 +86,7 @@ def plot(results, out_dir):
 
 
 def certified_beta(hs: dict, key: str) -> _pl.HessianTop:
-    """The stored β ``hs[key]`` with its certificate, as a :class:`~minilplr.pl.HessianTop`.
+    """The stored β ``hs[key]`` with its certificate, as a :class:`~minilplr.theory.pl.HessianTop`.
 
     A run saved without the certificate (the power-iteration era) reads as
     not converged, residual ``nan``: its β is a lower bound and nothing more.

@@ -161,7 +161,7 @@ def _expected(exc) -> bool:
 
     Expected: every error minilplr raises on purpose (its own classes:
     :class:`~minilplr.data.download.DownloadError` when the data is
-    unavailable, :class:`~minilplr.train.Diverged`, the data formats' errors,
+    unavailable, :class:`~minilplr.train.loops.Diverged`, the data formats' errors,
     …), the system's ``OSError`` (a full disk, a permission), and a
     ``ValueError``/``TypeError`` whose message names the argument
     (``"seed: expected …"``).  Anything else is a bug: its traceback is printed.

@@ -14,9 +14,10 @@ Modules, in reading order:
   ``K_t`` and ``K̄_t``;
 * :mod:`.schedules` — constant, adaptive (eq. 19), the 2023 schedule, Armijo;
 * :mod:`.init` — Gaussian ``N(0, h^{−2p})`` and imbalance-controlled starts, the data;
-* :mod:`.trajectory` — the GD loop that records all of the above;
-* :mod:`.recipes` — config -> data, weights, schedule, and cached runs, for
-  the experiments ``minilplr.experiments.linear_*``.
+* :mod:`.trajectory` — the GD loop that records all of the above.
+
+The experiments ``minilplr.experiments.linear_*`` build their runs from
+configurations in :mod:`minilplr.experiments.linear_runs`.
 
 Shape letters here follow the paper: ``n × m`` is ``W``, ``h`` the width,
 ``N`` samples (``K`` is the smoothness constant, not an output count).

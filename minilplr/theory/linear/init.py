@@ -17,9 +17,9 @@ import math
 
 import numpy as np
 
-from ..backend import get_backend, resolve_dtype, to_device
-from ..init import gaussian_power
-from ..validate import check_positive
+from ...backend import get_backend, resolve_dtype, to_device
+from ...nn.init import gaussian_power
+from ...validate import check_positive
 from .model import LeastSquares, TwoLayerLinear
 
 __all__ = ["gaussian_init", "imbalance_init", "imbalance_ratio", "synthetic_regression", "make_network"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, to_scalar
+from ...backend import get_array_module, to_scalar
 from .operator import sigma2_T
 
 __all__ = [

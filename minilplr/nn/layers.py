@@ -7,7 +7,7 @@ Each layer is a small object with
 * ``backward(dout) -> dx``, which *overwrites* ``grads`` with ``∂L/∂θ`` for
   the upstream gradient ``dout = ∂L/∂out`` and returns ``∂L/∂x``.
 
-For the Jacobian and the empirical NTK (:mod:`minilplr.ntk`, whose module
+For the Jacobian and the empirical NTK (:mod:`minilplr.theory.ntk`, whose module
 docstring states the protocol in full) a layer also offers
 
 * ``per_sample_backward(dout, need_dx) -> (dx, per_sample_grads)``: the same
@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .backend import StrictArray, get_array_module
+from ..backend import StrictArray, get_array_module
 
 __all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations", "untouched",
            "leaves_untouched"]
@@ -57,7 +57,7 @@ class Layer:
 
     #: Training mode (True) or evaluation mode (False).  Only layers whose
     #: forward pass differs between the two read it (batch norm, in
-    #: :mod:`minilplr.conv`); for the others ``train()`` / ``eval()`` are no-ops.
+    #: :mod:`minilplr.nn.conv`); for the others ``train()`` / ``eval()`` are no-ops.
     training = True
 
     def train(self, mode: bool = True):
@@ -69,7 +69,7 @@ class Layer:
         """Switch to evaluation mode (batch norm uses its running statistics); returns ``self``."""
         return self.train(False)
 
-    # -- the Jacobian / NTK protocol (minilplr.ntk) -------------------------
+    # -- the Jacobian / NTK protocol (minilplr.theory.ntk) -------------------------
     def per_sample_backward(self, dout, need_dx: bool = True):
         """``dout (N, *out) -> (dx (N, *in) or None, {name: (N, *param.shape)})``.
 
@@ -77,13 +77,13 @@ class Layer:
         sample ``n``'s seeded output, ``∂⟨dout_n, out_n⟩/∂θ``, not summed over
         ``n``; ``grads`` is left untouched.  A layer without parameters only
         passes ``dout`` through ``backward``; a layer with parameters must
-        override this (see the protocol in :mod:`minilplr.ntk`).
+        override this (see the protocol in :mod:`minilplr.theory.ntk`).
         """
         if self.params:
             raise NotImplementedError(
                 f"{type(self).__name__} has parameters {list(self.params)} but no "
                 "per_sample_backward: implement it to use the Jacobian / NTK "
-                "(protocol in the minilplr.ntk module docstring)"
+                "(protocol in the minilplr.theory.ntk module docstring)"
             )
         return (self.backward(dout, need_dx=True) if need_dx else None), OrderedDict()
 
@@ -144,7 +144,7 @@ class Dense(Layer):
         :math:`\partial L/\partial x = \delta W^\top` ``(N, D)``.
 
     The forward pass keeps ``x``: it is the ``A`` of the structured NTK rule in
-    :mod:`minilplr.ntk` (a dense layer's Jacobian block is an outer product of
+    :mod:`minilplr.theory.ntk` (a dense layer's Jacobian block is an outer product of
     its input and the sensitivity at its output).
     """
 
@@ -286,7 +286,7 @@ class Sequential(Layer):
     @params.setter
     def params(self, value):  # Layer.__init__ assigns an empty dict; ignore it
         if value:
-            raise AttributeError("assign parameters with minilplr.params.load_params")
+            raise AttributeError("assign parameters with minilplr.nn.params.load_params")
 
     @property
     def grads(self):
@@ -329,7 +329,7 @@ class Sequential(Layer):
         if type(self).backward is not Sequential.backward and getattr(type(self), method) is getattr(Sequential, method):
             raise NotImplementedError(
                 f"{type(self).__name__} overrides backward (it is not a plain chain) but not {method}: "
-                "implement it for its own graph (protocol in the minilplr.ntk module docstring)"
+                "implement it for its own graph (protocol in the minilplr.theory.ntk module docstring)"
             )
 
     def per_sample_backward(self, dout, need_dx: bool = False):

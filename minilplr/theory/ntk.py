@@ -4,13 +4,13 @@ THEORY.md §1: for ``N`` samples with ``K`` outputs each, the residual
 ``r = f(X; θ) − y`` has ``N·K`` entries, ``J = ∂r/∂θ = ∂f/∂θ`` is
 ``(N·K, P)`` and the empirical neural tangent kernel is ``Θ = J Jᵀ``,
 ``(N·K, N·K)``.  Its smallest eigenvalue gives the PL constant
-``μ = λ_min(Θ)/n`` of Theorem 5.1 (:mod:`minilplr.pl`).
+``μ = λ_min(Θ)/n`` of Theorem 5.1 (:mod:`minilplr.theory.pl`).
 
 Orders
 ------
 * Rows: sample ``i``, output ``k`` -> row ``i·K + k`` (``f(X).reshape(-1)``
   of the ``(N, K)`` output, C order).
-* Columns: :func:`minilplr.params.flatten` order, i.e. the order of
+* Columns: :func:`minilplr.nn.params.flatten` order, i.e. the order of
   ``model.params`` (layers first to last, ``W`` before ``b``, C order).
 
 Two ways to Θ, one function (:func:`empirical_ntk`)
@@ -59,12 +59,12 @@ array with ones in column ``k``.
     returns the list of ``K`` seeds at the layer's input (``None`` if not
     ``need_dx``).  Arithmetic in ``theta.dtype``.
 
-Defaults, in :class:`minilplr.layers.Layer`: a layer without parameters
+Defaults, in :class:`minilplr.nn.layers.Layer`: a layer without parameters
 passes seeds through its ``backward`` (nothing to add); a layer with
 parameters must write ``per_sample_backward``, and then inherits a generic
 ``ntk_backward`` that forms ``F_k = psg`` flattened ``(N, P_layer)`` and adds
 ``F_k F_k'ᵀ``; it may override that with a structured rule (as
-:class:`~minilplr.layers.Dense` does).  :class:`~minilplr.layers.Sequential`
+:class:`~minilplr.nn.layers.Dense` does).  :class:`~minilplr.nn.layers.Sequential`
 composes both methods like ``backward``; a container that is not a chain
 (a residual block) overrides both, sending the seeds down every branch and
 adding the branches' ``dx`` (the block's ``psg`` keys in its ``params``
@@ -99,9 +99,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import backend_of, get_array_module, to_device, to_host, to_scalar
-from .layers import leaves_untouched
-from .params import num_params, param_slices
+from ..backend import backend_of, get_array_module, to_device, to_host, to_scalar
+from ..nn.layers import leaves_untouched
+from ..nn.params import num_params, param_slices
 
 __all__ = [
     "jacobian",
@@ -187,7 +187,7 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
 
     Built from the hand-written backward pass: for each output ``k`` one
     backward sweep of the seed ``e_k`` through
-    :meth:`~minilplr.layers.Sequential.per_sample_backward` gives the rows
+    :meth:`~minilplr.nn.layers.Sequential.per_sample_backward` gives the rows
     ``i·K + k`` of every sample of a chunk at once (no loop over samples).
 
     Parameters
@@ -505,7 +505,7 @@ def float64_copy(model):
     """A float64 copy of ``model`` (same backend, same weights up to the cast).
 
     For checks that need float64 arithmetic on a model trained in float32:
-    finite-difference Hessian-vector products (:mod:`minilplr.pl`), or an NTK
+    finite-difference Hessian-vector products (:mod:`minilplr.theory.pl`), or an NTK
     whose factors are float64 too.  Every floating array held by a layer
     (parameters, buffers such as batch norm's running statistics) is cast.
     """

@@ -7,7 +7,7 @@ the choice into the config").  It follows the CIFAR ResNets of He et al.
 image, global average pooling, one dense layer -- with projection shortcuts
 (their option B) where the shape changes, and ``blocks_per_stage`` blocks per
 stage (He et al. use ``n = 3 … 18``; 1 or 2 keep a CPU run short).  Built from
-the layers of :mod:`minilplr.conv`.
+the layers of :mod:`minilplr.nn.conv`.
 
 Architecture (defaults ``widths=(16, 32, 64)``, ``blocks_per_stage=1``, 32×32×3 input)::
 
@@ -25,15 +25,15 @@ Every convolution is 3×3 with padding 1 and no bias (the batch norm after it
 has the shift ``β``), except the projection shortcuts, which are 1×1 with
 stride 2 followed by batch norm.  A residual block is
 ``ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))``
-(:class:`~minilplr.conv.ResidualBlock`).  The network is trained with softmax
-cross-entropy (:func:`minilplr.losses.softmax_cross_entropy`) on its logits.
+(:class:`~minilplr.nn.conv.ResidualBlock`).  The network is trained with softmax
+cross-entropy (:func:`minilplr.nn.losses.softmax_cross_entropy`) on its logits.
 
 With ``blocks_per_stage = 1`` the network has 8 weight layers on the main
 path (stem, 2 per block, head; "ResNet-8"), with 2 "ResNet-14", and
 ``P = 77 717`` resp. ``174 933`` parameters at the default widths.
 
 Initialisation: He normal, :math:`W \\sim \\mathcal N(0, 2/D)` with fan-in
-``D = k·k·C_in`` for a convolution (:func:`minilplr.init.he_normal`), drawn on
+``D = k·k·C_in`` for a convolution (:func:`minilplr.nn.init.he_normal`), drawn on
 the host from ``np.random.default_rng(seed)`` in the order the layers are
 built; batch norm ``γ = 1``, ``β = 0``, running mean 0 and variance 1; the
 head's bias 0.
@@ -43,20 +43,20 @@ from __future__ import annotations
 import numpy as np
 
 from . import init as _init
-from .backend import get_backend, resolve_dtype, to_device
+from ..backend import get_backend, resolve_dtype, to_device
 from .conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock, named_buffers
 from .layers import Dense, ReLU, Sequential
 from .models import Model
-from .validate import check_int, check_positive
+from ..validate import check_int, check_positive
 
 __all__ = ["ImageModel", "resnet"]
 
 
 class ImageModel(Model):
-    """A :class:`~minilplr.models.Model` fed images ``X (N, C, H, W)``.
+    """A :class:`~minilplr.nn.models.Model` fed images ``X (N, C, H, W)``.
 
     The only changes from :class:`Model`: ``input_shape`` is ``(C, H, W)``, so
-    :meth:`~minilplr.models.Model.check_input` asks for 4-D ``X``, and the
+    :meth:`~minilplr.nn.models.Model.check_input` asks for 4-D ``X``, and the
     running statistics of batch norm are listed in :attr:`buffers`.  ``d_in`` is ``D = C·H·W``, the
     number of input features, so code that reads ``d_in`` / ``d_out`` works
     unchanged.

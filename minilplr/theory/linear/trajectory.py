@@ -23,11 +23,11 @@ step quantities are ``nan`` at the last iterate, where no step was taken).
 With ``checkpoint=path`` the loop saves, every ``checkpoint_every`` steps,
 everything the rest of the run depends on (:func:`_state`: the weights, the
 optimiser's counter, the schedule's state, ``W(0)``, ``L(0)``, the records and
-the running drift bound) as a :mod:`minilplr.checkpoint` unit, and the same
+the running drift bound) as a :mod:`minilplr.train.checkpoint` unit, and the same
 call made again resumes from it: the resumed run equals the uninterrupted
 one bit for bit.  The checkpoint carries the run's fingerprint
 (:func:`_fingerprint`: data, initial weights, schedule, ``steps``, ``tol`` …)
-and refuses to resume any other run (:class:`~minilplr.checkpoint.CheckpointMismatch`).
+and refuses to resume any other run (:class:`~minilplr.train.checkpoint.CheckpointMismatch`).
 """
 from __future__ import annotations
 
@@ -35,11 +35,11 @@ import math
 
 import numpy as np
 
-from ..backend import to_device, to_host, to_scalar
-from ..checkpoint import load_checkpoint, save_checkpoint
-from ..optim import SGD
-from ..store import fingerprint as data_hash
-from ..validate import check_int
+from ...backend import to_device, to_host, to_scalar
+from ...train.checkpoint import load_checkpoint, save_checkpoint
+from ...train.optim import SGD
+from ...store import fingerprint as data_hash
+from ...validate import check_int
 from .constants import (
     imbalance_drift,
     imbalance_step_bound,
@@ -131,7 +131,7 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
     net : TwoLayerLinear
         Updated in place.
     schedule : Schedule or float
-        Passed to :class:`minilplr.optim.SGD`; it sees ``params=``, ``grads=``, ``loss=``.
+        Passed to :class:`minilplr.train.optim.SGD`; it sees ``params=``, ``grads=``, ``loss=``.
     steps : int
     tol : float
         Stop once ``L − L* ≤ tol · (L(0) − L*)`` (float64 reaches ~1e-15 relative).

@@ -8,7 +8,7 @@ THEORY.md §2 (Xu, Min, Tarmoun, Mallada, Vidal, arXiv 2505.11664).  A loss
           W_1 \in \mathbb R^{n\times h},\ W_2 \in \mathbb R^{m\times h}.
 
 ``L`` is not convex, not globally PL and not globally smooth, yet gradient
-descent on it converges linearly; :mod:`minilplr.linear.constants` has the
+descent on it converges linearly; :mod:`minilplr.theory.linear.constants` has the
 local constants that explain why.
 
 Shape letters in this subpackage
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ..backend import backend_of, get_array_module, to_scalar
-from ..validate import check_finite, check_positive
+from ...backend import backend_of, get_array_module, to_scalar
+from ...validate import check_finite, check_positive
 
 __all__ = [
     "ConvexLoss",
@@ -51,7 +51,7 @@ class ConvexLoss:
 
     A subclass sets ``n``, ``m``, ``mu``, ``K`` and ``min_value`` (``ℓ* = min ℓ``)
     and implements :meth:`value` and :meth:`grad`.  Everything in
-    :mod:`minilplr.linear` uses only these.
+    :mod:`minilplr.theory.linear` uses only these.
     """
 
     n: int
@@ -218,7 +218,7 @@ def product_backward(G, W1, W2):
     .. math:: \nabla_{W_1} L = \nabla\ell(W)\, W_2, \qquad
               \nabla_{W_2} L = \nabla\ell(W)^\top W_1
 
-    i.e. ``∇L = T(∇ℓ)`` with the operator ``T`` of :mod:`minilplr.linear.operator`.
+    i.e. ``∇L = T(∇ℓ)`` with the operator ``T`` of :mod:`minilplr.theory.linear.operator`.
     Returns ``(n, h)`` and ``(m, h)``.
     """
     dW1 = G @ W2  # ∂L/∂W₁ = G W₂
@@ -230,7 +230,7 @@ class TwoLayerLinear:
     r"""``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``: parameters, loss, and gradients in place.
 
     ``params`` and ``grads`` are ordered ``{"W1": (n, h), "W2": (m, h)}``
-    mappings, so the common optimisers (:class:`minilplr.optim.SGD`) update
+    mappings, so the common optimisers (:class:`minilplr.train.optim.SGD`) update
     the network in place.
 
     Parameters
@@ -238,12 +238,12 @@ class TwoLayerLinear:
     loss : ConvexLoss
         ``ℓ``, with ``loss.n``, ``loss.m``.
     W1 : array (n, h), W2 : array (m, h)
-        Initial weights on the loss's backend (see :mod:`minilplr.linear.init`).
+        Initial weights on the loss's backend (see :mod:`minilplr.theory.linear.init`).
     """
 
     def __init__(self, loss: ConvexLoss, W1, W2):
         if not isinstance(loss, ConvexLoss):
-            raise TypeError(f"loss: expected a minilplr.linear.ConvexLoss, got {type(loss).__name__}")
+            raise TypeError(f"loss: expected a minilplr.theory.linear.ConvexLoss, got {type(loss).__name__}")
         for name, A, rows in (("W1", W1, loss.n), ("W2", W2, loss.m)):
             if not hasattr(A, "shape") or A.ndim != 2:
                 raise ValueError(f"{name}: expected a 2-D array of shape ({rows}, h)")

@@ -25,7 +25,7 @@ closed form against a plain SVD.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, to_scalar
+from ...backend import get_array_module, to_scalar
 
 __all__ = ["apply_T", "apply_T_adjoint", "T_matrix", "sigma2_T", "sigma2_T_spectrum", "kappa_T"]
 

@@ -14,7 +14,7 @@ be).  Integer class labels of :func:`softmax_cross_entropy` only index.
 """
 from __future__ import annotations
 
-from .backend import get_array_module
+from ..backend import get_array_module
 
 __all__ = ["mse", "softmax_cross_entropy", "as_targets"]
 

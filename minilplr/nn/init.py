@@ -1,6 +1,6 @@
 """Initialisers: draw on the host (seeded), identical on every backend.
 
-Each initialiser returns a float64 NumPy array; :mod:`minilplr.models` casts it
+Each initialiser returns a float64 NumPy array; :mod:`minilplr.nn.models` casts it
 to the model dtype and moves it to the device once.  Drawing on the host in
 float64 is what makes a NumPy model and a CuPy model with the same seed start
 from bit-identical (up to the final cast) parameters.
@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .validate import check_int, check_positive, check_real
+from ..validate import check_int, check_positive, check_real
 
 __all__ = ["he_normal", "enhanced_he_normal", "gaussian_power", "INITIALISERS", "weight_std"]
 

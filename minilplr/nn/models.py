@@ -1,6 +1,6 @@
 """Model builders: the MLP of the LPLR paper (the ResNet lives in ``resnet.py``).
 
-A model is a :class:`~minilplr.layers.Sequential` that knows its input size,
+A model is a :class:`~minilplr.nn.layers.Sequential` that knows its input size,
 output size, dtype and backend, and checks what it is fed.
 """
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import init as _init
-from .backend import backend_of, get_backend, resolve_dtype, to_device
+from ..backend import backend_of, get_backend, resolve_dtype, to_device
 from .layers import Dense, ReLU, Sequential
-from .validate import check_int, check_positive, check_real
+from ..validate import check_int, check_positive, check_real
 
 __all__ = ["Model", "mlp"]
 
@@ -101,7 +101,7 @@ def mlp(
     d_in, width, depth, d_out : int
         ``D``, ``H``, number of dense layers ``L``, ``K``.
     init : {"he", "enhanced_he", "gaussian"}
-        Weight initialiser (:mod:`minilplr.init`); biases start at zero.
+        Weight initialiser (:mod:`minilplr.nn.init`); biases start at zero.
     seed : int
         Seed of the host generator that draws every weight.
     dtype : "float32" (default) or "float64"

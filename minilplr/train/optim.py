@@ -11,14 +11,14 @@ more than ``t`` say so in their docstring; :class:`SGD` passes
 ``loss=...`` and ``params=...`` through from ``step``.
 
 Full-batch gradient descent is :class:`SGD` fed the whole data set; the
-training loops in :mod:`minilplr.train` decide what a step sees.
+training loops in :mod:`minilplr.train.loops` decide what a step sees.
 """
 from __future__ import annotations
 
 import math
 
-from .backend import get_array_module
-from .validate import check_positive
+from ..backend import get_array_module
+from ..validate import check_positive
 
 __all__ = ["Schedule", "Constant", "Cosine", "as_schedule", "SGD", "GD"]
 

@@ -7,7 +7,7 @@ residual ``r = f(X; θ) − y`` of shape ``N·K``, ``J = ∂r/∂θ`` ``(N·K, P
 .. math:: L(\theta) = \frac{1}{2n}\lVert f(X;\theta) - y\rVert^2
           \qquad\text{(reconstruction; } n = N \text{ even when } K > 1\text{)},
 
-which is :func:`minilplr.losses.mse`.  With that ``n``,
+which is :func:`minilplr.nn.losses.mse`.  With that ``n``,
 
 .. math:: \nabla L = \tfrac1n J^\top r,\qquad
           \lVert\nabla L\rVert^2 = \tfrac{1}{n^2} r^\top\Theta r,\qquad
@@ -17,7 +17,7 @@ so the PL constant is ``μ = λ_min(Θ)/n`` with ``λ_min`` taken over all
 ``N·K`` directions (``λ_min = 0`` whenever ``N·K > P``).
 
 Every inequality comes back as a :class:`Check` ``(lhs, rhs, holds)``.  Where
-a step uses ``λ_min`` and is handed a :class:`~minilplr.ntk.Spectrum`, it uses
+a step uses ``λ_min`` and is handed a :class:`~minilplr.theory.ntk.Spectrum`, it uses
 the spectrum's *lower bound* ``max(λ_computed − floor, 0)`` (0 when
 ``λ_min`` is unresolved), so ``holds`` is a check of the mathematics, not of
 the eigen-solver's rounding.
@@ -25,7 +25,7 @@ the eigen-solver's rounding.
 Functions that take a model run its forward (and backward) pass on ``X``;
 they leave the model exactly as they found it: parameters, batch norm's
 running statistics, the train/eval mode, ``grads`` and the activations a later
-``backward`` relies on (:func:`minilplr.layers.untouched`).
+``backward`` relies on (:func:`minilplr.nn.layers.untouched`).
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backend import backend_of, get_array_module, to_device, to_host, to_scalar
-from .losses import as_targets, mse
+from ..backend import backend_of, get_array_module, to_device, to_host, to_scalar
+from ..nn.losses import as_targets, mse
 from .ntk import Spectrum, empirical_ntk, ntk_spectrum, symmetric_norm
-from .params import flatten, load_flat
-from .layers import frozen_activations, untouched
+from ..nn.params import flatten, load_flat
+from ..nn.layers import frozen_activations, untouched
 
 __all__ = [
     "Check",
@@ -132,7 +132,7 @@ def _lam(name, lam):
     try:
         v = float(lam)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number or a minilplr.ntk.Spectrum, got {type(lam).__name__}") from None
+        raise TypeError(f"{name}: expected a number or a minilplr.theory.ntk.Spectrum, got {type(lam).__name__}") from None
     if not (v >= 0) or math.isinf(v):
         raise ValueError(f"{name}: expected a finite non-negative eigenvalue, got {lam!r}")
     return v
@@ -162,7 +162,7 @@ def loss_and_gradient(model, X, y) -> LossGrad:
     The gradient is the hand-written backward's, flattened in ``model.params``
     order (the columns of ``J``).  ``r = f(X; θ) − y`` flattened, row
     ``i·K + k`` (the rows of ``J``).  The model is left untouched
-    (:func:`~minilplr.layers.untouched`): ``model.grads`` and the cached
+    (:func:`~minilplr.nn.layers.untouched`): ``model.grads`` and the cached
     activations are what they were before the call, and a training-mode batch
     norm's running statistics have not moved.
     """
@@ -301,7 +301,7 @@ def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, 
 def pl_constant(lam_min, n: int) -> float:
     r"""The local PL constant of Theorem 5.1, ``μ = λ_min(Θ)/n`` (THEORY.md §1, step (9)).
 
-    ``lam_min``: a float, or a :class:`~minilplr.ntk.Spectrum` (then its lower
+    ``lam_min``: a float, or a :class:`~minilplr.theory.ntk.Spectrum` (then its lower
     bound: ``0`` when ``λ_min`` is unresolved, so ``μ`` is never claimed from
     rounding noise).
     """
@@ -337,7 +337,7 @@ def gauss_newton_smoothness(lam_max, n: int) -> float:
 
     (not in the paper).  Equals the Hessian's top eigenvalue when the
     residual-curvature term vanishes (a linear model, or ``r = 0``).
-    ``lam_max``: a float or a :class:`~minilplr.ntk.Spectrum`.
+    ``lam_max``: a float or a :class:`~minilplr.theory.ntk.Spectrum`.
     """
     v = lam_max.lam_max if isinstance(lam_max, Spectrum) else float(lam_max)
     return v / _n(n)
@@ -362,7 +362,7 @@ def ntk_drift(theta_t, theta_0) -> NTKDrift:
     Assumption 5.2 asks ``‖Θ(θ) − Θ(θ')‖ ≤ L_Θ‖θ − θ'‖`` on the region; a
     small drift is the "lazy" regime in which ``λ_min`` stays near its value
     at initialisation.  Both in float64; the spectral norm by
-    :func:`minilplr.ntk.symmetric_norm`.
+    :func:`minilplr.theory.ntk.symmetric_norm`.
     """
     if tuple(theta_t.shape) != tuple(theta_0.shape):
         raise ValueError(f"theta_t: expected shape {tuple(theta_0.shape)} to match theta_0, got {tuple(theta_t.shape)}")
@@ -526,7 +526,7 @@ def _require_float64(model):
     if np.dtype(dt) != np.float64:
         raise ValueError(
             f"model: expected a float64 model for finite-difference Hessian-vector products, got {np.dtype(dt)} "
-            "(float32 differences lose ~3 digits of 7); use minilplr.ntk.float64_copy(model)"
+            "(float32 differences lose ~3 digits of 7); use minilplr.theory.ntk.float64_copy(model)"
         )
 
 
@@ -537,7 +537,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 
     Truncation ``O(h²)``, rounding ``O(ε‖∇L‖/h)`` (``h = 1e-5`` balances them
     near ``1e-10`` for ``‖v‖ = 1``).  The ReLU masks are frozen at ``θ``
-    (:func:`minilplr.layers.frozen_activations`): without that, a difference
+    (:func:`minilplr.nn.layers.frozen_activations`): without that, a difference
     whose two points straddle a kink sees the gradient's jump divided by
     ``2h``.  On the paper's MLP that is no rare event — 200 samples × 1024
     hidden units put a few pre-activations within ``h`` of zero — and it once
@@ -547,7 +547,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 
     Parameters
     ----------
-    model : float64 Model or Sequential (left untouched, :func:`~minilplr.layers.untouched`)
+    model : float64 Model or Sequential (left untouched, :func:`~minilplr.nn.layers.untouched`)
     X, y : arrays on the model's backend
     v : array (P,), ``model.params`` order
     h : float
@@ -627,7 +627,7 @@ def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, see
 
     NumPy and the strict stand-in: SciPy's ARPACK on the host, each product
     crossing explicitly (``to_device`` in, ``to_host`` out, as
-    :func:`minilplr.ntk._lanczos`).  CuPy: ``cupyx``'s thick-restart Lanczos,
+    :func:`minilplr.theory.ntk._lanczos`).  CuPy: ``cupyx``'s thick-restart Lanczos,
     vectors on the device; it has no failure signal, so the caller's measured
     residual decides.  Returns ``(v (P,) on the device, solver_ok)``.
     """
@@ -676,7 +676,7 @@ def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxite
 
     Parameters
     ----------
-    model : float64 model (see :func:`minilplr.ntk.float64_copy`)
+    model : float64 model (see :func:`minilplr.theory.ntk.float64_copy`)
     X, y : data on the model's backend
     tol : float
         Relative tolerance of the eigenvalue (the solver's, and the bound the
@@ -789,10 +789,10 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     r"""Θ, its spectrum, ``μ``, the PL ratio and every step (6)–(9) of Theorem 5.1 at the current ``θ``.
 
     One forward/backward pass for ``L``, ``∇L`` and ``r``; one
-    :func:`~minilplr.ntk.empirical_ntk` (``method``, ``dtype``) and
-    :func:`~minilplr.ntk.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
+    :func:`~minilplr.theory.ntk.empirical_ntk` (``method``, ``dtype``) and
+    :func:`~minilplr.theory.ntk.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
 
-    The model is left untouched (:func:`~minilplr.layers.untouched`).
+    The model is left untouched (:func:`~minilplr.nn.layers.untouched`).
 
     Returns
     -------

@@ -1,10 +1,10 @@
 r"""Convolutional layers with hand-written forward and backward passes.
 
-The layers of the ResNet in :mod:`minilplr.resnet`: a 2-D convolution
+The layers of the ResNet in :mod:`minilplr.nn.resnet`: a 2-D convolution
 (:class:`Conv2D`), batch normalisation (:class:`BatchNorm2D`), global average
 pooling (:class:`GlobalAvgPool`), flattening (:class:`Flatten`) and the
 residual block (:class:`ResidualBlock`).  They follow the protocol of
-:mod:`minilplr.layers`: ``params`` / ``grads`` mappings, ``forward(x)``,
+:mod:`minilplr.nn.layers`: ``params`` / ``grads`` mappings, ``forward(x)``,
 ``backward(dout, need_dx=True) -> dx`` which overwrites ``grads``.
 :func:`recalibrate_batchnorm` re-estimates batch norm's running statistics
 on a data set (for a reading of a trained network in evaluation mode).
@@ -24,7 +24,7 @@ One idea carries the whole module: **a convolution is a dense layer applied
 to image patches.**  :func:`im2col` copies every ``k × k × C_in`` patch into
 one row of a matrix ``X_col`` of shape ``(N·H_o·W_o, k·k·C_in)``; then the
 convolution is ``X_col @ W_col`` with the weights reshaped to the
-``(D, H) = (k·k·C_in, C_out)`` of a :class:`~minilplr.layers.Dense` layer,
+``(D, H) = (k·k·C_in, C_out)`` of a :class:`~minilplr.nn.layers.Dense` layer,
 and its backward pass is the dense layer's, followed by :func:`col2im`, the
 adjoint of :func:`im2col`, which adds each patch gradient back to the pixels
 it was copied from.
@@ -47,8 +47,8 @@ kernel offsets only, each iteration one vectorised strided add.
 The Jacobian and the NTK
 ------------------------
 Each layer with parameters also implements the per-sample protocol of
-:mod:`minilplr.ntk` (``per_sample_backward``; ``ntk_backward`` is the
-generic rule of :class:`~minilplr.layers.Layer`, since a convolution's
+:mod:`minilplr.theory.ntk` (``per_sample_backward``; ``ntk_backward`` is the
+generic rule of :class:`~minilplr.nn.layers.Layer`, since a convolution's
 Jacobian block has no cheap Kronecker form).  Batch norm offers it in
 evaluation mode only: with batch statistics every output depends on every
 sample, and "sample ``n``'s gradient" is not defined.
@@ -58,7 +58,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-from .backend import get_array_module
+from ..backend import get_array_module
 from .layers import Layer, ReLU, Sequential, iter_layers
 
 __all__ = [
@@ -310,7 +310,7 @@ class Conv2D(Layer):
         :math:`\partial L/\partial x = \mathrm{col2im}(\partial L/\partial X_{col})` ``(N, C_in, H, W)``.
 
     The forward pass keeps ``X_col``: it is the input ``A`` of the dense layer
-    on patches, the same role ``x`` plays in :class:`~minilplr.layers.Dense`.
+    on patches, the same role ``x`` plays in :class:`~minilplr.nn.layers.Dense`.
     """
 
     def __init__(self, W, b=None, stride: int = 1, padding: int = 0):
@@ -375,7 +375,7 @@ class Conv2D(Layer):
     def per_sample_backward(self, dout, need_dx: bool = True):
         r"""``dout (N, C_out, H_o, W_o) -> (dx, {'W': (N, k, k, C_in, C_out), 'b': (N, C_out)})``.
 
-        The Jacobian / NTK protocol of :mod:`minilplr.ntk`: :meth:`backward`
+        The Jacobian / NTK protocol of :mod:`minilplr.theory.ntk`: :meth:`backward`
         without the sum over samples.  Sample ``n``'s gradient is the dense
         rule on *its own* patches, summed over its ``H_o·W_o`` positions:
         :math:`\partial/\partial W_{col} = X_{col,n}^\top \delta_n`, a batched
@@ -527,7 +527,7 @@ class BatchNorm2D(Layer):
     def per_sample_backward(self, dout, need_dx: bool = True):
         r"""``dout (N, C, H, W) -> (dx, {'gamma': (N, C), 'beta': (N, C)})``, evaluation mode only.
 
-        The Jacobian / NTK protocol of :mod:`minilplr.ntk`.  With the running
+        The Jacobian / NTK protocol of :mod:`minilplr.theory.ntk`.  With the running
         statistics fixed, sample ``n``'s output depends on sample ``n``'s input
         only, and its gradients are the sums over its own pixels,
         :math:`\sum_{h,w} \delta_n \hat x_n` and :math:`\sum_{h,w}\delta_n`.
@@ -703,7 +703,7 @@ class ResidualBlock(Sequential):
               + \Big(\frac{\partial S}{\partial x}\Big)^{\!\top}\delta, \qquad
               \Big(\frac{\partial S}{\partial x}\Big)^{\!\top}\delta = \delta \text{ for the identity.}
 
-    This subclasses :class:`~minilplr.layers.Sequential` for its parameter
+    This subclasses :class:`~minilplr.nn.layers.Sequential` for its parameter
     bookkeeping only (names ``"conv1.W"``, ``"bn1.gamma"``, …,
     ``"shortcut.conv.W"``, ``"shortcut.bn.beta"``, and train/eval switching);
     ``forward`` and ``backward`` are the two-branch graph above, not a chain.
@@ -772,7 +772,7 @@ class ResidualBlock(Sequential):
         d_main += d_short  # the input feeds both branches: gradients add
         return d_main
 
-    # -- the Jacobian / NTK protocol (minilplr.ntk): the same two-branch graph ---------
+    # -- the Jacobian / NTK protocol (minilplr.theory.ntk): the same two-branch graph ---------
     def per_sample_backward(self, dout, need_dx: bool = True):
         """Per-sample gradients of both branches, keys and order of :attr:`params`; ``dx`` as :meth:`backward`."""
         delta = self.relu_out.backward(dout)  # δ = ∂/∂(F + S)

@@ -2,13 +2,13 @@
 
 The flat order is the order of ``model.params`` (layers first to last, ``W``
 before ``b`` within a layer, each array in C order).  The columns of the
-Jacobian ``J = ∂r/∂θ`` in :mod:`minilplr.ntk` follow the same order.
+Jacobian ``J = ∂r/∂θ`` in :mod:`minilplr.theory.ntk` follow the same order.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from .backend import get_array_module
+from ..backend import get_array_module
 
 __all__ = ["num_params", "flatten", "unflatten", "load_params", "load_flat", "param_slices"]
 

@@ -1,7 +1,7 @@
 """Recipes shared by the linear-network experiments: config -> data, weights, schedule; cached runs.
 
 An experiment config names plain JSON values; these helpers turn them into
-the objects of :mod:`minilplr.linear` and run :func:`~minilplr.linear.trajectory.run_gd`
+the objects of :mod:`minilplr.theory.linear` and run :func:`~minilplr.theory.linear.trajectory.run_gd`
 with its result cached on disk, so an interrupted experiment resumes where it
 stopped and re-plotting never re-trains.  Each run is a :mod:`minilplr.store`
 unit ``<key>.json`` + ``<key>.npz``, ``key`` a hash of everything that
@@ -18,13 +18,13 @@ import pathlib
 import numpy as np
 
 from ..backend import get_array_module
-from ..checkpoint import remove_checkpoint
+from ..train.checkpoint import remove_checkpoint
 from ..store import load_or_discard, save_unit
-from .constants import fro_UtV
-from .init import gaussian_init, imbalance_init, make_network, synthetic_regression
-from .operator import kappa_T, sigma2_T
-from .schedules import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
-from .trajectory import run_gd
+from ..theory.linear.constants import fro_UtV
+from ..theory.linear.init import gaussian_init, imbalance_init, make_network, synthetic_regression
+from ..theory.linear.operator import kappa_T, sigma2_T
+from ..theory.linear.schedules import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
+from ..theory.linear.trajectory import run_gd
 
 __all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run", "run_key",
            "save_run", "load_run", "data_caption", "init_label", "SCHEDULE_LABELS"]

@@ -1,14 +1,14 @@
 r"""Step-size schedules for GD on ``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``, in the common optimiser interface.
 
-Each schedule is a :class:`minilplr.optim.Schedule`: ``schedule(t, **info) -> η_t``,
-and :class:`minilplr.optim.SGD` calls it with ``params=``, ``grads=`` and
+Each schedule is a :class:`minilplr.train.optim.Schedule`: ``schedule(t, **info) -> η_t``,
+and :class:`minilplr.train.optim.SGD` calls it with ``params=``, ``grads=`` and
 whatever ``info`` its ``step`` received (``loss=`` the current ``L``)::
 
     opt = SGD(AdaptiveStep(net.loss_fn))
     L = net.backward()
     lr = opt.step(net.params, net.grads, loss=L)
 
-* :class:`~minilplr.optim.Constant` — fixed ``η`` (:func:`initial_safe_lr` is
+* :class:`~minilplr.train.optim.Constant` — fixed ``η`` (:func:`initial_safe_lr` is
   the largest step the local smoothness certifies at initialisation);
 * :class:`AdaptiveStep` — the paper's eq. 19,
   ``η_t = min((1 + η₀²)^t / (2η₀), 1/K̄_t)``;
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module, to_scalar
-from ..optim import Constant, Schedule
-from ..validate import check_positive
+from ...backend import get_array_module, to_scalar
+from ...train.optim import Constant, Schedule
+from ...validate import check_positive
 from .constants import gradient_norm_bound, lr_for_smoothness, positive_root
 from .model import ConvexLoss, product_forward
 from .operator import sigma2_T
@@ -60,7 +60,7 @@ def _gap(loss_fn: ConvexLoss, W1, W2, loss) -> float:
 
 def _check_loss(loss_fn):
     if not isinstance(loss_fn, ConvexLoss):
-        raise TypeError(f"loss_fn: expected a minilplr.linear.ConvexLoss, got {type(loss_fn).__name__}")
+        raise TypeError(f"loss_fn: expected a minilplr.theory.linear.ConvexLoss, got {type(loss_fn).__name__}")
     return loss_fn
 
 
@@ -68,7 +68,7 @@ def initial_safe_lr(loss_fn: ConvexLoss, W1, W2, second_order: bool = True) -> f
     r"""``η = 1/K_0``: the fixed point of ``η K_0(η) = 1`` at the initial weights.
 
     With ``σ² = σ²_max(T₀)`` and ``g = ‖∇ℓ(W₀)‖_F`` in
-    :func:`~minilplr.linear.constants.local_smoothness`.  Held fixed, this is
+    :func:`~minilplr.theory.linear.constants.local_smoothness`.  Held fixed, this is
     our "constant" baseline (our choice: the paper does not say which constant
     step it compares against).
     """
@@ -84,9 +84,9 @@ class AdaptiveStep(Schedule):
 
     .. math:: \eta_t = \min\Big(\frac{(1 + \eta_0^2)^t}{2\eta_0},\; \frac{1}{\bar K_t}\Big)
 
-    ``K̄_t`` is :func:`~minilplr.linear.constants.local_smoothness_bound`
+    ``K̄_t`` is :func:`~minilplr.theory.linear.constants.local_smoothness_bound`
     (reconstruction), and "``1/K̄_t``" is the fixed point ``η K̄_t(η) = 1``
-    (:func:`~minilplr.linear.constants.lr_for_smoothness`), because our
+    (:func:`~minilplr.theory.linear.constants.lr_for_smoothness`), because our
     ``K̄_t`` covers the step it is used for.  The paper picks ``η₀`` by solving
     its eqs. 101–102, which our copy lacks: ``η₀`` is a parameter
     (reconstruction; default ``0.01``).
@@ -99,7 +99,7 @@ class AdaptiveStep(Schedule):
     sigma_bound : ``"paper"`` or ``"current"``
         ``"paper"``: ``σ²_max(T_t) ≤ α₂ exp(√η₀)`` with ``α₂ = σ²_max(T₀)`` taken
         at the first call (a bound the paper proves for small enough ``η₀``;
-        :mod:`minilplr.linear.trajectory` records whether it held);
+        :mod:`minilplr.theory.linear.trajectory` records whether it held);
         ``"current"``: the measured ``σ²_max(T_t)`` (always valid).
     grad_bound : ``"loss"`` or ``"exact"``
         ``g = √(2K(L − L*))`` (the paper's ``√(2KL)``) or the measured ``‖∇ℓ‖_F``.

@@ -3,7 +3,7 @@
 Both loops share one step: forward, loss, backward, ``‖∇L‖²``, update.  They
 record per step the loss, ``‖∇L‖²``, the step size and the parameter drift
 ``‖θ_t − θ_0‖``; every ``diag_every`` steps they call ``diagnostics(model,
-step)`` (the NTK diagnostics of :mod:`minilplr.ntk` / :mod:`minilplr.pl` in
+step)`` (the NTK diagnostics of :mod:`minilplr.theory.ntk` / :mod:`minilplr.theory.pl` in
 the experiments) and store what it returns.
 
 A run that diverges (a non-finite loss, or a loss that grows by
@@ -15,7 +15,7 @@ With ``checkpoint=path``, the loop saves every ``checkpoint_every`` steps
 what it needs to continue bit for bit — parameters, buffers (batch norm's
 running statistics), the optimiser's counter, momentum and schedule state,
 ``θ_0`` and the history — as ``path.json`` + ``path.npz``
-(:mod:`minilplr.checkpoint`: no pickles, atomic, verified on reading), and,
+(:mod:`minilplr.train.checkpoint`: no pickles, atomic, verified on reading), and,
 started again with the same path, resumes from there.  The checkpoint records
 its run (shapes, data hash, optimiser, step counts, seed) and refuses to
 resume any other.
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import losses as _losses
-from .backend import backend_of, to_device, to_host, to_scalar
+from ..nn import losses as _losses
+from ..backend import backend_of, to_device, to_host, to_scalar
 from .checkpoint import load_checkpoint, load_model_state, model_signature, model_state, save_checkpoint
-from .store import fingerprint
-from .validate import check_finite, check_int, check_magnitude, check_real, check_real_array
+from ..store import fingerprint
+from ..validate import check_finite, check_int, check_magnitude, check_real, check_real_array
 
 __all__ = ["Diverged", "History", "train_gd", "train_sgd", "grad_norm_sq", "param_drift"]
 
@@ -153,7 +153,7 @@ def _check_data(model, X, y):
     step size that diverged).
     """
     if not callable(getattr(model, "check_input", None)):
-        raise TypeError(f"model: expected a minilplr Model (minilplr.models.mlp, minilplr.resnet.resnet), "
+        raise TypeError(f"model: expected a minilplr Model (minilplr.nn.models.mlp, minilplr.nn.resnet.resnet), "
                         f"got {type(model).__name__}")
     if hasattr(X, "dtype"):
         check_real_array("X", X)  # before check_input's cast drops an imaginary part
@@ -178,7 +178,7 @@ def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, di
     """The loop options shared by :func:`train_gd` and :func:`train_sgd`, checked."""
     if not callable(getattr(opt, "step", None)) or not hasattr(opt, "schedule"):
         raise TypeError(f"opt: expected an optimiser with .step(params, grads) and .schedule "
-                        f"(minilplr.optim.GD, minilplr.optim.SGD), got {type(opt).__name__}")
+                        f"(minilplr.train.optim.GD, minilplr.train.optim.SGD), got {type(opt).__name__}")
     if diagnostics is not None and not callable(diagnostics):
         raise TypeError(f"diagnostics: expected a callable (model, step) -> dict, got {type(diagnostics).__name__}")
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
@@ -261,7 +261,7 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
     model : Model
     X : array (N, D) on the model's backend
     y : array (N, K) or (N,) targets (float for ``mse``, int labels for cross-entropy)
-    opt : optimiser with ``step(params, grads, **info) -> lr`` (:mod:`minilplr.optim`)
+    opt : optimiser with ``step(params, grads, **info) -> lr`` (:mod:`minilplr.train.optim`)
     steps : int
         Number of updates (for full-batch GD an epoch is one step).
     loss : "mse" | "cross_entropy" | callable (pred, y) -> (loss, dpred)

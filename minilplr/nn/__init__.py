@@ -1,0 +1,18 @@
+"""The engine: layers with their forward beside their backward, models, losses, initialisers.
+
+* :mod:`.layers` — the layer protocol (forward, backward, the Jacobian/NTK
+  rules), dense, ReLU, sequential containers;
+* :mod:`.conv` — convolution by im2col/col2im;
+* :mod:`.batchnorm` — batch normalisation (training and evaluation mode) and
+  its recalibration on a data set;
+* :mod:`.residual` — residual blocks, global average pooling, flatten;
+* :mod:`.models` — the :class:`~.models.Model` wrapper and the MLP builder;
+  :mod:`.resnet` — the small ResNet of Fig. 3;
+* :mod:`.losses` — squared loss and softmax cross-entropy;
+* :mod:`.init` — He, enhanced He, Gaussian ``N(0, h^{-2p})``;
+* :mod:`.params` — parameters as one flat vector ``θ`` (the Jacobian's column order);
+* :mod:`.gradcheck` — central differences to check every backward pass.
+
+Imports only :mod:`minilplr.backend` and :mod:`minilplr.validate`: the
+engine knows nothing of training, theory or experiments.
+"""

@@ -1,0 +1,12 @@
+"""What the papers' theorems talk about, measured on a model.
+
+* :mod:`.ntk` — the Jacobian ``J`` and the empirical NTK ``Θ = J Jᵀ`` (explicit
+  and structured); :mod:`.spectrum` — its eigenvalues, with an honest ``λ_min``;
+* :mod:`.pl` — ``μ = λ_min/n``, the PL ratio and the steps (6)–(9) of Theorem 5.1;
+* :mod:`.smoothness` — Hessian–vector products, ``β``, the descent lemma and
+  the step-size condition of Theorem 5.4;
+* :mod:`.dynamics` — the envelope ``(1 − ημ)^t``, the kernel-regime loss curve, drift;
+* :mod:`.linear` — the overparametrised two-layer linear networks of the second paper.
+
+Imports the engine and the training loops; never the experiments.
+"""
