@@ -58,12 +58,12 @@ from minilplr.theory.linear import (
     xu2023_step,
 )
 from minilplr.train.checkpoint import CheckpointMismatch
+from minilplr.store import config_hash
 from minilplr.experiments.linear_runs import (
     SCHEDULE_LABELS,
     cached_run,
     data_from_config,
     load_run,
-    run_key,
     save_run,
     schedule_from_config,
     weights_from_config,
@@ -612,14 +612,14 @@ def _same_result(a, b):
             assert b[k] == v, k
 
 
-def test_run_key_is_stable():
-    """Cached runs are named by these hashes: a change here would orphan every stored run.
+def test_cached_runs_are_named_by_the_config_hash():
+    """Cached runs are named by :func:`minilplr.store.config_hash` of their spec, like every results folder.
 
-    The value was computed by the hash before the cache moved to store units
-    (SHA-1 of the spec's sorted JSON, 12 hex digits).
+    Pinned: a change of the hash would orphan every stored run (they would be
+    recomputed, not misread).  The spec's key order does not matter.
     """
-    assert run_key(_spec()) == "ace559e1a357"
-    assert run_key(json.loads(json.dumps(_spec()))) == run_key(dict(reversed(list(_spec().items()))))
+    assert config_hash(_spec()) == "eaecddbf8b"
+    assert config_hash(json.loads(json.dumps(_spec()))) == config_hash(dict(reversed(list(_spec().items()))))
 
 
 def test_a_damaged_cached_run_is_moved_aside_and_recomputed(be, tmp_path, capsys):

@@ -5,28 +5,26 @@ the objects of :mod:`minilplr.theory.linear` and run :func:`~minilplr.theory.lin
 with its result cached on disk, so an interrupted experiment resumes where it
 stopped and re-plotting never re-trains.  Each run is a :mod:`minilplr.store`
 unit ``<key>.json`` + ``<key>.npz``, ``key`` a hash of everything that
-determines the run (:func:`run_key`); a damaged one is moved aside and
+determines the run (:func:`minilplr.store.config_hash`); a damaged one is moved aside and
 recomputed.  While a run is going, ``<key>.checkpoint.json`` + ``.npz`` hold
 its state, so a run killed mid-way continues from its last checkpoint.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import pathlib
 
 import numpy as np
 
 from ..backend import get_array_module
 from ..train.checkpoint import remove_checkpoint
-from ..store import load_or_discard, save_unit
+from ..store import config_hash, load_or_discard, save_unit
 from ..theory.linear.constants import fro_UtV
 from ..theory.linear.init import gaussian_init, imbalance_init, make_network, synthetic_regression
 from ..theory.linear.operator import kappa_T, sigma2_T
 from ..theory.linear.schedules import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
 from ..theory.linear.trajectory import run_gd
 
-__all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run", "run_key",
+__all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run",
            "save_run", "load_run", "data_caption", "init_label", "SCHEDULE_LABELS"]
 
 SCHEDULE_LABELS = {
@@ -84,11 +82,6 @@ def schedule_from_config(name: str, net, opts: dict | None = None):
     raise ValueError(f"schedule: expected one of {', '.join(SCHEDULE_LABELS)}, got {name!r}")
 
 
-def run_key(spec: dict) -> str:
-    """A short stable hash of a run's full specification (plain JSON)."""
-    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def save_run(folder, key: str, res: dict) -> None:
     """Store one run's result as the unit ``folder/<key>`` (atomic; arrays hashed in the JSON)."""
     save_unit(folder, key, res)
@@ -117,7 +110,7 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    key = run_key(spec)
+    key = config_hash(spec)  # the same hash that names every results folder
     ck = folder / f"{key}.checkpoint"
     res = load_run(folder, key, log=log)
     if res is not None:
