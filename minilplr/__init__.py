@@ -17,18 +17,20 @@ Shape letters, used in every docstring of the package
 ``Θ``  the empirical NTK ``J Jᵀ``, shape ``(N*K, N*K)``
 ====== =====================================================================
 
-Folders show the architecture:
+The package is a stack; each floor imports only the floors below it::
 
-* the engine: :mod:`minilplr.backend`, :mod:`minilplr.nn.layers`,
-  :mod:`minilplr.nn.conv` (convolution, batch norm, residual blocks),
-  :mod:`minilplr.nn.models` (the MLP), :mod:`minilplr.nn.resnet`,
-  :mod:`minilplr.nn.losses`, :mod:`minilplr.nn.init`, :mod:`minilplr.nn.params`,
-  :mod:`minilplr.train.optim`, :mod:`minilplr.train.loops` (GD/SGD loops),
-  :mod:`minilplr.nn.gradcheck`, :mod:`minilplr.validate`;
-* the theory: :mod:`minilplr.theory.ntk`, :mod:`minilplr.theory.pl`, :mod:`minilplr.theory.linear`;
-* the data: :mod:`minilplr.data`;
-* the experiments, one module per figure: :mod:`minilplr.experiments`;
-* the command line: ``scripts/run_all.py``; the derivations: ``docs/``.
+    minilplr/experiments/   one module per figure: run(cfg) -> results, plot, report
+    minilplr/theory/        NTK and its spectrum, PL steps, smoothness and β, dynamics, linear networks
+    minilplr/train/         optimisers and schedules, GD/SGD loops, checkpoints
+    minilplr/nn/            the engine: layers (forward beside backward), models, losses, initialisers
+    minilplr/data/          MNIST and CIFAR-10 loaders, the offline MNIST subset
+    minilplr/backend.py     the NumPy/CuPy switch      minilplr/strict.py   the CuPy stand-in for tests
+    minilplr/store.py       state as data: JSON + .npz units tied by hash, written atomically
+    minilplr/validate.py    input checks that name the argument
+
+The engine never imports the theory; the theory never imports the
+experiments; nothing imports ``scripts/`` (the command line, ``run_all.py``).
+The derivations, chapter by chapter: ``docs/``.
 """
 
 __version__ = "0.1.0"
