@@ -20,12 +20,15 @@ Three backends exist:
     The GPU.  Asking for it where CuPy is not installed, or no GPU is visible,
     raises :class:`BackendUnavailable` with a one-line reason.
 ``strict``
-    A stand-in for CuPy that runs on the CPU and fails where CuPy fails:
-    converting one of its arrays to NumPy implicitly (``np.asarray``,
-    ``np.save``, matplotlib, ``float()`` of a non-scalar) raises ``TypeError``,
-    and so does mixing its arrays with NumPy arrays in one operation.  The test
-    suite runs under it (see ``tests/conftest.py``) so that a host/device
-    mix-up fails in CI, where there is no GPU.
+    A stand-in for CuPy that runs on the CPU and fails where CuPy fails
+    (implicit host conversions, NumPy arrays mixed with device arrays).  It is
+    a testing tool and lives in :mod:`minilplr.strict`, imported only when this
+    backend is asked for; the test suite runs under it (``tests/conftest.py``)
+    so that a host/device mix-up fails in CI, where there is no GPU.
+
+Which backend an array lives on is read from the array's type
+(:func:`backend_of`), as CuPy's ``get_array_module`` does: nothing here
+imports CuPy or the stand-in until that backend is asked for.
 
 The default backend is read from the environment variable
 ``MINILPLR_BACKEND`` (``numpy`` if unset) and can be changed with
@@ -33,10 +36,9 @@ The default backend is read from the environment variable
 """
 from __future__ import annotations
 
-import functools
 import numbers
 import os
-import types
+import sys
 
 import numpy as np
 
@@ -44,10 +46,11 @@ __all__ = [
     "BACKENDS",
     "BackendUnavailable",
     "Backend",
-    "StrictArray",
     "get_backend",
     "set_backend",
     "get_array_module",
+    "backend_of",
+    "is_array",
     "to_device",
     "to_host",
     "to_scalar",
@@ -83,240 +86,6 @@ def resolve_dtype(dtype) -> np.dtype:
     return dt
 
 
-# ---------------------------------------------------------------------------
-# The strict stand-in: a NumPy array behind a wall that only explicit
-# transfers pass, exactly where CuPy has its wall.
-# ---------------------------------------------------------------------------
-
-_IMPLICIT = (
-    "Implicit conversion of a strict-backend (CuPy stand-in) array to a NumPy "
-    "array is not allowed; use minilplr.backend.to_host(x) explicitly."
-)
-
-
-def _unwrap(obj, *, where: str):
-    """StrictArray -> ndarray; refuse NumPy arrays (CuPy refuses them too)."""
-    if isinstance(obj, StrictArray):
-        return obj._a
-    if isinstance(obj, np.ndarray):
-        if obj.ndim == 0:
-            return obj
-        raise TypeError(
-            f"{where}: a NumPy array of shape {obj.shape} was mixed with strict-backend "
-            "(device) arrays; move it with minilplr.backend.to_device first "
-            "(CuPy raises 'Unsupported type <class numpy.ndarray>' here)."
-        )
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_unwrap(o, where=where) for o in obj)
-    if isinstance(obj, dict):
-        return {k: _unwrap(v, where=where) for k, v in obj.items()}
-    return obj
-
-
-def _wrap(obj):
-    """ndarray -> StrictArray (NumPy scalars stay scalars, as in CuPy they are 0-d)."""
-    if isinstance(obj, np.ndarray):
-        return StrictArray(obj)
-    if isinstance(obj, np.generic):
-        return StrictArray(np.asarray(obj))
-    if isinstance(obj, tuple):
-        return tuple(_wrap(o) for o in obj)
-    if isinstance(obj, list):
-        return [_wrap(o) for o in obj]
-    return obj
-
-
-def _strict_call(fn, name):
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        a = _unwrap(args, where=name)
-        k = _unwrap(kwargs, where=name)
-        return _wrap(fn(*a, **k))
-
-    return call
-
-
-def _binary(op_name):
-    def method(self, other):
-        other_u = _unwrap(other, where=f"StrictArray.{op_name}")
-        return _wrap(getattr(self._a, op_name)(other_u))
-
-    method.__name__ = op_name
-    return method
-
-
-def _unary(op_name):
-    def method(self):
-        return _wrap(getattr(self._a, op_name)())
-
-    method.__name__ = op_name
-    return method
-
-
-class StrictArray:
-    """A device-array stand-in: a NumPy array that refuses implicit host use.
-
-    Arithmetic, indexing, reductions and the array methods work and return
-    ``StrictArray``; ``x.get()`` (as in CuPy) or :func:`to_host` returns the
-    NumPy array explicitly.
-    """
-
-    __slots__ = ("_a",)
-    __array_priority__ = 1000
-
-    def __init__(self, a: np.ndarray):
-        self._a = a
-
-    # -- the wall -------------------------------------------------------
-    def __array__(self, dtype=None, copy=None):
-        raise TypeError(_IMPLICIT)
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        # np.exp(x) on a CuPy array dispatches to CuPy; so here, but any plain
-        # NumPy array among the inputs is an error, as in CuPy.
-        inputs = _unwrap(inputs, where=f"numpy.{ufunc.__name__}")
-        kwargs = _unwrap(kwargs, where=f"numpy.{ufunc.__name__}")
-        return _wrap(getattr(ufunc, method)(*inputs, **kwargs))
-
-    def __array_function__(self, func, types_, args, kwargs):
-        if func in _HOST_ONLY_FUNCTIONS:
-            raise TypeError(_IMPLICIT + f" (numpy.{func.__name__})")
-        args = _unwrap(args, where=f"numpy.{func.__name__}")
-        kwargs = _unwrap(kwargs, where=f"numpy.{func.__name__}")
-        return _wrap(func(*args, **kwargs))
-
-    def __float__(self):
-        if self._a.ndim != 0:
-            raise TypeError(
-                f"float() of a strict-backend array of shape {self._a.shape}: only "
-                "0-d arrays convert to Python scalars"
-            )
-        return float(self._a)
-
-    def __int__(self):
-        if self._a.ndim != 0:
-            raise TypeError(f"int() of a strict-backend array of shape {self._a.shape}")
-        return int(self._a)
-
-    def __index__(self):
-        if self._a.ndim != 0:
-            raise TypeError(f"index of a strict-backend array of shape {self._a.shape}")
-        return self._a.__index__()
-
-    def __bool__(self):
-        return bool(self._a)
-
-    def __iter__(self):
-        # CuPy iterates over the first axis, yielding device arrays.
-        for i in range(len(self._a)):
-            yield StrictArray(self._a[i])
-
-    def __len__(self):
-        return len(self._a)
-
-    def __repr__(self):
-        return "strict:" + repr(self._a)
-
-    # -- explicit transfer, as CuPy spells it ----------------------------
-    def get(self) -> np.ndarray:
-        """Copy to the host (CuPy's ``ndarray.get``)."""
-        return self._a.copy()
-
-    def item(self):
-        return self._a.item()
-
-    def tolist(self):
-        return self._a.tolist()
-
-    # -- attributes ---------------------------------------------------------
-    shape = property(lambda self: self._a.shape)
-    dtype = property(lambda self: self._a.dtype)
-    ndim = property(lambda self: self._a.ndim)
-    size = property(lambda self: self._a.size)
-    nbytes = property(lambda self: self._a.nbytes)
-    strides = property(lambda self: self._a.strides)
-    itemsize = property(lambda self: self._a.itemsize)
-    T = property(lambda self: StrictArray(self._a.T))
-    flags = property(lambda self: self._a.flags)
-
-    @property
-    def base(self):
-        return None if self._a.base is None else _wrap(self._a.base)
-
-    def __getattr__(self, name):
-        # Methods (sum, reshape, astype, ...) run on the wrapped array and
-        # their results come back wrapped.  Dunder protocols (__array_interface__,
-        # __array_struct__, buffer ...) are not forwarded: they are the doors
-        # through which NumPy would copy the data implicitly.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        attr = getattr(self._a, name)
-        if callable(attr):
-            return _strict_call(attr, f"StrictArray.{name}")
-        return _wrap(attr)
-
-    def __getitem__(self, key):
-        return _wrap(self._a[_unwrap(key, where="StrictArray.__getitem__")])
-
-    def __setitem__(self, key, value):
-        self._a[_unwrap(key, where="StrictArray.__setitem__")] = _unwrap(
-            value, where="StrictArray.__setitem__"
-        )
-
-
-for _op in (
-    "__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ "
-    "__floordiv__ __rfloordiv__ __pow__ __rpow__ __matmul__ __rmatmul__ __mod__ "
-    "__lt__ __le__ __gt__ __ge__ __eq__ __ne__ __and__ __rand__ __or__ __ror__ "
-    "__xor__ __iadd__ __isub__ __imul__ __itruediv__ __ipow__ __imatmul__ __iand__ __ior__"
-).split():
-    setattr(StrictArray, _op, _binary(_op))
-for _op in "__neg__ __pos__ __abs__ __invert__".split():
-    setattr(StrictArray, _op, _unary(_op))
-StrictArray.__hash__ = None  # arrays are unhashable
-
-
-class _StrictNamespace(types.SimpleNamespace):
-    """``xp`` for the strict backend: NumPy's functions, wrapped at the wall."""
-
-    def __init__(self, module, prefix):
-        super().__init__()
-        object.__setattr__(self, "_module", module)
-        object.__setattr__(self, "_prefix", prefix)
-
-    def __getattr__(self, name):
-        attr = getattr(self._module, name)
-        if isinstance(attr, types.ModuleType):
-            return _StrictNamespace(attr, f"{self._prefix}.{name}")
-        if isinstance(attr, type) or not callable(attr):
-            return attr  # dtypes, constants (xp.float32, xp.pi, xp.newaxis)
-        if name in ("asarray", "array", "asanyarray", "ascontiguousarray"):
-            return _strict_asarray(attr)
-        return _strict_call(attr, f"{self._prefix}.{name}")
-
-
-def _strict_asarray(fn):
-    # xp.asarray(numpy_array) is the host->device transfer in CuPy: allowed.
-    def asarray(obj, *args, **kwargs):
-        if isinstance(obj, StrictArray):
-            obj = obj._a
-        return StrictArray(fn(obj, *args, **kwargs))
-
-    return asarray
-
-
-strict_xp = _StrictNamespace(np, "xp")
-# CuPy's explicit device->host copy lives on the module too.
-object.__setattr__(strict_xp, "asnumpy", lambda x: x.get() if isinstance(x, StrictArray) else np.asarray(x))
-
-_HOST_ONLY_FUNCTIONS = {np.save, np.savez, np.savez_compressed, np.savetxt}
-
-
-# ---------------------------------------------------------------------------
-# The switch.
-# ---------------------------------------------------------------------------
-
-
 class Backend:
     """A named array module plus its transfer helpers.
 
@@ -331,10 +100,6 @@ class Backend:
     def __init__(self, name: str, xp):
         self.name = name
         self.xp = xp
-
-    def asarray(self, x, dtype=None):
-        """Host (or same-backend) data -> this backend's array, optionally cast."""
-        return to_device(x, backend=self, dtype=dtype)
 
     def __repr__(self):
         return f"Backend({self.name!r})"
@@ -355,7 +120,9 @@ def _load(name: str) -> Backend:
     if name == "numpy":
         be = Backend("numpy", np)
     elif name == "strict":
-        be = Backend("strict", strict_xp)
+        from . import strict  # the testing tool: loaded only when asked for
+
+        be = Backend("strict", strict.xp)
     elif name == "cupy":
         try:
             import cupy  # noqa: F401
@@ -403,26 +170,37 @@ def set_backend(name: str) -> Backend:
     return _current
 
 
+def _where(x) -> str:
+    """``"cupy"``, ``"strict"`` or ``"numpy"``: where ``x`` lives, read from its type.
+
+    Imports nothing: a CuPy array's type comes from the ``cupy`` package, and a
+    strict array can exist only once :mod:`minilplr.strict` has been loaded.
+    """
+    if type(x).__module__.startswith("cupy"):
+        return "cupy"
+    strict = sys.modules.get("minilplr.strict")
+    if strict is not None and isinstance(x, strict.StrictArray):
+        return "strict"
+    return "numpy"
+
+
+def is_array(x) -> bool:
+    """Whether ``x`` is an array of some backend (NumPy, CuPy or the strict stand-in)."""
+    return isinstance(x, np.ndarray) or _where(x) != "numpy"
+
+
 def get_array_module(*arrays):
     """``numpy``, ``cupy`` or the strict namespace, from the arrays themselves."""
     for a in arrays:
-        if isinstance(a, StrictArray):
-            return strict_xp
-        mod = type(a).__module__
-        if mod.startswith("cupy"):
-            import cupy
-
-            return cupy
+        where = _where(a)
+        if where != "numpy":
+            return _load(where).xp
     return np
 
 
 def backend_of(x) -> Backend:
     """The :class:`Backend` an array lives on."""
-    if isinstance(x, StrictArray):
-        return _load("strict")
-    if type(x).__module__.startswith("cupy"):
-        return _load("cupy")
-    return _load("numpy")
+    return _load(_where(x))
 
 
 def to_device(x, backend=None, dtype=None):
@@ -432,24 +210,18 @@ def to_device(x, backend=None, dtype=None):
     when the dtype already matches).
     """
     be = get_backend(backend)
-    if isinstance(x, StrictArray) and be.name != "strict":
-        x = x.get()
-    if be.name == "cupy" or be.name == "strict":
-        arr = be.xp.asarray(x) if dtype is None else be.xp.asarray(x, dtype=np.dtype(dtype))
-        return arr
-    if dtype is None:
-        return np.asarray(x) if not type(x).__module__.startswith("cupy") else x.get()
-    if type(x).__module__.startswith("cupy"):
-        x = x.get()
-    return np.asarray(x, dtype=np.dtype(dtype))
+    where = _where(x)
+    if where not in ("numpy", be.name):
+        x = x.get()  # another backend's device array: through the host
+    if be.name != "numpy":
+        return be.xp.asarray(x) if dtype is None else be.xp.asarray(x, dtype=np.dtype(dtype))
+    return np.asarray(x) if dtype is None else np.asarray(x, dtype=np.dtype(dtype))
 
 
 def to_host(x) -> np.ndarray:
     """Any backend's array -> a NumPy array (the one device-to-host door)."""
-    if isinstance(x, StrictArray):
-        return x.get()
-    if type(x).__module__.startswith("cupy"):
-        return x.get()
+    if _where(x) != "numpy":
+        return x.get()  # CuPy's explicit copy, which the stand-in copies
     return np.asarray(x)
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from minilplr.nn import layers, models
 from minilplr.theory import ntk, pl
-from minilplr.backend import to_host
+from minilplr.backend import to_device, to_host
 from minilplr.nn.resnet import resnet
 from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
 from minilplr.nn.losses import mse
@@ -171,7 +171,7 @@ def _explicit_hessian(m, X, y):
     """``H (P, P)`` on the host: column ``p`` is ``pl.hessian_vector_product`` of ``e_p``; symmetrised."""
     be = m.backend
     P = num_params(m.params)
-    H = np.stack([to_host(pl.hessian_vector_product(m, X, y, be.asarray(e))) for e in np.eye(P)], axis=1)
+    H = np.stack([to_host(pl.hessian_vector_product(m, X, y, to_device(e, be))) for e in np.eye(P)], axis=1)
     return 0.5 * (H + H.T)
 
 
@@ -264,7 +264,7 @@ def _resnet_state(be, dev):
 DIAGNOSTICS = {
     "loss_and_gradient": lambda m, X, y: pl.loss_and_gradient(m, X, y),
     "hessian_vector_product": lambda m, X, y: pl.hessian_vector_product(
-        m, X, y, m.backend.asarray(gaussian(4, num_params(m.params)))),
+        m, X, y, to_device(gaussian(4, num_params(m.params)), m.backend)),
     "hessian_top_eigenvalue": lambda m, X, y: pl.hessian_top_eigenvalue(m, X, y, ncv=4, maxiter=2, tol=1e-3),
     "descent_lemma_step": lambda m, X, y: pl.descent_lemma_step(m, X, y, 0.1, 1.0),
     "pl_diagnostics": lambda m, X, y: pl.pl_diagnostics(m, X, y),

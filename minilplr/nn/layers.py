@@ -31,9 +31,7 @@ import functools
 from collections import OrderedDict
 from contextlib import contextmanager
 
-import numpy as np
-
-from ..backend import StrictArray, get_array_module
+from ..backend import get_array_module, is_array
 
 __all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations", "untouched",
            "leaves_untouched"]
@@ -396,13 +394,9 @@ def frozen_activations(model):
             r.frozen = False
 
 
-def _is_array(v) -> bool:
-    return isinstance(v, (np.ndarray, StrictArray)) or type(v).__module__.startswith("cupy")
-
-
 def _snapshot(v):
     """``(v, saved)``: arrays copied, dicts and lists entry by entry, anything else kept by reference."""
-    if _is_array(v):
+    if is_array(v):
         return v, v.copy()
     if isinstance(v, dict):
         return v, [(k, _snapshot(x)) for k, x in v.items()]
@@ -414,7 +408,7 @@ def _snapshot(v):
 def _restore(snap):
     """The object that was snapshot, with its saved content written back into it (in place)."""
     v, saved = snap
-    if _is_array(v):
+    if is_array(v):
         if getattr(getattr(v, "flags", None), "writeable", True):  # a read-only array cannot have changed
             v[...] = saved
     elif isinstance(v, dict):
