@@ -13,6 +13,7 @@ from minilplr import backend as B
 from minilplr.nn import init, models
 from minilplr.train import optim
 from minilplr.nn.resnet import resnet
+from minilplr.theory.linear import gaussian_init
 from minilplr.train.loops import train_gd, train_sgd
 
 N, D = 6, 3
@@ -144,8 +145,8 @@ BUILDER_CASES = [
      "h: expected a positive integer, got True"),
     ("gaussian_power p=nan", lambda be: init.gaussian_power(3, 3, _RNG(0), h=4, p=float("nan")), ValueError,
      "p: expected a finite real number"),
-    ("weight_std fan_in=0", lambda be: init.weight_std("he", 0),
-     ValueError, "fan_in: expected a positive integer, got 0"),
+    ("gaussian_init n=True", lambda be: gaussian_init(True, 2, 4, 0.3, _RNG(0)),
+     ValueError, "n: expected a positive integer, got True"),
 ]
 
 

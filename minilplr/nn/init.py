@@ -13,7 +13,7 @@ import numpy as np
 
 from ..validate import check_int, check_positive, check_real
 
-__all__ = ["he_normal", "enhanced_he_normal", "gaussian_power", "INITIALISERS", "weight_std"]
+__all__ = ["he_normal", "enhanced_he_normal", "gaussian_power", "INITIALISERS"]
 
 
 def _check_layer(fan_in, fan_out, rng):
@@ -71,16 +71,3 @@ def gaussian_power(fan_in: int, fan_out: int, rng: np.random.Generator, *, h: in
 
 INITIALISERS = ("he", "enhanced_he", "gaussian")
 
-
-def weight_std(init: str, fan_in: int, *, depth: int = 1, factor: float | None = None,
-               h: int | None = None, p: float | None = None) -> float:
-    """The standard deviation each initialiser uses for a layer of fan-in ``D``."""
-    fan_in = check_int("fan_in", fan_in, 1)
-    if init == "he":
-        return math.sqrt(2.0 / fan_in)
-    if init == "enhanced_he":
-        c = 1.0 / depth if factor is None else float(factor)
-        return math.sqrt(2.0 * c / fan_in)
-    if init == "gaussian":
-        return float(h) ** (-p)
-    raise ValueError(f"init: expected one of {', '.join(INITIALISERS)}, got {init!r}")

@@ -19,20 +19,17 @@ import numpy as np
 
 from ...backend import get_backend, resolve_dtype, to_device
 from ...nn.init import gaussian_power
-from ...validate import check_positive
+from ...validate import check_int, check_positive
 from .model import LeastSquares, TwoLayerLinear
 
 __all__ = ["gaussian_init", "imbalance_init", "imbalance_ratio", "synthetic_regression", "make_network"]
 
 
-def _check_sizes(**sizes):
-    for name, v in sizes.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-
-
 def gaussian_init(n: int, m: int, h: int, p: float, rng: np.random.Generator):
     r"""``W₁, W₂`` with i.i.d. ``N(0, h^{−2p})`` entries (THEORY.md §2).
+
+    Each is the engine's :func:`minilplr.nn.init.gaussian_power`; this adds the
+    pair's shapes and holds ``p`` to the paper's range.
 
     .. math:: [W_1]_{ij}, [W_2]_{ij} \sim \mathcal N(0, h^{-2p}), \qquad \tfrac14 < p < \tfrac12
 
@@ -41,7 +38,7 @@ def gaussian_init(n: int, m: int, h: int, p: float, rng: np.random.Generator):
 
     Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
     """
-    _check_sizes(n=n, m=m, h=h)
+    n, m, h = check_int("n", n, 1), check_int("m", m, 1), check_int("h", h, 1)
     if not (0.25 < float(p) < 0.5):
         raise ValueError(f"p: expected 1/4 < p < 1/2 (the paper's range), got {p!r}")
     W1 = gaussian_power(n, h, rng, h=h, p=float(p))
@@ -67,7 +64,7 @@ def imbalance_init(n: int, m: int, h: int, sigma: float, rng: np.random.Generato
 
     Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
     """
-    _check_sizes(n=n, m=m, h=h)
+    n, m, h = check_int("n", n, 1), check_int("m", m, 1), check_int("h", h, 1)
     if not (float(sigma) >= 0.0) or math.isinf(sigma):
         raise ValueError(f"sigma: expected a finite imbalance level >= 0, got {sigma!r}")
     scale = check_positive("scale", scale)
@@ -84,7 +81,7 @@ def synthetic_regression(N: int, n: int, m: int, rng: np.random.Generator, x_con
     or, for ``x_cond > 1``, singular values spread evenly in ``[1, x_cond]``
     (``μ = 1``, ``K = x_cond²``; our addition).  Needs ``N ≥ n``.  Host float64.
     """
-    _check_sizes(N=N, n=n, m=m)
+    N, n, m = check_int("N", N, 1), check_int("n", n, 1), check_int("m", m, 1)
     if N < n:
         raise ValueError(f"N: expected at least n = {n} samples for a full-column-rank X, got {N}")
     x_cond = check_positive("x_cond", x_cond)
