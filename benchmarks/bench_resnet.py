@@ -185,7 +185,7 @@ def main(args=ARGS):
 
     def ours():
         loss, d = losses.softmax_cross_entropy(model.forward(X), y)
-        model.backward(d)
+        model.backward(d, need_dx=False)
         opt.step(model.params, model.grads)
         return loss
 

@@ -4,8 +4,9 @@ Each layer is a small object with
 
 * ``params`` / ``grads``: ordered ``name -> array`` mappings (empty for ReLU);
 * ``forward(x) -> out``, which keeps in ``self`` what backward needs;
-* ``backward(dout) -> dx``, which *overwrites* ``grads`` with ``∂L/∂θ`` for
-  the upstream gradient ``dout = ∂L/∂out`` and returns ``∂L/∂x``.
+* ``backward(dout, need_dx=True) -> dx``, which *overwrites* ``grads`` with
+  ``∂L/∂θ`` for the upstream gradient ``dout = ∂L/∂out`` and returns
+  ``∂L/∂x`` (``None`` when ``need_dx`` is false).
 
 For the Jacobian and the empirical NTK (:mod:`minilplr.theory.ntk`, whose module
 docstring states the protocol in full) a layer also offers
@@ -38,7 +39,17 @@ __all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activa
 
 
 class Layer:
-    """Base class: a layer without parameters passes gradients through."""
+    """Base class: a layer without parameters passes gradients through.
+
+    ``need_dx``, the last argument of ``backward``, ``per_sample_backward``
+    and ``ntk_backward``, defaults to ``True`` for every layer and container:
+    a call that names nothing gets ``∂L/∂x``, which is right for every caller.
+    Skipping it is an optimisation the caller asks for: a training step on
+    data, which nobody differentiates, calls ``model.backward(dout,
+    need_dx=False)`` and saves the first layer's ``δ Wᵀ`` product; a container
+    passes ``need_dx or i > 0`` to its layer ``i``, since every layer but the
+    first feeds its input gradient to the layer before it.
+    """
 
     def __init__(self):
         self.params: "OrderedDict[str, object]" = OrderedDict()
@@ -251,7 +262,7 @@ class ReLU(Layer):
         return xp.maximum(x, 0)
 
     def backward(self, dout, need_dx: bool = True):
-        return dout * self.mask  # ∂L/∂x = ∂L/∂out ⊙ 1[x > 0]
+        return dout * self.mask if need_dx else None  # ∂L/∂x = ∂L/∂out ⊙ 1[x > 0]
 
 
 class Sequential(Layer):
@@ -310,12 +321,12 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout, need_dx: bool = False):
-        """Backpropagate ``dout = ∂L/∂out``; returns ``∂L/∂x`` only if ``need_dx``.
+    def backward(self, dout, need_dx: bool = True):
+        """Backpropagate ``dout = ∂L/∂out``; returns ``∂L/∂x``, or ``None`` if not ``need_dx``.
 
-        The first layer's input gradient is skipped by default: for a network
-        fed with data nobody needs ``∂L/∂X``, and for the paper's MLP it saves
-        one ``(N, H) x (H, D)`` product per step.
+        With ``need_dx=False`` the first layer's input gradient is skipped: for
+        a network fed with data nobody needs ``∂L/∂X``, and for the paper's
+        MLP it saves one ``(N, H) x (H, D)`` product per step.
         """
         layers = list(self.layers.values())
         for i in range(len(layers) - 1, -1, -1):
@@ -330,7 +341,7 @@ class Sequential(Layer):
                 "implement it for its own graph (protocol in the minilplr.theory.ntk module docstring)"
             )
 
-    def per_sample_backward(self, dout, need_dx: bool = False):
+    def per_sample_backward(self, dout, need_dx: bool = True):
         """Per-sample gradients of every layer, keys and order of :attr:`params`, each ``(N, *shape)``.
 
         The chain rule of :meth:`backward`, last layer to first, with each
@@ -349,7 +360,7 @@ class Sequential(Layer):
                 psg[f"{name}.{pn}"] = a
         return dout, psg
 
-    def ntk_backward(self, douts, theta, need_dx: bool = False):
+    def ntk_backward(self, douts, theta, need_dx: bool = True):
         """Every layer adds its block of ``Θ`` into ``theta (N, K, N, K)``, last layer to first.
 
         ``douts``: list of ``K`` seeds at the output; the seeds each layer

@@ -224,7 +224,7 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
                     f"smoothness β, while Theorem 5.4 assumes η ≤ 1/β: try a smaller learning rate",
                     history, t, Lf, float(lr_now),
                 )
-            model.backward(dout)
+            model.backward(dout, need_dx=False)  # nobody differentiates the data
             g2 = grad_norm_sq(model.grads)
             drift = param_drift(model.params, theta0)  # ‖θ_t − θ_0‖, recorded beside L(θ_t)
             lr = opt.step(model.params, model.grads, loss=L)
