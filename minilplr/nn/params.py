@@ -1,16 +1,26 @@
-"""Parameters as one flat vector ``θ`` of length ``P``, and back.
+"""Parameters as one flat vector ``θ`` of length ``P``, and back; norms and distances of parameter sets.
 
 The flat order is the order of ``model.params`` (layers first to last, ``W``
 before ``b`` within a layer, each array in C order).  The columns of the
 Jacobian ``J = ∂r/∂θ`` in :mod:`minilplr.theory.ntk` follow the same order.
+
+The squared norm ``‖∇L‖²`` (:func:`sq_norm`) and the drift ``‖θ_t − θ_0‖``
+(:func:`param_drift`) live here, in float64, because both the training loops
+(:mod:`minilplr.train.loops`, which record them every step) and the theory
+(:mod:`minilplr.theory.pl`, :mod:`minilplr.theory.dynamics`) measure them.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
+from collections.abc import Mapping
 
-from ..backend import get_array_module
+import numpy as np
 
-__all__ = ["num_params", "flatten", "unflatten", "load_params", "load_flat", "param_slices"]
+from ..backend import get_array_module, to_scalar
+
+__all__ = ["num_params", "flatten", "unflatten", "load_params", "load_flat", "param_slices", "params_dtype",
+           "as_flat", "sq_norm", "param_drift"]
 
 
 def num_params(params) -> int:
@@ -59,3 +69,61 @@ def load_params(model, new_params) -> None:
 def load_flat(model, vec) -> None:
     """Write the flat vector ``θ (P,)`` into ``model.params`` in place."""
     load_params(model, unflatten(vec, model.params))
+
+
+def params_dtype(model) -> np.dtype:
+    """The dtype a model computes in: ``model.dtype`` where it has one, else its first parameter's."""
+    dt = getattr(model, "dtype", None)  # np.dtype is falsy: no ``or`` here
+    return np.dtype(dt) if dt is not None else np.dtype(next(iter(model.params.values())).dtype)
+
+
+def as_flat(v, name: str = "v"):
+    """A flat ``(P,)`` array from an array, a ``name -> array`` mapping (``model.params``, ``model.grads``) or a model."""
+    if hasattr(v, "params") and not isinstance(v, Mapping):
+        v = v.params
+    if isinstance(v, Mapping):
+        v = flatten(v)
+    if not hasattr(v, "shape"):
+        raise TypeError(f"{name}: expected an array, a name -> array mapping or a model, got {type(v).__name__}")
+    return v.reshape(-1)
+
+
+def sq_norm(x) -> float:
+    r"""``‖x‖² = Σ_i x_i²`` in float64, as a Python float (one number crosses to the host).
+
+    ``x``: an array of any shape, or a ``name -> array`` mapping, summed over
+    its arrays: for ``model.grads`` that is ``‖∇L‖² = Σ_p ‖∂L/∂θ_p‖²``.
+    """
+    total = None
+    for a in (x.values() if isinstance(x, Mapping) else (x,)):
+        a64 = a.reshape(-1).astype(np.float64)
+        s = a64 @ a64  # ‖a‖², on the device
+        total = s if total is None else total + s
+    if total is None:
+        raise ValueError("x: expected at least one array, got an empty mapping")
+    return to_scalar(total)
+
+
+def param_drift(params_t, params_0) -> float:
+    r"""Parameter drift ``‖θ_t − θ_0‖ = (Σ_p ‖θ_{t,p} − θ_{0,p}‖²)^{1/2}`` (Euclidean, in float64).
+
+    How far training went from initialisation (THEORY.md §1, arXiv v3
+    diagnostics): the local regime of Theorem 5.1 is a ball ``‖θ − θ_0‖ ≤ R``.
+    Each argument: a flat ``(P,)`` array, a ``name -> array`` mapping or a
+    model.  Two mappings with the same names are compared name by name (no
+    flat copy of ``θ``); anything else is flattened first.  One sync.
+    """
+    a = params_t.params if hasattr(params_t, "params") and not isinstance(params_t, Mapping) else params_t
+    b = params_0.params if hasattr(params_0, "params") and not isinstance(params_0, Mapping) else params_0
+    if isinstance(a, Mapping) and isinstance(b, Mapping) and set(a) == set(b):
+        pairs = [(a[k], b[k], f"params_t[{k!r}]") for k in a]
+    else:
+        pairs = [(as_flat(a, "params_t"), as_flat(b, "params_0"), "params_t")]
+    total = None
+    for p, q, name in pairs:
+        if p.size != q.size:
+            raise ValueError(f"{name}: expected {q.size} parameters to match params_0, got {p.size}")
+        d = p.reshape(-1).astype(np.float64) - q.reshape(-1).astype(np.float64)  # θ_t − θ_0
+        s = d @ d
+        total = s if total is None else total + s
+    return math.sqrt(to_scalar(total))

@@ -3,7 +3,7 @@
 Both loops share one step: forward, loss, backward, ``‖∇L‖²``, update.  They
 record per step the loss, ``‖∇L‖²``, the step size and the parameter drift
 ``‖θ_t − θ_0‖``; every ``diag_every`` steps they call ``diagnostics(model,
-step)`` (the NTK diagnostics of :mod:`minilplr.theory.ntk` / :mod:`minilplr.theory.pl` in
+step)`` (the NTK diagnostics of :mod:`minilplr.theory` in
 the experiments) and store what it returns.
 
 A run that diverges (a non-finite loss, or a loss that grows by
@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from ..nn import losses as _losses
+from ..nn.params import param_drift, sq_norm
 from ..backend import backend_of, to_device, to_host, to_scalar
 from .checkpoint import load_checkpoint, load_model_state, model_signature, model_state, save_checkpoint
 from ..store import fingerprint
 from ..validate import check_finite, check_int, check_magnitude, check_real, check_real_array
 
-__all__ = ["Diverged", "History", "train_gd", "train_sgd", "grad_norm_sq", "param_drift"]
+__all__ = ["Diverged", "History", "train_gd", "train_sgd"]
 
 
 class Diverged(RuntimeError):
@@ -77,25 +78,6 @@ class History(dict):
 
 def _host(arrays):
     return {k: to_host(v) for k, v in arrays.items()}
-
-
-def param_drift(params, params0) -> float:
-    """``‖θ − θ_0‖ = (Σ_params ‖θ_p − θ_{0,p}‖²)^{1/2}`` as a float (one sync)."""
-    total = None
-    for k, p in params.items():
-        d = p - params0[k]
-        s = (d * d).sum()
-        total = s if total is None else total + s
-    return math.sqrt(to_scalar(total))
-
-
-def grad_norm_sq(grads) -> float:
-    """``‖∇L‖² = Σ_params ‖∂L/∂θ_p‖²`` as a float (one sync)."""
-    total = None
-    for g in grads.values():
-        s = (g * g).sum()
-        total = s if total is None else total + s
-    return to_scalar(total)
 
 
 def _loss_fn(name):
@@ -225,7 +207,7 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
                     history, t, Lf, float(lr_now),
                 )
             model.backward(dout, need_dx=False)  # nobody differentiates the data
-            g2 = grad_norm_sq(model.grads)
+            g2 = sq_norm(model.grads)  # ‖∇L‖², float64
             drift = param_drift(model.params, theta0)  # ‖θ_t − θ_0‖, recorded beside L(θ_t)
             lr = opt.step(model.params, model.grads, loss=L)
             history["step"].append(t)
