@@ -1,4 +1,4 @@
-"""Training loops: descent, records, divergence, bad data, checkpoint and resume."""
+"""Training loops (minilplr.train.loops): descent, records, divergence, bad data, mini-batch order."""
 import math
 
 import numpy as np
@@ -33,8 +33,6 @@ def test_gd_step_is_theta_minus_eta_grad(be):
     m, X, y = _problem(be)
     m2, _, _ = _problem(be)
     train_gd(m, X, y, optim.GD(0.1), steps=1)
-    from minilplr.nn import losses
-
     m2.backward(losses.mse(m2.forward(X), y)[1])
     for k, p in m2.params.items():
         assert np.allclose(B.to_host(m.params[k]), B.to_host(p - 0.1 * m2.grads[k]), rtol=1e-13, atol=1e-15)
