@@ -73,8 +73,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from minilplr.nn import models
-from minilplr import ntk  # noqa: E402
+from minilplr.nn import models  # noqa: E402
+from minilplr.theory import ntk, spectrum  # noqa: E402
 from minilplr.backend import to_host  # noqa: E402
 
 GiB = 2**30
@@ -111,7 +111,7 @@ def child(spec: str) -> None:
 
     def run():
         theta = ntk.empirical_ntk(model, X, method="structured", dtype=cfg["ntk_dtype"])
-        return theta, ntk.ntk_spectrum(theta)
+        return theta, spectrum.ntk_spectrum(theta)
 
     times, (theta, spec) = _times(run, cfg["repeats"])
     rss_peak = _rss_gb()

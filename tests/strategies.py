@@ -140,3 +140,28 @@ def resnet_configs(draw, train=None, max_stages=3, max_width=4, max_blocks=2, ma
     return dict(in_channels=draw(st.integers(1, max_c)), num_classes=draw(st.integers(2, max_k)), widths=widths,
                 blocks_per_stage=draw(st.integers(1, max_blocks)), image_size=size, n=n, train=train,
                 seed=draw(seeds))
+
+
+def mlp_problem(cfg, be, dev, depth=None, y_scale=1.0):
+    """A float64 MLP with non-zero biases (no exact ReLU kinks), inputs ``X (N, D)`` and targets ``y (N, K)``.
+
+    ``cfg`` from :func:`mlp_configs`; shared by the tests of the theory (PL steps, smoothness).
+    """
+    from minilplr.nn import models
+
+    m = models.mlp(cfg["d_in"], cfg["width"], depth or cfg["depth"], cfg["d_out"], seed=cfg["seed"],
+                   dtype="float64", backend=be)
+    for k, p in m.params.items():
+        if k.endswith(".b"):
+            p[...] = dev(gaussian(cfg["seed"] + 7, *p.shape, scale=0.1))
+    X = dev(gaussian(cfg["seed"] + 1, cfg["n"], cfg["d_in"]))
+    y = dev(gaussian(cfg["seed"] + 2, cfg["n"], cfg["d_out"], scale=y_scale))
+    return m, X, y
+
+
+def linear_problem(seed, n, d, k, be, dev):
+    """A float64 linear model ``f = XW + b`` (``L`` quadratic in ``θ``), ``X (N, D)``, ``y (N, K)``."""
+    from minilplr.nn import models
+
+    m = models.mlp(d, 1, 1, k, seed=seed, dtype="float64", backend=be)
+    return m, dev(gaussian(seed + 1, n, d)), dev(gaussian(seed + 2, n, k))

@@ -193,7 +193,7 @@ def _killed_gd_run(runs, monkeypatch, at_call=3):
     """``gd_run(TINY)`` stopped inside its ``at_call``-th NTK diagnostic (after the step-4 checkpoint)."""
     from minilplr.experiments import mnist_gd
 
-    spectrum, n = mnist_gd._ntk.ntk_spectrum, [0]
+    spectrum, n = mnist_gd._spectrum.ntk_spectrum, [0]
 
     def dying(K, *a, **kw):
         n[0] += 1
@@ -202,7 +202,7 @@ def _killed_gd_run(runs, monkeypatch, at_call=3):
         return spectrum(K, *a, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(mnist_gd._ntk, "ntk_spectrum", dying)
+        m.setattr(mnist_gd._spectrum, "ntk_spectrum", dying)
         with pytest.raises(Killed):
             mnist_gd.gd_run(TINY, runs, progress=False)
     (folder,) = runs.iterdir()

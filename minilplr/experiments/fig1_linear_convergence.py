@@ -12,7 +12,7 @@ is resolvable (:func:`~minilplr.experiments.fits.fit_linear_rate`), and the
 theoretical envelope of Theorem 5.4, eq. (10), ``(1 − ημ)^t (L_0 − L*)`` with
 ``μ = min_t λ_min(Θ_t)/n`` measured along the run.  Beyond the paper, the
 ``L* = 0`` panel overlays the loss that the linearised dynamics of the initial
-NTK predict (:func:`minilplr.theory.pl.kernel_regime_loss`): a sum of geometric terms,
+NTK predict (:func:`minilplr.theory.dynamics.kernel_regime_loss`): a sum of geometric terms,
 one per eigen-direction of ``Θ_0``, which is why one straight line fits the
 whole curve poorly although every term converges linearly.
 """

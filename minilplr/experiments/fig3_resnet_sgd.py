@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from ..theory import ntk as _ntk
+from ..theory import spectrum as _spectrum
 from ..backend import get_backend, to_device, to_scalar
 from ..train.checkpoint import load_model_state, model_state, remove_checkpoint
 from ..nn.conv import recalibrate_batchnorm
@@ -114,7 +115,7 @@ def ntk_reading(model, twin, X, Xp, batch_size: int, bn_stats: str = "recalibrat
     if bn_stats == "recalibrated":
         recalibrate_batchnorm(twin, X, batch_size)
     twin.eval()  # batch norm with fixed statistics: per-sample Jacobians are defined
-    spec = _ntk.ntk_spectrum(_ntk.empirical_ntk(twin, Xp, dtype="float64"))
+    spec = _spectrum.ntk_spectrum(_ntk.empirical_ntk(twin, Xp, dtype="float64"))
     return dict(lam_min=spec.lam_min if spec.resolved else float("nan"), lam_min_upper=spec.lam_min_upper,
                 resolved=bool(spec.resolved), lam_max=spec.lam_max)
 

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..theory import dynamics as _dynamics
 from ..theory import ntk as _ntk
-from ..theory import pl as _pl
+from ..theory import smoothness as _smoothness
+from ..theory import spectrum as _spectrum
 from ..backend import get_backend, to_device, to_host
 from ..train.checkpoint import remove_checkpoint
 from ..data import binary_mnist
@@ -90,7 +92,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     folder.mkdir(parents=True, exist_ok=True)
 
     # Θ_0 (N, N) assembled in float64 whatever the training dtype: a float32 kernel could not resolve
-    # λ_min below ε₃₂·N·λ_max (see minilplr.theory.ntk, "an honest λ_min").  Computed before training, while the
+    # λ_min below ε₃₂·N·λ_max (see minilplr.theory.spectrum, "an honest λ_min").  Computed before training, while the
     # model is still at θ_0, so a resumed run whose ntk0 unit was damaged recomputes it at θ_0, not θ_t.
     saved = load_or_discard(folder, "ntk0", log=log.warning)
     if saved is None:
@@ -102,8 +104,8 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
     def diagnostics(model_, t):
         K = state["ntk0_dev"] if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
-        spec = _ntk.ntk_spectrum(K)
-        drift = _pl.ntk_drift(K, state["ntk0_dev"])
+        spec = _spectrum.ntk_spectrum(K)
+        drift = _dynamics.ntk_drift(K, state["ntk0_dev"])
         return dict(
             lam_min=spec.lam_min if spec.resolved else float("nan"),  # never a number below the floor
             lam_min_bound=spec.lam_min_upper,
@@ -122,7 +124,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         float64 on the host) converged to ~1e-10 in the first cycle on the quick preset (12 products).
         """
         m64 = _ntk.float64_copy(model)
-        top = _pl.hessian_top_eigenvalue(m64, X.astype(np.float64), y.astype(np.float64), tol=1e-6, ncv=10,
+        top = _smoothness.hessian_top_eigenvalue(m64, X.astype(np.float64), y.astype(np.float64), tol=1e-6, ncv=10,
                                          maxiter=int(rc["hessian_iters"]), seed=seed)
         return {key: float(top.beta), f"{key}_rayleigh": float(top.rayleigh), f"{key}_converged": bool(top.converged),
                 f"{key}_residual": float(top.residual), f"{key}_tol": float(top.tol),
@@ -159,7 +161,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         L, g2 = np.asarray(h["loss"], float), np.asarray(h["grad_norm_sq"], float)
         inside = t < len(L)
         diag["pl_ratio0"] = np.where(inside, g2[np.minimum(t, len(L) - 1)] / (2 * L[np.minimum(t, len(L) - 1)]), np.nan)
-    kernel_pred = (_pl.kernel_regime_loss(state["ntk0"], r0["r0"], lr, n, len(h["loss"]))
+    kernel_pred = (_dynamics.kernel_regime_loss(state["ntk0"], r0["r0"], lr, n, len(h["loss"]))
                    if state["ntk0"] is not None and len(h["loss"]) else np.zeros(0))
     res = dict(
         kernel_pred=kernel_pred, status=status, message=message, data=data.description, data_summary=data.summary(), n=n, lr=lr,
@@ -174,8 +176,8 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
 
 def envelope(loss0_gap: float, lr: float, mu: float, steps: int) -> np.ndarray:
-    """Theorem 5.4's envelope ``(L_0 − L*)(1 − ημ)^t`` for ``t = 0 … steps-1`` (:func:`minilplr.theory.pl.pl_envelope`)."""
-    return _pl.pl_envelope(np.arange(steps), lr, mu, loss0_gap)
+    """Theorem 5.4's envelope ``(L_0 − L*)(1 − ημ)^t`` for ``t = 0 … steps-1`` (:func:`minilplr.theory.dynamics.pl_envelope`)."""
+    return _dynamics.pl_envelope(np.arange(steps), lr, mu, loss0_gap)
 
 
 def mu_along_path(res: dict) -> float:

@@ -5,11 +5,11 @@ and a Lipschitz NTK, and Theorem 5.4 needs ``η ≤ 1/β``.  This figure shows,
 for the He run of Fig. 1: ``λ_min(Θ_t)`` and ``λ_max(Θ_t)``, the NTK drift
 ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (Frobenius and spectral) and the parameter drift
 ``‖θ_t − θ_0‖`` over training; and ``η`` against ``1/β`` with ``β`` the
-Hessian's top eigenvalue (Lanczos, :func:`minilplr.theory.pl.hessian_top_eigenvalue`)
+Hessian's top eigenvalue (Lanczos, :func:`minilplr.theory.smoothness.hessian_top_eigenvalue`)
 at the start and the end, beside the Gauss–Newton estimate ``λ_max(Θ)/n``.
 
 The step-size verdict rests on what the solver certified
-(:func:`minilplr.theory.pl.step_size_condition`): ``β`` is a Rayleigh quotient, a
+(:func:`minilplr.theory.smoothness.step_size_condition`): ``β`` is a Rayleigh quotient, a
 lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` fails for sure; "holds" needs a
 converged solve with ``η·β(1 + residual) ≤ 1``; anything else (a solve that
 did not converge, or a run saved before the residual was recorded) is
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..theory import pl as _pl
+from ..theory import smoothness as _smoothness
 from .mnist_gd import MNIST_PRESETS, fmt, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 
@@ -85,20 +85,20 @@ def plot(results, out_dir):
     return [save(fig, Path(out_dir) / "ntk_stability.png")]
 
 
-def certified_beta(hs: dict, key: str) -> _pl.HessianTop:
-    """The stored β ``hs[key]`` with its certificate, as a :class:`~minilplr.theory.pl.HessianTop`.
+def certified_beta(hs: dict, key: str) -> _smoothness.HessianTop:
+    """The stored β ``hs[key]`` with its certificate, as a :class:`~minilplr.theory.smoothness.HessianTop`.
 
     A run saved without the certificate (the power-iteration era) reads as
     not converged, residual ``nan``: its β is a lower bound and nothing more.
     """
-    return _pl.HessianTop(beta=float(hs[key]), rayleigh=float(hs.get(f"{key}_rayleigh", hs[key])),
+    return _smoothness.HessianTop(beta=float(hs[key]), rayleigh=float(hs.get(f"{key}_rayleigh", hs[key])),
                           matvecs=int(hs.get(f"{key}_matvecs", 0)),
                           converged=bool(hs.get(f"{key}_converged", False)) and f"{key}_residual" in hs,
                           residual=float(hs.get(f"{key}_residual", float("nan"))),
                           tol=float(hs.get(f"{key}_tol", float("nan"))))
 
 
-def beta_text(top: _pl.HessianTop) -> str:
+def beta_text(top: _smoothness.HessianTop) -> str:
     """``β`` with its achieved accuracy, for captions: "93.5197 (relative residual 2e-10)"."""
     if top.converged:
         return f"{fmt(top.beta, 6)} (relative residual {top.residual:.0e})"
@@ -116,7 +116,7 @@ def report(results):
     lam = np.asarray(d.get("lam_min", []), float)
     ratio = float(np.nanmin(lam) / lam[0]) if lam.size and np.isfinite(lam[0]) else float("nan")
     tops = [certified_beta(hs, k) for k in ("beta0", "betaT") if k in hs]
-    checks = [_pl.step_size_condition(lr, t) for t in tops]
+    checks = [_smoothness.step_size_condition(lr, t) for t in tops]
     verdicts = [c.holds for c in checks]  # True, False or None (not certified)
     if not checks or (None in verdicts and False not in verdicts):
         step_holds = None  # not computed, or not certified

@@ -1,4 +1,4 @@
-r"""The Polyak–Łojasiewicz diagnostics of the LPLR paper (THEORY.md §1), one function per step.
+r"""Theorem 5.1 of the LPLR paper (THEORY.md §1): the PL inequality from the NTK, one function per step.
 
 Notation (THEORY.md): ``n = N`` samples, ``k = K`` outputs per sample, the
 residual ``r = f(X; θ) − y`` of shape ``N·K``, ``J = ∂r/∂θ`` ``(N·K, P)``,
@@ -17,10 +17,23 @@ so the PL constant is ``μ = λ_min(Θ)/n`` with ``λ_min`` taken over all
 ``N·K`` directions (``λ_min = 0`` whenever ``N·K > P``).
 
 Every inequality comes back as a :class:`Check` ``(lhs, rhs, holds)``.  Where
-a step uses ``λ_min`` and is handed a :class:`~minilplr.theory.ntk.Spectrum`, it uses
+a step uses ``λ_min`` and is handed a :class:`~minilplr.theory.spectrum.Spectrum`, it uses
 the spectrum's *lower bound* ``max(λ_computed − floor, 0)`` (0 when
 ``λ_min`` is unresolved), so ``holds`` is a check of the mathematics, not of
 the eigen-solver's rounding.
+
+What is here: ``L``, ``∇L`` and ``r`` at a point (:func:`loss_and_gradient`);
+``∇L = (1/n)Jᵀr`` and ``‖∇L‖² = rᵀΘr/n²``; the steps (6)–(9) of the proof;
+``μ = λ_min/n`` (:func:`pl_constant`) and its other end, the Gauss–Newton
+smoothness ``λ_max/n``; the empirical PL ratio; all of it at one point
+(:func:`pl_diagnostics`, :class:`PLReport`); and :class:`Check`, the result
+type every inequality of the theory returns.  Theorem 5.4 (the descent
+lemma, ``β``, ``η ≤ 1/β``) is in :mod:`minilplr.theory.smoothness`; the
+envelope ``(1 − ημ)^t``, the kernel-regime curve and drift are in
+:mod:`minilplr.theory.dynamics`.
+
+Imports the engine (:mod:`minilplr.nn`), :mod:`.ntk` and :mod:`.spectrum`;
+never the training loops or the experiments.
 
 Functions that take a model run its forward (and backward) pass on ``X``;
 they leave the model exactly as they found it: parameters, batch norm's
@@ -30,17 +43,17 @@ running statistics, the train/eval mode, ``grads`` and the activations a later
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import backend_of, get_array_module, to_device, to_host, to_scalar
+from ..backend import to_scalar
+from ..nn.layers import untouched
 from ..nn.losses import as_targets, mse
-from .ntk import Spectrum, empirical_ntk, ntk_spectrum, symmetric_norm
-from ..nn.params import flatten, load_flat
-from ..nn.layers import frozen_activations, untouched
+from ..nn.params import as_flat, flatten, sq_norm
+from .ntk import empirical_ntk
+from .spectrum import Spectrum, ntk_spectrum
 
 __all__ = [
     "Check",
@@ -55,18 +68,6 @@ __all__ = [
     "pl_constant",
     "pl_ratio",
     "gauss_newton_smoothness",
-    "ntk_drift",
-    "NTKDrift",
-    "param_drift",
-    "pl_envelope",
-    "kernel_regime_loss",
-    "contraction_step14",
-    "descent_lemma",
-    "descent_lemma_step",
-    "hessian_vector_product",
-    "HessianTop",
-    "hessian_top_eigenvalue",
-    "step_size_condition",
     "PLReport",
     "pl_diagnostics",
 ]
@@ -108,23 +109,6 @@ def _leq(lhs: float, rhs: float, rtol: float, scale: float | None = None) -> Che
     return Check(lhs, rhs, bool(lhs <= rhs + rtol * scale))
 
 
-def _flat(name, v):
-    """A flat ``(P,)`` array from an array, a ``name -> array`` mapping or a model."""
-    if hasattr(v, "params") and not isinstance(v, Mapping):
-        v = v.params
-    if isinstance(v, Mapping):
-        v = flatten(v)
-    if not hasattr(v, "shape"):
-        raise TypeError(f"{name}: expected an array, a name -> array mapping or a model, got {type(v).__name__}")
-    return v.reshape(-1)
-
-
-def _sq(x) -> float:
-    """``‖x‖²`` in float64, as a Python float (one number crosses to the host)."""
-    x64 = x.reshape(-1).astype(np.float64)
-    return to_scalar(x64 @ x64)
-
-
 def _lam(name, lam):
     """``λ`` from a float or a Spectrum (its lower bound); must be ≥ 0."""
     if isinstance(lam, Spectrum):
@@ -132,7 +116,7 @@ def _lam(name, lam):
     try:
         v = float(lam)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number or a minilplr.theory.ntk.Spectrum, got {type(lam).__name__}") from None
+        raise TypeError(f"{name}: expected a number or a minilplr.theory.spectrum.Spectrum, got {type(lam).__name__}") from None
     if not (v >= 0) or math.isinf(v):
         raise ValueError(f"{name}: expected a finite non-negative eigenvalue, got {lam!r}")
     return v
@@ -208,8 +192,8 @@ def gradient_norm_identity(grad, theta, r, n: int, rtol=None) -> Check:
     (default ``1e-9`` in float64, ``1e-4`` in float32).
     """
     n = _n(n)
-    g, r = _flat("grad", grad), r.reshape(-1)
-    lhs = _sq(g)
+    g, r = as_flat(grad, "grad"), r.reshape(-1)
+    lhs = sq_norm(g)
     r64 = r.astype(np.float64)
     rhs = to_scalar(r64 @ (theta.astype(np.float64) @ r64)) / n**2  # rᵀΘr / n²
     if rtol is None:
@@ -260,8 +244,8 @@ def pl_step7_gradient_bound(grad, r, lam_min, n: int, rtol=None) -> Check:
     -------
     Check(lhs = ‖∇L‖², rhs = λ_min‖r‖²/n², holds)
     """
-    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
-    return _geq(_sq(g), lam / n**2 * _sq(r), _rtol(g, r, rtol=rtol))
+    n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
+    return _geq(sq_norm(g), lam / n**2 * sq_norm(r), _rtol(g, r, rtol=rtol))
 
 
 def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
@@ -275,9 +259,9 @@ def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
     -------
     Check(lhs = ‖∇L‖², rhs = 2 λ_min L / n, holds)
     """
-    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
+    n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     L = float(loss)
-    return _geq(_sq(g), 2.0 * lam / n * L, _rtol(g, rtol=rtol))
+    return _geq(sq_norm(g), 2.0 * lam / n * L, _rtol(g, rtol=rtol))
 
 
 def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, rtol=None) -> Check:
@@ -293,15 +277,15 @@ def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, 
     -------
     Check(lhs = ½‖∇L‖², rhs = μ (L − L*), holds)
     """
-    n, lam, g = _n(n), _lam("lam_min", lam_min), _flat("grad", grad)
+    n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     mu = lam / n
-    return _geq(0.5 * _sq(g), mu * (float(loss) - float(loss_star)), _rtol(g, rtol=rtol))
+    return _geq(0.5 * sq_norm(g), mu * (float(loss) - float(loss_star)), _rtol(g, rtol=rtol))
 
 
 def pl_constant(lam_min, n: int) -> float:
     r"""The local PL constant of Theorem 5.1, ``μ = λ_min(Θ)/n`` (THEORY.md §1, step (9)).
 
-    ``lam_min``: a float, or a :class:`~minilplr.theory.ntk.Spectrum` (then its lower
+    ``lam_min``: a float, or a :class:`~minilplr.theory.spectrum.Spectrum` (then its lower
     bound: ``0`` when ``λ_min`` is unresolved, so ``μ`` is never claimed from
     rounding noise).
     """
@@ -325,7 +309,7 @@ def pl_ratio(grad, loss, loss_star: float = 0.0) -> float:
     gap = float(loss) - float(loss_star)
     if not gap > 0:
         return math.nan
-    return _sq(_flat("grad", grad)) / (2.0 * gap)
+    return sq_norm(as_flat(grad, "grad")) / (2.0 * gap)
 
 
 def gauss_newton_smoothness(lam_max, n: int) -> float:
@@ -335,418 +319,16 @@ def gauss_newton_smoothness(lam_max, n: int) -> float:
               + \tfrac1n\sum_i r_i \nabla^2 r_i,
               \qquad \lambda_{\max}\big(\tfrac1n J^\top J\big) = \frac{\lambda_{\max}(\Theta)}{n}
 
-    (not in the paper).  Equals the Hessian's top eigenvalue when the
+    (not in the paper).  It lives here, beside ``μ = λ_min/n``, because both
+    are read off the same spectrum and :func:`pl_diagnostics` reports both;
+    the Hessian's own top eigenvalue ``β`` is
+    :func:`minilplr.theory.smoothness.hessian_top_eigenvalue`.  Equals the Hessian's top eigenvalue when the
     residual-curvature term vanishes (a linear model, or ``r = 0``).
-    ``lam_max``: a float or a :class:`~minilplr.theory.ntk.Spectrum`.
+    ``lam_max``: a float or a :class:`~minilplr.theory.spectrum.Spectrum`.
     """
     v = lam_max.lam_max if isinstance(lam_max, Spectrum) else float(lam_max)
     return v / _n(n)
 
-
-# --------------------------------------------------------------------------- drift
-
-
-class NTKDrift(NamedTuple):
-    """Relative NTK drift in the Frobenius and the spectral norm."""
-
-    frobenius: float
-    spectral: float
-
-
-def ntk_drift(theta_t, theta_0) -> NTKDrift:
-    r"""Relative drift of the kernel from initialisation (THEORY.md §1, Assumption 5.2 / arXiv v3).
-
-    .. math:: \frac{\lVert\Theta_t - \Theta_0\rVert_F}{\lVert\Theta_0\rVert_F},\qquad
-              \frac{\lVert\Theta_t - \Theta_0\rVert_2}{\lVert\Theta_0\rVert_2}
-
-    Assumption 5.2 asks ``‖Θ(θ) − Θ(θ')‖ ≤ L_Θ‖θ − θ'‖`` on the region; a
-    small drift is the "lazy" regime in which ``λ_min`` stays near its value
-    at initialisation.  Both in float64; the spectral norm by
-    :func:`minilplr.theory.ntk.symmetric_norm`.
-    """
-    if tuple(theta_t.shape) != tuple(theta_0.shape):
-        raise ValueError(f"theta_t: expected shape {tuple(theta_0.shape)} to match theta_0, got {tuple(theta_t.shape)}")
-    xp = get_array_module(theta_t, theta_0)
-    d = theta_t.astype(np.float64) - theta_0.astype(np.float64)
-    t0 = theta_0.astype(np.float64)
-    fro0 = to_scalar(xp.linalg.norm(t0.reshape(-1)))
-    spec0 = symmetric_norm(t0)
-    if fro0 == 0 or spec0 == 0:
-        raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
-    return NTKDrift(to_scalar(xp.linalg.norm(d.reshape(-1))) / fro0, symmetric_norm(d) / spec0)
-
-
-def param_drift(params_t, params_0) -> float:
-    r"""Parameter drift ``‖θ_t − θ_0‖`` (Euclidean; THEORY.md §1, arXiv v3 diagnostics).
-
-    Measures how far gradient descent went from initialisation: the local
-    regime of Theorem 5.1 is a ball ``‖θ − θ₀‖ ≤ R``.  Each argument: a flat
-    ``(P,)`` array, a ``name -> array`` mapping, or a model.
-    """
-    a, b = _flat("params_t", params_t), _flat("params_0", params_0)
-    if a.shape != b.shape:
-        raise ValueError(f"params_t: expected {b.shape[0]} parameters to match params_0, got {a.shape[0]}")
-    return math.sqrt(_sq(a.astype(np.float64) - b.astype(np.float64)))
-
-
-# --------------------------------------------------------------------------- Theorem 5.4
-
-
-def pl_envelope(t, eta: float, mu: float, gap0: float = 1.0):
-    r"""The linear-rate envelope of Theorem 5.4, eq. (10).
-
-    .. math:: L_t - L^* \;\le\; (1 - \eta\mu)^t\,(L_0 - L^*) \tag{10}
-
-    (reconstruction of the blank (10); with ``η = 1/β`` it is ``(1 − μ/β)^t``).
-
-    Parameters
-    ----------
-    t : int or sequence of ints (steps)
-    eta, mu : float, ``0 ≤ ημ ≤ 1`` (Theorem 5.4's ``η ≤ 1/β`` and ``μ ≤ β`` give it)
-    gap0 : float, ``L_0 − L*``
-
-    Returns
-    -------
-    float for a scalar ``t``, else a host float64 array of ``t``'s shape.
-    """
-    eta, mu = float(eta), float(mu)
-    if not (eta > 0):
-        raise ValueError(f"eta: expected a positive step size, got {eta!r}")
-    if not (mu >= 0):
-        raise ValueError(f"mu: expected a non-negative PL constant, got {mu!r}")
-    if eta * mu > 1 + 1e-9:  # beyond rounding: the theorem does not apply
-        raise ValueError(
-            f"eta, mu: expected eta*mu <= 1 (Theorem 5.4 needs eta <= 1/beta and mu <= beta), got "
-            f"eta*mu = {eta * mu:.4g}"
-        )
-    ts = np.asarray(t)
-    if ts.dtype.kind not in "iu" or (ts < 0).any():
-        raise ValueError(f"t: expected non-negative integer step counts, got {t!r}")
-    env = float(gap0) * max(1.0 - eta * mu, 0.0) ** ts.astype(np.float64)
-    return float(env) if ts.ndim == 0 else env
-
-
-def kernel_regime_loss(theta0, r0, eta: float, n: int, steps: int) -> np.ndarray:
-    r"""The loss curve GD would follow if the NTK stayed at ``Θ_0`` (not in the paper; derived).
-
-    Linearising the network at ``θ_0``, ``f(θ) ≈ f(θ_0) + J_0(θ − θ_0)``, one
-    GD step on ``L = ‖r‖²/(2n)`` moves the residual by
-    ``r_{t+1} = r_t − (η/n) J_0 J_0ᵀ r_t = (I − ηΘ_0/n) r_t``.  In the
-    eigenbasis ``Θ_0 = Σ_i λ_i u_i u_iᵀ``:
-
-    .. math:: L_t = \frac{1}{2n}\sum_i (u_i^\top r_0)^2\,\Big(1 - \frac{\eta\lambda_i}{n}\Big)^{2t}
-
-    a *sum* of geometric sequences, one per eigen-direction.  Its slowest
-    term has ratio ``(1 − ημ)²`` with ``μ = λ_min/n`` — the envelope of
-    Theorem 5.4 (squared, because that bound uses ``½‖∇L‖² ≥ μL`` once per
-    step).  When the measured curve follows this one, the network is in the
-    lazy (kernel) regime and its loss curve is set by the NTK spectrum: fast
-    directions first, then the slow ones.
-
-    Parameters
-    ----------
-    theta0 : array (N·K, N·K), the NTK at initialisation (host or device)
-    r0 : array (N·K,) or (N, K), the residual ``f(X; θ_0) − y``
-    eta : float, step size; n : int, samples ``N``; steps : int
-
-    Returns
-    -------
-    host float64 array (steps,): ``L_0 … L_{steps-1}``
-    """
-    T = np.asarray(to_host(theta0), dtype=np.float64)
-    r = np.asarray(to_host(r0), dtype=np.float64).reshape(-1)
-    if T.ndim != 2 or T.shape[0] != T.shape[1] or T.shape[0] != r.size:
-        raise ValueError(f"theta0: expected a square ({r.size}, {r.size}) kernel to match r0, got {T.shape}")
-    if not (float(eta) > 0) or int(n) < 1 or int(steps) < 1:
-        raise ValueError(f"eta, n, steps: expected positive values, got {eta!r}, {n!r}, {steps!r}")
-    lam, U = np.linalg.eigh((T + T.T) / 2)
-    c2 = (U.T @ r) ** 2  # (u_iᵀ r_0)²
-    q2 = (1.0 - float(eta) * np.clip(lam, 0, None) / int(n)) ** 2  # (1 − ηλ_i/n)²
-    t = np.arange(int(steps), dtype=np.float64)
-    return (np.power.outer(q2, t) * c2[:, None]).sum(axis=0) / (2 * int(n))
-
-
-def contraction_step14(loss_next, loss, eta: float, mu: float, loss_star: float = 0.0, rtol=None,
-                       atol: float = 0.0) -> Check:
-    r"""One step of Theorem 5.4, eq. (14): the gap contracts by ``1 − ημ``.
-
-    .. math:: L_{t+1} - L^* \;\le\; (1 - \eta\mu)\,(L_t - L^*) \tag{14}
-
-    (reconstruction of the blank (14); it follows from (11)–(13) when
-    ``η ≤ 1/β``).  Returns ``Check(lhs = L_{t+1} − L*, rhs = (1 − ημ)(L_t − L*), holds)``,
-    ``holds`` meaning ``lhs ≤ rhs`` up to ``rtol`` of the gap ``L_t − L*``
-    plus ``atol`` (the loss's own rounding floor, once ``L_t`` is at it).
-    """
-    gap = float(loss) - float(loss_star)
-    lhs = float(loss_next) - float(loss_star)
-    rhs = (1.0 - float(eta) * float(mu)) * gap
-    scale = max(abs(gap), abs(lhs)) * max(1.0, float(eta) * float(mu))
-    return _leq(lhs, rhs + float(atol), 1e-12 if rtol is None else float(rtol), scale)
-
-
-def descent_lemma(loss_next, loss, grad, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
-    r"""The descent lemma of a β-smooth function, eq. (11).
-
-    .. math:: L(\theta - \eta\nabla L) \;\le\; L(\theta) - \eta\Big(1 - \frac{\beta\eta}{2}\Big)\lVert\nabla L\rVert^2 \tag{11}
-
-    (reconstruction of the blank (11)).  It holds for every ``η`` if ``β``
-    bounds the Hessian on the segment from ``θ`` to ``θ − η∇L``; a failure
-    says ``β`` is not a smoothness constant there.
-
-    Returns
-    -------
-    Check(lhs = L(θ − η∇L), rhs = L(θ) − η(1 − βη/2)‖∇L‖², holds)  (``holds``: lhs ≤ rhs
-    up to ``rtol`` of the terms' size ``|L| + η‖∇L‖² + βη²‖∇L‖²/2``, plus ``atol``, the
-    loss's rounding floor once ``L`` is at it)
-    """
-    g = _flat("grad", grad)
-    eta, beta, g2 = float(eta), float(beta), _sq(g)
-    rhs = float(loss) - eta * (1.0 - beta * eta / 2.0) * g2
-    scale = abs(float(loss)) + abs(float(loss_next)) + eta * g2 * (1.0 + abs(beta) * eta / 2.0)
-    return _leq(float(loss_next), rhs + float(atol), _rtol(g, rtol=rtol), scale)
-
-
-def descent_lemma_step(model, X, y, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
-    """(11) at the model's current ``θ``: takes the step ``θ − η∇L``, measures, leaves the model untouched."""
-    with untouched(model):
-        lg = _loss_and_gradient(model, X, y)
-        theta0 = flatten(model.params)
-        load_flat(model, theta0 - float(eta) * lg.grad.astype(theta0.dtype))
-        loss_next = to_scalar(mse(model.forward(X), y)[0])
-    return descent_lemma(loss_next, lg.loss, lg.grad, eta, beta, rtol=rtol, atol=atol)
-
-
-# --------------------------------------------------------------------------- the Hessian's top eigenvalue
-
-
-def _require_float64(model):
-    dt = getattr(model, "dtype", None)
-    if dt is None:
-        dt = next(iter(model.params.values())).dtype
-    if np.dtype(dt) != np.float64:
-        raise ValueError(
-            f"model: expected a float64 model for finite-difference Hessian-vector products, got {np.dtype(dt)} "
-            "(float32 differences lose ~3 digits of 7); use minilplr.theory.ntk.float64_copy(model)"
-        )
-
-
-def hessian_vector_product(model, X, y, v, h: float = 1e-5):
-    r"""``H v`` by central differences of the hand-written gradient, in float64.
-
-    .. math:: \nabla^2 L(\theta)\, v \;\approx\; \frac{\nabla L(\theta + h v) - \nabla L(\theta - h v)}{2h}
-
-    Truncation ``O(h²)``, rounding ``O(ε‖∇L‖/h)`` (``h = 1e-5`` balances them
-    near ``1e-10`` for ``‖v‖ = 1``).  The ReLU masks are frozen at ``θ``
-    (:func:`minilplr.nn.layers.frozen_activations`): without that, a difference
-    whose two points straddle a kink sees the gradient's jump divided by
-    ``2h``.  On the paper's MLP that is no rare event — 200 samples × 1024
-    hidden units put a few pre-activations within ``h`` of zero — and it once
-    inflated ``β`` from 94 to 656 at ``h = 1e-5``.  Frozen, the result is the
-    Hessian of the linear piece at ``θ`` (what autograd computes), the same
-    for every ``h``.
-
-    Parameters
-    ----------
-    model : float64 Model or Sequential (left untouched, :func:`~minilplr.nn.layers.untouched`)
-    X, y : arrays on the model's backend
-    v : array (P,), ``model.params`` order
-    h : float
-
-    Returns
-    -------
-    array (P,), float64
-    """
-    _require_float64(model)
-    theta0 = flatten(model.params)
-    v = v.reshape(-1)
-    if v.shape != theta0.shape:
-        raise ValueError(f"v: expected shape {tuple(theta0.shape)} (P,), got {tuple(v.shape)}")
-    if not (float(h) > 0):
-        raise ValueError(f"h: expected a positive step, got {h!r}")
-    with untouched(model):
-        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
-        with frozen_activations(model):
-            return _hvp_frozen(model, X, y, theta0, v, float(h))
-
-
-def _hvp_frozen(model, X, y, theta0, v, h: float):
-    """``(∇L(θ₀+hv) − ∇L(θ₀−hv)) / 2h``, masks already frozen: two gradient evaluations, θ₀ restored."""
-    load_flat(model, theta0 + h * v)
-    g_plus = _loss_and_gradient(model, X, y).grad
-    load_flat(model, theta0 - h * v)
-    g_minus = _loss_and_gradient(model, X, y).grad
-    load_flat(model, theta0)
-    return (g_plus - g_minus) / (2.0 * h)  # (∇L(θ+hv) − ∇L(θ−hv)) / 2h
-
-
-class HessianTop(NamedTuple):
-    """``β = ‖∇²L‖₂`` from Lanczos, and what that number rests on.
-
-    Attributes
-    ----------
-    beta : float
-        ``|rayleigh|``.  A Rayleigh quotient never exceeds the spectral norm,
-        so ``β`` is a *lower bound* of ``‖∇²L‖₂`` whatever the solver did.
-    rayleigh : float
-        The signed eigenvalue estimate ``vᵀHv`` (``‖v‖ = 1``): its sign says
-        whether the top curvature is a valley (``+``) or a ridge (``−``).
-    matvecs : int
-        Hessian–vector products used, the residual's included (each is two
-        gradient evaluations).
-    converged : bool
-        The solver converged and the measured ``residual`` is within ``tol``.
-    residual : float
-        ``‖Hv − (vᵀHv) v‖ / β``, measured with one more product after the
-        solve.  Some eigenvalue lies within ``residual · β`` of ``rayleigh``;
-        when it is the top one (a Krylov solver from a random start misses
-        that one only by bad luck), ``β ≤ ‖∇²L‖₂ ≤ β (1 + residual)``.
-    tol : float
-        The relative tolerance asked of the solver.
-    """
-
-    beta: float
-    rayleigh: float
-    matvecs: int
-    converged: bool
-    residual: float
-    tol: float
-
-    @property
-    def upper(self) -> float:
-        """``β (1 + residual)`` when converged (the bracket's top), else ``inf``: nothing is certified."""
-        return self.beta * (1.0 + self.residual) if self.converged else math.inf
-
-    def __str__(self):
-        state = f"relative residual {self.residual:.1e}" + ("" if self.converged else
-                                                          f", NOT converged to tol {self.tol:.0e}")
-        return f"β = {self.beta:.6g} ({state}; {self.matvecs} Hessian-vector products)"
-
-
-def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, seed: int):
-    """The Ritz vector of the largest ``|λ|`` of a symmetric operator ``(P,) -> (P,)`` on the device, by Lanczos.
-
-    NumPy and the strict stand-in: SciPy's ARPACK on the host, each product
-    crossing explicitly (``to_device`` in, ``to_host`` out, as
-    :func:`minilplr.theory.ntk._lanczos`).  CuPy: ``cupyx``'s thick-restart Lanczos,
-    vectors on the device; it has no failure signal, so the caller's measured
-    residual decides.  Returns ``(v (P,) on the device, solver_ok)``.
-    """
-    v0 = np.random.default_rng(seed).standard_normal(P)  # host seed, deterministic start
-    if be.name == "cupy" and P >= 4:  # cupyx needs k + 1 < ncv < P
-        from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
-
-        op = LinearOperator((P, P), matvec=lambda v: matvec(v.reshape(-1)), dtype=np.float64)
-        _, V = eigsh(op, k=1, which="LM", v0=to_device(v0, be), ncv=min(max(int(ncv), 3), P - 1),
-                     maxiter=maxiter, tol=tol)
-        return V[:, 0], True
-    ncv = min(int(ncv), P)  # ARPACK: k < ncv ≤ P
-    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-
-    op = LinearOperator((P, P), matvec=lambda v: to_host(matvec(to_device(np.ravel(v), be, np.float64))),
-                        dtype=np.float64)
-    try:
-        _, V = eigsh(op, k=1, which="LM", v0=v0, ncv=ncv, maxiter=maxiter, tol=tol)
-        return to_device(V[:, 0], be), True
-    except ArpackNoConvergence as exc:  # ARPACK gave up: its best vector, or the start vector
-        V = exc.eigenvectors if exc.eigenvectors.size else v0.reshape(-1, 1) / np.linalg.norm(v0)
-        return to_device(np.ascontiguousarray(V[:, 0]), be), False
-
-
-def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxiter: int = 30, seed: int = 0,
-                           h: float = 1e-5) -> HessianTop:
-    r"""The Hessian's largest eigenvalue in magnitude, ``β = ‖∇²L‖₂``, by Lanczos.
-
-    .. math:: \beta = \max_i |\lambda_i(\nabla^2 L)| = \max_{\lVert v\rVert = 1} |v^\top \nabla^2 L\, v|
-
-    Lanczos (``eigsh``, ``which="LM"``) on finite-difference Hessian–vector
-    products (:func:`hessian_vector_product`, masks frozen once at ``θ``)
-    builds the Krylov space ``span{v₀, Hv₀, H²v₀, …}`` and reads the
-    extreme eigenvalue off the small tridiagonal matrix it projects ``H`` to.
-    It converges in tens of products where power iteration, which keeps only
-    the last vector, needs a number set by the gap ``|λ₂|/|λ₁|`` (hundreds
-    when the top eigenvalues are close).  This is the local smoothness
-    constant of Theorem 5.4 (THEORY.md §1, consequence); test its step-size
-    condition with :func:`step_size_condition`.
-
-    The answer is certified after the fact: one more product gives the
-    residual ``‖Hv − λv‖/|λ|`` of the returned pair (see :class:`HessianTop`).
-    ARPACK giving up (``ArpackNoConvergence``) is caught: the result then has
-    ``converged=False`` and ``beta`` is the Rayleigh quotient of its best
-    vector, still a lower bound.  The model is left untouched.
-
-    Parameters
-    ----------
-    model : float64 model (see :func:`minilplr.theory.ntk.float64_copy`)
-    X, y : data on the model's backend
-    tol : float
-        Relative tolerance of the eigenvalue (the solver's, and the bound the
-        measured residual must meet for ``converged``).  Keep it above the
-        products' own error, ``~1e-9`` relative at ``h = 1e-5``.
-    ncv : int
-        Lanczos vectors kept (memory ``ncv · P`` floats; products per restart).
-    maxiter : int
-        Lanczos restarts.
-    seed : int
-        Host seed of the start vector.
-    h : float
-        Finite-difference step.
-
-    Returns
-    -------
-    HessianTop(beta, rayleigh, matvecs, converged, residual, tol)
-    """
-    _require_float64(model)
-    for name, v, low in (("ncv", ncv, 2), ("maxiter", maxiter, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValueError(f"{name}: expected an integer ≥ {low}, got {v!r}")
-    if not (0 < float(tol) < 1):
-        raise ValueError(f"tol: expected a relative tolerance in (0, 1), got {tol!r}")
-    theta0 = flatten(model.params)
-    be, P = backend_of(theta0), int(theta0.shape[0])
-    if P < 2:
-        raise ValueError(f"model: Lanczos needs at least 2 parameters, got P = {P}")
-    count = [0]
-
-    def matvec(v):  # H v, v (P,) on the device
-        count[0] += 1
-        return _hvp_frozen(model, X, y, theta0, v, float(h))
-
-    with untouched(model):
-        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
-        with frozen_activations(model):
-            v, solver_ok = _top_ritz_vector(matvec, P, be, float(tol), int(ncv), int(maxiter), int(seed))
-            v = v / math.sqrt(_sq(v))
-            Hv = matvec(v)  # one more product: the certificate
-    lam = to_scalar(v @ Hv)  # vᵀHv, the Rayleigh quotient
-    r = math.sqrt(_sq(Hv - lam * v))  # ‖Hv − λv‖
-    residual = r / abs(lam) if lam != 0 else (0.0 if r == 0 else math.inf)
-    return HessianTop(abs(lam), lam, count[0], bool(solver_ok and residual <= tol), residual, float(tol))
-
-
-def step_size_condition(eta: float, beta) -> Check:
-    r"""Theorem 5.4's step-size condition ``η ≤ 1/β``: did it hold?
-
-    ``beta`` a float: ``Check(lhs = η, rhs = 1/β, holds = η ≤ 1/β)`` (exact
-    comparison, no slack).
-
-    ``beta`` a :class:`HessianTop`: the verdict rests on what the solver
-    certified.  ``β`` is a lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` *fails*
-    whatever the solver did; ``holds`` needs a converged solve and
-    ``η · β(1 + residual) ≤ 1`` (the bracket's top); anything else is
-    ``holds = None``: not certified.
-    """
-    b = beta.beta if isinstance(beta, HessianTop) else float(beta)
-    eta = float(eta)
-    if not (eta > 0):
-        raise ValueError(f"eta: expected a positive step size, got {eta!r}")
-    if not (b >= 0):
-        raise ValueError(f"beta: expected a non-negative smoothness constant, got {beta!r}")
-    bound = math.inf if b == 0 else 1.0 / b
-    if not isinstance(beta, HessianTop):
-        return Check(eta, bound, bool(eta <= bound))
-    if eta * b > 1.0:
-        return Check(eta, bound, False)  # η > 1/β ≥ 1/‖∇²L‖₂
-    return Check(eta, bound, True if eta * beta.upper <= 1.0 else None)
 
 
 # --------------------------------------------------------------------------- all of it at one point
@@ -790,7 +372,7 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
 
     One forward/backward pass for ``L``, ``∇L`` and ``r``; one
     :func:`~minilplr.theory.ntk.empirical_ntk` (``method``, ``dtype``) and
-    :func:`~minilplr.theory.ntk.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
+    :func:`~minilplr.theory.spectrum.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
 
     The model is left untouched (:func:`~minilplr.nn.layers.untouched`).
 
@@ -813,7 +395,7 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
         n=n,
         loss=lg.loss,
         loss_star=float(loss_star),
-        grad_sq=_sq(lg.grad),
+        grad_sq=sq_norm(lg.grad),
         spectrum=spec,
         mu=pl_constant(spec, n),
         pl_ratio=pl_ratio(lg.grad, lg.loss, loss_star),
