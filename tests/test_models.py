@@ -15,7 +15,7 @@ from minilplr.nn import params as P
 from minilplr.nn.layers import iter_layers
 from minilplr.nn.resnet import resnet
 
-from .strategies import gaussian, mlp_configs, resnet_configs
+from .strategies import gaussian, mlp_configs, mlp_problem, resnet_configs
 
 # Tolerances in error ratios ρ (gradcheck.error_ratio), 10x above the largest ρ reached over 300
 # Hypothesis examples; why ρ and not a relative error: tests/test_layers.py.
@@ -25,20 +25,9 @@ TOL_MLP = 10  # ρ reached 0.76 (W), 0.90 (b), 0.41 (flat θ), 0.77 (dX through 
 # --------------------------------------------------------------------------- whole MLPs
 
 
-def _mlp_problem(cfg, be):
-    m = models.mlp(cfg["d_in"], cfg["width"], cfg["depth"], cfg["d_out"], seed=cfg["seed"],
-                   dtype="float64", backend=be)
-    for k, p in m.params.items():  # non-zero biases, so every parameter matters
-        if k.endswith(".b"):
-            p[...] = B.to_device(gaussian(cfg["seed"] + 7, *p.shape, scale=0.1), be)
-    X = B.to_device(gaussian(cfg["seed"] + 1, cfg["n"], cfg["d_in"]), be)
-    y = B.to_device(gaussian(cfg["seed"] + 2, cfg["n"], cfg["d_out"]), be)
-    return m, X, y
-
-
 @given(cfg=mlp_configs())
-def test_mlp_parameter_gradients_match_finite_differences(be, cfg):
-    m, X, y = _mlp_problem(cfg, be)
+def test_mlp_parameter_gradients_match_finite_differences(be, dev, cfg):
+    m, X, y = mlp_problem(cfg, be, dev)
     loss, d = losses.mse(m.forward(X), y)
     m.backward(d)
     grads = m.grads
@@ -50,9 +39,9 @@ def test_mlp_parameter_gradients_match_finite_differences(be, cfg):
 
 
 @given(cfg=mlp_configs(max_depth=3, max_width=5, max_n=4, max_d=4))
-def test_mlp_flat_gradient_of_whole_loss(be, cfg):
+def test_mlp_flat_gradient_of_whole_loss(be, dev, cfg):
     """∇_θ L as one vector (the Jacobian's column order) against differences of the loss in θ."""
-    m, X, y = _mlp_problem(cfg, be)
+    m, X, y = mlp_problem(cfg, be, dev)
     m.backward(losses.mse(m.forward(X), y)[1])
     g = P.flatten(m.grads)
     theta = P.flatten(m.params)

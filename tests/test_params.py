@@ -7,13 +7,12 @@ from minilplr import backend as B
 from minilplr.nn import gradcheck, models
 from minilplr.nn import params as P
 
-from .strategies import mlp_configs
-from .test_models import _mlp_problem
+from .strategies import mlp_configs, mlp_problem
 
 
 @given(cfg=mlp_configs())
-def test_flatten_unflatten_round_trip(be, cfg):
-    m, _, _ = _mlp_problem(cfg, be)
+def test_flatten_unflatten_round_trip(be, dev, cfg):
+    m, _, _ = mlp_problem(cfg, be, dev)
     theta = P.flatten(m.params)
     assert theta.shape == (P.num_params(m.params),)
     back = P.unflatten(theta, m.params)
