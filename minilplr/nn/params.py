@@ -78,7 +78,7 @@ def params_dtype(model) -> np.dtype:
 
 
 def as_flat(v, name: str = "v"):
-    """A flat ``(P,)`` array from an array, a ``name -> array`` mapping (``model.params``, ``model.grads``) or a model."""
+    """A flat ``(P,)`` array from an array, a ``name -> array`` mapping (``model.params``, ``model.grads``), a model."""
     if hasattr(v, "params") and not isinstance(v, Mapping):
         v = v.params
     if isinstance(v, Mapping):

@@ -116,7 +116,8 @@ def _lam(name, lam):
     try:
         v = float(lam)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number or a minilplr.theory.spectrum.Spectrum, got {type(lam).__name__}") from None
+        raise TypeError(f"{name}: expected a number or a minilplr.theory.spectrum.Spectrum, "
+                        f"got {type(lam).__name__}") from None
     if not (v >= 0) or math.isinf(v):
         raise ValueError(f"{name}: expected a finite non-negative eigenvalue, got {lam!r}")
     return v
@@ -160,7 +161,7 @@ def _loss_and_gradient(model, X, y) -> LossGrad:
         raise TypeError(f"y: expected an array of targets (N, K) or (N,), got {type(y).__name__}")
     pred = model.forward(X)
     loss, dpred = mse(pred, y)
-    model.backward(dpred)
+    model.backward(dpred, need_dx=False)  # ∇_θ L only: nobody differentiates the data
     r = (pred - as_targets(pred, y)).reshape(-1)  # r = f(X; θ) − y
     return LossGrad(to_scalar(loss), flatten(model.grads), r, int(pred.shape[0]))
 
