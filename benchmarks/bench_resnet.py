@@ -57,7 +57,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
 from minilplr.nn import losses
-from minilplr import optim  # noqa: E402
+from minilplr.train import optim  # noqa: E402
 from minilplr.nn.resnet import resnet  # noqa: E402
 
 
@@ -99,7 +99,9 @@ def torch_mirror(model, torch):
     model has: our kernels ``(k, k, C_in, C_out)`` become PyTorch's
     ``(C_out, C_in, k, k)``, our dense ``W (D, K)`` becomes ``weight (K, D)``.
     """
-    from minilplr.nn.conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock
+    from minilplr.nn.batchnorm import BatchNorm2D
+    from minilplr.nn.conv import Conv2D
+    from minilplr.nn.residual import GlobalAvgPool, ResidualBlock
     from minilplr.nn.layers import Dense, ReLU, Sequential
 
     nn = torch.nn

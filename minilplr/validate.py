@@ -15,7 +15,8 @@ import numpy as np
 
 from .backend import get_array_module, to_host, to_scalar
 
-__all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude"]
+__all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude",
+           "check_image"]
 
 
 def check_finite(name: str, x) -> None:
@@ -123,3 +124,15 @@ def check_magnitude(name: str, x, dtype) -> None:
         raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: the loss or its "
                          f"gradient is not finite from step 0 (squares overflow unless |{name}| < {limit:.3g}); "
                          f"rescale the data")
+
+
+def check_image(name: str, x, channels: int | None = None) -> None:
+    """``ValueError`` naming ``name`` unless ``x`` is a 4-D ``(N, C, H, W)`` image array (with ``C = channels``)."""
+    if not hasattr(x, "ndim") or x.ndim != 4:
+        got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+        want = f"(N, {channels}, H, W)" if channels is not None else "(N, C, H, W)"
+        raise ValueError(f"{name}: expected a 4-D {want} image array, got shape {got}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{name}: expected {channels} channels, shape (N, {channels}, H, W), got {tuple(x.shape)}"
+        )

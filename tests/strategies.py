@@ -38,6 +38,38 @@ def gaussian(seed: int, *shape, scale: float = 1.0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape) * scale
 
 
+def inner(out, w):
+    """The scalar test loss ``⟨out, w⟩``, whose gradient with respect to ``out`` is ``w``."""
+    return (out * w).sum()
+
+
+def batchnorm_layer(dev, c: int, seed: int, eps: float = 1e-5):
+    """A :class:`~minilplr.nn.batchnorm.BatchNorm2D` of ``c`` channels with ``γ = 1 + 0.5·g``, ``β = g'`` (Gaussian)."""
+    from minilplr.nn.batchnorm import BatchNorm2D
+
+    return BatchNorm2D(dev(1.0 + 0.5 * gaussian(seed, c)), dev(gaussian(seed + 1, c)), eps=eps)
+
+
+def assert_grads_close(grads, nums, tol, what):
+    """Each parameter's gradient against its central differences, relative error < ``tol``.
+
+    The relative error of a parameter whose gradient is tiny next to the
+    others' is taken against 1 % of the whole gradient's norm instead of its
+    own: batch norm in training mode makes the weights before it
+    scale-invariant, and a convolution with a single weight (``1×1``, one
+    channel in and out) then has a gradient of order ``ε`` (batch norm's
+    epsilon), below the resolution of a central difference.
+    """
+    import math
+
+    from minilplr.nn import gradcheck
+
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    for k in grads:
+        assert grads[k].shape == nums[k].shape, k
+        gradcheck.assert_rel_error(grads[k], nums[k], tol, f"{what} {k}", floor=max(1e-2 * total, 1e-8))
+
+
 kernel_sizes = st.integers(min_value=1, max_value=3)
 strides = st.integers(min_value=1, max_value=3)
 paddings = st.integers(min_value=0, max_value=2)

@@ -29,7 +29,7 @@ network whose batch norms do not normalise), later they are an exponential
 average over recent batches, lagging the weights.  So before every reading the statistics are
 re-estimated on the whole training set at the current weights, as
 practitioners recalibrate batch norm
-(:func:`minilplr.nn.conv.recalibrate_batchnorm`, PyTorch's ``update_bn``):
+(:func:`minilplr.nn.batchnorm.recalibrate_batchnorm`, PyTorch's ``update_bn``):
 each layer gets the size-weighted average over batches of 128 of its batch
 statistics, the inference statistics of Ioffe & Szegedy for the
 batch-128 network SGD trains.  Every reading is then the same function of
@@ -66,7 +66,7 @@ from ..theory import ntk as _ntk
 from ..theory import spectrum as _spectrum
 from ..backend import get_backend, to_device, to_scalar
 from ..train.checkpoint import load_model_state, model_state, remove_checkpoint
-from ..nn.conv import recalibrate_batchnorm
+from ..nn.batchnorm import recalibrate_batchnorm
 from ..data import cifar5
 from ..nn.losses import softmax_cross_entropy
 from ..train.optim import SGD, Cosine
@@ -104,7 +104,7 @@ def ntk_reading(model, twin, X, Xp, batch_size: int, bn_stats: str = "recalibrat
     ``model``'s parameters and buffers are copied into it, then (with
     ``bn_stats="recalibrated"``) its batch-norm statistics are re-estimated
     on the training set ``X (N, C, H, W)`` in batches of ``batch_size``
-    (:func:`minilplr.nn.conv.recalibrate_batchnorm`), and ``Θ (N_p·K, N_p·K)``
+    (:func:`minilplr.nn.batchnorm.recalibrate_batchnorm`), and ``Θ (N_p·K, N_p·K)``
     is formed in evaluation mode, in float64.  ``bn_stats="running"`` reads
     the statistics training left (what this figure did before; its step-0
     reading is of untouched statistics, mean 0 and variance 1).

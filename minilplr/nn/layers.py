@@ -34,8 +34,8 @@ from contextlib import contextmanager
 
 from ..backend import get_array_module, is_array
 
-__all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "frozen_activations", "untouched",
-           "leaves_untouched"]
+__all__ = ["Layer", "Dense", "ReLU", "Sequential", "iter_layers", "named_buffers", "frozen_activations",
+           "untouched", "leaves_untouched"]
 
 
 class Layer:
@@ -66,7 +66,7 @@ class Layer:
 
     #: Training mode (True) or evaluation mode (False).  Only layers whose
     #: forward pass differs between the two read it (batch norm, in
-    #: :mod:`minilplr.nn.conv`); for the others ``train()`` / ``eval()`` are no-ops.
+    #: :mod:`minilplr.nn.batchnorm`); for the others ``train()`` / ``eval()`` are no-ops.
     training = True
 
     def train(self, mode: bool = True):
@@ -383,6 +383,21 @@ def iter_layers(layer):
         if id(child) not in seen:
             seen.add(id(child))
             yield from iter_layers(child)
+
+
+def named_buffers(layer, prefix: str = "") -> "OrderedDict[str, object]":
+    """All non-parameter state of ``layer`` and its sub-layers: every layer's ``buffers`` (batch norm's running statistics).
+
+    Names follow the parameter names: ``"stage2.block1.bn1.running_mean"``.
+    The arrays are the layers' own (write into them with ``b[...] = v``).
+    """
+    out = OrderedDict()
+    own = vars(layer).get("buffers", OrderedDict())  # a layer's own state (not a container's view)
+    for name, buf in own.items():
+        out[prefix + name] = buf
+    for name, sub in getattr(layer, "layers", OrderedDict()).items():
+        out.update(named_buffers(sub, f"{prefix}{name}."))
+    return out
 
 
 @contextmanager

@@ -7,7 +7,8 @@ the choice into the config").  It follows the CIFAR ResNets of He et al.
 image, global average pooling, one dense layer -- with projection shortcuts
 (their option B) where the shape changes, and ``blocks_per_stage`` blocks per
 stage (He et al. use ``n = 3 … 18``; 1 or 2 keep a CPU run short).  Built from
-the layers of :mod:`minilplr.nn.conv`.
+the layers of :mod:`minilplr.nn.conv`, :mod:`minilplr.nn.batchnorm` and
+:mod:`minilplr.nn.residual`.
 
 Architecture (defaults ``widths=(16, 32, 64)``, ``blocks_per_stage=1``, 32×32×3 input)::
 
@@ -25,7 +26,7 @@ Every convolution is 3×3 with padding 1 and no bias (the batch norm after it
 has the shift ``β``), except the projection shortcuts, which are 1×1 with
 stride 2 followed by batch norm.  A residual block is
 ``ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))``
-(:class:`~minilplr.nn.conv.ResidualBlock`).  The network is trained with softmax
+(:class:`~minilplr.nn.residual.ResidualBlock`).  The network is trained with softmax
 cross-entropy (:func:`minilplr.nn.losses.softmax_cross_entropy`) on its logits.
 
 With ``blocks_per_stage = 1`` the network has 8 weight layers on the main
@@ -44,9 +45,11 @@ import numpy as np
 
 from . import init as _init
 from ..backend import get_backend, resolve_dtype, to_device
-from .conv import BatchNorm2D, Conv2D, GlobalAvgPool, ResidualBlock, named_buffers
-from .layers import Dense, ReLU, Sequential
+from .batchnorm import BatchNorm2D
+from .conv import Conv2D
+from .layers import Dense, ReLU, Sequential, named_buffers
 from .models import Model
+from .residual import GlobalAvgPool, ResidualBlock
 from ..validate import check_int, check_positive
 
 __all__ = ["ImageModel", "resnet"]

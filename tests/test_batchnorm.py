@@ -1,16 +1,16 @@
-"""Batch norm recalibration and Fig. 3's NTK readings.
+"""Batch norm (:mod:`minilplr.nn.batchnorm`): the layer in both modes, and its recalibration.
 
-* :func:`minilplr.nn.conv.recalibrate_batchnorm` against its equation: every
-  batch-norm layer ends with the size-weighted average over the batches of
-  the batch statistics its input has in a training step (recorded here by
-  wrapping each layer's ``forward``), to float64 rounding; with one batch
-  covering the data these are the data's own statistics, and the eval-mode
-  network then computes what the training-mode one computes on that batch.
-* Fig. 3's reading (:func:`minilplr.experiments.fig3_resnet_sgd.ntk_reading`)
-  is a diagnostic: a run with readings and one without end with identical
-  parameters and buffers, bit for bit.
-* Fig. 3 killed during training, or after training but during its final
-  write, reruns to the same numbers, bit for bit.
+* :class:`~minilplr.nn.batchnorm.BatchNorm2D`: the backward pass in training
+  and evaluation mode against float64 central differences; the statistics,
+  the running update and evaluation mode against their equations; the
+  per-channel speed helper against the plain broadcast.
+* :func:`~minilplr.nn.batchnorm.recalibrate_batchnorm` against its equation:
+  every batch-norm layer ends with the size-weighted average over the
+  batches of the batch statistics its input has in a training step
+  (recorded here by wrapping each layer's ``forward``), to float64 rounding;
+  with one batch covering the data these are the data's own statistics, and
+  the eval-mode network then computes what the training-mode one computes on
+  that batch.
 """
 import numpy as np
 import pytest
@@ -18,14 +18,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minilplr import backend as B
-from minilplr.nn.conv import BatchNorm2D, named_buffers, recalibrate_batchnorm
-from minilplr.experiments import fig3_resnet_sgd as fig3
-from minilplr.nn.layers import iter_layers
-from minilplr.train.optim import SGD, Cosine
+from minilplr.nn import gradcheck
+from minilplr.nn.batchnorm import BatchNorm2D, _per_channel, recalibrate_batchnorm
+from minilplr.nn.layers import iter_layers, named_buffers
 from minilplr.nn.resnet import resnet
-from minilplr.train.loops import train_sgd
 
-from .strategies import gaussian, seeds
+from .strategies import batchnorm_layer, bn_configs, gaussian, inner, seeds
+
+# Tolerances of the gradient checks, each set 10-30x above the largest error the check reached over
+# 300 Hypothesis examples.  Layer checks bound the error *ratio* ρ of gradcheck.check_gradient (why a
+# ratio and not a relative error: the note in tests/test_conv.py).
+TOL_BN = 30  # ρ reached 0.67 / 0.47 (dx train / eval), 1.6 / 3.1 (γ), 1.9 / 1.7 (β)
 
 # The recalibrated statistics are the reference's float64 sums taken in another order.  Errors of a
 # mean are measured in units of its channel's root mean square (a mean near 0 has no relative
@@ -37,6 +40,107 @@ TOL_MEAN = 1e-14
 TOL_VAR = 2e-14
 TOL_EVAL_TRAIN = 1e-12
 
+
+# --------------------------------------------------------------------------- batch norm
+
+
+@given(cfg=bn_configs(train=True))
+def test_batchnorm_training_mode_matches_finite_differences(dev, cfg):
+    """Training mode: the batch statistics couple all samples, so the check perturbs every input
+    of the batch and differentiates the full batch loss (N·H·W >= 3 values per channel: with two,
+    x̂ = ±σ/√(σ² + ε) ≈ ±1 whatever x is, and ∂L/∂x is O(ε), below what differences resolve)."""
+    bn = batchnorm_layer(dev, cfg["c"], cfg["seed"], cfg["eps"])
+    x = dev(gaussian(cfg["seed"] + 2, cfg["n"], cfg["c"], cfg["h"], cfg["w"], scale=2.0) + 1.0)
+    _check_bn_gradients(dev, bn, x, cfg["seed"], "bn train")
+
+
+def _check_bn_gradients(dev, bn, x, seed, what):
+    """dx, dγ, dβ of ⟨bn(x), w⟩ against central differences (in the layer's current mode)."""
+    out = bn.forward(x)
+    w_ = dev(gaussian(seed + 3, *out.shape))
+    dx = bn.backward(w_)
+    f = lambda: inner(bn.forward(x), w_)  # noqa: E731
+    gradcheck.check_gradient(dx, f, x, TOL_BN, f"{what} dx")
+    for k in ("gamma", "beta"):
+        gradcheck.check_gradient(bn.grads[k], f, bn.params[k], TOL_BN, f"{what} {k}")
+
+
+@given(cfg=bn_configs(train=False))
+def test_batchnorm_eval_mode_matches_finite_differences(dev, cfg):
+    c, seed = cfg["c"], cfg["seed"]
+    bn = batchnorm_layer(dev, c, seed, cfg["eps"])
+    bn.buffers["running_mean"][...] = dev(gaussian(seed + 4, c))
+    bn.buffers["running_var"][...] = dev(np.exp(gaussian(seed + 5, c)))
+    bn.eval()
+    x = dev(gaussian(seed + 2, cfg["n"], c, cfg["h"], cfg["w"]))
+    _check_bn_gradients(dev, bn, x, seed, "bn eval")
+
+
+@given(n=st.integers(2, 4), c=st.integers(1, 3), hw=st.integers(1, 3), seed=seeds)
+def test_batchnorm_statistics_and_running_update(dev, n, c, hw, seed):
+    """Training mode normalises each channel to mean β, std γ (up to ε) and moves the running
+    statistics by the momentum rule; evaluation mode is then the affine map they define."""
+    bn = BatchNorm2D(dev(1.0 + gaussian(seed, c) ** 2), dev(gaussian(seed + 1, c)), momentum=0.25)
+    xh = gaussian(seed + 2, n, c, hw, hw, scale=3.0) + 2.0
+    y = B.to_host(bn.forward(dev(xh)))
+    g, b = B.to_host(bn.params["gamma"]), B.to_host(bn.params["beta"])
+    mu, var = xh.mean(axis=(0, 2, 3)), xh.var(axis=(0, 2, 3))
+    assert np.allclose(y.mean(axis=(0, 2, 3)), b, atol=1e-10)
+    assert np.allclose(y.std(axis=(0, 2, 3)), g * np.sqrt(var / (var + bn.eps)), rtol=1e-10)
+    m = n * hw * hw
+    rm, rv = 0.25 * mu, 0.75 * 1.0 + 0.25 * var * m / (m - 1)  # from (0, 1), unbiased variance
+    assert np.allclose(B.to_host(bn.buffers["running_mean"]), rm, rtol=1e-12)
+    assert np.allclose(B.to_host(bn.buffers["running_var"]), rv, rtol=1e-12)
+    bn.eval()
+    ye = B.to_host(bn.forward(dev(xh)))
+    ref = g[None, :, None, None] * (xh - rm[None, :, None, None]) / np.sqrt(rv + bn.eps)[None, :, None, None]
+    assert np.allclose(ye, ref + b[None, :, None, None], rtol=1e-12, atol=1e-12)
+
+
+def test_batchnorm_eval_mode_treats_samples_independently(dev):
+    bn = batchnorm_layer(dev, 3, 0)
+    X = gaussian(1, 4, 3, 2, 2)
+    bn.eval()
+    alone = B.to_host(bn.forward(dev(X[:1])))
+    together = B.to_host(bn.forward(dev(X)))[:1]
+    assert np.allclose(alone, together, rtol=1e-14)
+    bn.train()
+    assert not np.allclose(B.to_host(bn.forward(dev(X)))[:1], B.to_host(bn.forward(dev(X[:2])))[:1])
+
+
+def test_batchnorm_bad_input(dev):
+    bn = batchnorm_layer(dev, 3, 0)
+    with pytest.raises(ValueError, match=r"x: expected 3 channels"):
+        bn.forward(dev(np.ones((2, 2, 4, 4))))
+    with pytest.raises(ValueError, match=r"x: expected a 4-D"):
+        bn.forward(dev(np.ones((2, 3))))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        bn.forward(dev(np.ones((1, 3, 1, 1))))
+    bn.eval().forward(dev(np.ones((1, 3, 1, 1))))  # evaluation mode: fine
+    with pytest.raises(ValueError, match=r"beta: expected shape \(3,\)"):
+        BatchNorm2D(dev(np.ones(3)), dev(np.zeros(2)))
+    with pytest.raises(ValueError, match=r"momentum: expected a number in \(0, 1\]"):
+        BatchNorm2D(dev(np.ones(3)), dev(np.zeros(3)), momentum=0.0)
+
+
+@given(n=st.integers(1, 5), c=st.integers(1, 5), hw=st.integers(1, 9), seed=seeds,
+       channels_last=st.booleans(), op=st.sampled_from(["add", "subtract", "multiply"]))
+def test_per_channel_equals_the_plain_broadcast(dev, n, c, hw, seed, channels_last, op):
+    """Batch norm's fast per-channel op (channels-last rows seen as a wide matrix, the vector tiled)
+    gives exactly the broadcast op(x, v) for images (N, C, H, W) and v (1, C, 1, 1), for any number
+    of pixels, stored channels-last or not, with and without out=."""
+    xh = gaussian(seed, n, hw, hw, c).transpose(0, 3, 1, 2) if channels_last else gaussian(seed, n, c, hw, hw)
+    vh = gaussian(seed + 1, 1, c, 1, 1)
+    want = getattr(np, op)(xh, vh)
+    x, v = dev(np.array(xh, order="K")), dev(vh)
+    xp = B.get_array_module(x)
+    assert np.array_equal(B.to_host(_per_channel(getattr(xp, op), x, v)), want)
+    out = x * 0.0  # the layout of x
+    res = _per_channel(getattr(xp, op), x, v, out=out)
+    assert np.array_equal(B.to_host(out), want) and np.array_equal(B.to_host(res), want)
+
+
+# --------------------------------------------------------------------------- recalibration
 
 def _bns(model):
     return [layer for layer in iter_layers(model) if isinstance(layer, BatchNorm2D)]
@@ -200,122 +304,3 @@ def test_recalibration_discards_non_finite_statistics_and_checks_its_input(be):
         recalibrate_batchnorm(model, X, 0)
     with pytest.raises(ValueError, match="X: expected images"):
         recalibrate_batchnorm(model, X[:0], 2)
-
-
-# --------------------------------------------------------------------------- Fig. 3's readings
-
-
-def _state(model):
-    return ({k: B.to_host(p).copy() for k, p in model.params.items()},
-            {k: B.to_host(b).copy() for k, b in named_buffers(model).items()})
-
-
-def test_fig3_readings_leave_training_bit_identical(be):
-    """A run with NTK readings and one without end with the same parameters and buffers, bit for bit.
-
-    Planted bug: the reading taken on the trained model itself (``twin =
-    model`` in ``ntk_reading``): its recalibrated statistics replace the
-    running ones and training diverges from the run without readings.
-    """
-    arch = dict(in_channels=1, num_classes=3, widths=(2, 4), blocks_per_stage=1, image_size=8, seed=5,
-                dtype="float32", backend=be)
-    rng = np.random.default_rng(6)
-    X = B.to_device(rng.standard_normal((24, 1, 8, 8)), be, np.float32)
-    y = B.to_device(rng.integers(0, 3, 24).astype(np.int64), be)
-    ends, readings = [], []
-    for with_readings in (False, True):
-        model, twin = resnet(**arch), resnet(**arch)
-        opt = SGD(Cosine(0.05, 9, 0.0), momentum=0.9, weight_decay=5e-4)
-        diag = (lambda m, t: fig3.ntk_reading(m, twin, X, X[:4], 10)) if with_readings else None
-        h = train_sgd(model, X, y, opt, epochs=3, batch_size=10, seed=1, diagnostics=diag, diag_every=4)
-        ends.append((_state(model), h["loss"]))
-        readings.append(h["diag"])
-    (p0, b0), loss0 = ends[0]
-    (p1, b1), loss1 = ends[1]
-    assert loss0 == loss1
-    for k in p0:
-        assert np.array_equal(p0[k], p1[k]), k
-    for k in b0:
-        assert np.array_equal(b0[k], b1[k]), k
-    assert [d["step"] for d in readings[1]] == [0, 4, 8, 9]
-    assert all(d["resolved"] and d["lam_min"] > 0 for d in readings[1])
-
-
-def test_fig3_first_reading_uses_recalibrated_not_untouched_statistics(be):
-    """At step 0 the reading's statistics are the training set's, not the untouched 0 and 1."""
-    arch = dict(in_channels=1, num_classes=3, widths=(2, 4), blocks_per_stage=1, image_size=8, seed=5,
-                dtype="float64", backend=be)
-    X = B.to_device(np.random.default_rng(7).standard_normal((12, 1, 8, 8)) * 3.0 + 1.0, be)
-    model, twin, ref = resnet(**arch), resnet(**arch), resnet(**arch)
-    got = fig3.ntk_reading(model, twin, X, X[:3], 4)
-    stale = fig3.ntk_reading(model, ref, X, X[:3], 4, bn_stats="running")
-    recalibrate_batchnorm(ref, X, 4)
-    for k, b in named_buffers(ref).items():
-        assert np.array_equal(B.to_host(b), B.to_host(named_buffers(twin)[k])), k
-    assert np.all(B.to_host(named_buffers(model)["stem.bn.running_var"]) == 1.0)  # the model's: untouched
-    assert got["lam_min"] != stale["lam_min"]
-    with pytest.raises(ValueError, match="bn_stats"):
-        fig3.ntk_reading(model, twin, X, X[:3], 4, bn_stats="batch")
-
-
-# --------------------------------------------------------------------------- Fig. 3 killed and rerun
-
-
-_TINY_FIG3 = dict(fig3.PRESETS["quick"], n_train=20, widths=[2, 4], epochs=3, batch_size=8, probe=3,
-                  ntk_checkpoints=3, data_source="offline", seeds=[0])
-
-
-class _Killed(Exception):
-    """Stands for the process being killed."""
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        if isinstance(a[k], dict):
-            _same(a[k], b[k])
-        elif isinstance(a[k], np.ndarray):
-            assert np.array_equal(a[k], b[k], equal_nan=True), k
-        else:
-            assert a[k] == b[k], k
-
-
-@pytest.mark.parametrize("kill", ["second reading", "final write"])
-def test_fig3_seed_killed_reruns_to_the_same_numbers(tmp_path, monkeypatch, kill):
-    """Killed during training (at its second NTK reading, after a checkpoint) or during the final write.
-
-    The rerun resumes from the checkpoint (parameters, batch norm's running
-    statistics, optimiser) and reports what the uninterrupted run reports,
-    bit for bit: the loss records, the NTK readings, the final full-set loss
-    and accuracy (which read the running statistics).  Planted bug: a
-    checkpoint without buffers (``load_model_state`` skipping them) changes
-    the final loss and accuracy after the "final write" kill.
-    """
-    cfg = _TINY_FIG3
-    clean = fig3._seed_run(cfg, 0, tmp_path / "clean", None, False)
-    assert clean["status"] == "finished"
-    assert not (tmp_path / "clean" / "checkpoint.json").exists()  # finished: the results replace it
-    folder = tmp_path / "killed"
-    if kill == "final write":
-        def boom(*a, **k):
-            raise _Killed
-        with monkeypatch.context() as mp:
-            mp.setattr(fig3, "save_results", boom)
-            with pytest.raises(_Killed):
-                fig3._seed_run(cfg, 0, folder, None, False)
-    else:
-        calls, reading = [], fig3.ntk_reading
-
-        def dies_second(*a, **k):
-            calls.append(1)
-            if len(calls) == 2:
-                raise _Killed
-            return reading(*a, **k)
-        with monkeypatch.context() as mp:
-            mp.setattr(fig3, "ntk_reading", dies_second)
-            with pytest.raises(_Killed):
-                fig3._seed_run(cfg, 0, folder, None, False)
-    assert (folder / "checkpoint.json").exists() and not (folder / "results.json").exists()
-    rerun = fig3._seed_run(cfg, 0, folder, None, False)
-    assert not (folder / "checkpoint.json").exists()
-    _same(rerun, clean)

@@ -1,0 +1,332 @@
+r"""Batch normalisation of images, and its recalibration on a data set.
+
+:class:`BatchNorm2D` normalises each channel over the batch (training mode)
+or with running statistics (evaluation mode); :func:`recalibrate_batchnorm`
+re-estimates the running statistics of every batch norm of a model on a data
+set, for a reading of a trained network in evaluation mode.  The layer
+follows the protocol of :mod:`minilplr.nn.layers`.
+
+Shapes
+------
+Images are ``(N, C, H, W)``: ``N`` samples, ``C`` channels, height ``H`` and
+width ``W`` (here ``H`` is the image's height, not the hidden width of
+:mod:`minilplr`).  A channel has ``M = N·H·W`` values in a batch.  Per-channel
+quantities (``γ``, ``β``, ``μ``, ``σ²``) are stored ``(C,)`` and used shaped
+``(1, C, 1, 1)``, so that ``x - mu`` broadcasts over ``N, H, W`` as the
+equations read.
+
+Float32
+-------
+The statistics and the gradients are sums over ``M`` values, 131 072 per
+channel in the first stage of the Fig. 3 ResNet.  Added one by one in
+float32 they are off by ~1e-5 relative, which the training-mode backward
+pass (a difference of nearly equal terms) turns into ~1e-3 relative errors
+of ``∂L/∂x`` (2.3e-3 was seen against float64).  :func:`_sum_nhw`
+therefore accumulates in float64, as PyTorch's CPU batch norm does, and
+casts the ``C`` sums back: everything the layer keeps stays in the model's
+dtype.
+
+Speed
+-----
+Two helpers are speed tricks for the CPU, kept because each pays at least
+5 % of a ResNet SGD step (``benchmarks/bench_resnet.py``): :func:`_sum_nhw`
+(the sums) and :func:`_per_channel` (``x - mu``-style broadcasts).  Each
+states the plain expression it replaces; the layer's comments keep the maths.
+
+The Jacobian and the NTK
+------------------------
+The per-sample protocol of :mod:`minilplr.theory.ntk` exists in evaluation
+mode only: with batch statistics every output depends on every sample, and
+"sample ``n``'s gradient" is not defined.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+from ..backend import get_array_module
+from ..validate import check_image, check_int
+from .layers import Layer, iter_layers
+
+__all__ = ["BatchNorm2D", "recalibrate_batchnorm"]
+
+
+def _sum_nhw(x):
+    """``Σ_{n,h,w} x``: ``(N, C, H, W) -> (1, C, 1, 1)`` in ``x``'s dtype, fast and accurate in float32.
+
+    The plain expression is ``x.sum(axis=(0, 2, 3), keepdims=True)``, with
+    the accuracy of the module docstring.  Written so, NumPy adds the tall
+    ``(M, C)`` matrix of a channels-last ``x`` row after row, in float32 (the
+    inaccurate sum) and with a short inner loop of ``C`` elements per row;
+    with ``dtype=float64`` the sum is accurate but as slow (1.9 ms for the
+    ``M = 131 072``, ``C = 16`` of the ResNet's first stage, 0.1 ms here):
+    four sums per layer make the ResNet SGD step 12-15 % slower.  Here the
+    ``M`` values of each channel are the rows of ``(M, C)`` (a view of
+    channels-last memory, a copy otherwise), cut into up to 256 blocks; BLAS
+    sums each block as the product ``1ᵀ x_b``, and the blocks' sums are
+    added in float64, as PyTorch's CPU batch norm accumulates in double.
+    """
+    xp = get_array_module(x)
+    c = x.shape[1]
+    rows = x.transpose(0, 2, 3, 1).reshape(-1, c)  # (M, C): one row per pixel, one column per channel
+    m = rows.shape[0]
+    blocks = math.gcd(m, 256)
+    part = xp.ones(m // blocks, dtype=x.dtype) @ rows.reshape(blocks, m // blocks, c)  # (blocks, C)
+    return part.sum(axis=0, dtype=xp.float64).astype(x.dtype).reshape(1, c, 1, 1)
+
+
+def _per_channel(op, x, v, out=None):
+    """``op(x, v, out=out)`` for images ``x (N, C, H, W)`` and a per-channel ``v (1, C, 1, 1)``, faster.
+
+    The plain expression is the broadcast ``op(x, v, out=out)`` (``x - mu``,
+    ``xhat * inv_std``, …), which the layer's comments write out.  A speed
+    trick for batch norm on the CPU, kept because it pays 5-7 % of a ResNet
+    SGD step: over channels-last memory NumPy broadcasts ``v`` with an inner
+    loop of ``C`` elements per pixel (16 in the first stage of the ResNet),
+    and the per-loop overhead dominates (0.6 ms for a ``(128, 16, 32, 32)``
+    float32 subtraction on this project's 2-core CPU).  The same memory is a
+    ``(M/t, t·C)`` matrix (``t = gcd(M, 64)`` pixels per row, a view), and
+    ``v`` repeated ``t`` times is the matching row vector, so the inner loop
+    runs over ``t·C`` elements (0.3 ms).  Other layouts get the plain broadcast.
+    """
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    m, t = n * h * w, math.gcd(n * h * w, 64)
+    rows = x.transpose(0, 2, 3, 1)  # (N, H, W, C): C-contiguous when x is stored channels-last
+    rows_out = None if out is None else out.transpose(0, 2, 3, 1)
+    if t == 1 or not rows.flags.c_contiguous or (out is not None and not rows_out.flags.c_contiguous):
+        return op(x, v, out=out)
+    wide = (m // t, t * c)
+    res = op(rows.reshape(wide), xp.tile(v.reshape(c), t), out=None if out is None else rows_out.reshape(wide))
+    return res.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+class BatchNorm2D(Layer):
+    r"""Batch normalisation over ``(N, H, W)`` for each channel (Ioffe & Szegedy, 2015).
+
+    .. math:: \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad y = \gamma \hat x + \beta
+
+    per channel, with
+
+    * **training mode** (``self.training``): :math:`\mu, \sigma^2` the mean and
+      (biased) variance of the batch over its ``M = N·H·W`` values; the running
+      statistics move towards them,
+      :math:`\bar\mu \leftarrow (1-m)\bar\mu + m\mu`,
+      :math:`\bar\sigma^2 \leftarrow (1-m)\bar\sigma^2 + m\,\tfrac{M}{M-1}\sigma^2`
+      (the unbiased variance, PyTorch's convention);
+    * **evaluation mode**: :math:`\mu, \sigma^2` the running statistics
+      :math:`\bar\mu, \bar\sigma^2`, constants; each sample is then normalised
+      on its own, so ``y`` is an affine function of ``x`` per sample.
+
+    Parameters
+    ----------
+    gamma, beta : array (C,)
+        Scale and shift.
+    momentum : float in (0, 1]
+        ``m`` above (PyTorch's default 0.1).
+    eps : float > 0
+
+    The running statistics ``running_mean``, ``running_var`` (both ``(C,)``)
+    are state, not parameters: they live in ``self.buffers``, get no gradient
+    and are not touched by the optimiser.
+
+    Backward (:math:`\delta = \partial L/\partial y`; sums over the ``M`` values of a channel)
+        :math:`\partial L/\partial\gamma = \sum \delta \odot \hat x`,
+        :math:`\partial L/\partial\beta = \sum \delta`, and
+
+        * evaluation mode: :math:`\partial L/\partial x = \gamma\,\delta / \sqrt{\bar\sigma^2+\epsilon}`;
+        * training mode: ``μ`` and ``σ²`` depend on every sample, so every
+          output depends on every input of the batch.  With
+          :math:`\partial\mu/\partial x_m = 1/M` and
+          :math:`\partial\sigma^2/\partial x_m = 2(x_m-\mu)/M`,
+          :math:`\partial \hat x_r/\partial x_m = \big(1[r=m] - \tfrac1M - \tfrac1M\hat x_r \hat x_m\big)/\sqrt{\sigma^2+\epsilon}`,
+          and summing over ``r`` against :math:`\gamma\delta_r`:
+
+          .. math:: \frac{\partial L}{\partial x_m} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}
+                    \Big(\delta_m - \frac1M\frac{\partial L}{\partial\beta}
+                    - \frac{\hat x_m}{M}\frac{\partial L}{\partial\gamma}\Big).
+    """
+
+    def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if gamma.ndim != 1:
+            raise ValueError(f"gamma: expected a 1-D (C,) array, got shape {tuple(gamma.shape)}")
+        if tuple(beta.shape) != tuple(gamma.shape):
+            raise ValueError(f"beta: expected shape {tuple(gamma.shape)} to match gamma, got {tuple(beta.shape)}")
+        if not (0.0 < float(momentum) <= 1.0):
+            raise ValueError(f"momentum: expected a number in (0, 1], got {momentum!r}")
+        if not (float(eps) > 0.0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        xp = get_array_module(gamma)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.params["gamma"], self.params["beta"] = gamma, beta
+        self.grads["gamma"], self.grads["beta"] = None, None
+        self.buffers = OrderedDict(
+            running_mean=xp.zeros(gamma.shape, dtype=gamma.dtype),
+            running_var=xp.ones(gamma.shape, dtype=gamma.dtype),
+        )
+        self.xhat = self.inv_std = None
+        self.used_batch_stats = None
+
+    channels = property(lambda self: self.params["gamma"].shape[0])
+
+    def _channel(self, name):
+        """Parameter or buffer ``name`` ``(C,)`` as ``(1, C, 1, 1)``, to broadcast over ``(N, C, H, W)`` (a view)."""
+        v = self.params[name] if name in self.params else self.buffers[name]
+        return v.reshape(1, -1, 1, 1)
+
+    def forward(self, x):
+        """``x (N, C, H, W) -> y (N, C, H, W)``, with batch (train) or running (eval) statistics."""
+        check_image("x", x, self.channels)
+        n, c, h, w = x.shape
+        m = n * h * w  # M values per channel
+        xp = get_array_module(x)
+        if self.training:
+            if m < 2:
+                raise ValueError(
+                    f"x: batch norm in training mode needs more than one value per channel, got "
+                    f"shape {tuple(x.shape)} (N·H·W = 1); switch to eval mode with .eval()"
+                )
+            mu = _sum_nhw(x) / m  # μ = Σ x / M  (1, C, 1, 1)
+            xhat = _per_channel(xp.subtract, x, mu)  # x − μ
+            var = _sum_nhw(xhat * xhat) / m  # σ² = Σ (x − μ)² / M  (biased)
+            inv_std = 1.0 / (var + self.eps) ** 0.5  # 1/√(σ² + ε)
+            _per_channel(xp.multiply, xhat, inv_std, out=xhat)  # x̂ = (x − μ)/√(σ² + ε)
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1.0 - self.momentum
+            rm += self.momentum * mu.reshape(c)  # μ̄ ← (1−m) μ̄ + m μ
+            rv *= 1.0 - self.momentum
+            rv += (self.momentum * m / (m - 1)) * var.reshape(c)  # σ̄² ← (1−m) σ̄² + m σ²·M/(M−1)
+        else:
+            inv_std = 1.0 / (self._channel("running_var") + self.eps) ** 0.5  # 1/√(σ̄² + ε)
+            xhat = _per_channel(xp.subtract, x, self._channel("running_mean"))  # x − μ̄
+            _per_channel(xp.multiply, xhat, inv_std, out=xhat)  # x̂ = (x − μ̄)/√(σ̄² + ε)
+        self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
+        y = _per_channel(xp.multiply, xhat, self._channel("gamma"))  # γ x̂  (a new array: the layer keeps x̂)
+        _per_channel(xp.add, y, self._channel("beta"), out=y)  # y = γ x̂ + β
+        return y
+
+    def backward(self, dout, need_dx: bool = True):
+        """``dout (N, C, H, W) -> dx (N, C, H, W)``; fills ``grads['gamma']``, ``grads['beta']`` ``(C,)``."""
+        xp = get_array_module(dout)
+        n, c, h, w = dout.shape
+        m = n * h * w
+        delta = dout  # δ = ∂L/∂y
+        dgamma = _sum_nhw(delta * self.xhat)  # ∂L/∂γ = Σ δ x̂  (1, C, 1, 1)
+        dbeta = _sum_nhw(delta)  # ∂L/∂β = Σ δ
+        self.grads["gamma"], self.grads["beta"] = dgamma.reshape(c), dbeta.reshape(c)
+        if not need_dx:
+            return None
+        scale = self._channel("gamma") * self.inv_std  # γ / √(σ² + ε)
+        if not self.used_batch_stats:
+            return _per_channel(xp.multiply, delta, scale)  # eval: ∂L/∂x = γ δ / √(σ̄² + ε)
+        dx = _per_channel(xp.multiply, self.xhat, -dgamma / m)  # − x̂ ∂L/∂γ / M
+        dx += delta  # + δ
+        _per_channel(xp.subtract, dx, dbeta / m, out=dx)  # − ∂L/∂β / M
+        _per_channel(xp.multiply, dx, scale, out=dx)  # ∂L/∂x = γ/√(σ² + ε) · (δ − ∂L/∂β/M − x̂ ∂L/∂γ/M)
+        return dx
+
+    def per_sample_backward(self, dout, need_dx: bool = True):
+        r"""``dout (N, C, H, W) -> (dx, {'gamma': (N, C), 'beta': (N, C)})``, evaluation mode only.
+
+        The Jacobian / NTK protocol of :mod:`minilplr.theory.ntk`.  With the running
+        statistics fixed, sample ``n``'s output depends on sample ``n``'s input
+        only, and its gradients are the sums over its own pixels,
+        :math:`\sum_{h,w} \delta_n \hat x_n` and :math:`\sum_{h,w}\delta_n`.
+        In training mode the batch statistics tie every output to every
+        sample: "the gradient of sample ``n``'s output" is not a per-sample
+        quantity of the network any more, so this refuses.
+        """
+        if self.used_batch_stats:
+            raise ValueError(
+                "model: per-sample gradients (Jacobian, NTK) need batch norm in evaluation mode "
+                "(fixed running statistics), but the last forward pass used batch statistics; "
+                "call model.eval() and run forward again"
+            )
+        psg = OrderedDict()
+        psg["gamma"] = (dout * self.xhat).sum(axis=(2, 3))  # Σ_pixels δ_n x̂_n  (N, C)
+        psg["beta"] = dout.sum(axis=(2, 3))  # Σ_pixels δ_n
+        if not need_dx:
+            return None, psg
+        return self._channel("gamma") * self.inv_std * dout, psg  # γ δ / √(σ̄² + ε)
+
+    def __repr__(self):
+        return f"BatchNorm2D({self.channels}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
+
+
+def recalibrate_batchnorm(model, X, batch_size: int):
+    r"""Re-estimate every batch norm layer's running statistics on ``X``, as a practitioner recalibrates.
+
+    Training-mode forward passes over ``X (N, C, H, W)`` in consecutive
+    batches ``B_1, …, B_T`` of ``batch_size`` samples (the last may be
+    smaller), in the order given, with each layer's momentum set to the
+    cumulative share ``m_b = M_b/(M_1 + … + M_b)`` (``M_b = N_b·H·W`` values
+    per channel in batch ``b``).  The running update of :class:`BatchNorm2D`
+    then leaves every layer with the **size-weighted average over the batches
+    of its batch statistics**:
+
+    .. math:: \bar\mu = \sum_{b=1}^{T}\frac{M_b}{M}\,\mu_b, \qquad
+              \bar\sigma^2 = \sum_{b=1}^{T}\frac{M_b}{M}\,\frac{M_b}{M_b-1}\,\sigma_b^2, \qquad M = \sum_b M_b,
+
+    where ``μ_b``, ``σ²_b`` are the mean and biased variance of the layer's
+    input on batch ``b``, that input computed as in a training step (every
+    earlier batch norm normalising with batch ``b``'s own statistics).  The
+    previous statistics are discarded (``m_1 = 1``; they are also reset to
+    0 and 1 first, so non-finite ones go too).  This is Ioffe & Szegedy's
+    inference statistics (2015, Alg. 2: ``E[x] = E_B[μ_B]``,
+    ``Var[x] = m/(m−1)·E_B[σ²_B]``) and PyTorch's
+    ``torch.optim.swa_utils.update_bn`` (``momentum=None``, which weights the
+    batches equally: the same when all batches are full).
+
+    These are exact population statistics only when one batch covers ``X``
+    (``batch_size >= N``): then ``μ̄`` is the per-channel mean of the layer's
+    input over the whole set, ``σ̄²`` its unbiased variance, and the eval-mode
+    network computes on ``X`` what the training-mode one computes with ``X``
+    as its batch (up to the factor ``M/(M−1)`` in ``σ̄²``).  With smaller
+    batches ``σ̄²`` misses the spread of the batch means, and deeper layers
+    see inputs normalised by batch, not population, statistics.  That is the
+    point: the statistics are those of the batch-``batch_size`` network that
+    SGD trains, and they are a function of the parameters, ``X`` and the
+    batching alone, not of the training history.  (Exact population
+    statistics at any batch size take one pass over ``X`` per batch-norm
+    layer, each layer's inputs computed with the layers before it fixed; for
+    the ResNet of Fig. 3 that is 9 passes instead of 1.)
+
+    Parameters
+    ----------
+    model : Model or Layer
+        Changed in place: the ``running_mean`` / ``running_var`` buffers of
+        its :class:`BatchNorm2D` layers, and the caches a forward pass
+        leaves.  Parameters, momenta and the train/eval mode are as before.
+    X : array (N, C, H, W) on the model's backend
+        Pass it shuffled: each batch should look like a training batch.
+    batch_size : int >= 1
+        The training batch size (a batch needs more than one value per
+        channel).
+
+    Returns
+    -------
+    model
+    """
+    batch_size = check_int("batch_size", batch_size, 1)
+    if not hasattr(X, "shape") or len(X.shape) < 1 or X.shape[0] < 1:
+        raise ValueError(f"X: expected images (N, C, H, W) with N >= 1, got {getattr(X, 'shape', type(X).__name__)}")
+    bns = [layer for layer in iter_layers(model) if isinstance(layer, BatchNorm2D)]
+    momenta, was_training = [bn.momentum for bn in bns], bool(model.training)
+    for bn in bns:
+        bn.buffers["running_mean"][...] = 0.0
+        bn.buffers["running_var"][...] = 1.0
+    n, seen = int(X.shape[0]), 0
+    model.train()
+    try:
+        for s in range(0, n, batch_size):
+            n_b = min(batch_size, n - s)
+            seen += n_b
+            for bn in bns:
+                bn.momentum = n_b / seen  # m_b = M_b / (M_1 + … + M_b): a cumulative average
+            model.forward(X[s:s + n_b])  # μ̄ ← (1 − m_b) μ̄ + m_b μ_b,  σ̄² ← (1 − m_b) σ̄² + m_b σ²_b·M_b/(M_b−1)
+    finally:
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        model.train(was_training)
+    return model
