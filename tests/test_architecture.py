@@ -77,3 +77,21 @@ def test_the_rule_catches_an_upward_import():
     names = list(_imports(PACKAGE / "nn" / "layers.py", "from ..theory import ntk\nimport minilplr.experiments\n"))
     assert names == ["minilplr.theory", "minilplr.experiments"]
     assert not {_floor(n) for n in names} & ALLOWED["nn"]
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    """Every path in README's layout table exists, and every module of the package is in it."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Layout"):readme.index("Shape letters used")]
+    named = set(re.findall(r"`((?:minilplr|scripts|benchmarks|tests|docs|data)/[\w./]*)`", table))
+    missing = sorted(p for p in named if not (PACKAGE.parent / p).exists())
+    assert not missing, f"README names paths that do not exist: {missing}"
+    unlisted = []
+    for path in FILES:
+        rel = str(path.relative_to(PACKAGE.parent))
+        folder = str(path.parent.relative_to(PACKAGE.parent)) + "/"
+        if path.name != "__init__.py" and rel not in named and folder not in named:
+            unlisted.append(rel)
+    assert not unlisted, f"modules missing from README's layout table: {unlisted}"
