@@ -132,7 +132,7 @@ def test_conv_bad_input(dev):
         layer.forward(dev(np.ones((2, 5, 5))))
     with pytest.raises(ValueError, match="smaller than the 3×3 kernel"):
         Conv2D(dev(np.ones((3, 3, 2, 4)))).forward(dev(np.ones((1, 2, 2, 5))))
-    with pytest.raises(ValueError, match=r"W: expected a \(k, k, C_in, C_out\) kernel"):
+    with pytest.raises(ValueError, match=r"weight: expected a \(k, k, C_in, C_out\) kernel"):
         Conv2D(dev(np.ones((3, 2, 2, 4))))
     with pytest.raises(ValueError, match=r"b: expected shape \(4,\)"):
         Conv2D(dev(np.ones((3, 3, 2, 4))), dev(np.ones(3)))

@@ -13,7 +13,7 @@ Shapes
 Image tensors are ``(N, C, H, W)``: ``N`` samples, ``C`` channels, height
 ``H`` and width ``W`` (in this module ``H`` and ``W`` are the image's height
 and width, not the hidden width of :mod:`minilplr`; the kernel is ``Wk``,
-never ``W``).  ``k`` is the kernel size, ``s`` the stride, ``p`` the
+kept as the parameter ``'W'``).  ``k`` is the kernel size, ``s`` the stride, ``p`` the
 padding, ``C_in`` / ``C_out`` the channels of a convolution's input and
 output, and
 
@@ -208,10 +208,10 @@ class Conv2D(Layer):
     def __init__(self, weight, b=None, stride: int = 1, padding: int = 0):
         super().__init__()
         if weight.ndim != 4 or weight.shape[0] != weight.shape[1]:
-            raise ValueError(f"W: expected a (k, k, C_in, C_out) kernel with a square k × k window, "
+            raise ValueError(f"weight: expected a (k, k, C_in, C_out) kernel with a square k × k window, "
                              f"got shape {tuple(weight.shape)}")
         if b is not None and tuple(b.shape) != (weight.shape[3],):
-            raise ValueError(f"b: expected shape ({weight.shape[3]},) to match W {tuple(weight.shape)}, "
+            raise ValueError(f"b: expected shape ({weight.shape[3]},) to match weight {tuple(weight.shape)}, "
                              f"got {tuple(b.shape)}")
         self.stride = check_int("stride", stride, 1)
         self.padding = check_int("padding", padding, 0)
