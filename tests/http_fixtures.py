@@ -9,19 +9,37 @@ up).  It records every request path.
 Nothing here ever contacts another address.
 
 The makers write files in the *real* formats: :func:`idx_bytes` (the IDX
-format of MNIST) and :func:`cifar_tarball` (the CIFAR-10 binary tarball).
+format of MNIST) and :func:`cifar_tarball` (the CIFAR-10 binary tarball);
+:func:`fake_mnist` / :func:`serve_mnist` and :func:`fake_cifar` /
+:func:`serve_cifar` make a small data set and serve it.
+
+The pytest fixtures shared by the ``tests/test_<module>.py`` files of
+``minilplr.data`` are here too (each file imports them by name):
+``local_only`` (autouse: no request past 127.0.0.1, the default mirrors on a
+closed port, the per-process caches emptied), ``server`` (a running
+:class:`FileServer`) and ``cache`` (an empty cache folder).
 """
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import socket
 import tarfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import numpy as np
+import pytest
+import requests
+
+from minilplr.data import cache as CA
+from minilplr.data import cifar as C
+from minilplr.data import dataset as DS
+from minilplr.data import download as DL
+from minilplr.data import mnist as M
 
 IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
              np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
@@ -150,3 +168,97 @@ def cifar_tarball(batches: dict, extra=()) -> bytes:
         for info, data in extra:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- shared by the data tests
+
+
+def sha256(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def remote(name: str, body: bytes, size=True, algorithm="sha256") -> DL.RemoteFile:
+    return DL.RemoteFile(name, len(body) if size else None, (algorithm, hashlib.new(algorithm, body).hexdigest()))
+
+
+def listing(folder):
+    """Every file and folder under ``folder`` (hidden ones included), as relative strings."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(autouse=True)
+def local_only(monkeypatch, tmp_path):
+    """No test reaches past 127.0.0.1, and none writes outside its tmp folder."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv(CA.ENV_VAR, str(tmp_path / "default-cache"))
+    dead = closed_port_url()
+    monkeypatch.setattr(M, "MNIST_MIRRORS", (dead,))
+    monkeypatch.setattr(C, "CIFAR_MIRRORS", (dead,))
+    real_get = requests.get
+
+    def guarded_get(url, *args, **kwargs):
+        assert urlsplit(url).hostname == "127.0.0.1", f"test tried to reach {url}"
+        return real_get(url, *args, **kwargs)
+
+    monkeypatch.setattr(requests, "get", guarded_get)
+    CA._verified.clear()
+    DS._unreachable.clear()
+
+
+@pytest.fixture
+def server():
+    s = FileServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    return folder
+
+
+def data_lines(caplog):
+    """The messages logged on ``minilplr.data``, each checked to be a single line."""
+    lines = [r.getMessage() for r in caplog.records if r.name == "minilplr.data"]
+    assert all("\n" not in line for line in lines), lines
+    return lines
+
+
+def fake_mnist(per_digit=20, seed=0):
+    """Images (10*per_digit, 28, 28) uint8 with labels 0-9: digit d has ink level ~ 20*d."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_digit)
+    rng.shuffle(labels)
+    images = (rng.integers(0, 20, (labels.size, 28, 28)) + 20 * labels[:, None, None]).astype(np.uint8)
+    return images, labels
+
+
+def serve_mnist(server, images, labels, prefix="/mnist/"):
+    files = {}
+    bodies = {"train-images-idx3-ubyte.gz": gz(idx_bytes(images)), "train-labels-idx1-ubyte.gz": gz(idx_bytes(labels))}
+    for name, body in bodies.items():
+        server.add(prefix + name, body)
+        files[name] = remote(name, body)
+    return {"train": (files["train-images-idx3-ubyte.gz"], files["train-labels-idx1-ubyte.gz"])}
+
+
+def fake_cifar(records_per_batch=20, seed=0):
+    """Six batches; labels cycle 0-9; class c has red level ~ 20*c."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"]:
+        labels = np.arange(records_per_batch, dtype=np.uint8) % 10
+        images = rng.integers(0, 20, (records_per_batch, 3, 32, 32)).astype(np.uint8)
+        images[:, 0] += (20 * labels)[:, None, None].astype(np.uint8)
+        out[name] = (images, labels)
+    return out
+
+
+def serve_cifar(server, batches, extra=(), prefix="/kriz/"):
+    body = cifar_tarball({name: cifar_records(*il) for name, il in batches.items()}, extra)
+    server.add(prefix + "cifar-10-binary.tar.gz", body)
+    return remote("cifar-10-binary.tar.gz", body)
