@@ -69,7 +69,8 @@ def _check_out(out: str):
         return f"--out: expected a folder, got the file {out!r}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".tmp")
+        # not named like a store temporary (.<name>.<random>.tmp): a run holding the folder sweeps those
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

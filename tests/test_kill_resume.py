@@ -4,19 +4,21 @@ For an MLP experiment (Fig. 2, the MNIST GD run), the ResNet experiment
 (Fig. 3, mini-batch SGD over three seeds) and a linear-network experiment,
 each on the quick preset:
 
-1. an uninterrupted run (the reference), timing when its first file appears
-   and when it ends;
+1. an uninterrupted run (the reference), counting its unit writes
+   (checkpoints, cached runs, results);
 2. the same command on a fresh ``--out``, killed with SIGKILL three times
    (twice for the slower ResNet), each time restarted on the same folder:
-   at a random moment of the training; the instant a results unit is being
+   a few milliseconds after a random one of the first half of its unit
+   writes (mid-training); the instant a results unit is being
    written (a temporary file of it exists, or it was just renamed into
-   place: a finished run's, a seed's or the experiment's final writes);
-   and at a random moment of the resumed run;
+   place: a finished run's, a seed's or the experiment's final writes); and
+   just after the resumed run's first unit write.  Kills are counted in
+   writes, not seconds, so they land however loaded the machine is;
 3. a last run to completion, whose every stored unit (the experiment's
    results and the runs it cached) must equal the reference's bit for bit,
    with no checkpoint and no temporary file left behind.
 
-The kill moments are drawn from ``MINILPLR_KILL_SEED`` (default 0; set it to
+The kill points are drawn from ``MINILPLR_KILL_SEED`` (default 0; set it to
 explore others).  Then two runs started together on one ``--out``: one
 refuses in one line naming the other's PID, or they serialise; the results
 are never corrupt.
@@ -64,13 +66,27 @@ def _start(name, out, log):
                             cwd=out.parent)
 
 
-def _first_file_after(p, out, before, t0):
-    """Seconds from ``t0`` until a file not in ``before`` appears under ``out`` (or the process ends)."""
-    while p.poll() is None:
-        if any(f not in before for f in _files(out)):
-            break
-        time.sleep(0.005)
-    return time.perf_counter() - t0
+def _is_checkpoint(f):
+    return f.name in ("checkpoint.json", "checkpoint.npz") or f.name.endswith((".checkpoint.json", ".checkpoint.npz"))
+
+
+def _unit_writes(out):
+    """``{unit head: mtime}`` (checkpoints, cached runs, results; JSON last, so a new value is a whole unit)."""
+    return {f: f.stat().st_mtime_ns for f in _files(out) if f.suffix == ".json" and f.name != "report.json"}
+
+
+def _wait_for_units(p, out, k):
+    """Poll until ``k`` unit writes have happened since the call (or the process ends); returns how many."""
+    seen, n = _unit_writes(out), 0
+    while p.poll() is None and n < k:
+        time.sleep(0.002)
+        try:
+            now = _unit_writes(out)
+        except FileNotFoundError:  # a file renamed or removed while listed
+            continue
+        n += sum(now.get(f) != seen.get(f) for f in now)
+        seen = now
+    return n
 
 
 def _units(out):
@@ -87,7 +103,7 @@ def _units(out):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """``name -> (out, seconds to the first file, total seconds)`` of an uninterrupted run, made once."""
+    """``name -> (out, unit writes seen, seconds)`` of an uninterrupted run, made once."""
     made = {}
 
     def get(name):
@@ -96,9 +112,9 @@ def reference(tmp_path_factory):
             out.mkdir()
             t0 = time.perf_counter()
             p = _start(name, out, out.parent / "log.txt")
-            first = _first_file_after(p, out, set(), t0)
+            writes = _wait_for_units(p, out, 10**9)
             assert p.wait(timeout=600) == 0, (out.parent / "log.txt").read_text()[-3000:]
-            made[name] = (out, first, time.perf_counter() - t0)
+            made[name] = (out, writes, time.perf_counter() - t0)
         return made[name]
 
     return get
@@ -107,30 +123,30 @@ def reference(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", KILLED)
 def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path, reference, name):
-    ref_out, ref_first, ref_total = reference(name)
+    ref_out, ref_writes, ref_total = reference(name)
+    assert ref_writes >= 4, ref_writes  # units to kill between
     rng = random.Random(f"{KILL_SEED}-{name}")
     out = tmp_path / "results"
     out.mkdir()
-    work = ref_total - ref_first  # after imports and data: training, diagnostics, final writes
-    kills = [("training", rng.uniform(0.3, 0.7)), ("results write", None), ("resumed run", rng.uniform(0.0, 0.3))]
+    # (what, after how many unit writes of this run, then how long a random pause): kills counted in
+    # checkpoints and cached runs, not seconds, land in the training however loaded the machine is
+    kills = [("training", rng.randint(1, ref_writes // 2), rng.uniform(0, 0.05)), ("results write", None, None),
+             ("resumed run", 1, rng.uniform(0, 0.05))]
     if name == "fig3_resnet_sgd":  # the slowest by far: two kills keep the test short
         del kills[2]
     story = []
-    for i, (what, frac) in enumerate(kills):
-        before = set(_files(out))
+    for i, (what, k, pause) in enumerate(kills):
         t0 = time.perf_counter()
         wall = time.time()
         p = _start(name, out, tmp_path / f"log{i}.txt")
-        if frac is not None:  # a random moment of the work, counted from the first file the run writes
-            _first_file_after(p, out, before, t0)
-            deadline = t0 + ref_first + frac * work
-            while p.poll() is None and time.perf_counter() < deadline:
-                time.sleep(0.005)
+        if k is not None:  # a random moment of the training, k checkpoints or cached runs into this run
+            if _wait_for_units(p, out, k) == k:
+                time.sleep(pause)
         else:  # the instant a results unit is being written (a run's, a seed's or the experiment's): between
             # writing a temporary file and renaming it, between the two renames, or just after them
             while p.poll() is None and not any(
                     (f.name.startswith(".results.") and f.name.endswith(".tmp"))
-                    or (f.name in ("results.npz", "results.json") and f.stat().st_mtime >= wall)
+                    or (f.name in ("results.npz", "results.json") and f.exists() and f.stat().st_mtime >= wall)
                     for f in _files(out)):
                 time.sleep(0.0005)
         if p.poll() is None:
@@ -144,12 +160,13 @@ def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path,
     p = subprocess.run(_cmd(name, out), env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, (story, p.stdout[-3000:], p.stderr[-3000:])
     print(f"\n{name} (seed {KILL_SEED}; uninterrupted {ref_total:.1f} s): " + "; ".join(story))
-    assert sum("SIGKILL" in s for s in story) >= 2, story  # the kills landed
+    assert story[0].startswith("training: SIGKILL") and "no results yet" in story[0], story
+    assert story[1].startswith("results write: SIGKILL"), story
     got, want = _units(out), _units(ref_out)
     assert sorted(got) == sorted(want), (story, sorted(got), sorted(want))
     for key in want:
         assert_same_tree(got[key], want[key], key)
-    left = [f.name for f in _files(out) if f.name.endswith(".tmp") or f.name.startswith("checkpoint.")]
+    left = [f.name for f in _files(out) if f.name.endswith(".tmp") or _is_checkpoint(f)]
     assert not left, (story, left)
     report = (out / "report.md").read_text()
     assert f"## {name}" in report and "_No results" not in report and "_Not reported" not in report
