@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from minilplr import backend as B
 from minilplr.nn import gradcheck
 from minilplr.nn.batchnorm import BatchNorm2D, _per_channel, recalibrate_batchnorm
-from minilplr.nn.layers import iter_layers, named_buffers
+from minilplr.nn.state import iter_layers, named_buffers
 from minilplr.nn.resnet import resnet
 
 from .strategies import batchnorm_layer, bn_configs, gaussian, inner, seeds

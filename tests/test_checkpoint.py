@@ -14,7 +14,7 @@ from minilplr import backend as B
 from minilplr.nn import models
 from minilplr.train import optim
 from minilplr.train.checkpoint import CheckpointMismatch
-from minilplr.nn.layers import named_buffers
+from minilplr.nn.state import named_buffers
 from minilplr.nn.resnet import resnet
 from minilplr.train.loops import train_gd, train_sgd
 

@@ -12,7 +12,7 @@ import pytest
 from minilplr import backend as B
 from minilplr.experiments import fig3_resnet_sgd as fig3
 from minilplr.nn.batchnorm import recalibrate_batchnorm
-from minilplr.nn.layers import named_buffers
+from minilplr.nn.state import named_buffers
 from minilplr.nn.resnet import resnet
 from minilplr.train.loops import train_sgd
 from minilplr.train.optim import SGD, Cosine

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from minilplr import backend as B
 from minilplr.nn import gradcheck, losses, models
 from minilplr.nn import params as P
-from minilplr.nn.layers import iter_layers
+from minilplr.nn.state import iter_layers
 from minilplr.nn.resnet import resnet
 
 from .strategies import gaussian, mlp_configs, mlp_problem, resnet_configs

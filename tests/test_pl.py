@@ -18,7 +18,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from minilplr.nn import layers, models
+from minilplr.nn import models, state
 from minilplr.theory import ntk, pl, smoothness, spectrum
 from minilplr.backend import to_device, to_host
 from minilplr.nn.resnet import resnet
@@ -142,7 +142,7 @@ def test_diagnostics_leave_the_model_exactly_as_they_found_it(kind, name, be, de
     m.forward(X0)
     m.backward(dout)
     twin = copy.deepcopy(m, {id(m.backend): m.backend})  # the reference: never touched
-    mode = [l.training for l in layers.iter_layers(m)]
+    mode = [l.training for l in state.iter_layers(m)]
     try:
         DIAGNOSTICS[name](m, X, y)
     except ValueError as exc:  # the NTK of a training-mode batch norm: refused
@@ -155,7 +155,7 @@ def test_diagnostics_leave_the_model_exactly_as_they_found_it(kind, name, be, de
     assert same(m.params, twin.params)
     if kind == "resnet":
         assert same(m.buffers, twin.buffers)  # running_mean / running_var did not move
-    assert [l.training for l in layers.iter_layers(m)] == mode
+    assert [l.training for l in state.iter_layers(m)] == mode
     assert same(m.grads, twin.grads)
     dx, dx_ref = m.backward(dout, need_dx=True), twin.backward(dout, need_dx=True)  # uses the cached activations
     assert np.array_equal(to_host(dx), to_host(dx_ref))

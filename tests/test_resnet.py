@@ -13,7 +13,7 @@ from minilplr import backend as B
 from minilplr.nn import gradcheck, losses
 from minilplr.nn import params as P
 from minilplr.nn.batchnorm import BatchNorm2D
-from minilplr.nn.layers import named_buffers
+from minilplr.nn.state import named_buffers
 from minilplr.nn.resnet import ImageModel, resnet
 from minilplr.theory import ntk
 from minilplr.train import optim

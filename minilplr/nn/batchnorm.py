@@ -46,7 +46,8 @@ from collections import OrderedDict
 
 from ..backend import get_array_module
 from ..validate import check_image, check_int
-from .layers import Layer, iter_layers
+from .layers import Layer
+from .state import iter_layers
 
 __all__ = ["BatchNorm2D", "recalibrate_batchnorm"]
 

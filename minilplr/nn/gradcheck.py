@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ..backend import get_array_module, to_scalar
-from .layers import frozen_activations
+from .state import frozen_activations
 
 __all__ = ["numerical_gradient", "numerical_gradient_at", "numerical_jvp_columns", "rel_error",
            "assert_rel_error", "error_ratio", "check_gradient", "achieved"]
@@ -43,7 +43,7 @@ def _frozen(f, freeze):
     the jump (Hypothesis finds such points: a residual block once gave 2e-2
     relative error at ``h = 1e-6`` and 4e-9 at ``h = 1e-7``).  Frozen, the
     difference is taken on the linear piece at ``x``, whose gradient is what
-    backward computes (:func:`minilplr.nn.layers.frozen_activations`).
+    backward computes (:func:`minilplr.nn.state.frozen_activations`).
     """
     if freeze is None:
         return nullcontext()

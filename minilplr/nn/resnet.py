@@ -47,7 +47,8 @@ from . import init as _init
 from ..backend import get_backend, resolve_dtype, to_device
 from .batchnorm import BatchNorm2D
 from .conv import Conv2D
-from .layers import Dense, ReLU, Sequential, named_buffers
+from .layers import Dense, ReLU, Sequential
+from .state import named_buffers
 from .models import Model
 from .residual import GlobalAvgPool, ResidualBlock
 from ..validate import check_int, check_positive

@@ -90,7 +90,7 @@ import copy
 import numpy as np
 
 from ..backend import get_array_module, resolve_dtype
-from ..nn.layers import leaves_untouched
+from ..nn.state import leaves_untouched
 from ..nn.params import num_params, param_slices, params_dtype
 
 __all__ = [

@@ -38,7 +38,7 @@ never the training loops or the experiments.
 Functions that take a model run its forward (and backward) pass on ``X``;
 they leave the model exactly as they found it: parameters, batch norm's
 running statistics, the train/eval mode, ``grads`` and the activations a later
-``backward`` relies on (:func:`minilplr.nn.layers.untouched`).
+``backward`` relies on (:func:`minilplr.nn.state.untouched`).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import to_scalar
-from ..nn.layers import untouched
+from ..nn.state import untouched
 from ..nn.losses import as_targets, mse
 from ..nn.params import as_flat, flatten, sq_norm
 from .ntk import empirical_ntk
@@ -147,7 +147,7 @@ def loss_and_gradient(model, X, y) -> LossGrad:
     The gradient is the hand-written backward's, flattened in ``model.params``
     order (the columns of ``J``).  ``r = f(X; θ) − y`` flattened, row
     ``i·K + k`` (the rows of ``J``).  The model is left untouched
-    (:func:`~minilplr.nn.layers.untouched`): ``model.grads`` and the cached
+    (:func:`~minilplr.nn.state.untouched`): ``model.grads`` and the cached
     activations are what they were before the call, and a training-mode batch
     norm's running statistics have not moved.
     """
@@ -375,7 +375,7 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     :func:`~minilplr.theory.ntk.empirical_ntk` (``method``, ``dtype``) and
     :func:`~minilplr.theory.spectrum.ntk_spectrum` (``solver``).  ``n = N = X.shape[0]``.
 
-    The model is left untouched (:func:`~minilplr.nn.layers.untouched`).
+    The model is left untouched (:func:`~minilplr.nn.state.untouched`).
 
     Returns
     -------

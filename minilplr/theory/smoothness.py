@@ -21,7 +21,7 @@ Gauss–Newton estimate ``λ_max(Θ)/n`` is
 Imports the engine (:mod:`minilplr.nn`) and :mod:`.pl` (:class:`~.pl.Check`,
 the loss and gradient at a point); never the training loops or the
 experiments.  Functions that take a model leave it exactly as they found it
-(:func:`minilplr.nn.layers.untouched`).
+(:func:`minilplr.nn.state.untouched`).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import backend_of, to_device, to_host, to_scalar
-from ..nn.layers import frozen_activations, untouched
+from ..nn.state import frozen_activations, untouched
 from ..nn.losses import mse
 from ..nn.params import as_flat, flatten, load_flat, params_dtype, sq_norm
 from .pl import Check, _leq, _loss_and_gradient, _rtol
@@ -119,7 +119,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 
     Truncation ``O(h²)``, rounding ``O(ε‖∇L‖/h)`` (``h = 1e-5`` balances them
     near ``1e-10`` for ``‖v‖ = 1``).  The ReLU masks are frozen at ``θ``
-    (:func:`minilplr.nn.layers.frozen_activations`): without that, a difference
+    (:func:`minilplr.nn.state.frozen_activations`): without that, a difference
     whose two points straddle a kink sees the gradient's jump divided by
     ``2h``.  On the paper's MLP that is no rare event — 200 samples × 1024
     hidden units put a few pre-activations within ``h`` of zero — and it once
@@ -129,7 +129,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 
     Parameters
     ----------
-    model : float64 Model or Sequential (left untouched, :func:`~minilplr.nn.layers.untouched`)
+    model : float64 Model or Sequential (left untouched, :func:`~minilplr.nn.state.untouched`)
     X, y : arrays on the model's backend
     v : array (P,), ``model.params`` order
     h : float

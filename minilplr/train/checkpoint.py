@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backend import to_device, to_host
-from ..nn.layers import named_buffers
+from ..nn.state import named_buffers
 from ..store import load_or_discard, save_unit, to_jsonable
 
 __all__ = ["CheckpointMismatch", "checkpoint_stem", "save_checkpoint", "load_checkpoint", "remove_checkpoint",
