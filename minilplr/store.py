@@ -157,6 +157,8 @@ def load_unit(folder, name: str):
         head = json.loads(js.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise Damaged(js, f"not valid JSON: {exc}") from None
+    if isinstance(head, dict) and "format" not in head:
+        raise Damaged(js, "written by an older minilplr, before results were tied to their arrays by hash")
     if not isinstance(head, dict) or head.get("format") != FORMAT or "data" not in head:
         raise Damaged(js, f"not a {FORMAT} file")
     want = head.get("arrays", {})

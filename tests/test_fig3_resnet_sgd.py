@@ -134,3 +134,15 @@ def test_fig3_seed_killed_reruns_to_the_same_numbers(tmp_path, monkeypatch, kill
     rerun = fig3._seed_run(cfg, 0, folder, None, False)
     assert not (folder / "checkpoint.json").exists()
     _same(rerun, clean)
+
+
+def test_a_checkpoint_left_beside_finished_results_is_removed(tmp_path):
+    """Killed between saving a seed's results and removing its checkpoint: the rerun tidies up."""
+    from minilplr.experiments.io import save_results
+    from minilplr.store import save_unit
+
+    save_results(tmp_path, {"status": "finished", "loss": np.ones(3)})
+    save_unit(tmp_path, "checkpoint", {"state": {}, "fingerprint": {}})
+    done = fig3._seed_run(fig3.PRESETS["quick"], 0, tmp_path, None, False)
+    assert done["status"] == "finished" and np.array_equal(done["loss"], np.ones(3))
+    assert not (tmp_path / "checkpoint.json").exists() and not (tmp_path / "checkpoint.npz").exists()

@@ -124,6 +124,7 @@ def _seed_run(cfg, seed, folder: Path, backend, progress):
     """One seed: train (or resume, or load) and return its per-step records and NTK checkpoints."""
     done = load_results(folder)
     if done is not None and done.get("status") in ("finished", "diverged"):
+        remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
         return done
     be = get_backend(backend)
     data = _data(cfg)
