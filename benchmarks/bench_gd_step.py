@@ -30,8 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
-from minilplr.nn import losses, models
-from minilplr import optim  # noqa: E402
+from minilplr.nn import losses, models  # noqa: E402
+from minilplr.train import optim  # noqa: E402
 
 
 def step_flops(sizes, n):

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
-from minilplr.nn import losses
+from minilplr.nn import losses  # noqa: E402
 from minilplr.train import optim  # noqa: E402
 from minilplr.nn.resnet import resnet  # noqa: E402
 

@@ -102,12 +102,14 @@ def test_col2im_is_the_adjoint_of_im2col(dev, cfg):
 @given(cfg=conv_configs())
 def test_im2col_matches_its_definition(dev, cfg):
     """X_col[(n,i,j),(a,b,c)] = x̃[n, c, s i + a, s j + b] for the drawn image, then a different image size,
-    then the first size again (no state carried between calls)."""
+    then the first size again, without and with a workspace kept between the calls (the reused arrays of
+    ``_scratch`` must carry nothing from one call to the next: not the old image, not a dirty border)."""
     k, s, p = cfg["k"], cfg["stride"], cfg["pad"]
     sizes = [(cfg["h"], cfg["w"]), (cfg["h"] + 1, cfg["w"] + 2), (cfg["h"], cfg["w"])]
-    for i, (h, w) in enumerate(sizes):
+    workspace = {}
+    for i, ((h, w), ws) in enumerate([(hw, ws) for ws in (None, workspace) for hw in sizes]):
         xh = gaussian(cfg["seed"] + i, cfg["n"], cfg["c_in"], h, w)
-        got, (ho, wo) = im2col(dev(xh), k, s, p)
+        got, (ho, wo) = im2col(dev(xh), k, s, p, ws)
         # the definition X_col[(n,i,j),(a,b,c)] = x̃[n, c, s i + a, s j + b], on the host
         xt = np.pad(xh, ((0, 0), (0, 0), (p, p), (p, p))).transpose(0, 2, 3, 1)
         want = np.stack([xt[:, a:a + s * ho:s, b:b + s * wo:s, :][:, :ho, :wo]
