@@ -2,6 +2,9 @@
 
 * :mod:`.layers` — the layer protocol (forward, backward, the Jacobian/NTK
   rules), dense, ReLU, sequential containers;
+* :mod:`.state` — a model's state beyond its parameters: walking its layers,
+  batch norm's buffers, frozen ReLU masks, and :func:`~.state.untouched`,
+  which gives a model back exactly as a diagnostic found it;
 * :mod:`.conv` — convolution by im2col/col2im;
 * :mod:`.batchnorm` — batch normalisation (training and evaluation mode) and
   its recalibration on a data set;
