@@ -640,7 +640,7 @@ def test_a_damaged_cached_run_is_moved_aside_and_recomputed(be, tmp_path, capsys
 
 
 def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypatch):
-    from minilplr.experiments import linear_runs as recipes
+    from minilplr.experiments import linear_runs
 
     ref = cached_run(tmp_path / "ref", _spec(steps=30), backend=be)
     seen = []
@@ -655,13 +655,13 @@ def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypat
         return wrapped
 
     folder = tmp_path / "run"
-    monkeypatch.setattr(recipes, "run_gd", run_gd_killed_at(17))
+    monkeypatch.setattr(linear_runs, "run_gd", run_gd_killed_at(17))
     with pytest.raises(Killed):
         cached_run(folder, _spec(steps=30), backend=be, checkpoint_every=5)
     key = ref["key"]
     assert (folder / f"{key}.checkpoint.json").exists() and not (folder / f"{key}.json").exists()
     seen.clear()
-    monkeypatch.setattr(recipes, "run_gd", run_gd_killed_at(None))
+    monkeypatch.setattr(linear_runs, "run_gd", run_gd_killed_at(None))
     res = cached_run(folder, _spec(steps=30), backend=be, checkpoint_every=5)
     assert seen[0] == 15  # resumed from the step-15 checkpoint
     _same_result(ref, res)
@@ -670,12 +670,12 @@ def test_a_killed_cached_run_resumes_from_its_checkpoint(be, tmp_path, monkeypat
 
 def test_a_run_killed_between_its_result_and_its_checkpoint_removal_leaves_no_checkpoint(be, tmp_path,
                                                                                          monkeypatch):
-    from minilplr.experiments import linear_runs as recipes
+    from minilplr.experiments import linear_runs
 
     def killed(path):
         raise Killed(path)
 
-    monkeypatch.setattr(recipes, "remove_checkpoint", killed)
+    monkeypatch.setattr(linear_runs, "remove_checkpoint", killed)
     with pytest.raises(Killed):
         cached_run(tmp_path, _spec(steps=12), backend=be, checkpoint_every=5)
     assert any(p.name.endswith(".checkpoint.json") for p in tmp_path.iterdir())
