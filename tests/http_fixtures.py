@@ -181,6 +181,24 @@ def remote(name: str, body: bytes, size=True, algorithm="sha256") -> DL.RemoteFi
     return DL.RemoteFile(name, len(body) if size else None, (algorithm, hashlib.new(algorithm, body).hexdigest()))
 
 
+def run_in_two_threads(task) -> list:
+    """Call ``task()`` in two threads at once; their results (or exceptions) in finishing order."""
+    results = []
+
+    def worker():
+        try:
+            results.append(task())
+        except Exception as exc:  # noqa: BLE001 (reported by the caller's assert)
+            results.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
 def listing(folder):
     """Every file and folder under ``folder`` (hidden ones included), as relative strings."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))

@@ -26,7 +26,8 @@ from minilplr.data import cifar as C
 from minilplr.data import download as DL
 
 from .http_fixtures import cache, local_only, server  # noqa: F401 (pytest fixtures, found by name)
-from .http_fixtures import cifar_records, closed_port_url, data_lines, fake_cifar, listing, serve_cifar, sha256
+from .http_fixtures import (cifar_records, closed_port_url, data_lines, fake_cifar, listing, run_in_two_threads,
+                            serve_cifar, sha256)
 from .strategies import seeds
 
 
@@ -241,25 +242,15 @@ def test_two_threads_extracting_at_once(server, cache, monkeypatch):
     batches = fake_cifar(records_per_batch=10)
     archive = serve_cifar(server, batches)
     DL.fetch(archive, [server.url("/kriz/")], root=cache)  # cached: both threads start from it
-    real, barrier, results = C.safe_extract, threading.Barrier(2, timeout=10), []
+    real, barrier = C.safe_extract, threading.Barrier(2, timeout=10)
 
     def extract_together(*args, **kwargs):
         barrier.wait()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(C, "safe_extract", extract_together)
-
-    def worker():
-        try:
-            results.append(C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)[0])
-        except Exception as exc:  # noqa: BLE001 (reported by the assert below)
-            results.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = run_in_two_threads(
+        lambda: C.load_cifar10(root=cache, mirrors=[server.url("/kriz/")], archive=archive)[0])
     assert len(results) == 2 and all(isinstance(r, np.ndarray) for r in results), results
     for r in results:
         np.testing.assert_array_equal(r, real_train(batches))

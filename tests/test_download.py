@@ -21,7 +21,7 @@ from minilplr.data import download as DL
 from minilplr.data import mnist as M
 
 from .http_fixtures import cache, local_only, server  # noqa: F401 (pytest fixtures, found by name)
-from .http_fixtures import closed_port_url, data_lines, listing, remote, sha256
+from .http_fixtures import closed_port_url, data_lines, listing, remote, run_in_two_threads, sha256
 
 
 def test_good_download_is_verified_and_atomic(server, cache):
@@ -184,20 +184,13 @@ def test_two_threads_fetching_one_file_at_once(server, cache):
     body = np.random.default_rng(3).bytes(80_000)
     server.add("/a.bin", body, mode="trickle", step=10_000, interval=0.05)
     f = remote("a.bin", body)
-    barrier, results = threading.Barrier(2, timeout=10), []
+    barrier = threading.Barrier(2, timeout=10)
 
-    def worker():
+    def fetch_together():
         barrier.wait()
-        try:
-            results.append(DL.fetch(f, [server.url("/")], root=cache, timeout=(2, 5)))
-        except Exception as exc:  # noqa: BLE001 (reported by the assert below)
-            results.append(exc)
+        return DL.fetch(f, [server.url("/")], root=cache, timeout=(2, 5))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = run_in_two_threads(fetch_together)
     assert results == [cache / "a.bin"] * 2, results
     assert server.requests == ["/a.bin", "/a.bin"]  # both really downloaded, at the same time
     assert (cache / "a.bin").read_bytes() == body and listing(cache) == ["a.bin"]
