@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 from ...backend import get_array_module, to_scalar
+from ...nn.params import sq_norm
 from ...train.optim import Constant, Schedule
 from ...validate import check_positive
 from .constants import gradient_norm_bound, lr_for_smoothness, positive_root
@@ -304,7 +305,7 @@ class Armijo(Schedule):
             self.function_evals += 1
         else:
             L0 = to_scalar(loss)
-        gsq = sum(to_scalar((g * g).sum()) for g in grads.values())  # ‖∇L‖²
+        gsq = sq_norm(grads)  # ‖∇L‖²
         lr = self.lr_init if (self.grow is None or self.prev_lr is None) else self.grow * self.prev_lr
         evals = 0
         ok = False

@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from ...backend import to_device, to_host, to_scalar
+from ...nn.params import sq_norm
 from ...train.checkpoint import load_checkpoint, save_checkpoint
 from ...train.optim import SGD
 from ...store import fingerprint as data_hash
@@ -197,7 +198,7 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
             gap0, L0 = gap, L
         s2min, s2max = sigma2_T(net.W1, net.W2)
         mu_t = mu * s2min
-        grad_sq = sum(to_scalar((g * g).sum()) for g in net.grads.values())
+        grad_sq = sq_norm(net.grads)  # ‖∇L‖² = ‖∇_{W₁}L‖² + ‖∇_{W₂}L‖²
         g_ell = math.sqrt(max(to_scalar((net.grad_ell * net.grad_ell).sum()), 0.0))
         rec["loss"].append(L)
         rec["gap"].append(gap)
