@@ -128,8 +128,8 @@ def _load(name: str) -> Backend:
             import cupy  # noqa: F401
         except ImportError:
             raise BackendUnavailable(
-                "backend 'cupy': CuPy is not installed (pip install -e '.[cupy]' on a "
-                "machine with an NVIDIA GPU and CUDA 12)"
+                "backend 'cupy': CuPy is not installed (on a machine with an NVIDIA GPU: "
+                "pip install -e '.[cuda12]' or '.[cuda13]', matching the \"CUDA Version\" nvidia-smi shows)"
             ) from None
         try:
             count = cupy.cuda.runtime.getDeviceCount()

@@ -26,6 +26,8 @@ def test_cupy_unavailable_is_one_line():
         B.get_backend("cupy")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("backend 'cupy': CuPy is not installed")
+    # the extra to install, for both CUDA lines, and how to tell which one the driver has
+    assert "'.[cuda12]'" in msg and "'.[cuda13]'" in msg and '"CUDA Version" nvidia-smi' in msg
 
 
 def test_environment_variable_picks_the_default():

@@ -79,8 +79,9 @@ def test_cupy_requested_without_cupy_is_one_line(tmp_path):
     p = subprocess.run([sys.executable, str(SCRIPT), "--backend", "cupy", "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert p.returncode == 2
-    assert p.stderr.strip() == ("run_all.py: backend 'cupy': CuPy is not installed (pip install -e '.[cupy]' on a "
-                                "machine with an NVIDIA GPU and CUDA 12)")
+    assert p.stderr.strip() == ("run_all.py: backend 'cupy': CuPy is not installed (on a machine with an NVIDIA GPU: "
+                                "pip install -e '.[cuda12]' or '.[cuda13]', matching the \"CUDA Version\" "
+                                "nvidia-smi shows)")
 
 
 def test_seed_and_data_overrides_reach_every_kind_of_config():
