@@ -26,6 +26,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHAPTERS = sorted(p for p in DOCS.glob("[0-9][0-9]-*.md"))
+SOLUTIONS = sorted(DOCS.glob("solutions/*.md"))  # worked solutions to the chapters' exercises: run like chapters
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
@@ -33,7 +34,8 @@ def test_chapters_exist():
     assert len(CHAPTERS) >= 8, f"expected the eight chapters in {DOCS}, found {[p.name for p in CHAPTERS]}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS + [DOCS / "README.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS + SOLUTIONS + [DOCS / "README.md"],
+                         ids=lambda p: p.relative_to(DOCS).as_posix())
 def test_chapter_examples(path):
     """Run the chapter's ``>>>`` examples as one doctest (fresh globals per chapter)."""
     text = path.read_text(encoding="utf-8")
