@@ -7,6 +7,8 @@ Examples::
     python scripts/run_all.py --preset paper        # the papers' settings
     python scripts/run_all.py --backend cupy        # on the GPU
     python scripts/run_all.py --only fig1_linear_convergence --plot-only
+    python scripts/run_all.py --workers 4           # grids of independent runs on 4 local processes
+    python scripts/run_all.py --cluster tcp://scheduler:8786   # ... on a Dask cluster (.[cluster])
 
 Results go to ``--out`` (default ``results/``), one folder per experiment;
 an interrupted run resumes where it stopped, and finished experiments are
@@ -37,6 +39,7 @@ try:
     from minilplr import backend as B  # noqa: E402
     from minilplr.experiments import EXPERIMENTS  # noqa: E402
     from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
+    from minilplr.experiments.sweep import ClusterUnavailable, check_cluster  # noqa: E402
 except KeyboardInterrupt:  # Ctrl-C while importing: nothing has started, so nothing is lost
     print("run_all.py: interrupted before any experiment started", file=sys.stderr)
     sys.exit(130)
@@ -58,6 +61,25 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a positive integer (the number of local worker processes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _cluster(text: str) -> str:
+    """``--cluster``: a Dask scheduler's address or ``local``, with Dask installed."""
+    try:
+        return check_cluster(text)
+    except (ValueError, ClusterUnavailable) as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("cluster: ")) from None
 
 
 def _check_out(out: str):
@@ -105,6 +127,13 @@ def build_parser():
                     help="no progress bars (they are off anyway when the output is not a terminal)")
     ap.add_argument("--verbose", action="store_true",
                     help="also log one line per training run, and the traceback of a failed experiment")
+    ap.add_argument("--workers", type=_workers, default=None, metavar="N",
+                    help="run the independent runs of an experiment's grid on N local worker processes, each with "
+                         "cores // N BLAS threads (default: one after another in this process)")
+    ap.add_argument("--cluster", type=_cluster, default=None, metavar="ADDRESS",
+                    help="run grids on a Dask distributed cluster: its scheduler's address (tcp://host:8786), or "
+                         "'local' for a LocalCluster on this machine (--workers N sets its size); results come back "
+                         "here, so no shared file system is needed; needs pip install -e '.[cluster]'")
     return ap
 
 
@@ -119,7 +148,11 @@ def main(argv=None) -> int:
 
 
 def _main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.cluster not in (None, "local"):
+        parser.error("argument --workers: only with --cluster local (a running cluster's workers are chosen where "
+                     "it is started)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         B.set_backend(args.backend)
@@ -141,7 +174,7 @@ def _main(argv):
     try:
         status = run_experiments(names, preset=args.preset, out=args.out, backend=args.backend,
                                  plot_only=args.plot_only, overrides={"seed": args.seed, "data_source": args.data},
-                                 progress=not args.no_progress)
+                                 progress=not args.no_progress, workers=args.workers, cluster=args.cluster)
     except OutputLocked as exc:
         print(f"run_all.py: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from ..store import atomic_write_bytes, config_hash, to_jsonable
 from ..validate import check_int
 from . import EXPERIMENTS
 from .io import load_results, save_results
+from . import sweep
 
 try:
     import fcntl
@@ -193,17 +194,19 @@ class Interrupted(KeyboardInterrupt):
                          f"{self.out}; run the same command again to resume")
 
 
-def run_experiments(names, *, out="results", log=print, **options):
+def run_experiments(names, *, out="results", log=print, workers=None, cluster=None, **options):
     """Run (or resume, or only re-plot) each experiment; returns ``{name: status}``.
 
     ``options``: ``preset``, ``backend``, ``plot_only``, ``overrides``,
-    ``progress`` (see :func:`_run_experiments`).  The whole run holds
+    ``progress`` (see :func:`_run_experiments`).  ``workers``/``cluster``:
+    where the experiments' grids run (:func:`minilplr.experiments.sweep.use`;
+    default one cell after another in this process).  The whole run holds
     ``out/.lock``; a run on a folder another run holds raises
     :class:`OutputLocked` before touching anything.  Temporary files left
     by killed runs are removed first (one line says how many).
     """
     out = Path(out)
-    with lock_output(out):
+    with lock_output(out), sweep.use(workers=workers, cluster=cluster):
         swept = sweep_temporaries(out, before=time.time())
         if swept:
             log(f"removed {swept} temporary file(s) left in {out} by an interrupted run")
