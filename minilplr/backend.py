@@ -54,6 +54,7 @@ __all__ = [
     "to_device",
     "to_host",
     "to_scalar",
+    "sparse_linalg",
     "resolve_dtype",
     "DEFAULT_TRAIN_DTYPE",
     "DEFAULT_CHECK_DTYPE",
@@ -233,3 +234,23 @@ def to_scalar(x) -> float:
     if h.size != 1:
         raise ValueError(f"to_scalar: expected a single value, got shape {h.shape}")
     return float(h.reshape(()))
+
+
+def sparse_linalg(backend=None):
+    """SciPy's sparse linear algebra for ``backend``'s arrays: the door from device arrays to SciPy.
+
+    ``numpy``: ``scipy.sparse.linalg``.  ``cupy``: ``cupyx.scipy.sparse.linalg``
+    (eigensolvers on the GPU; its ``LinearOperator`` products take and return
+    CuPy arrays, and its ``eigsh`` has no convergence signal).  ``strict``:
+    the stand-in's copy of the cupyx module (:data:`minilplr.strict.sparse_linalg`),
+    CuPy's names only, device arrays in and out, ARPACK underneath.  Host
+    SciPy handed a device array fails on a GPU; the stand-in makes it fail in CI.
+    """
+    be = get_backend(backend)
+    if be.name == "cupy":
+        import cupyx.scipy.sparse.linalg as spla
+    elif be.name == "strict":
+        from .strict import sparse_linalg as spla
+    else:
+        import scipy.sparse.linalg as spla
+    return spla

@@ -1,0 +1,113 @@
+"""The sync budget of the hot loops: device->host transfers per step, counted by the strict stand-in.
+
+On a GPU every transfer to the host (``to_scalar``, ``to_host``, ``float(x)``,
+``x.item()`` …) waits for the device to finish its queue.  One stray
+synchronisation per training step costs little on the CPU and a lot on a GPU,
+and no CPU test would notice; :func:`minilplr.strict.transfers` counts them,
+with the line that asked, and these tests pin the budget of:
+
+* one full-batch GD step: 3 = the loss ``L(θ_t)`` (the divergence test and
+  the record), ``‖∇L‖²`` and ``‖θ_t − θ_0‖`` (both recorded every step);
+* one SGD step with cross-entropy: those 3, plus 1 for the labels' range check
+  in :func:`~minilplr.nn.losses.softmax_cross_entropy` (an out-of-range label
+  would index silently on a GPU); the epoch's permutation goes the other way,
+  host to device;
+* one structured NTK + dense ``ntk_spectrum``: 1, the eigenvalues crossing
+  once (``λ_min``, ``λ_max`` and the spectrum are read from that copy).
+
+A step's count is measured as the difference between a run of more steps and
+a run of fewer, so the once-per-run checks of the data (finite, magnitude)
+cancel.  The budgets are maxima: a change that saves a sync passes; pin the
+lower number then.
+"""
+import collections
+
+import numpy as np
+import pytest
+
+from minilplr import backend as B
+from minilplr.nn import models
+from minilplr.theory.ntk import empirical_ntk
+from minilplr.theory.spectrum import ntk_spectrum
+from minilplr.train import optim
+from minilplr.train.loops import train_gd, train_sgd
+
+strict = pytest.importorskip("minilplr.strict")
+
+GD_STEP_BUDGET = 3  # L, ‖∇L‖², ‖θ_t − θ_0‖
+SGD_STEP_BUDGET = 4  # those three + the label range of the cross-entropy
+NTK_SPECTRUM_BUDGET = 1  # the eigenvalues, once
+
+
+@pytest.fixture
+def sbe():
+    """The strict backend, whatever the suite runs on: only the stand-in counts."""
+    return B.get_backend("strict")
+
+
+def _problem(be, n=8, d=3, k=2):
+    m = models.mlp(d, 8, 3, k, seed=0, dtype="float64", backend=be)
+    X = B.to_device(np.random.default_rng(1).standard_normal((n, d)), be)
+    y = B.to_device(np.random.default_rng(2).standard_normal((n, k)), be)
+    labels = B.to_device(np.arange(n) % k, be)
+    return m, X, y, labels
+
+
+def _per_step(run, few: int, many: int, steps_per_unit: int = 1):
+    """Transfers of ``run(many)`` minus those of ``run(few)``, per step, with the sites that differ.
+
+    ``run(units)`` trains ``units * steps_per_unit`` steps (units: GD steps, or epochs).
+    """
+    logs = []
+    for steps in (few, many):
+        with strict.transfers() as t:
+            run(steps)
+        logs.append(t)
+    per_step = (logs[1].count - logs[0].count) / ((many - few) * steps_per_unit)
+    extra = collections.Counter(logs[1].by_site())
+    extra.subtract(logs[0].by_site())
+    sites = "\n  ".join(f"{n} x {s}" for s, n in extra.items() if n)
+    return per_step, f"{per_step:g} transfers per step; the extra steps' transfers:\n  {sites}"
+
+
+def test_transfers_counts_each_kind_at_its_site(sbe):
+    x = B.to_device(np.arange(6.0).reshape(2, 3), sbe)
+    with strict.transfers() as outer:
+        B.to_scalar(x.sum())
+        B.to_host(x)
+        with strict.transfers() as inner:
+            float(x[0, 0])
+            x[0, 1].item()
+            bool(x[0, 0] > 0)
+            x[x > 2]  # boolean mask: the result's size depends on the data
+        x + 1, x.sum(), x.T @ x  # device work: no transfer
+    assert inner.by_kind() == {"float": 1, "item": 1, "bool": 1, "data-dependent shape": 1}
+    assert outer.by_kind() == {"to_scalar": 1, "to_host": 1, "float": 1, "item": 1, "bool": 1,
+                               "data-dependent shape": 1}
+    assert all(site.startswith("tests/test_sync_budget.py:") for site in outer.by_site())
+
+
+def test_gd_step_budget(sbe):
+    def run(steps):
+        m, X, y, _ = _problem(sbe)
+        train_gd(m, X, y, optim.GD(0.01), steps=steps)
+
+    per_step, report = _per_step(run, 1, 3)
+    assert per_step <= GD_STEP_BUDGET, report
+
+
+def test_sgd_step_budget(sbe):
+    def run(epochs):  # 8 samples, batches of 4: 2 steps per epoch
+        m, X, _, labels = _problem(sbe)
+        train_sgd(m, X, labels, optim.SGD(0.01, momentum=0.9), epochs=epochs, batch_size=4)
+
+    per_step, report = _per_step(run, 1, 2, steps_per_unit=2)
+    assert per_step <= SGD_STEP_BUDGET, report
+
+
+def test_ntk_and_spectrum_budget(sbe):
+    m, X, _, _ = _problem(sbe)
+    with strict.transfers() as t:
+        spec = ntk_spectrum(empirical_ntk(m, X))
+    assert t.count <= NTK_SPECTRUM_BUDGET, str(t)
+    assert spec.size == 16 and spec.lam_max > 0
