@@ -91,7 +91,7 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"labels: expected shape ({n},) to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}")
     if labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
-    lo, hi = int(labels.min()), int(labels.max())
+    lo, hi = xp.stack([labels.min(), labels.max()]).tolist()  # one sync for both ends, not two
     if lo < 0 or hi >= k:
         raise ValueError(f"labels: expected class indices in [0, {k}), got values in [{lo}, {hi}]")
     z = logits - logits.max(axis=1, keepdims=True)  # shift: softmax is shift-invariant
