@@ -41,6 +41,12 @@ def test_pl_certificate_values_and_verdicts():
     c = C.pl_certificate(3.0, float("nan"), 1.0, 5)
     assert math.isnan(c.mu_cert) and not c.certified and "not measured" in c.rests_on
     assert C.pl_certificate(3.0, 7.0, 0.0, 5).mu_cert == pytest.approx(0.6, rel=1e-15)  # radius 0: λ₀/n
+    # ρ* = λ₀/L_Θ: μ_cert(ρ*) = 0, positive below it
+    c = C.pl_certificate(9.0, 100.0, 0.05, 200)
+    assert c.radius_max == pytest.approx(0.09, rel=1e-15)
+    assert C.pl_certificate(9.0, 100.0, c.radius_max, 200).mu_cert == pytest.approx(0.0, abs=1e-16)
+    assert C.pl_certificate(9.0, 0.0, 1.0, 2).radius_max == math.inf
+    assert math.isnan(C.pl_certificate(None, 1.0, 1.0, 2).radius_max)
 
 
 def test_ntk_lipschitz_estimate_values():

@@ -6,8 +6,11 @@ squared loss ``L = ‖f − y‖²/(2n)`` over a binary MNIST task with labels �
 A run records every step (loss, ``‖∇L‖²``, step size, ``‖θ_t − θ_0‖``) and,
 every ``diag_every`` steps, the NTK diagnostics: ``λ_min(Θ_t)``,
 ``λ_max(Θ_t)``, the NTK drift ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (Frobenius and
-spectral) and the PL ratio ``‖∇L‖²/(2L)`` against ``λ_min(Θ_t)/n``; at the
-start and the end, the Hessian's top eigenvalue ``β`` against ``1/η``.
+spectral) and its absolute spectral norm ``‖Θ_t − Θ_0‖₂``, and the PL ratio
+``‖∇L‖²/(2L)`` against ``λ_min(Θ_t)/n``; at the start and the end, the
+Hessian's top eigenvalue ``β`` against ``1/η``.  After the run, the v3 PL
+certificate ``μ_cert = (λ₀ − L_Θ r)/n`` and the a-priori radius ``R`` from
+those measurements (:func:`run_certificate`, :mod:`minilplr.theory.certificate`).
 
 Runs are cached under ``<out>/runs/<label>-<hash of the run config>/`` so
 that experiments sharing a run (Fig. 1, Fig. 2 and the NTK-stability figure
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..theory import certificate as _certificate
 from ..theory import dynamics as _dynamics
 from ..theory import ntk as _ntk
 from ..theory import smoothness as _smoothness
@@ -38,7 +42,7 @@ from .io import config_hash, load_results, save_results
 log = logging.getLogger("minilplr.experiments")
 
 __all__ = ["RUN_KEYS", "MNIST_PRESETS", "gd_run", "load_task", "run_config", "envelope", "mu_along_path", "fmt",
-           "settings_text"]
+           "settings_text", "run_certificate", "certificate"]
 
 #: The paper's MNIST setting (Sec. 6.1) and a small version of it.  The digits, n, the pixel scaling and
 #: the label encoding are not in the paper: our choices, shown in every caption.
@@ -73,13 +77,15 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     Results: ``status`` ("finished" | "diverged"), ``message``, ``data``,
     ``history`` (per step), ``diag`` (per checkpoint), ``hessian``
     (``beta0``, ``betaT``, each with ``_converged``, ``_residual``, ``_tol``,
-    ``_matvecs``), ``n``, ``lr``, ``run_config``.
+    ``_matvecs``), ``n``, ``lr``, ``run_config``, ``certificate``
+    (:func:`run_certificate`; recomputed on loading, so runs saved before it existed have it too).
     """
     be = get_backend(backend)
     folder = Path(runs_dir) / f"{label}-{config_hash(rc)}"
     done = load_results(folder)  # damaged: moved aside with one line, and the run is redone
     if done is not None and done.get("status") in ("finished", "diverged"):
         remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
+        done["certificate"] = certificate(done)  # recomputed: results saved before (a field of) it existed have it too
         return done
 
     data = load_task(rc)
@@ -106,6 +112,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         K = state["ntk0_dev"] if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _spectrum.ntk_spectrum(K)
         drift = _dynamics.ntk_drift(K, state["ntk0_dev"])
+        diff = 0.0 if t == 0 else _spectrum.symmetric_norm(K - state["ntk0_dev"])  # ‖Θ_t − Θ_0‖₂, float64
         return dict(
             lam_min=spec.lam_min if spec.resolved else float("nan"),  # never a number below the floor
             lam_min_bound=spec.lam_min_upper,
@@ -113,6 +120,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
             lam_max=spec.lam_max,
             ntk_drift_fro=drift.frobenius,
             ntk_drift_spec=drift.spectral,
+            ntk_diff_spec=diff,
         )
 
     def hessian_beta(seed, key):
@@ -152,8 +160,11 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         log.warning(message)
     if status == "finished":
         hess.update(hessian_beta(rc["seed"] + 1, "betaT"))
-    diag = {k: np.array([d[k] for d in h["diag"]], dtype=float) for k in
-            ("step", "lam_min", "lam_min_bound", "resolved", "lam_max", "ntk_drift_fro", "ntk_drift_spec")}
+    # a run resumed from a checkpoint of older code has checkpoints without ‖Θ_t − Θ_0‖₂: nan, filled in by
+    # run_certificate from the relative drift
+    diag = {k: np.array([d.get(k, np.nan) if k == "ntk_diff_spec" else d[k] for d in h["diag"]], dtype=float)
+            for k in ("step", "lam_min", "lam_min_bound", "resolved", "lam_max", "ntk_drift_fro", "ntk_drift_spec",
+                      "ntk_diff_spec")}
     if diag:
         # PL ratio ‖∇L‖²/(2L) at the checkpoints, from the per-step records at the same θ_t (L* = 0);
         # by (8) it is ≥ λ_min(Θ_t)/n exactly.  The final checkpoint (after the last update) has none.
@@ -170,6 +181,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         final_param_drift=float(h.get("final_param_drift", float("nan"))), diag=diag, hessian=hess,
         width=rc["width"], init=rc["init"],
     )
+    res["certificate"] = run_certificate(res)
     save_results(folder, res)
     remove_checkpoint(folder / "checkpoint")  # finished: the saved results replace it
     return res
@@ -186,6 +198,100 @@ def mu_along_path(res: dict) -> float:
     lam = np.asarray(d.get("lam_min", []), float)
     lam = lam[np.isfinite(lam)]
     return float(lam.min() / res["n"]) if lam.size else float("nan")
+
+
+def _checkpoint_drift(res: dict, steps: np.ndarray) -> np.ndarray:
+    """``‖θ_t − θ_0‖`` at each NTK checkpoint ``t``, from the per-step history.
+
+    The loop calls the diagnostics at step ``t`` *before* the update, at the
+    same ``θ_t`` as ``history["param_drift"][t]``; the last checkpoint
+    (``t = T``, after the last update) is ``final_param_drift``.  A diverged
+    run's last checkpoint has no drift recorded: ``nan``.
+    """
+    drift = np.asarray(res["history"]["param_drift"], float)
+    final = float(res.get("final_param_drift", float("nan")))
+    t = steps.astype(int)
+    out = np.full(t.shape, np.nan)
+    inside = t < drift.size
+    out[inside] = drift[t[inside]]  # diagnostics(θ_t) and param_drift[t] see the same θ_t
+    out[t == drift.size] = final  # the checkpoint after the last update
+    return out
+
+
+def run_certificate(res: dict) -> dict:
+    """The v3 PL certificate and the a-priori radius, from one run's measurements (:mod:`minilplr.theory.certificate`).
+
+    * ``L_theta``: :func:`~minilplr.theory.certificate.ntk_lipschitz_estimate` over the NTK
+      checkpoints, a *lower* estimate of the NTK's Lipschitz constant (pairs
+      off the path, or between checkpoints, are not measured);
+    * ``r``: the largest drift ``‖θ_t − θ_0‖`` reached at any step;
+    * ``mu_cert = (λ₀ − L_Θ r)/n`` and ``certified`` (:func:`~minilplr.theory.certificate.pl_certificate`);
+      with ``L_Θ`` underestimated, ``μ_cert ≤ 0`` refutes the certificate for
+      sure and ``μ_cert > 0`` is only consistent with a PL region;
+    * ``R = 2√(2β(L₀ − L*))/μ`` (:func:`~minilplr.theory.certificate.a_priori_radius`)
+      with ``β = beta0`` (the Hessian's top eigenvalue at ``θ_0``), ``L* = 0``
+      and ``μ = λ₀/n``: the radius the proof would give if the PL inequality
+      held with the kernel's own constant at initialisation, the value the
+      run starts with and the most optimistic one; ``R_cert`` the same with
+      ``μ_cert`` when positive (the radius the certificate itself implies;
+      ``closes`` says whether ``R_cert ≤ r``, i.e. the argument closes on
+      the measured region); ``radius_max = λ₀/L_Θ``, the largest radius the
+      measurements could certify (an upper estimate);
+    * ``path_length = Σ_t η_t‖∇L_t‖`` (:func:`~minilplr.theory.certificate.path_length`),
+      an upper bound of every drift.
+
+    Runs saved before ``‖Θ_t − Θ_0‖₂`` was recorded get it as the relative
+    spectral drift times ``‖Θ_0‖₂ = λ_max(Θ_0)`` (Θ_0 is PSD), which is what
+    the relative drift was divided by; ``diff_source`` says which.
+    """
+    d, h, n = res["diag"], res["history"], int(res["n"])
+    steps = np.asarray(d.get("step", []), float)
+    drift_t = _checkpoint_drift(res, steps)
+    diff = np.asarray(d.get("ntk_diff_spec", np.full(steps.shape, np.nan)), float)
+    missing = ~np.isfinite(diff)
+    diff_source = "measured ‖Θ_t − Θ_0‖₂ (float64)"
+    if missing.any():
+        spec0 = float(d["lam_max"][0]) if steps.size and steps[0] == 0 else float("nan")  # ‖Θ_0‖₂ = λ_max(Θ_0)
+        diff = np.where(missing, np.asarray(d.get("ntk_drift_spec", np.full(steps.shape, np.nan)), float) * spec0,
+                        diff)
+        diff_source = ("derived: ‖Θ_t − Θ_0‖₂/‖Θ_0‖₂ × λ_max(Θ_0) at {} of {} checkpoints (saved before the "
+                       "absolute value was recorded)".format(int(missing.sum()), steps.size))
+    use = np.isfinite(diff) & np.isfinite(drift_t)
+    L_theta = _certificate.ntk_lipschitz_estimate(diff[use], drift_t[use])
+    ratio = np.where(use & (drift_t > 0), diff / np.where(drift_t > 0, drift_t, 1.0), np.nan)
+    all_drift = np.concatenate([np.asarray(h["param_drift"], float), [float(res.get("final_param_drift", np.nan))]])
+    r = float(np.nanmax(all_drift)) if np.isfinite(all_drift).any() else 0.0
+    lam = np.asarray(d.get("lam_min", []), float)
+    lam0 = float(lam[0]) if lam.size and steps[0] == 0 else float("nan")
+    cert = _certificate.pl_certificate(lam0, L_theta, r, n)
+    loss = np.asarray(h["loss"], float)
+    beta = float(res.get("hessian", {}).get("beta0", float("nan")))
+    gap0 = float(loss[0]) if loss.size else float("nan")  # L* = 0: an upper estimate of L₀ − L*, so of R
+    ok = math.isfinite(beta) and beta > 0 and math.isfinite(gap0)
+    R = _certificate.a_priori_radius(beta, gap0, lam0 / n) if ok and math.isfinite(lam0) and lam0 > 0 else float("nan")
+    R_cert = _certificate.a_priori_radius(beta, gap0, cert.mu_cert) if ok and cert.certified else float("nan")
+    path = _certificate.path_length(np.asarray(h["lr"], float), np.asarray(h["grad_norm_sq"], float)) if loss.size else 0.0
+    return dict(
+        lam0=lam0, L_theta=L_theta, r=r, n=n, mu_cert=cert.mu_cert, certified=cert.certified, rests_on=cert.rests_on,
+        lam0_over_n=lam0 / n, L_theta_r_over_n=L_theta * r / n, radius_max=cert.radius_max,
+        checkpoint_step=steps.astype(np.int64), checkpoint_drift=drift_t, ntk_diff_spec=diff, lipschitz_ratio=ratio,
+        checkpoints_used=int((use & (drift_t > 0)).sum()), diff_source=diff_source,
+        L_theta_step=int(steps[np.nanargmax(ratio)]) if np.isfinite(ratio).any() else -1,
+        beta=beta, beta_source="beta0: the Hessian's top eigenvalue at θ_0 (Lanczos)", loss_gap0=gap0,
+        L_star=0.0, mu_for_R=lam0 / n, R=R, R_cert=R_cert, path_length=path,
+        drift_within_R=bool(r <= R) if math.isfinite(R) else None,
+        closes=bool(R_cert <= r) if math.isfinite(R_cert) else None,
+    )
+
+
+def certificate(res: dict) -> dict:
+    """:func:`run_certificate` of ``res``, recomputed from its diagnostics (cheap: no kernel is rebuilt).
+
+    Always recomputed, never read from ``res["certificate"]``: results saved
+    before the certificate existed, or before a field was added to it, get
+    the current set of fields, and no number goes missing.
+    """
+    return run_certificate(res)
 
 
 def settings_text(res: dict) -> str:

@@ -8,6 +8,18 @@ for the He run of Fig. 1: ``λ_min(Θ_t)`` and ``λ_max(Θ_t)``, the NTK drift
 Hessian's top eigenvalue (Lanczos, :func:`minilplr.theory.smoothness.hessian_top_eigenvalue`)
 at the start and the end, beside the Gauss–Newton estimate ``λ_max(Θ)/n``.
 
+The bottom row is the PL certificate of the paper's v3,
+``μ = (λ₀ − L_Θ r)/n`` (:mod:`minilplr.theory.certificate`, computed by
+:func:`minilplr.experiments.mnist_gd.run_certificate`): against the radius
+``ρ = ‖θ − θ_0‖``, the certified constant ``(λ₀ − L_Θ ρ)/n`` beside what the
+run saw at its checkpoints, ``λ_min(Θ_t)/n`` and the per-checkpoint Weyl bound
+``(λ₀ − ‖Θ_t − Θ_0‖₂)/n``; the radii (drift reached, path length, the
+a-priori radius ``R = 2√(2β(L₀ − L*))/μ``, the largest certifiable radius
+``λ₀/L_Θ``); and the numbers.  ``L_Θ`` is the largest
+``‖Θ_t − Θ_0‖₂/‖θ_t − θ_0‖`` over the checkpoints, a *lower* estimate of the
+Lipschitz constant, so ``μ_cert`` is an upper estimate: ``μ_cert ≤ 0``
+refutes the certificate, ``μ_cert > 0`` is consistent with it, not a proof.
+
 The step-size verdict rests on what the solver certified
 (:func:`minilplr.theory.smoothness.step_size_condition`): ``β`` is a Rayleigh quotient, a
 lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` fails for sure; "holds" needs a
@@ -22,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from ..theory import smoothness as _smoothness
-from .mnist_gd import MNIST_PRESETS, fmt, gd_run, run_config, settings_text
+from .mnist_gd import MNIST_PRESETS, certificate, fmt, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 
 NAME = "ntk_stability"
-TITLE = "NTK stability along GD (Assumption 5.2): λ_min(Θ_t), NTK and parameter drift, η against 1/β"
+TITLE = ("NTK stability along GD (Assumption 5.2): λ_min(Θ_t), NTK and parameter drift, η against 1/β, "
+         "and the v3 certificate μ = (λ₀ − L_Θ r)/n")
 PRESETS = MNIST_PRESETS
 
 
@@ -38,7 +51,8 @@ def run(config, out_dir, backend=None, progress=True):
 def plot(results, out_dir):
     res = results["run"]
     d, h, n, lr = res["diag"], res["history"], res["n"], res["lr"]
-    fig, axes = figure(ncols=3, width=4.3)
+    fig, axes = figure(ncols=3, nrows=2, width=4.3, height=3.6)
+    axes = list(axes)
     ax = axes[0]
     if d:
         ax.semilogy(d["step"], d["lam_min"], "o-", ms=3, color="C3", label=r"$\lambda_{\min}(\Theta_t)$")
@@ -80,9 +94,86 @@ def plot(results, out_dir):
     ax.set_ylabel("smoothness estimate")
     ax.legend(fontsize=7)
     ax.set_title("step-size condition η ≤ 1/β", fontsize=10)
-    fig.suptitle("NTK stability along GD (Assumption 5.2 and Theorem 5.4's step condition)", fontsize=11)
+    _plot_certificate(axes[3], axes[4], axes[5], res)
+    fig.suptitle("NTK stability along GD (Assumption 5.2, Theorem 5.4's step condition, v3's PL certificate)",
+                 fontsize=11)
     footer(fig, settings_text(res))
     return [save(fig, Path(out_dir) / "ntk_stability.png")]
+
+
+def _plot_certificate(ax_mu, ax_r, ax_txt, res):
+    """The bottom row: μ_cert against the radius, the radii, and the numbers (:func:`~.mnist_gd.run_certificate`)."""
+    c, d, n = certificate(res), res["diag"], res["n"]
+    lam0, L, r = c["lam0"], c["L_theta"], c["r"]
+    drift_t = np.asarray(c["checkpoint_drift"], float)
+    ax = ax_mu
+    if np.isfinite(lam0) and np.isfinite(L):
+        rho = np.linspace(0.0, max(r, 1e-12), 200)
+        ax.plot(rho, (lam0 - L * rho) / n, color="C3", lw=1.5,
+                label=r"certificate $(\lambda_0 - \hat L_\Theta\,\rho)/n$")
+        ax.plot(drift_t, (lam0 - np.asarray(c["ntk_diff_spec"], float)) / n, "v", ms=3, color="C4",
+                label=r"Weyl on the path $(\lambda_0 - \|\Theta_t-\Theta_0\|_2)/n$")
+        ax.plot(drift_t, np.asarray(d["lam_min"], float) / n, "o", ms=3, color="C2",
+                label=r"measured $\lambda_{\min}(\Theta_t)/n$")
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.axvline(r, color="C1", ls="--", lw=1, label=f"drift reached r = {fmt(r)}")
+        if np.isfinite(c["radius_max"]) and c["radius_max"] <= r:
+            ax.axvline(c["radius_max"], color="C3", ls=":", lw=1, label=rf"$\rho^* = \lambda_0/\hat L_\Theta$ = {fmt(c['radius_max'])}")
+        ax.plot([r], [c["mu_cert"]], "*", ms=11, color="C3", label=rf"$\mu_{{cert}}$ = {fmt(c['mu_cert'])}")
+        # symlog: linear within ±λ₀/n (where the path's λ_min/n lives), logarithmic below (where μ_cert can go)
+        top = abs(lam0) / n
+        ax.set_yscale("symlog", linthresh=top, linscale=1.5)
+        low = min(float(np.nanmin((lam0 - L * rho) / n)), -top)
+        decades = np.arange(np.ceil(np.log10(top)), np.floor(np.log10(-low)) + 1)
+        ticks = sorted({0.0, top, *(-(10.0 ** decades))})
+        ax.set_yticks(ticks, [fmt(v, 2) for v in ticks], fontsize=7)
+        ax.set_ylim(low * 2.5, top * 2.5)
+        ax.legend(fontsize=6.3, loc="center right", framealpha=0.9)
+    else:
+        ax.text(0.5, 0.5, "no certificate:\n" + c["rests_on"], ha="center", va="center", fontsize=8,
+                transform=ax.transAxes, wrap=True)
+    ax.set_xlabel(r"radius $\rho = \|\theta-\theta_0\|$")
+    ax.set_ylabel("PL constant (symlog)")
+    ax.set_title("v3 certificate μ = (λ₀ − L_Θ·ρ)/n", fontsize=10)
+
+    ax = ax_r
+    items = [("drift reached r", r, "C1"), ("path length Σ η‖∇L‖", c["path_length"], "C0"),
+             ("R with μ = λ₀/n", c["R"], "C2"), ("R with μ_cert", c["R_cert"], "C3"),
+             ("ρ* = λ₀/L_Θ", c["radius_max"], "C4")]
+    items = [(lab, v, col) for lab, v, col in items if np.isfinite(v) and v > 0]
+    ax.barh(range(len(items)), [v for _, v, _ in items], color=[col for _, _, col in items])
+    for i, (_, v, _) in enumerate(items):
+        ax.text(v, i, f" {fmt(v)}", va="center", fontsize=7)
+    ax.set_yticks(range(len(items)), [lab for lab, _, _ in items], fontsize=8)
+    ax.set_xscale("log")
+    lo, hi = min(v for _, v, _ in items), max(v for _, v, _ in items)
+    ax.set_xlim(lo / 3, hi * 20)
+    ax.invert_yaxis()
+    ax.set_xlabel(r"parameter distance from $\theta_0$")
+    ax.set_title("radii: reached against a-priori R = 2√(2β(L₀−L*))/μ", fontsize=10)
+
+    ax = ax_txt
+    ax.axis("off")
+    verdict = ("consistent with a PL region (measured on the path; not a proof)" if c["certified"] else
+               "refuted (μ_cert ≤ 0: L_Θ is a lower estimate)" if np.isfinite(c["mu_cert"]) else "no certificate")
+    lines = [
+        f"λ₀ = λ_min(Θ₀) = {fmt(lam0, 4)}   (λ₀/n = {fmt(c['lam0_over_n'], 3)})",
+        f"L_Θ ≥ {fmt(L, 4)}  (max ‖Θ_t − Θ₀‖₂/‖θ_t − θ₀‖,",
+        f"        {c['checkpoints_used']} checkpoints; largest at t = {c['L_theta_step']})",
+        f"r = max_t ‖θ_t − θ₀‖ = {fmt(r, 4)}",
+        f"L_Θ·r/n = {fmt(c['L_theta_r_over_n'], 4)}",
+        f"μ_cert = (λ₀ − L_Θ·r)/n = {fmt(c['mu_cert'], 4)}",
+        f"  → {verdict}",
+        f"ρ* = λ₀/L_Θ = {fmt(c['radius_max'], 3)}  (largest certifiable radius)",
+        "",
+        f"R = 2√(2β(L₀−L*))/μ with β = β₀ = {fmt(c['beta'], 4)},",
+        f"   L₀ − L* = {fmt(c['loss_gap0'], 4)} (L* = 0), μ = λ₀/n: R = {fmt(c['R'], 4)}",
+        f"R with μ_cert: {fmt(c['R_cert'], 4)}",
+        f"path length Σ η_t‖∇L_t‖ = {fmt(c['path_length'], 4)} ≥ drift {fmt(r, 4)}",
+    ]
+    ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=7.5, family="DejaVu Sans",
+            transform=ax.transAxes)
+    ax.set_title("the certificate's numbers", fontsize=10)
 
 
 def certified_beta(hs: dict, key: str) -> _smoothness.HessianTop:
@@ -106,6 +197,15 @@ def beta_text(top: _smoothness.HessianTop) -> str:
     return f"{fmt(top.beta, 6)} (a lower bound: {why})"
 
 
+def certificate_text(c: dict) -> str:
+    """The certificate in one line, for captions and the claims table."""
+    if not np.isfinite(c["mu_cert"]):
+        return f"no certificate ({c['rests_on']})"
+    return (f"λ₀ = {fmt(c['lam0'])}, L_Θ ≥ {fmt(c['L_theta'])} (max over {c['checkpoints_used']} checkpoints), "
+            f"r = {fmt(c['r'])}: μ_cert = (λ₀ − L_Θ·r)/n = {fmt(c['mu_cert'])} against λ₀/n = {fmt(c['lam0_over_n'])}; "
+            f"largest certifiable radius λ₀/L_Θ = {fmt(c['radius_max'])}")
+
+
 def verdict_word(check) -> str:
     return "not certified" if check.holds is None else "holds" if check.holds else "fails"
 
@@ -113,6 +213,7 @@ def verdict_word(check) -> str:
 def report(results):
     res = results["run"]
     d, lr, hs = res["diag"], res["lr"], res["hessian"]
+    cert = certificate(res)
     lam = np.asarray(d.get("lam_min", []), float)
     ratio = float(np.nanmin(lam) / lam[0]) if lam.size and np.isfinite(lam[0]) else float("nan")
     tops = [certified_beta(hs, k) for k in ("beta0", "betaT") if k in hs]
@@ -125,7 +226,8 @@ def report(results):
     cap = (f"NTK stability (Assumption 5.2): λ_min/λ_max of Θ_t, NTK and parameter drift, and η against 1/β. "
            f"{settings_text(res)}. λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, "
            f"min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}, final NTK drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}, "
-           f"β (start, end) = {', '.join(beta_text(t) for t in tops) or 'n/a'}, 1/η = {1 / lr:g}.")
+           f"β (start, end) = {', '.join(beta_text(t) for t in tops) or 'n/a'}, 1/η = {1 / lr:g}. "
+           f"v3 certificate: {certificate_text(cert)}.")
     claims = [
         dict(claim="Assumption 5.2: λ_min(Θ_t) stays bounded away from 0 along GD (min over t ≥ half its start)",
              measured=f"λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}",
@@ -137,5 +239,14 @@ def report(results):
              measured="; ".join(f"η·β = {fmt(lr * t.beta)}, β = {beta_text(t)}: {verdict_word(c)}"
                                 for t, c in zip(tops, checks)) or "β not computed",
              holds=step_holds),
+        dict(claim="μ_cert = (λ₀ − L_Θ·r)/n > 0 (v3 certificate measured on the path; L_Θ a lower estimate, so "
+                   "'no' refutes it and 'yes' is consistent, not proven)",
+             measured=certificate_text(cert),
+             holds=bool(cert["certified"]) if np.isfinite(cert["mu_cert"]) else None),
+        dict(claim="The drift stays within the a-priori radius R = 2√(2β(L₀−L*))/μ (β = β₀, L* = 0, μ = λ₀/n)",
+             measured=(f"drift reached r = {fmt(cert['r'])} ≤ path length Σ η‖∇L‖ = {fmt(cert['path_length'])}; "
+                       f"R = {fmt(cert['R'])}" + (f", R with μ_cert = {fmt(cert['R_cert'])}"
+                                                   if np.isfinite(cert["R_cert"]) else "")),
+             holds=cert["drift_within_R"]),
     ]
     return {"figures": [("ntk_stability.png", cap)], "claims": claims}

@@ -141,6 +141,19 @@ class Certificate(NamedTuple):
     certified: bool
     rests_on: str
 
+    @property
+    def radius_max(self) -> float:
+        r"""The largest radius this ``λ₀`` and ``L_Θ`` certify: ``ρ* = λ₀/L_Θ``, where ``μ_cert(ρ)`` reaches 0.
+
+        .. math:: \mu_{\rm cert}(\rho) = \frac{\lambda_0 - L_\Theta\,\rho}{n} > 0 \iff \rho < \rho^* = \frac{\lambda_0}{L_\Theta}
+
+        With ``L_Θ`` a lower estimate, ``ρ*`` is an upper estimate; ``inf`` for
+        ``L_Θ = 0`` (a kernel that does not move), ``nan`` without a certificate's inputs.
+        """
+        if math.isnan(self.lam0) or math.isnan(self.L_theta):
+            return float("nan")
+        return self.lam0 / self.L_theta if self.L_theta > 0 else math.inf
+
 
 def pl_certificate(lam0, L_theta: float, r: float, n: int) -> Certificate:
     r"""v3's PL constant on the ball ``‖θ − θ_0‖ ≤ r``, in our normalisation.
