@@ -154,6 +154,8 @@ def _plot_certificate(ax_mu, ax_r, ax_txt, res):
 
     ax = ax_txt
     ax.axis("off")
+    lam_path = np.asarray(d.get("lam_min", []), float)
+    lam_path = lam_path[np.isfinite(lam_path)]
     verdict = ("consistent with a PL region (measured on the path; not a proof)" if c["certified"] else
                "refuted (μ_cert ≤ 0: L_Θ is a lower estimate)" if np.isfinite(c["mu_cert"]) else "no certificate")
     lines = [
@@ -165,10 +167,11 @@ def _plot_certificate(ax_mu, ax_r, ax_txt, res):
         f"μ_cert = (λ₀ − L_Θ·r)/n = {fmt(c['mu_cert'], 4)}",
         f"  → {verdict}",
         f"ρ* = λ₀/L_Θ = {fmt(c['radius_max'], 3)}  (largest certifiable radius)",
+        f"on the path: min_t λ_min(Θ_t)/n = {fmt(lam_path.min() / n if lam_path.size else float('nan'), 3)} ≥ μ_cert",
         "",
         f"R = 2√(2β(L₀−L*))/μ with β = β₀ = {fmt(c['beta'], 4)},",
         f"   L₀ − L* = {fmt(c['loss_gap0'], 4)} (L* = 0), μ = λ₀/n: R = {fmt(c['R'], 4)}",
-        f"R with μ_cert: {fmt(c['R_cert'], 4)}",
+        "R with μ_cert: " + (fmt(c["R_cert"], 4) if np.isfinite(c["R_cert"]) else "none (no μ_cert > 0)"),
         f"path length Σ η_t‖∇L_t‖ = {fmt(c['path_length'], 4)} ≥ drift {fmt(r, 4)}",
     ]
     ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=7.5, family="DejaVu Sans",

@@ -1,4 +1,6 @@
-r"""The PL certificate of the LPLR paper's v3, measured along a GD run (THEORY.md §1.1).
+r"""The PL certificate of the LPLR paper's v3, measured along a GD run.
+
+THEORY.md, "The v3 PL certificate, measured along a run".
 
 The v3 abstract (May 2026) states the local PL constant as
 
