@@ -127,6 +127,8 @@ __all__ = [
     "infinite_ntk",
     "empirical_ntk_shares",
     "scaled_empirical_ntk",
+    "combine_shares",
+    "model_weight_var",
     "relative_error",
     "SCALINGS",
     "HE_WEIGHT_VAR",
@@ -341,7 +343,7 @@ def infinite_ntk(X, depth: int, *, weight_var: float = HE_WEIGHT_VAR, scaling: s
 # --------------------------------------------------------------------------- the matching empirical kernel
 
 
-def _weight_var_of(model, weight_var):
+def model_weight_var(model, weight_var=None) -> float:
     """``σ²`` given, or read from the model's config (``he``: 2; ``enhanced_he``: 2·c(L))."""
     if weight_var is not None:
         return check_positive("weight_var", weight_var)
@@ -435,10 +437,27 @@ def scaled_empirical_ntk(model, X, scaling: str = "ntk", weight_var=None, dtype=
     """
     _check_scaling(scaling)
     fan_in, W, b = empirical_ntk_shares(model, X, dtype)
+    return combine_shares(fan_in, W, b, scaling, None if scaling == "standard" else model_weight_var(model, weight_var))
+
+
+def combine_shares(fan_in, weight, bias, scaling: str = "ntk", weight_var: float | None = HE_WEIGHT_VAR):
+    r"""The kernel of :func:`scaled_empirical_ntk` from the shares of :func:`empirical_ntk_shares`.
+
+    .. math:: \tilde\Theta = \sum_l \Big(\frac{\sigma^2}{n_{l-1}}\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
+              \quad(\texttt{"ntk"}), \qquad \Theta_{SP} = \sum_l \Theta_W^{(l)} + \Theta_b^{(l)}
+              \quad(\texttt{"standard"}; \texttt{weight\_var} unused)
+
+    For a caller that wants both scalings (or the shares) from one sweep.
+    ``weight, bias``: ``(L, N·K, N·K)``; ``fan_in``: ``L`` ints.
+    """
+    _check_scaling(scaling)
+    if len(fan_in) != weight.shape[0] or weight.shape != bias.shape:
+        raise ValueError(f"fan_in, weight, bias: expected L fan-ins and two (L, N·K, N·K) arrays, got "
+                         f"{len(fan_in)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
     if scaling == "standard":
-        return W.sum(axis=0) + b.sum(axis=0)
-    s2 = _weight_var_of(model, weight_var)
-    return sum((s2 / fan_in[l]) * W[l] + b[l] for l in range(len(fan_in)))
+        return weight.sum(axis=0) + bias.sum(axis=0)
+    s2 = check_positive("weight_var", weight_var)
+    return sum((s2 / fan_in[l]) * weight[l] + bias[l] for l in range(len(fan_in)))
 
 
 def relative_error(A, B):
