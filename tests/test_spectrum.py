@@ -108,3 +108,72 @@ def test_lanczos_that_does_not_converge_reports_unresolved(be, dev, monkeypatch)
     assert not spec.converged and not spec.resolved and spec.lam_min is None
     assert spec.lam_min_upper >= w.min()  # the smallest Ritz value bounds λ_min from above
     assert "did not converge" in str(spec)
+
+
+# --------------------------------------------------------------------------- shift-invert (large Θ)
+
+
+@given(seed=seeds, n=st.integers(3, 40), log_gap=st.floats(-6, 0))
+def test_shift_invert_agrees_with_dense_within_its_residual(seed, n, log_gap, be, dev):
+    """λ_min of Θ⁻¹'s Lanczos is within the reported residual (+ floor) of eigvalsh's; λ_max to 1e-9."""
+    A = gaussian(seed, n, n + 3)
+    T = A @ A.T + 10.0 ** log_gap * np.eye(n)  # κ up to ~1e8
+    ref = np.linalg.eigvalsh(T)
+    si = spectrum.ntk_spectrum(dev(T), solver="shift-invert")
+    assert si.solver == "shift-invert" and si.converged and si.residual is not None
+    assert abs(si.lam_min_computed - ref[0]) <= si.residual + si.floor
+    assert si.lam_max == pytest.approx(ref[-1], rel=1e-9)
+    assert si.resolved == (si.lam_min_computed > si.floor + si.residual)
+
+
+def test_solver_by_size(be, dev):
+    A = gaussian(5, 30, 40)
+    T = dev(A @ A.T + np.eye(30))
+    small = spectrum.ntk_spectrum(T, dense_max=30)
+    large = spectrum.ntk_spectrum(T, dense_max=29)
+    assert small.solver == "dense" and large.solver == "shift-invert"
+    assert large.lam_min == pytest.approx(small.lam_min, rel=1e-9)
+    assert spectrum.DENSE_MAX < 12665  # the binary MNIST task's n takes the shift-invert solver
+
+
+def test_shift_invert_symmetrises_and_uses_the_input_floor(be, dev):
+    A = gaussian(6, 12, 15)
+    S = A @ A.T + 0.5 * np.eye(12)
+    skew = 1e-3 * (gaussian(7, 12, 12) - gaussian(7, 12, 12).T)
+    si = spectrum.ntk_spectrum(dev(S + skew), solver="shift-invert")
+    assert si.lam_min == pytest.approx(np.linalg.eigvalsh(S)[0], rel=1e-9)  # (Θ + Θᵀ)/2 = S
+    s32 = spectrum.ntk_spectrum(dev(S, np.float32), solver="shift-invert")
+    assert s32.eps == pytest.approx(np.finfo(np.float32).eps) and s32.floor == pytest.approx(s32.eps * 12 * s32.lam_max)
+
+
+@given(seed=seeds, n=st.integers(3, 25), rank=st.integers(1, 24))
+def test_shift_invert_singular_kernel_is_unresolved(seed, n, rank, be, dev):
+    A = gaussian(seed, n, min(rank, n - 1))
+    spec = spectrum.ntk_spectrum(dev(A @ A.T), solver="shift-invert")  # exact λ_min = 0
+    assert not spec.resolved and spec.lam_min is None and "unresolved" in str(spec)
+
+
+def test_shift_invert_that_does_not_converge_reports_unresolved(be, dev, monkeypatch):
+    """Two Lanczos steps on Θ⁻¹ with clustered small eigenvalues: no λ_min is claimed."""
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    w = np.concatenate([[1e4], 1.0 + 1e-2 * rng.random(59)])
+    T = dev((Q * w) @ Q.T)
+    assert spectrum.ntk_spectrum(T, solver="shift-invert").resolved
+    monkeypatch.setattr(spectrum, "_lanczos_top", _starve_second_call(spectrum._lanczos_top))
+    spec = spectrum.ntk_spectrum(T, solver="shift-invert")
+    assert not spec.converged and not spec.resolved and spec.lam_min is None and "did not converge" in str(spec)
+    # the residual is measured, not assumed: an eigenvalue lies within it of the (poor) Ritz value
+    assert np.min(np.abs(w - spec.lam_min_computed)) <= spec.residual + spec.floor
+    assert spec.residual > 1e-6  # two steps do not pin the cluster down: the residual says so
+
+
+def _starve_second_call(fn):
+    """``_lanczos_top`` with its full budget for λ_max and two steps for λ_min."""
+    calls = []
+
+    def wrapped(apply, n, xp, be, tol, steps=None):
+        calls.append(1)
+        return fn(apply, n, xp, be, tol, steps=300 if len(calls) == 1 else 2)
+
+    return wrapped

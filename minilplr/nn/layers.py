@@ -219,18 +219,21 @@ class Dense(Layer):
         two ``N × N`` Gram matrices instead of the ``N × (D+1)H`` Jacobian
         block.  ``theta (N, K, N, K)`` is added to in its own dtype (``A`` and
         ``G`` are cast to it); returns ``[G_k Wᵀ] (N, D)`` if ``need_dx``.
+        ``theta=None`` adds nothing and only returns the seeds (for a caller
+        that adds the share itself, in tiles: :mod:`minilplr.theory.ntk`).
         """
-        A = self.x.astype(theta.dtype, copy=False)
-        AA1 = A @ A.T  # a_i · a_j  (N, N)
-        AA1 += 1  # + 1: the bias's share
-        Gs = [d.astype(theta.dtype, copy=False) for d in douts]
-        for k in range(len(Gs)):
-            for k2 in range(k, len(Gs)):
-                GG = Gs[k] @ Gs[k].T if k2 == k else Gs[k] @ Gs[k2].T  # g_ik · g_jk'  (N, N)
-                GG *= AA1  # (A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)
-                theta[:, k, :, k2] += GG
-                if k2 != k:
-                    theta[:, k2, :, k] += GG.T
+        if theta is not None:
+            A = self.x.astype(theta.dtype, copy=False)
+            AA1 = A @ A.T  # a_i · a_j  (N, N)
+            AA1 += 1  # + 1: the bias's share
+            Gs = [d.astype(theta.dtype, copy=False) for d in douts]
+            for k in range(len(Gs)):
+                for k2 in range(k, len(Gs)):
+                    GG = Gs[k] @ Gs[k].T if k2 == k else Gs[k] @ Gs[k2].T  # g_ik · g_jk'  (N, N)
+                    GG *= AA1  # (A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)
+                    theta[:, k, :, k2] += GG
+                    if k2 != k:
+                        theta[:, k2, :, k] += GG.T
         if not need_dx:
             return None
         W = self.params["W"]

@@ -32,6 +32,26 @@ Two ways to Θ, one function (:func:`empirical_ntk`)
     gathered in one backward sweep of ``K`` seeds: cost two ``N × N`` Gram
     matrices per layer, memory ``O(N²K²)``.
 
+Θ in tiles: the paper's real ``n``
+-----------------------------------
+The structured rule as written holds two ``(N·K)²`` temporaries per layer
+(``A Aᵀ + 1`` and ``G Gᵀ``) beside Θ: at the binary MNIST task's
+``N = 12,665`` that is 3 × 1.28 GB in float64.  :func:`empirical_ntk`
+therefore builds a large Θ in square tiles of ``block_rows`` samples
+(:func:`add_dense_share_tiled`): tile ``(I, J)`` of a dense layer's share is
+``(A_I A_Jᵀ + 1) ⊙ (G_I G_Jᵀ)``, only tiles with ``I ≤ J`` are computed (Θ
+is symmetric: half the flops) and the lower tiles are copied from the upper
+ones once, after the last layer (:func:`_mirror_upper`).  Memory: Θ, the
+forward pass's own caches in the model's dtype (every dense layer keeps its
+input ``A``: ``N·(D + 4H)`` floats for the paper's MLP, 0.46 GB in float32),
+one layer's ``A`` and ``G`` cast to Θ's dtype at a time (``N·(D + K·H)``),
+and three tiles.  Tiles are chosen so that the tile temporaries stay under
+``max_bytes``; a Θ whose untiled temporaries already fit takes the untiled
+path (one tile), unchanged.  Tiling changes the order of nothing inside a
+dot product: each entry is the same ``D``-term sum, so the tiled Θ equals
+the untiled one to the rounding of that sum (bitwise on data whose sums are
+exact; ``tests/test_ntk.py``).
+
 The layer protocol (what a new layer type implements)
 -----------------------------------------------------
 Every layer already has ``forward(x)`` (keeping what backward needs) and
@@ -86,17 +106,20 @@ loops or the experiments.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
 from ..backend import get_array_module, resolve_dtype
 from ..nn.state import leaves_untouched
+from ..nn.layers import Dense, Sequential
 from ..nn.params import num_params, param_slices, params_dtype
 
 __all__ = [
     "jacobian",
     "empirical_ntk",
     "traced_ntk",
+    "add_dense_share_tiled",
     "float64_copy",
     "METHODS",
 ]
@@ -200,7 +223,8 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
 
 
 @leaves_untouched  # forward passes on the caller's model: it gets it back as it was
-def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES):
+def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: int = DEFAULT_MAX_BYTES,
+                  block_rows: int | None = None):
     r"""The empirical neural tangent kernel ``Θ = J Jᵀ``, shape ``(N·K, N·K)``.
 
     .. math:: \Theta_{iK+k,\ jK+k'} = \sum_p \frac{\partial f_k(x_i)}{\partial\theta_p}
@@ -223,7 +247,15 @@ def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: i
         model's dtype; ``"float64"`` on a float32 model gives the exact
         (to float64) kernel of the float32-rounded factors.
     max_bytes : int
-        ``"jacobian"`` only: passed to :func:`jacobian`.
+        ``"jacobian"``: passed to :func:`jacobian`.  ``"structured"``: bound
+        on the ``N × N``-sized temporaries beside Θ.  When the untiled rule's
+        two ``(N·K)²`` temporaries exceed it, dense layers of a chain add
+        their share in tiles of ``block_rows`` samples, three tiles of
+        ``(block_rows·K)²`` numbers under ``max_bytes`` (module docstring,
+        "Θ in tiles").
+    block_rows : int, optional
+        ``"structured"`` only: the tile side in samples, overriding the
+        choice from ``max_bytes`` (``≥ N``: untiled).
 
     Returns
     -------
@@ -234,6 +266,10 @@ def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: i
         raise ValueError(f"method: expected one of {', '.join(repr(m) for m in METHODS)}, got {method!r}")
     _check_model(model)
     dt = params_dtype(model) if dtype is None else resolve_dtype(dtype)
+    if not (isinstance(max_bytes, (int, np.integer)) and max_bytes > 0):
+        raise ValueError(f"max_bytes: expected a positive integer, got {max_bytes!r}")
+    if block_rows is not None and not (isinstance(block_rows, (int, np.integer)) and block_rows > 0):
+        raise ValueError(f"block_rows: expected a positive integer or None, got {block_rows!r}")
     if method == "jacobian":
         J = jacobian(model, X, max_bytes=max_bytes).astype(dt, copy=False)
         return J @ J.T  # Θ = J Jᵀ
@@ -241,9 +277,110 @@ def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: i
     xp = get_array_module(X)
     out = _outputs(model, X)  # (N, K); every layer keeps its A
     n, K = out.shape
+    rows = _tile_rows(n, K, dt.itemsize, max_bytes, block_rows)
     theta = xp.zeros((n, K, n, K), dtype=dt)
-    model.ntk_backward([_seed(out, k) for k in range(K)], theta, need_dx=False)
+    seeds = [_seed(out, k) for k in range(K)]
+    if rows >= n or not _is_chain(model):
+        model.ntk_backward(seeds, theta, need_dx=False)  # the layer protocol, untiled
+    else:
+        _structured_tiled(model, seeds, theta, rows)
     return theta.reshape(n * K, n * K)
+
+
+def _tile_rows(n: int, K: int, itemsize: int, max_bytes: int, block_rows) -> int:
+    """Tile side in samples: ``block_rows``, else ``N`` if the untiled temporaries fit, else three tiles in ``max_bytes``."""
+    if block_rows is not None:
+        return min(int(block_rows), n)
+    if 2 * (n * K) ** 2 * itemsize <= max_bytes:  # A Aᵀ + 1 and G Gᵀ, (N·K)² each
+        return n
+    return max(1, int(math.isqrt(int(max_bytes) // (3 * K * K * itemsize))))
+
+
+def _is_chain(model) -> bool:
+    """A plain chain (:class:`Sequential` whose ``ntk_backward`` is the chain rule): the tiled sweep can walk it."""
+    return isinstance(model, Sequential) and type(model).ntk_backward is Sequential.ntk_backward \
+        and type(model).backward is Sequential.backward
+
+
+def _structured_tiled(model, douts, theta, rows: int) -> None:
+    """:meth:`Sequential.ntk_backward`'s sweep, each dense layer's share added in tiles.
+
+    Last layer to first, as the chain rule: a :class:`Dense` layer adds its
+    share with :func:`add_dense_share_tiled` (upper tiles only) and hands on
+    its seeds ``G_k Wᵀ`` (``ntk_backward(douts, None)``); any other layer
+    adds its block through the protocol (whole, both triangles).  Then
+    :func:`_mirror_upper` makes Θ symmetric: every share is, so its upper
+    tiles determine it.
+    """
+    layers = list(model.layers.values())
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if isinstance(layer, Dense) and type(layer).ntk_backward is Dense.ntk_backward:
+            add_dense_share_tiled(theta, layer.x, douts, rows)
+            douts = layer.ntk_backward(douts, None, need_dx=i > 0)  # ∂f_k/∂x = G_k Wᵀ
+        else:
+            douts = layer.ntk_backward(douts, theta, need_dx=i > 0)
+    _mirror_upper(theta, rows)
+
+
+def add_dense_share_tiled(theta, A, douts, rows: int) -> None:
+    r"""Add a dense layer's share of Θ, upper tiles only: the speed trick for a large ``N``.
+
+    The plain expression (:meth:`minilplr.nn.layers.Dense.ntk_backward`):
+
+    .. math:: \Theta \mathrel{+}= (A A^\top + 1) \odot (G_k G_{k'}^\top)
+
+    here tile by tile, for sample blocks ``I ≤ J`` of ``rows`` samples (the
+    last one ragged):
+    ``Θ[I, k, J, k'] += (A_I A_Jᵀ + 1) ⊙ (G_{k,I} G_{k',J}ᵀ)``.  Diagonal
+    tiles are whole (``A_I A_Iᵀ`` is one symmetric product, BLAS ``syrk``);
+    the tiles below them are left for :func:`_mirror_upper`.
+
+    Parameters
+    ----------
+    theta : array (N, K, N, K), the accumulator; arithmetic in its dtype
+    A : array (N, D), the layer's input (cast to ``theta.dtype`` here, once)
+    douts : list of K arrays (N, H), the seeds ``G_k`` at the layer's output
+    rows : int, the tile side in samples
+    """
+    n, K = theta.shape[0], theta.shape[1]
+    A = A.astype(theta.dtype, copy=False)
+    Gs = [d.astype(theta.dtype, copy=False) for d in douts]
+    for i0 in range(0, n, rows):
+        I = slice(i0, min(n, i0 + rows))
+        for j0 in range(i0, n, rows):
+            J = slice(j0, min(n, j0 + rows))
+            diag = j0 == i0
+            AA1 = A[I] @ A[I].T if diag else A[I] @ A[J].T  # a_i · a_j  (|I|, |J|)
+            AA1 += 1  # + 1: the bias's share
+            for k in range(K):
+                for k2 in range(k if diag else 0, K):
+                    GG = Gs[k][I] @ Gs[k][I].T if (diag and k2 == k) else Gs[k][I] @ Gs[k2][J].T  # g_ik · g_jk'
+                    GG *= AA1  # (A_I A_Jᵀ + 1) ⊙ (G_k,I G_k',Jᵀ)
+                    theta[I, k, J, k2] += GG
+                    if diag and k2 != k:
+                        theta[I, k2, I, k] += GG.T
+
+
+MIRROR_TILE = 256
+"""Side of the square pieces :func:`_mirror_upper` copies (transposed copies stay in cache)."""
+
+
+def _mirror_upper(theta, rows: int) -> None:
+    """``Θ[J, :, I, :] = Θ[I, :, J, :]ᵀ`` for sample blocks ``I < J``: the lower tiles from the upper ones.
+
+    ``theta (N, K, N, K)``, in place.  Copied in ``MIRROR_TILE``-sided
+    pieces of the flat ``(N·K, N·K)`` view: a transposed copy of a whole
+    tile runs through memory by columns and is several times slower.
+    """
+    n, K = theta.shape[0], theta.shape[1]
+    flat = theta.reshape(n * K, n * K)  # a view
+    nk, s = n * K, MIRROR_TILE
+    for i0 in range(0, n, rows):
+        r0, r1 = i0 * K, min(n, i0 + rows) * K  # flat rows of block I; columns ≥ r1 belong to blocks J > I
+        for a in range(r0, r1, s):
+            for b in range(r1, nk, s):
+                flat[b:b + s, a:min(r1, a + s)] = flat[a:min(r1, a + s), b:b + s].T
 
 
 def traced_ntk(theta, K: int):
