@@ -24,6 +24,15 @@ Prints, in one run:
     layer sits at ``|z| ≈ 8·10⁻⁸`` for one sample at ``N ≥ 100``; whether a
     float32 forward flips it depends on its summation order: BLAS, threads.)
 
+(c) ``--paper-n``: the binary MNIST task's real ``n``: ``N = 12,665``
+    (digits 0 and 1 of MNIST's training set), the paper's MLP (He init),
+    float32 model, Θ accumulated in float64 (tiled, ``minilplr.theory.ntk``
+    "Θ in tiles") and ``λ_min`` by the shift-invert solver with its residual;
+    synthetic inputs of MNIST's shape and pixel scaling (``[0, 1]``, 784
+    features).  Wall time and peak memory, in a fresh process.  Targets on a
+    2-core machine: under 3 minutes and 4 GB, ``λ_min`` resolved.  Only this
+    part runs with ``--paper-n``.
+
 Inputs are uniform on ``[0, 1]`` (MNIST-like pixel range), drawn on the host
 from a fixed seed: timings do not depend on the pixel values.  Timings on a
 shared machine are noisy: compare runs, and prefer the best-of times.  On a
@@ -36,6 +45,7 @@ Usage::
     python benchmarks/bench_ntk.py              # the full benchmark (about a minute)
     python benchmarks/bench_ntk.py --quick      # small sizes: seconds
     python benchmarks/bench_ntk.py --threads 1  # one BLAS / PyTorch thread
+    python benchmarks/bench_ntk.py --paper-n    # N = 12,665 (about 2-3 minutes, < 4 GB)
 
 PyTorch is a benchmark extra only (``pip install -e ".[bench]"``); without it
 part (b) prints the two minilplr methods only.
@@ -54,6 +64,7 @@ def _parse(argv):
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per variant")
     ap.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all)")
+    ap.add_argument("--paper-n", action="store_true", help="part (c) only: N = 12,665, the binary MNIST task")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one part-(a) variant
     return ap.parse_args(argv)
 
@@ -155,6 +166,52 @@ def part_a(quick: bool, repeats: int) -> None:
     print(f"    (the explicit Jacobian here: N·P = {n} × {P:,} floats = {n * P * 4 / 1e9:.1f} GB in float32)")
 
 
+# --------------------------------------------------------------------------- (c): the paper's real n
+
+PAPER_N = 12665  # MNIST training digits 0 and 1
+
+
+def child_paper_n() -> None:
+    """Part (c) in this (fresh) process: Θ, then its spectrum, timed; a JSON line."""
+    model = models.mlp(784, 2048, 5, 1, seed=0, dtype="float32", backend="numpy")  # He init
+    X = _inputs(PAPER_N, 784).astype(np.float32)  # MNIST's shape and pixel range
+    rss_before = _rss_gb()
+    t0 = time.perf_counter()
+    theta = ntk.empirical_ntk(model, X, method="structured", dtype="float64")
+    t_ntk = time.perf_counter() - t0
+    rss_ntk = _rss_gb()
+    t0 = time.perf_counter()
+    spec = spectrum.ntk_spectrum(theta)
+    t_spec = time.perf_counter() - t0
+    print(json.dumps(dict(
+        t_ntk=t_ntk, t_spec=t_spec, rss_before=rss_before, rss_ntk=rss_ntk, rss_peak=_rss_gb(),
+        spectrum=str(spec), resolved=spec.resolved, solver=spec.solver, lam_min=spec.lam_min_computed,
+        lam_max=spec.lam_max, floor=spec.floor, residual=spec.residual,
+    )))
+
+
+def part_c() -> None:
+    print(f"(c) N = {PAPER_N} (binary MNIST's n; synthetic inputs of MNIST's shape), MLP 784 -> 2048 x4 -> 1, "
+          "float32 model, Θ accumulated in float64, in a fresh process")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "paper-n"]
+    if ARGS.threads:
+        cmd += ["--threads", str(ARGS.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"    FAILED\n{res.stderr[-2000:]}")
+        return
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    total = r["t_ntk"] + r["t_spec"]
+    print(f"    wall: NTK {r['t_ntk']:.1f} s + spectrum {r['t_spec']:.1f} s = {total:.1f} s (target < 180 s)")
+    print(f"    peak RSS {r['rss_peak']:.2f} GiB (after the NTK {r['rss_ntk']:.2f} GiB; {r['rss_before']:.2f} GiB "
+          f"before: interpreter, weights, data; target < 4 GB)")
+    print(f"    Θ float64 {PAPER_N}×{PAPER_N}: {r['spectrum']}")
+    eps32 = float(np.finfo(np.float32).eps)
+    print(f"    resolved: {r['resolved']} (floor ε₆₄·N·λ_max = {r['floor']:.3g}, residual {r['residual']}); "
+          f"float32 factors: √λ_min known to ≈ ε₃₂·√λ_max = {eps32 * r['lam_max'] ** 0.5:.3g} "
+          f"(√λ_min = {max(r['lam_min'], 0) ** 0.5:.4g})")
+
+
 # --------------------------------------------------------------------------- (b): three methods, same weights
 
 
@@ -241,6 +298,9 @@ def part_b(quick: bool, repeats: int) -> None:
 
 
 def main():
+    if ARGS.child == "paper-n":
+        child_paper_n()
+        return
     if ARGS.child:
         child(ARGS.child)
         return
@@ -248,6 +308,9 @@ def main():
     load = os.getloadavg()
     print(f"minilplr NTK benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"NumPy {np.__version__}, load average {load[0]:.2f} (shared machine: timings are noisy)")
+    if ARGS.paper_n:
+        part_c()
+        return
     part_a(ARGS.quick, repeats)
     part_b(ARGS.quick, max(2, repeats - 1))
 
