@@ -8,7 +8,10 @@ counted by the calls; a failing cell is one line and the others are saved.
 """
 import importlib.util
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +142,37 @@ def test_each_worker_is_limited_to_its_share_of_the_cores(pool, tmp_path):
     res = sweep.run_cells(blas_threads, cells, tmp_path, executor=pool, progress=False, log=_quiet)
     assert all(r["pid"] != os.getpid() for r in res.values())
     assert all(r["threads"] and max(r["threads"]) == want for r in res.values()), (want, res)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for its parent to reap it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_workers_end_when_the_driver_is_killed():
+    """``kill -9`` of the driver: its idle worker ends too, instead of waiting for work forever."""
+    code = ("import os, sys, time\nfrom minilplr.experiments import sweep\nex = sweep.processes(1)\n"
+            "print(ex.submit(os.getpid).result(), flush=True)\ntime.sleep(120)\n")
+    driver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = int(driver.stdout.readline())
+        assert _alive(worker)
+        driver.kill()
+        driver.wait(timeout=60)
+        for _ in range(600):  # up to 60 s for the worker to notice (it is immediate when it works)
+            if not _alive(worker):
+                break
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its killed driver"
+    finally:
+        driver.kill()
+        if worker is not None and _alive(worker):
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_a_dask_cluster_gives_the_in_process_results(reference, tmp_path):

@@ -87,6 +87,11 @@ The executors:
 
 Any other :class:`concurrent.futures.Executor` may be passed as
 ``run_cells(..., executor=...)``.
+
+Local workers are *spawned* (fresh interpreters, see :class:`Processes`), so
+a script of your own that runs a sweep on them keeps its top-level code under
+``if __name__ == "__main__":`` (each worker imports the main module;
+``scripts/run_all.py`` does this), and its ``fn`` lives in an importable module.
 """
 from __future__ import annotations
 
@@ -174,12 +179,22 @@ def blas_threads_per_worker(workers: int) -> int:
 _LIMITS = None
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initializer: limit every BLAS/OpenMP pool in this process to ``threads`` threads."""
+def _start_worker(threads: int) -> None:
+    """Worker initializer: limit every BLAS/OpenMP pool here to ``threads`` threads; exit when the driver dies.
+
+    A pool's workers wait for work forever, so a driver killed outright
+    (``kill -9``, out of memory) would leave them behind: a daemon thread
+    waits on the parent's sentinel and ends this process when it goes.
+    """
     global _LIMITS
+    import threading
+    from multiprocessing.connection import wait
     from threadpoolctl import threadpool_limits
 
     _LIMITS = threadpool_limits(limits=threads)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True).start()
 
 
 class Processes(concurrent.futures.ProcessPoolExecutor):
@@ -192,7 +207,7 @@ class Processes(concurrent.futures.ProcessPoolExecutor):
         # environment of that moment (a CUDA_VISIBLE_DEVICES or thread setting made later would be ignored).
         # The cost, an interpreter and numpy started per worker, is paid once per pool.
         super().__init__(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=_limit_threads, initargs=(threads,))
+                         initializer=_start_worker, initargs=(threads,))
         self.workers, self.threads = workers, threads
         self.description = f"{workers} local worker process(es), {threads} BLAS thread(s) each"
 
