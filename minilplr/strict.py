@@ -464,7 +464,10 @@ def _eigsh(a, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0, return
 
     Like cupyx (thick-restart Lanczos) it has no failure signal: when ARPACK
     gives up, its best Ritz pairs are returned as if converged, so the caller
-    must check the residual, as it must on the GPU.
+    must check the residual, as it must on the GPU.  cupyx's ``maxiter`` counts
+    Lanczos steps (``ncv`` for the first sweep, ``ncv − k`` per restart; default
+    ``10 n``), ARPACK's counts restarts: it is converted, so a budget too small
+    on the GPU is too small here.
     """
     from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
@@ -486,14 +489,45 @@ def _eigsh(a, k=6, *, which="LM", v0=None, ncv=None, maxiter=None, tol=0, return
         raise TypeError(f"a: expected a device array or cupyx LinearOperator, got {type(a).__name__}")
     if v0 is not None and not isinstance(v0, StrictArray):
         raise TypeError(f"v0: expected a device array, got {type(v0).__name__} (cupyx needs cupy arrays)")
+    steps = 10 * n if maxiter is None else int(maxiter)  # cupyx: Lanczos steps
+    restarts = 1 + max(0, -(-(steps - ncv) // max(ncv - k, 1)))  # ARPACK: restarts (first sweep included)
     try:
         res = eigsh(op, k=k, which=which, v0=None if v0 is None else v0._a, ncv=max(ncv, k + 1),
-                    maxiter=maxiter, tol=tol, return_eigenvectors=return_eigenvectors)
+                    maxiter=restarts, tol=tol, return_eigenvectors=return_eigenvectors)
     except ArpackNoConvergence as exc:
-        if not len(exc.eigenvalues):
-            raise RuntimeError("the stand-in's eigsh: ARPACK found no Ritz value at all") from None
-        res = (exc.eigenvalues, exc.eigenvectors) if return_eigenvectors else exc.eigenvalues
+        if len(exc.eigenvalues):
+            res = (exc.eigenvalues, exc.eigenvectors) if return_eigenvectors else exc.eigenvalues
+        else:  # none converged: cupyx still returns its Ritz pairs, so return one sweep's
+            w, V = _krylov_ritz(op, k, which, None if v0 is None else v0._a, max(ncv, k + 1))
+            res = (w, V) if return_eigenvectors else w
     return _wrap(res)
+
+
+def _krylov_ritz(op, k, which, v0, m):
+    """The ``k`` Ritz pairs of ``op`` on ``span{v₀, A v₀, …, A^{m−1} v₀}`` (Rayleigh–Ritz), values ascending.
+
+    What cupyx's ``eigsh`` returns when its first Lanczos sweep of ``m = ncv``
+    vectors is all it is allowed: an unconverged answer, never an error.
+    """
+    from scipy.sparse.linalg import aslinearoperator
+
+    A = aslinearoperator(op)
+    n = A.shape[0]
+    q = np.random.default_rng(0).random(n) if v0 is None else np.asarray(v0, dtype=np.float64)
+    Q = [q / np.linalg.norm(q)]
+    for _ in range(1, min(m, n)):
+        w = A.matvec(Q[-1])
+        for _ in range(2):  # full reorthogonalisation, twice
+            w = w - np.column_stack(Q) @ (np.column_stack(Q).T @ w)
+        if np.linalg.norm(w) <= 1e-14 * np.linalg.norm(Q[-1]):
+            break  # an invariant subspace
+        Q.append(w / np.linalg.norm(w))
+    Q = np.column_stack(Q)  # (n, m) orthonormal
+    T = Q.T @ np.column_stack([A.matvec(Q[:, j]) for j in range(Q.shape[1])])  # QᵀAQ (m, m)
+    w, S = np.linalg.eigh(0.5 * (T + T.T))
+    key = {"LM": -np.abs(w), "LA": -w, "SA": w}[which]
+    pick = np.sort(np.argsort(key, kind="stable")[:k])  # the wanted k, in ascending order of value
+    return w[pick], Q @ S[:, pick]
 
 
 class _StrictSciPy(types.SimpleNamespace):

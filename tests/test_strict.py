@@ -169,3 +169,24 @@ def test_the_stand_ins_cupyx_sparse_linalg_is_device_in_device_out():
         spla.eigsh(host_op, k=1)
     with pytest.raises(AttributeError, match="ArpackNoConvergence"):
         spla.ArpackNoConvergence  # cupyx has no failure signal to catch
+
+
+def test_the_stand_ins_eigsh_returns_an_unconverged_ritz_pair_instead_of_raising():
+    """cupyx's eigsh never fails: out of budget it returns its Ritz pair, so the caller must measure the residual.
+
+    ``diag(1, …, 100)``, ``v₀ = 1``, ``ncv = 3``, one restart: ARPACK converges to no
+    value at all; the stand-in returns the top Ritz pair of ``span{v₀, Av₀, A²v₀}``
+    (the Rayleigh–Ritz answer, computed here by QR of that Krylov basis), a
+    lower bound of 100 with a large residual.
+    """
+    d = np.arange(1.0, 101.0)
+    spla = B.sparse_linalg("strict")
+    A = B.to_device(np.diag(d), "strict")
+    op = spla.LinearOperator((100, 100), matvec=lambda v: A @ v, dtype=np.float64)
+    w, V = spla.eigsh(op, k=1, which="LM", v0=B.to_device(np.ones(100), "strict"), ncv=3, maxiter=1, tol=1e-14)
+    Q, _ = np.linalg.qr(np.column_stack([np.ones(100), d, d**2]))
+    ritz = np.linalg.eigvalsh(Q.T @ (d[:, None] * Q))[-1]  # 89.2...
+    lam, v = B.to_scalar(w[0]), B.to_host(V[:, 0])
+    assert abs(lam - ritz) < 1e-9 * ritz
+    assert abs(np.linalg.norm(v) - 1.0) < 1e-12 and abs(v @ (d * v) - lam) < 1e-9 * lam  # a Ritz pair
+    assert np.linalg.norm(d * v - lam * v) > 1.0  # far from converged, and returned all the same

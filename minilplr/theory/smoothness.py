@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import backend_of, to_device, to_host, to_scalar
+from ..backend import backend_of, sparse_linalg, to_device, to_host, to_scalar
 from ..nn.state import frozen_activations, untouched
 from ..nn.losses import mse
 from ..nn.params import as_flat, flatten, load_flat, params_dtype, sq_norm
@@ -207,19 +207,31 @@ class HessianTop(NamedTuple):
 def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, seed: int):
     """The Ritz vector of the largest ``|λ|`` of a symmetric operator ``(P,) -> (P,)`` on the device, by Lanczos.
 
-    NumPy and the strict stand-in: SciPy's ARPACK on the host, each product
-    crossing explicitly (``to_device`` in, ``to_host`` out, as
-    :func:`minilplr.theory.spectrum._lanczos`).  CuPy: ``cupyx``'s thick-restart Lanczos,
-    vectors on the device; it has no failure signal, so the caller's measured
-    residual decides.  Returns ``(v (P,) on the device, solver_ok)``.
+    On a device (CuPy, and the strict stand-in in CI) with ``P ≥ 4``: the
+    backend's own eigensolver, :func:`minilplr.backend.sparse_linalg` (``cupyx``'s
+    thick-restart Lanczos on the GPU), every vector on the device.  It has no
+    failure signal: ``solver_ok`` is then ``True`` and the caller's measured
+    residual alone decides ``converged``.  Two of its conventions differ from
+    ARPACK's and are translated here: it needs ``k + 1 < ncv < P`` (so
+    ``P ≥ 4``), and its ``maxiter`` counts Lanczos steps, not restarts
+    (``ncv`` steps, then ``ncv − 1`` per restart), so ``maxiter`` restarts
+    become ``ncv + maxiter·(ncv − 1)`` steps.  (Its ``tol`` bounds the absolute
+    residual ``‖Hv − λv‖``, ARPACK's the relative one: with ``β < 1`` the GPU's
+    solve may stop above the relative ``tol`` and the result is honestly
+    "not converged".)
+
+    NumPy, and any backend with ``P < 4``: SciPy's ARPACK on the host, each
+    product crossing explicitly (``to_device`` in, ``to_host`` out, as
+    :func:`minilplr.theory.spectrum._lanczos`); ``ArpackNoConvergence`` gives
+    ``solver_ok = False``.  Returns ``(v (P,) on the device, solver_ok)``.
     """
     v0 = np.random.default_rng(seed).standard_normal(P)  # host seed, deterministic start
-    if be.name == "cupy" and P >= 4:  # cupyx needs k + 1 < ncv < P
-        from cupyx.scipy.sparse.linalg import LinearOperator, eigsh
-
-        op = LinearOperator((P, P), matvec=lambda v: matvec(v.reshape(-1)), dtype=np.float64)
-        _, V = eigsh(op, k=1, which="LM", v0=to_device(v0, be), ncv=min(max(int(ncv), 3), P - 1),
-                     maxiter=maxiter, tol=tol)
+    if be.name != "numpy" and P >= 4:
+        spla = sparse_linalg(be)
+        ncv = min(max(int(ncv), 3), P - 1)  # k + 1 < ncv < P, k = 1
+        op = spla.LinearOperator((P, P), matvec=lambda v: matvec(v.reshape(-1)), dtype=np.float64)
+        _, V = spla.eigsh(op, k=1, which="LM", v0=to_device(v0, be, np.float64), ncv=ncv,
+                          maxiter=ncv + int(maxiter) * (ncv - 1), tol=tol)
         return V[:, 0], True
     ncv = min(int(ncv), P)  # ARPACK: k < ncv ≤ P
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
