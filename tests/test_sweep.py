@@ -6,6 +6,7 @@ Dask LocalCluster of 2 worker processes the results must be bit-identical.
 Resuming (a killed sweep, a damaged cell file) runs only the missing cells,
 counted by the calls; a failing cell is one line and the others are saved.
 """
+import concurrent.futures.process
 import importlib.util
 import os
 import signal
@@ -269,6 +270,15 @@ def test_use_chooses_the_executor_for_a_block():
     with pytest.raises(ValueError, match="workers: only with cluster='local'"):
         with sweep.use(workers=2, cluster="tcp://10.0.0.1:8786"):
             pass
+
+
+def test_a_pool_whose_worker_died_is_replaced_for_the_next_grid():
+    with sweep.use(workers=1):
+        ex = sweep.current_executor()
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            ex.submit(os._exit, 1).result()  # the worker dies, as under the out-of-memory killer
+        again = sweep.current_executor()
+        assert again is not ex and isinstance(again, sweep.Processes) and again.workers == 1
 
 
 def test_missing_dask_names_the_option_and_the_extra(monkeypatch):

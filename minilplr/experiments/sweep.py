@@ -277,12 +277,7 @@ def dask(address: str, workers: int | None = None) -> DaskExecutor:
 
     Needs ``pip install -e ".[cluster]"`` (:class:`ClusterUnavailable` otherwise).
     """
-    address = check_cluster(address)
-    if workers is not None:
-        workers = check_int("workers", workers, 1)
-        if address != "local":
-            raise ValueError(f"workers: only with cluster='local' (a running cluster's workers are chosen where it "
-                             f"is started), got workers={workers} with cluster={address!r}")
+    workers, address = _check_choice(workers, address)
     return DaskExecutor(address, workers)
 
 
@@ -292,6 +287,7 @@ _CHOICE: dict | None = None  # {"workers", "cluster", "executor", "error"} insid
 
 
 def _check_choice(workers, cluster):
+    """``(workers, cluster)`` checked: a positive integer, an address with Dask installed, workers only locally."""
     if workers is not None:
         workers = check_int("workers", workers, 1)
     if cluster is not None:
@@ -332,6 +328,9 @@ def current_executor() -> concurrent.futures.Executor:
         return InProcess()
     if _CHOICE["error"] is not None:  # a cluster that could not be reached: fail each sweep at once, not after a wait
         raise _CHOICE["error"]
+    if getattr(_CHOICE["executor"], "_broken", False):  # a worker died (e.g. out of memory): a new pool for the next grid
+        _CHOICE["executor"].shutdown(wait=False, cancel_futures=True)
+        _CHOICE["executor"] = None
     if _CHOICE["executor"] is None:
         try:
             if _CHOICE["cluster"] is not None:
