@@ -283,7 +283,8 @@ def test_a_pool_whose_worker_died_is_replaced_for_the_next_grid():
 
 def test_missing_dask_names_the_option_and_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    with pytest.raises(sweep.ClusterUnavailable, match=r"--cluster needs Dask distributed.*pip install -e '\.\[cluster\]'"):
+    with pytest.raises(sweep.ClusterUnavailable,
+                       match=r"--cluster needs Dask distributed.*pip install -e '\.\[cluster\]'"):
         sweep.dask("local")
     with pytest.raises(ValueError, match="cluster: expected a Dask scheduler address"):
         sweep.check_cluster(" ")

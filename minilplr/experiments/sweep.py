@@ -213,7 +213,7 @@ class Processes(concurrent.futures.ProcessPoolExecutor):
 
 
 def processes(workers: int, threads: int | None = None) -> Processes:
-    """An executor of ``workers`` local processes with ``threads`` BLAS threads each (default ``max(1, cores // workers)``).
+    """``workers`` local processes with ``threads`` BLAS threads each (default ``max(1, cores // workers)``).
 
     The processes start when the first cell is submitted; shut the executor
     down (``with processes(2) as ex: …``) to stop them.
@@ -328,7 +328,7 @@ def current_executor() -> concurrent.futures.Executor:
         return InProcess()
     if _CHOICE["error"] is not None:  # a cluster that could not be reached: fail each sweep at once, not after a wait
         raise _CHOICE["error"]
-    if getattr(_CHOICE["executor"], "_broken", False):  # a worker died (e.g. out of memory): a new pool for the next grid
+    if getattr(_CHOICE["executor"], "_broken", False):  # a worker died (out of memory?): a new pool for the next grid
         _CHOICE["executor"].shutdown(wait=False, cancel_futures=True)
         _CHOICE["executor"] = None
     if _CHOICE["executor"] is None:
