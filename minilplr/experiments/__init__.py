@@ -38,5 +38,6 @@ EXPERIMENTS: list[str] = [
     "linear_schedules",
     "linear_init",
     "linear_imbalance",
+    "lplr_map",
 ]
 """Run order of ``scripts/run_all.py``: the LPLR paper's MNIST figures, then the linear-network paper's."""
