@@ -281,3 +281,37 @@ def test_ctrl_c_stops_a_real_run_with_one_line_and_the_rerun_resumes(tmp_path):
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "[linear_init] finished in" in again.stdout, again.stdout
+
+
+def test_the_time_budget_is_printed_by_phase_and_saved_with_the_results(run_all, tmp_path, monkeypatch, capsys):
+    """Each experiment's wall time split by phase: one line each, a table at the end, and ``timing`` in its results."""
+    from minilplr.experiments.runner import load_experiment
+    from minilplr.experiments.timing import phase
+
+    mod = load_experiment("linear_init")
+
+    def run(cfg, folder, **kw):
+        with phase("train"):
+            with phase("ntk"):
+                pass
+        return {"status": "finished", "data": "none"}
+
+    monkeypatch.setattr(mod, "run", run)
+    monkeypatch.setattr(mod, "plot", lambda res, folder: [])
+    monkeypatch.setattr(mod, "report", lambda res: {"figures": [], "claims": []})
+    assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    res = load_results(tmp_path / "linear_init")
+    timing = res["timing"]
+    assert set(timing) <= {"train", "ntk", "other"} and "other" in timing, timing
+    assert 0 < sum(timing.values()) <= res["seconds"]  # phases of the computation, within its wall time
+    assert any(ln.startswith("[linear_init] time ") for ln in out.splitlines()), out
+    table = out[out.index("where the time went"):].splitlines()
+    head = table[1].split()
+    assert head[0] == "experiment" and head[-1] == "total" and {"plot", "other"} <= set(head), table
+    assert any(ln.split()[:2] == ["linear_init", "0.0"] for ln in table), table  # its row: train 0.0 s
+    assert any(ln.split()[:1] == ["total"] for ln in table), table
+    assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 0  # reused: not recomputed, still timed
+    out = capsys.readouterr().out
+    assert "reusing finished results" in out and "[linear_init] time " in out
+    assert load_results(tmp_path / "linear_init")["timing"] == timing  # the computation's record is kept

@@ -38,6 +38,7 @@ from ..train.optim import GD
 from ..train.loops import Diverged, train_gd
 from ..store import load_or_discard, save_unit
 from .io import config_hash, load_results, save_results
+from .timing import phase
 
 log = logging.getLogger("minilplr.experiments")
 
@@ -102,12 +103,14 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     # model is still at θ_0, so a resumed run whose ntk0 unit was damaged recomputes it at θ_0, not θ_t.
     saved = load_or_discard(folder, "ntk0", log=log.warning)
     if saved is None:
-        K0 = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")
+        with phase("ntk"):
+            K0 = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")
         saved = {"ntk0": to_host(K0)}
         save_unit(folder, "ntk0", saved)
     state = {"ntk0": saved["ntk0"]}
     state["ntk0_dev"] = to_device(state["ntk0"], be)  # moved once
 
+    @phase("ntk")
     def diagnostics(model_, t):
         K = state["ntk0_dev"] if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _spectrum.ntk_spectrum(K)
@@ -123,6 +126,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
             ntk_diff_spec=diff,
         )
 
+    @phase("hessian")
     def hessian_beta(seed, key):
         """Theorem 5.4's β = ‖∇²L‖₂ at the current θ, by Lanczos on a float64 copy, and what certifies it.
 
@@ -151,10 +155,11 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
     status, message = "finished", ""
     try:
-        h = train_gd(model, X, y, GD(lr), steps=int(rc["epochs"]), loss="mse", diagnostics=diagnostics,
-                     diag_every=int(rc["diag_every"]), checkpoint=folder / "checkpoint",
-                     checkpoint_every=max(1, int(rc["diag_every"])), progress=progress,
-                     desc=f"{label} (width {rc['width']})")
+        with phase("train"):  # the NTK checkpoints it calls are charged to "ntk"
+            h = train_gd(model, X, y, GD(lr), steps=int(rc["epochs"]), loss="mse", diagnostics=diagnostics,
+                         diag_every=int(rc["diag_every"]), checkpoint=folder / "checkpoint",
+                         checkpoint_every=max(1, int(rc["diag_every"])), progress=progress,
+                         desc=f"{label} (width {rc['width']})")
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
         log.warning(message)
@@ -172,8 +177,9 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         L, g2 = np.asarray(h["loss"], float), np.asarray(h["grad_norm_sq"], float)
         inside = t < len(L)
         diag["pl_ratio0"] = np.where(inside, g2[np.minimum(t, len(L) - 1)] / (2 * L[np.minimum(t, len(L) - 1)]), np.nan)
-    kernel_pred = (_dynamics.kernel_regime_loss(state["ntk0"], r0["r0"], lr, n, len(h["loss"]))
-                   if state["ntk0"] is not None and len(h["loss"]) else np.zeros(0))
+    with phase("fits"):
+        kernel_pred = (_dynamics.kernel_regime_loss(state["ntk0"], r0["r0"], lr, n, len(h["loss"]))
+                       if state["ntk0"] is not None and len(h["loss"]) else np.zeros(0))
     res = dict(
         kernel_pred=kernel_pred, status=status, message=message, data=data.description, data_summary=data.summary(), n=n, lr=lr,
         run_config=rc, history={k: np.asarray(v, dtype=float) for k, v in

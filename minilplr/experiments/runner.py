@@ -26,6 +26,7 @@ from ..store import atomic_write_bytes, config_hash, to_jsonable
 from ..validate import check_int
 from . import EXPERIMENTS
 from .io import load_results, save_results
+from .timing import format_phases, format_table, measure, phase
 from . import sweep
 
 try:
@@ -223,50 +224,58 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    status = {}
+    status, timings = {}, {}
     for name in names:
         mod = load_experiment(name)
         cfg = _config(mod, preset, overrides or {})
         folder = out / name
         t0 = time.perf_counter()
-        try:
-            res = load_results(folder, log=log)  # damaged: moved aside with one line, recomputed
-            fresh = res is not None and res.get("config_hash") == config_hash(cfg) and res.get("status") != "running"
-            if plot_only:
-                if res is None:
-                    log(f"[{name}] no saved results in {folder}: run without --plot-only first")
-                    status[name] = "missing"
-                    continue
-                if res.get("config_hash") != config_hash(cfg):
-                    log(f"[{name}] the results saved in {folder} belong to another configuration "
-                        f"({_config_diff(res.get('config'), cfg)}): pass the options they were run with, "
-                        "or run without --plot-only to compute these")
-                    status[name] = "mismatch"
-                    continue
-            elif not fresh:
-                log(f"[{name}] {mod.TITLE}")
-                res = mod.run(cfg, folder, backend=backend, progress=progress)
-                res.setdefault("status", "finished")
-                res["config"] = cfg
-                res["config_hash"] = config_hash(cfg)
-                res["seconds"] = time.perf_counter() - t0
-                save_results(folder, res)
-            else:
-                log(f"[{name}] reusing finished results in {folder} (delete the folder to recompute)")
-            figs = mod.plot(res, folder)
-            rep = mod.report(res)
-            atomic_write_bytes(folder / "report.json", json.dumps(to_jsonable(rep), indent=1).encode())
-            status[name] = res.get("status", "finished")
-            log(f"[{name}] {status[name]} in {time.perf_counter() - t0:.1f} s; figures: "
-                + ", ".join(str(folder / Path(f).name) for f in figs))
-        except KeyboardInterrupt:
-            raise Interrupted(name, [n for n, s in status.items() if s not in ("failed", "missing", "mismatch")],
-                              out) from None
-        except Exception as exc:  # report and go on with the next experiment
-            status[name] = "failed"
-            log(f"[{name}] FAILED: {_one_line(exc)}")
-            if not _expected(exc) or _LOG.isEnabledFor(logging.INFO):  # a bug, or --verbose
-                traceback.print_exc(file=sys.stderr)
+        with measure() as timer:  # where the time goes, by phase (minilplr.experiments.timing)
+            try:
+                res = load_results(folder, log=log)  # damaged: moved aside with one line, recomputed
+                fresh = res is not None and res.get("config_hash") == config_hash(cfg) and res.get("status") != "running"
+                if plot_only:
+                    if res is None:
+                        log(f"[{name}] no saved results in {folder}: run without --plot-only first")
+                        status[name] = "missing"
+                        continue
+                    if res.get("config_hash") != config_hash(cfg):
+                        log(f"[{name}] the results saved in {folder} belong to another configuration "
+                            f"({_config_diff(res.get('config'), cfg)}): pass the options they were run with, "
+                            "or run without --plot-only to compute these")
+                        status[name] = "mismatch"
+                        continue
+                elif not fresh:
+                    log(f"[{name}] {mod.TITLE}")
+                    res = mod.run(cfg, folder, backend=backend, progress=progress)
+                    res.setdefault("status", "finished")
+                    res["config"] = cfg
+                    res["config_hash"] = config_hash(cfg)
+                    res["seconds"] = time.perf_counter() - t0
+                    res["timing"] = timer.stop()  # the computation's seconds by phase, saved with its results
+                    save_results(folder, res)
+                else:
+                    log(f"[{name}] reusing finished results in {folder} (delete the folder to recompute)")
+                with phase("plot"):
+                    figs = mod.plot(res, folder)
+                    rep = mod.report(res)
+                    atomic_write_bytes(folder / "report.json", json.dumps(to_jsonable(rep), indent=1).encode())
+                status[name] = res.get("status", "finished")
+                log(f"[{name}] {status[name]} in {time.perf_counter() - t0:.1f} s; figures: "
+                    + ", ".join(str(folder / Path(f).name) for f in figs))
+            except KeyboardInterrupt:
+                raise Interrupted(name, [n for n, s in status.items() if s not in ("failed", "missing", "mismatch")],
+                                  out) from None
+            except Exception as exc:  # report and go on with the next experiment
+                status[name] = "failed"
+                log(f"[{name}] FAILED: {_one_line(exc)}")
+                if not _expected(exc) or _LOG.isEnabledFor(logging.INFO):  # a bug, or --verbose
+                    traceback.print_exc(file=sys.stderr)
+        timings[name] = dict(timer.seconds)
+        log(f"[{name}] time {format_phases(timings[name], timer.total)}")
+    if timings:
+        log("where the time went, seconds by phase (minilplr/experiments/timing.py says what each counts):\n"
+            + format_table(timings))
     try:
         write_report(out, names, log=log)
     except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same

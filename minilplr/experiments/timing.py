@@ -1,0 +1,159 @@
+"""Where an experiment's time went: its wall time split by phase (training steps, NTK checkpoints, ...).
+
+The runner measures each experiment inside :func:`measure`; the code that
+does the work marks what it is doing with :func:`phase`, as a ``with``
+block or a decorator::
+
+    with phase("train"):
+        history = train_gd(...)
+
+    @phase("ntk")
+    def diagnostics(model, t): ...
+
+Time is charged to the innermost open phase only (exclusive time): the NTK
+checkpoints the loop calls from inside ``phase("train")`` count as ``ntk``,
+not twice.  Time in no phase is ``other`` (loading data, building models,
+saving results).  So the phases of one experiment add up to its wall time.
+
+Outside :func:`measure` (a test, an interactive session) :func:`phase`
+costs one context-variable lookup and records nothing.  The current timer
+is a :class:`contextvars.ContextVar`: experiments measured at the same time
+in different threads each charge their own timer.
+
+The phase names the experiments use, in the order of the runner's table:
+:data:`PHASES`.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+
+__all__ = ["PHASES", "PhaseTimer", "measure", "phase", "format_phases", "format_table"]
+
+#: Phase names in table order, with what each one counts.
+PHASES = {
+    "train": "training steps (forward, backward, update, per-step records, checkpoints)",
+    "ntk": "NTK checkpoints: empirical NTK, its spectrum and drift",
+    "hessian": "the Hessian's top eigenvalue β (Lanczos)",
+    "fits": "kernel-regime prediction and curve fits",
+    "plot": "figures and report.json",
+    "other": "everything else: data, models, loading and saving results",
+}
+
+
+class PhaseTimer:
+    """Wall time by phase, exclusive (the innermost open phase is charged), from creation to :meth:`stop`.
+
+    ``seconds`` maps a phase name to its seconds; their sum is the wall time
+    (``total``) up to the last mark.
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self._clock = clock
+        self._stack: list[str] = []
+        self._mark = self._start = clock()
+        self.seconds: dict[str, float] = {}
+        self.total = 0.0
+
+    def _charge(self) -> None:
+        """Give the time since the last mark to the innermost open phase (``other`` if none)."""
+        now = self._clock()
+        name = self._stack[-1] if self._stack else "other"
+        if now > self._mark:  # a phase that took no time is not listed
+            self.seconds[name] = self.seconds.get(name, 0.0) + (now - self._mark)
+        self.total = now - self._start
+        self._mark = now
+
+    def enter(self, name: str) -> None:
+        self._charge()
+        self._stack.append(name)
+
+    def exit(self) -> None:
+        self._charge()
+        self._stack.pop()
+
+    def stop(self) -> dict:
+        """Charge the time up to now and return ``seconds`` (a copy)."""
+        self._charge()
+        return dict(self.seconds)
+
+
+_current: contextvars.ContextVar = contextvars.ContextVar("minilplr_phase_timer", default=None)
+
+
+@contextlib.contextmanager
+def measure(clock=time.perf_counter):
+    """Measure the block: yields a fresh :class:`PhaseTimer` that every :func:`phase` inside charges.
+
+    ``clock`` returns seconds (a test passes a fake one).
+
+    In nested :func:`measure` blocks the inner one gets the phases inside it;
+    the outer one charges the inner block's whole span to its phase open there.
+    """
+    timer = PhaseTimer(clock)
+    token = _current.set(timer)
+    try:
+        yield timer
+    finally:
+        timer.stop()
+        _current.reset(token)
+
+
+@contextlib.contextmanager
+def phase(name: str):
+    """Charge the block (or the decorated function's calls) to the phase ``name`` of the current timer.
+
+    A no-op outside :func:`measure`.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty phase name such as {', '.join(PHASES)}, got {name!r}")
+    timer = _current.get()
+    if timer is None:
+        yield
+        return
+    timer.enter(name)
+    try:
+        yield
+    finally:
+        timer.exit()
+
+
+def _ordered(seconds: dict) -> list:
+    """``(name, seconds)`` in :data:`PHASES` order, unknown names after them, ``other`` last."""
+    known = [k for k in PHASES if k != "other" and k in seconds]
+    extra = sorted(k for k in seconds if k not in PHASES)
+    return [(k, seconds[k]) for k in known + extra + (["other"] if "other" in seconds else [])]
+
+
+def format_phases(seconds: dict, total: float | None = None) -> str:
+    """One line: ``"12.3 s: train 8.1 · ntk 2.0 · plot 0.9 · other 1.3"`` (phases under 0.05 s left out)."""
+    total = sum(seconds.values()) if total is None else total
+    parts = [f"{k} {v:.1f}" for k, v in _ordered(seconds) if v >= 0.05]
+    return f"{total:.1f} s" + (": " + " · ".join(parts) if parts else "")
+
+
+def format_table(rows: dict) -> str:
+    """A compact table: one row per experiment (``{name: seconds by phase}``), one column per phase, and totals.
+
+    ``rows[name]`` may be ``None`` (reused or not run: shown as ``reused``).
+    """
+    names = [k for k in PHASES if any(r and k in r for r in rows.values())]
+    names += sorted({k for r in rows.values() if r for k in r} - set(names))
+    names = [k for k in names if k != "other"] + (["other"] if "other" in names else [])
+    width = max([len(n) for n in rows] + [len("total")])
+    head = f"{'experiment':<{width}} " + " ".join(f"{k:>8}" for k in names) + f" {'total':>8}"
+    lines = [head, "-" * len(head)]
+    sums = dict.fromkeys(names, 0.0)
+    for exp, sec in rows.items():
+        if not sec:
+            lines.append(f"{exp:<{width}} " + " ".join(f"{'':>8}" for _ in names) + f" {'reused':>8}")
+            continue
+        for k in names:
+            sums[k] += sec.get(k, 0.0)
+        lines.append(f"{exp:<{width}} " + " ".join(f"{sec[k]:8.1f}" if k in sec else f"{'':>8}" for k in names)
+                     + f" {sum(sec.values()):8.1f}")
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<{width}} " + " ".join(f"{sums[k]:8.1f}" for k in names)
+                 + f" {sum(sums.values()):8.1f}")
+    return "\n".join(lines)
