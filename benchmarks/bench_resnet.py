@@ -1,4 +1,4 @@
-"""One SGD step of the Fig. 3 ResNet: minilplr against PyTorch CPU eager.
+"""One SGD step of the Fig. 3 ResNet: minilplr against PyTorch eager (CPU or CUDA).
 
 Times forward + backward + update (softmax cross-entropy, plain SGD) of
 :func:`minilplr.nn.resnet.resnet` on a batch of ``N = 128`` images ``3×32×32``
@@ -10,7 +10,12 @@ architecture and the same weights, in the same process, and prints
 * the median step time of each and the ratio minilplr / PyTorch (target ≤ 2.0).
 
 Both run in training mode (batch norm with batch statistics), as in training.
-Timings on a shared machine are noisy: run it twice and compare.
+Timings on a shared machine are noisy: run it twice and compare.  On a GPU
+(``--backend cupy``; PyTorch on CUDA by default when it has one) each timed
+step ends with a synchronisation inside the timed region (CuPy's device,
+``torch.cuda.synchronize()``), after two untimed warm-up steps; the target
+≤ 2.0 is the CPU's (the issue sets none on a GPU: the ratio is reported).
+``--json PATH`` writes the numbers for ``benchmarks/gpu_check.py``.
 
 Usage::
 
@@ -19,6 +24,8 @@ Usage::
     python benchmarks/bench_resnet.py --quick              # N = 16, 16×16 images: seconds
     python benchmarks/bench_resnet.py --profile            # cProfile of our step, top functions
     python benchmarks/bench_resnet.py --threads 1          # one BLAS / PyTorch thread
+    python benchmarks/bench_resnet.py --backend cupy       # on the GPU, against PyTorch CUDA if it has one
+    python benchmarks/bench_resnet.py --torch-device none --json resnet.json   # ours only, numbers to a file
 
 PyTorch is a benchmark extra only: ``pip install -e ".[bench]"``.
 """
@@ -37,7 +44,12 @@ def _parse(argv):
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all)")
-    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"],
+                    help="strict: the CPU stand-in for CuPy (a dry run of the GPU path)")
+    ap.add_argument("--torch-device", default=None, choices=["cpu", "cuda", "none"],
+                    help="PyTorch reference device (default: cuda with --backend cupy when PyTorch has a GPU, "
+                         "else cpu); none: no reference")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to PATH (JSON)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our step and exit")
     return ap.parse_args(argv)
 
@@ -59,11 +71,13 @@ from minilplr import backend as B  # noqa: E402
 from minilplr.nn import losses  # noqa: E402
 from minilplr.train import optim  # noqa: E402
 from minilplr.nn.resnet import resnet  # noqa: E402
+from bench_gd_step import device_name, resolve_torch_device, torch_sync, write_json  # noqa: E402
 
 
-def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None):
+def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None, sync_b=lambda: None):
     """Step times of ``fa`` and ``fb``, alternated ``a, b, a, b, …`` so that both see the same
-    machine load (this is a shared machine).
+    machine load (this is a shared machine).  ``sync`` (after ``fa``) and ``sync_b``
+    (after ``fb``) wait for a GPU's queued work, inside the timed region.
 
     Returns two lists of ``(wall seconds, CPU seconds)``: the CPU time of the
     process sums all its threads; with ``--threads 1`` it is the time the step
@@ -73,6 +87,7 @@ def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None):
         fa()
         sync()
         fb()
+        sync_b()
     ta, tb = [], []
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -80,6 +95,7 @@ def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None):
         sync()
         w1, c1 = time.perf_counter(), time.process_time()
         fb()
+        sync_b()
         w2, c2 = time.perf_counter(), time.process_time()
         ta.append((w1 - w0, c1 - c0))
         tb.append((w2 - w1, c2 - c1))
@@ -178,6 +194,7 @@ def main(args=ARGS):
     repeats = args.repeats or (3 if args.quick else 10)
     k, lr = 5, 0.05
     be = B.get_backend(args.backend)
+    torch, tdev, why = resolve_torch_device("none" if args.profile else args.torch_device, be.name)
     model = resnet(3, k, tuple(args.widths), args.blocks, size, seed=0, dtype="float32", backend=be)
     rng = np.random.default_rng(0)
     Xh = rng.standard_normal((n, 3, size, size)).astype(np.float32)
@@ -195,21 +212,23 @@ def main(args=ARGS):
         profile_step(ours)
         return
 
+    record = dict(benchmark="resnet", backend=be.name, n=n, image=[3, size, size], widths=list(args.widths),
+                  blocks=args.blocks, dtype="float32", repeats=repeats, device=device_name(be),
+                  torch_device=tdev, torch_version=None if torch is None else torch.__version__,
+                  t_ours_median=None, t_ours_best=None, t_torch_median=None, t_torch_best=None, ratio=None,
+                  target=2.0 if tdev == "cpu" else None, grad_rel_diff=None)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
-          f"backend {be.name}; threads {args.threads or 'default'}")
+          f"backend {be.name} ({record['device']}); threads {args.threads or 'default'}")
     print(f"{model!r}\nN = {n}, images 3x{size}x{size}, float32, P = "
           f"{sum(int(p.size) for p in model.params.values())}")
 
-    torch = None
-    try:
-        import torch
-    except ImportError:
-        print("PyTorch not installed (pip install -e '.[bench]'): no reference ratio")
-    if torch is not None and be.name == "numpy":
-        if args.threads:
+    if torch is None:
+        print(f"no PyTorch reference: {why}")
+    else:
+        if args.threads and tdev == "cpu":
             torch.set_num_threads(args.threads)
-        net = torch_mirror(model, torch).train()
-        Xt, yt = torch.from_numpy(Xh), torch.from_numpy(yh)
+        net = torch_mirror(model, torch).train().to(tdev)
+        Xt, yt = torch.from_numpy(Xh).to(tdev), torch.from_numpy(yh).to(tdev)
         # first step on identical weights: same loss and gradients?
         logits = model.forward(X)
         loss, d = losses.softmax_cross_entropy(logits, y)
@@ -219,16 +238,18 @@ def main(args=ARGS):
         g_ours = np.concatenate([B.to_host(g).reshape(-1) for g in model.grads.values()])
         g_torch = np.concatenate([
             (p.grad.permute(2, 3, 1, 0) if p.grad.ndim == 4 else p.grad.T if p.grad.ndim == 2 else p.grad)
-            .reshape(-1).numpy() for p in net.parameters()])
+            .reshape(-1).cpu().numpy() for p in net.parameters()])
         rel = np.linalg.norm(g_ours - g_torch) / np.linalg.norm(g_torch)
+        record["grad_rel_diff"] = float(rel)
         print(f"same network: loss {float(loss):.6f} (ours) vs {tl.item():.6f} (PyTorch); "
               f"gradient relative difference {rel:.1e}")
 
-    if torch is None or be.name != "numpy":
-        if be.name != "numpy":
-            print("PyTorch reference is CPU-only: ratio printed for the numpy backend only")
+    if torch is None:
         ta, _ = time_pair(ours, lambda: None, repeats, sync=be.synchronize)
         print(_summary("minilplr", ta))
+        wall = [w for w, _ in ta]
+        record.update(t_ours_median=statistics.median(wall), t_ours_best=min(wall))
+        write_json(args.json, record)
         return
     topt = torch.optim.SGD(net.parameters(), lr=lr)
 
@@ -238,13 +259,19 @@ def main(args=ARGS):
         loss.backward()
         topt.step()
 
-    ta, tb = time_pair(ours, theirs, repeats, sync=be.synchronize)
+    ta, tb = time_pair(ours, theirs, repeats, sync=be.synchronize, sync_b=torch_sync(torch, tdev))
     ratios = [a[0] / b[0] for a, b in zip(ta, tb)]
     cpu_ratios = [a[1] / b[1] for a, b in zip(ta, tb)]
     print(_summary("minilplr", ta))
-    print(_summary("PyTorch ", tb) + f"  [torch {torch.__version__}, {torch.get_num_threads()} threads, eager]")
+    where = f"CUDA, {torch.cuda.get_device_name(0)}" if tdev == "cuda" else f"{torch.get_num_threads()} threads"
+    print(_summary("PyTorch ", tb) + f"  [torch {torch.__version__}, {where}, eager]")
     print(f"ratio minilplr / PyTorch: {statistics.median(ratios):.2f} wall (median of {repeats} alternated "
-          f"pairs), {statistics.median(cpu_ratios):.2f} CPU time  (target <= 2.0)")
+          f"pairs), {statistics.median(cpu_ratios):.2f} CPU time  "
+          f"({'target <= 2.0' if tdev == 'cpu' else 'no target on a GPU'})")
+    wa, wb = [w for w, _ in ta], [w for w, _ in tb]
+    record.update(t_ours_median=statistics.median(wa), t_ours_best=min(wa), t_torch_median=statistics.median(wb),
+                  t_torch_best=min(wb), ratio=statistics.median(ratios))
+    write_json(args.json, record)
 
 
 if __name__ == "__main__":
