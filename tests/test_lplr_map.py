@@ -58,6 +58,8 @@ def test_cross_table_counts_each_cell_once():
     assert path["table"]["held"] == {"linear": 2, "not linear": 1, "too short": 1, "diverged": 0}
     v3 = M.cross_table(ver, "hypotheses")
     assert v3["verdicts"] == dict(confirmed=1, contradicted=1, untested=1, vacuous=2)
+    assert v3["table"]["held"] == {"linear": 1, "not linear": 1, "too short": 1, "diverged": 0}
+    assert v3["table"]["not held"]["linear"] == 2
     with pytest.raises(ValueError, match="which: expected"):
         M.cross_table(ver, "v4")
 
