@@ -1000,3 +1000,58 @@ def test_experiment_runs_plots_and_reports(name, tmp_path, be):
     for p in paths:
         w, h = _png_pixels(p)
         assert 600 <= w <= 4000 and 300 <= h <= 3000, (p.name, w, h)  # figures of 6–20 inches at 130 dpi
+
+
+# --------------------------------------------------------------------------- issue 16: small matrices, per-step work
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"}
+
+
+def test_the_linear_runs_use_one_blas_thread_and_give_it_back(be, tmp_path, monkeypatch):
+    """Every product of a linear-network run is (20, h) or smaller: one BLAS thread inside, the caller's after.
+
+    The caller asks for two threads, so the test fails if the limit is missing even where the
+    environment already sets one (``OPENBLAS_NUM_THREADS=1``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from minilplr.experiments import linear_runs
+
+    if not _blas_threads():
+        pytest.skip("no BLAS library loaded that threadpoolctl can see")
+    seen = []
+    X, Y = data_from_config({"N": 8, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0})
+    W1, W2 = weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, 0)
+    net = make_network(X, Y, W1, W2, backend=be)
+    with threadpool_limits(limits=2, user_api="blas"):
+        run_gd(net, schedule_from_config("constant", net), 5, callback=lambda t: seen.append(_blas_threads()))
+        assert _blas_threads() == {2}  # given back
+        real = linear_runs.schedule_from_config  # called in cached_run before the loop, with W(0)
+        monkeypatch.setattr(linear_runs, "schedule_from_config",
+                            lambda *a, **k: (seen.append(_blas_threads()), real(*a, **k))[1])
+        spec = {"data": {"N": 8, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0}, "h": 20,
+                "init": {"kind": "gaussian", "p": 0.375}, "init_seed": 0, "schedule": "constant",
+                "schedule_opts": {}, "steps": 5, "tol": 1e-12, "track_drift": False, "dtype": "float64"}
+        cached_run(tmp_path, spec, backend=be)
+        assert _blas_threads() == {2}
+    assert len(seen) == 7 and all(s == {1} for s in seen), seen
+
+
+def test_the_imbalance_step_is_computed_only_when_drift_is_tracked(be):
+    """``‖D(t+1) − D(t)‖_F`` costs a QR of (h, 2(n+m)) per step: only linear_imbalance (track_drift) reads it."""
+    X, Y = data_from_config({"N": 8, "n": 4, "m": 3, "seed": 1, "x_cond": 1.0})
+    runs = {}
+    for track in (False, True):
+        W1, W2 = weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, 1)
+        net = make_network(X, Y, W1, W2, backend=be)
+        runs[track] = run_gd(net, schedule_from_config("constant", net), 6, tol=0.0, track_drift=track)
+    off, on = runs[False], runs[True]
+    assert np.all(np.isnan(off["drift_step"])) and np.all(np.isnan(off["drift"]))
+    assert np.all(np.isfinite(on["drift_step"][:-1])) and np.all(on["drift_step"][:-1] > 0)
+    for k in off:  # nothing else changes: the same run, bit for bit
+        if k not in ("drift", "drift_step"):
+            assert np.array_equal(off[k], on[k], equal_nan=True) if isinstance(off[k], np.ndarray) else off[k] == on[k], k

@@ -22,7 +22,9 @@ from ..theory.linear.constants import fro_UtV
 from ..theory.linear.init import gaussian_init, imbalance_init, make_network, synthetic_regression
 from ..theory.linear.operator import kappa_T, sigma2_T
 from ..theory.linear.schedules import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
+from ..theory.linear.threads import small_blas
 from ..theory.linear.trajectory import run_gd
+from .timing import phase
 
 __all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run",
            "save_run", "load_run", "data_caption", "init_label", "SCHEDULE_LABELS"]
@@ -116,22 +118,24 @@ def cached_run(folder, spec: dict, backend=None, *, checkpoint_every: int = 100,
     if res is not None:
         remove_checkpoint(ck)  # left behind if a run was killed between saving its result and this removal
         return res
-    X, Y = data_from_config(spec["data"])
-    n, m = X.shape[1], Y.shape[1]
-    W1, W2 = weights_from_config(n, m, int(spec["h"]), spec["init"], int(spec["init_seed"]))
-    net = make_network(X, Y, W1, W2, backend=backend, dtype=spec.get("dtype", "float64"))
-    s2min, s2max = sigma2_T(net.W1, net.W2)  # everything "0" is measured here, before GD moves the weights
-    kappa0 = kappa_T(net.W1, net.W2)
-    xp = get_array_module(net.W1)
-    imb0 = fro_UtV(  # ‖D(0)‖_F = ‖UᵀV‖_F with U = [W₁; −W₂], V = [W₁; W₂]
-        xp.concatenate([net.W1, -net.W2], 0), xp.concatenate([net.W1, net.W2], 0))
-    sched = schedule_from_config(spec["schedule"], net, spec.get("schedule_opts"))  # from W(0), before any resume
-    res = run_gd(net, sched, int(spec["steps"]), tol=float(spec.get("tol", 1e-12)),
-                 track_drift=bool(spec.get("track_drift", False)), checkpoint=ck, checkpoint_every=checkpoint_every)
-    res.update(imbalance0=imb0, kappa0=kappa0,
-               sigma2_min0=s2min, sigma2_max0=s2max, key=key,
-               function_evals=int(getattr(sched, "function_evals", 0)),
-               armijo_failures=int(getattr(sched, "failures", 0)))
+    # every matrix here is (20, h) or smaller: one BLAS thread (theory/linear/threads.py says why)
+    with small_blas(), phase("train"):
+        X, Y = data_from_config(spec["data"])
+        n, m = X.shape[1], Y.shape[1]
+        W1, W2 = weights_from_config(n, m, int(spec["h"]), spec["init"], int(spec["init_seed"]))
+        net = make_network(X, Y, W1, W2, backend=backend, dtype=spec.get("dtype", "float64"))
+        s2min, s2max = sigma2_T(net.W1, net.W2)  # everything "0" is measured here, before GD moves the weights
+        kappa0 = kappa_T(net.W1, net.W2)
+        xp = get_array_module(net.W1)
+        imb0 = fro_UtV(  # ‖D(0)‖_F = ‖UᵀV‖_F with U = [W₁; −W₂], V = [W₁; W₂]
+            xp.concatenate([net.W1, -net.W2], 0), xp.concatenate([net.W1, net.W2], 0))
+        sched = schedule_from_config(spec["schedule"], net, spec.get("schedule_opts"))  # from W(0), before any resume
+        res = run_gd(net, sched, int(spec["steps"]), tol=float(spec.get("tol", 1e-12)),
+                     track_drift=bool(spec.get("track_drift", False)), checkpoint=ck, checkpoint_every=checkpoint_every)
+        res.update(imbalance0=imb0, kappa0=kappa0,
+                   sigma2_min0=s2min, sigma2_max0=s2max, key=key,
+                   function_evals=int(getattr(sched, "function_evals", 0)),
+                   armijo_failures=int(getattr(sched, "failures", 0)))
     save_run(folder, key, res)
     remove_checkpoint(ck)
     return res

@@ -31,6 +31,7 @@ from .linear_runs import (
 )
 from ..theory.linear.trajectory import observed_rate
 from ..theory.linear.init import make_network
+from ..theory.linear.threads import small_blas
 
 log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
 
@@ -72,13 +73,14 @@ def run(config, out_dir, backend=None, progress=True) -> dict:
     init = {"kind": "gaussian", "p": float(config["p"])}
 
     grid = []  # κ(T₀) without training
-    for h in config["kappa_widths"]:
-        ks = []
-        for seed in config["init_seeds"]:
-            W1, W2 = weights_from_config(n, m, int(h), init, seed)
-            net = make_network(X, Y, W1, W2, backend=backend, dtype=config["dtype"])
-            ks.append(kappa_T(net.W1, net.W2))
-        grid.append({"h": int(h), "kappa": ks, "predicted": _predicted_kappa(n, m, int(h))})
+    with small_blas():  # Gram matrices (20, 20) of (20, h) factors: one BLAS thread (theory/linear/threads.py)
+        for h in config["kappa_widths"]:
+            ks = []
+            for seed in config["init_seeds"]:
+                W1, W2 = weights_from_config(n, m, int(h), init, seed)
+                net = make_network(X, Y, W1, W2, backend=backend, dtype=config["dtype"])
+                ks.append(kappa_T(net.W1, net.W2))
+            grid.append({"h": int(h), "kappa": ks, "predicted": _predicted_kappa(n, m, int(h))})
     if progress:
         print(f"[{NAME}] κ(T₀): " + ", ".join(f"h={g['h']}: {np.mean(g['kappa']):.3f}" for g in grid))
 

@@ -50,6 +50,7 @@ from .constants import (
 )
 from .model import TwoLayerLinear
 from .operator import sigma2_T
+from .threads import small_blas
 
 __all__ = ["run_gd", "observed_rate", "steps_to_tolerance", "FIELDS"]
 
@@ -137,7 +138,9 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
     tol : float
         Stop once ``L − L* ≤ tol · (L(0) − L*)`` (float64 reaches ~1e-15 relative).
     track_drift : bool
-        Compute ``‖D(t) − D(0)‖_F`` each step (``O((n+m)²h)``; off for speed).
+        Compute the imbalance drift ``‖D(t) − D(0)‖_F`` and step ``‖D(t+1) − D(t)‖_F``
+        each step (two QRs of ``(h, 2(n+m))``, ``O((n+m)²h)``: more than the rest of
+        the step; ``nan`` when off).
     diverge_factor : float
         Stop (``stopped = "diverged"``) if ``L`` is not finite or exceeds this times ``L(0)``.
     checkpoint : path, optional
@@ -189,55 +192,56 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
         gap0 = L0 = None
         t = 0
     stopped = "steps"
-    while True:
-        if callback is not None:
-            callback(t)
-        L = to_scalar(net.backward())
-        gap = max(L - Lstar, 0.0)
-        if gap0 is None:
-            gap0, L0 = gap, L
-        s2min, s2max = sigma2_T(net.W1, net.W2)
-        mu_t = mu * s2min
-        grad_sq = sq_norm(net.grads)  # ‖∇L‖² = ‖∇_{W₁}L‖² + ‖∇_{W₂}L‖²
-        g_ell = math.sqrt(max(to_scalar((net.grad_ell * net.grad_ell).sum()), 0.0))
-        rec["loss"].append(L)
-        rec["gap"].append(gap)
-        rec["sigma2_min"].append(s2min)
-        rec["sigma2_max"].append(s2max)
-        rec["mu_t"].append(mu_t)
-        rec["grad_sq"].append(grad_sq)
-        rec["grad_ell"].append(g_ell)
-        rec["pl_ratio"].append(0.5 * grad_sq / gap if gap > 0 else float("nan"))
-        rec["drift"].append(
-            imbalance_drift(net.W1, net.W2, W0["W1"], W0["W2"]) if track_drift else float("nan"))
-        rec["drift_bound"].append(drift_bound)
-        rec["evals"].append(t + 1 + getattr(schedule, "function_evals", 0) - extra_evals0)
-        if not math.isfinite(L) or L > diverge_factor * max(L0, 1e-300):
-            stopped = "diverged"
-        elif gap <= tol * gap0:
-            stopped = "tol"
-        elif t >= steps:
-            stopped = "steps"
-        else:
-            stopped = None
-        if stopped is not None:
-            for k in ("lr", "K_t", "rate_bound", "drift_step", "drift_step_bound", "sigma_bound"):
-                rec[k].append(float("nan"))
-            break
-        dW1, dW2 = net.grads["W1"], net.grads["W2"]
-        lr = opt.step(net.params, net.grads, loss=L)
-        K_t = local_smoothness(K, s2max, g_ell, lr)
-        step_bound = imbalance_step_bound(K, lr, s2max, gap)
-        drift_bound += step_bound
-        rec["lr"].append(lr)
-        rec["K_t"].append(K_t)
-        rec["rate_bound"].append(pl_contraction_bound(lr, mu_t, K_t))
-        rec["drift_step"].append(imbalance_step_norm(dW1, dW2, lr))
-        rec["drift_step_bound"].append(step_bound)
-        rec["sigma_bound"].append(float(getattr(schedule, "last", {}).get("sigma_bound", float("nan"))))
-        t += 1
-        if checkpoint is not None and t % checkpoint_every == 0:
-            save_checkpoint(checkpoint, _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0), fp)
+    with small_blas():  # (n, h) products with n, m = 20: one BLAS thread (threads.py says why)
+        while True:
+            if callback is not None:
+                callback(t)
+            L = to_scalar(net.backward())
+            gap = max(L - Lstar, 0.0)
+            if gap0 is None:
+                gap0, L0 = gap, L
+            s2min, s2max = sigma2_T(net.W1, net.W2)
+            mu_t = mu * s2min
+            grad_sq = sq_norm(net.grads)  # ‖∇L‖² = ‖∇_{W₁}L‖² + ‖∇_{W₂}L‖²
+            g_ell = math.sqrt(max(to_scalar((net.grad_ell * net.grad_ell).sum()), 0.0))
+            rec["loss"].append(L)
+            rec["gap"].append(gap)
+            rec["sigma2_min"].append(s2min)
+            rec["sigma2_max"].append(s2max)
+            rec["mu_t"].append(mu_t)
+            rec["grad_sq"].append(grad_sq)
+            rec["grad_ell"].append(g_ell)
+            rec["pl_ratio"].append(0.5 * grad_sq / gap if gap > 0 else float("nan"))
+            rec["drift"].append(
+                imbalance_drift(net.W1, net.W2, W0["W1"], W0["W2"]) if track_drift else float("nan"))
+            rec["drift_bound"].append(drift_bound)
+            rec["evals"].append(t + 1 + getattr(schedule, "function_evals", 0) - extra_evals0)
+            if not math.isfinite(L) or L > diverge_factor * max(L0, 1e-300):
+                stopped = "diverged"
+            elif gap <= tol * gap0:
+                stopped = "tol"
+            elif t >= steps:
+                stopped = "steps"
+            else:
+                stopped = None
+            if stopped is not None:
+                for k in ("lr", "K_t", "rate_bound", "drift_step", "drift_step_bound", "sigma_bound"):
+                    rec[k].append(float("nan"))
+                break
+            dW1, dW2 = net.grads["W1"], net.grads["W2"]
+            lr = opt.step(net.params, net.grads, loss=L)
+            K_t = local_smoothness(K, s2max, g_ell, lr)
+            step_bound = imbalance_step_bound(K, lr, s2max, gap)
+            drift_bound += step_bound
+            rec["lr"].append(lr)
+            rec["K_t"].append(K_t)
+            rec["rate_bound"].append(pl_contraction_bound(lr, mu_t, K_t))
+            rec["drift_step"].append(imbalance_step_norm(dW1, dW2, lr) if track_drift else float("nan"))
+            rec["drift_step_bound"].append(step_bound)
+            rec["sigma_bound"].append(float(getattr(schedule, "last", {}).get("sigma_bound", float("nan"))))
+            t += 1
+            if checkpoint is not None and t % checkpoint_every == 0:
+                save_checkpoint(checkpoint, _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0), fp)
     out = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
     out.update(steps=t, stopped=stopped, K=K, mu=mu, min_value=Lstar, h=net.h)
     return out
