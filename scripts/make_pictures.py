@@ -1,0 +1,314 @@
+"""Draw the course's pictures (``docs/img/*.png``) from the engine itself.
+
+Every picture is computed by minilplr, not drawn by hand: the Jacobian is
+:func:`minilplr.theory.ntk.jacobian` of a real network, the im2col matrix is
+:func:`minilplr.nn.conv.im2col` of a real image, the spectrum comes from
+:func:`minilplr.theory.spectrum.ntk_spectrum`, the loss curves from real
+gradient-descent runs.  Small (100 dpi, a few tens of KB each) and
+deterministic (fixed seeds, no timestamps in the PNGs), so rerunning the
+script reproduces them; ``tests/test_docs_hygiene.py`` checks that every image
+a chapter links exists.
+
+    python scripts/make_pictures.py              # all of them, into docs/img/
+    python scripts/make_pictures.py j_layout     # one (names: see PICTURES)
+
+Runs on the host (NumPy backend) in about half a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MINILPLR_BACKEND", "numpy")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
+
+from minilplr.backend import to_device, to_host  # noqa: E402
+from minilplr.experiments.fits import fit_loglog_slope, resolvable_mask  # noqa: E402
+from minilplr.nn.conv import im2col  # noqa: E402
+from minilplr.nn.losses import mse  # noqa: E402
+from minilplr.nn.models import mlp  # noqa: E402
+from minilplr.nn.params import flatten, load_flat, param_slices  # noqa: E402
+from minilplr.nn.resnet import resnet  # noqa: E402
+from minilplr.theory import ntk, spectrum  # noqa: E402
+from minilplr.theory.dynamics import kernel_regime_loss, pl_envelope  # noqa: E402
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
+DPI = 100
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": DPI})
+
+
+def _save(fig, name: str) -> Path:
+    """``docs/img/<name>.png`` at 100 dpi, without the metadata that would change between runs."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.png"
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _dev(a):
+    return to_device(np.asarray(a, dtype=float), dtype="float64")
+
+
+# --------------------------------------------------------------------------- chapter 3
+
+
+def j_layout():
+    """The Jacobian of a 3 → 4 → 2 ReLU network on N = 3 samples: rows i·K + k, column blocks per parameter."""
+    N, D, H, K = 3, 3, 4, 2
+    model = mlp(D, H, 2, K, seed=2, dtype="float64")
+    X = _dev(np.random.default_rng(0).standard_normal((N, D)))
+    J = to_host(ntk.jacobian(model, X))  # (N·K, P)
+    cols = param_slices(model.params)
+    fig, ax = plt.subplots(figsize=(7.6, 3.0))
+    lim = np.abs(J).max()
+    ax.imshow(J, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    for name, sl in cols.items():
+        ax.axvline(sl.start - 0.5, color="k", lw=1.2)
+        ax.text((sl.start + sl.stop - 1) / 2, -0.85, f"{name}\n({sl.stop - sl.start})", ha="center", va="bottom",
+                fontsize=8)
+    for i in range(1, N):
+        ax.axhline(i * K - 0.5, color="k", lw=0.8, ls=":")
+    ax.set_yticks(range(N * K), [f"{i * K + k}: i={i}, k={k}" for i in range(N) for k in range(K)], fontsize=8)
+    ax.set_ylabel("row i·K + k\n(sample i, output k)")
+    ax.set_xlabel(f"column p: parameter θ_p (P = {J.shape[1]}, in the order of model.params)")
+    ax.set_ylim(N * K - 0.5, -2.3)
+    ax.set_title(f"J = ∂f/∂θ, shape (N·K, P) = {J.shape}; colour = value of ∂f_k(x_i)/∂θ_p", pad=4)
+    fig.tight_layout()
+    return _save(fig, "j_layout")
+
+
+def theta_spectrum():
+    """Θ's eigenvalues against the rounding floor: a resolved λ_min, and a singular Θ (N·K > P)."""
+    rng = np.random.default_rng(0)
+    X = _dev(rng.standard_normal((4, 3)))
+    model = mlp(3, 5, 3, 2, seed=2, dtype="float64")
+    tiny = mlp(2, 2, 2, 1, seed=0, dtype="float64")
+    cases = [(spectrum.ntk_spectrum(ntk.empirical_ntk(model, X)), "3 → 5 → 5 → 2, N = 4: N·K = 8 < P = 62"),
+             (spectrum.ntk_spectrum(ntk.empirical_ntk(tiny, _dev(rng.standard_normal((12, 2))))),
+              "2 → 2 → 2 → 1, N = 12: N·K = 12 > P = 9")]
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharey=True)
+    for ax, (s, title) in zip(axes, cases):
+        ev = np.asarray(s.eigenvalues)
+        idx = np.arange(ev.size)
+        above = ev > s.floor
+        ax.semilogy(idx[above], ev[above], "o", color="C0", label="eigenvalue above the floor")
+        ax.semilogy(idx[~above], np.maximum(np.abs(ev[~above]), 1e-18), "x", color="C3",
+                    label="|eigenvalue| below the floor: noise")
+        ax.axhline(s.floor, color="0.3", ls="--", lw=1, label=f"floor {s.floor:.1e}")
+        verdict = f"λ_min = {s.lam_min:.3g} (resolved)" if s.resolved else "λ_min unresolved (≤ floor)"
+        ax.set_title(f"{title}\n{verdict}", fontsize=9)
+        ax.set_xlabel("index j (ascending)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("eigenvalue λ_j of Θ")
+    axes[1].legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    return _save(fig, "theta_spectrum")
+
+
+# --------------------------------------------------------------------------- chapter 4 / 8
+
+
+def pl_lstar():
+    """The PL log–log plot of one loss (PL with equality, true L* = 0.01) under three choices of L*."""
+    t = np.arange(250)
+    loss = 0.01 + 0.5 * 0.97 ** t  # chapter 8's loss: L_t − L* = 0.5·0.97^t with L* = 0.01
+    g2 = 2 * 0.02 * (loss - 0.01)  # ‖∇L‖² = 2μ(L − L*), μ = 0.02: PL holds with equality
+    choices = [("true L* = 0.01", loss - 0.01, None, "C0"),
+               ("L* = 0", loss, None, "C3"),
+               ("L* = min seen (resolvable steps)", loss - loss.min(), resolvable_mask(loss, loss.min()), "C2")]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for label, gap, mask, color in choices:
+        m = np.ones_like(gap, bool) if mask is None else mask
+        fit = fit_loglog_slope(gap, g2, mask)
+        ax.loglog(gap[m], g2[m], ".", ms=3, color=color, label=f"{label}: slope {fit['slope']:.2f}")
+    x = np.array([1e-5, 0.6])
+    ax.loglog(x, 2 * 0.02 * x, "k:", lw=1, label="½‖∇L‖² = μ(L − L*), slope 1")
+    ax.set_xlabel("L_t − L*  (the assumed L*)")
+    ax.set_ylabel("‖∇L_t‖²")
+    ax.set_title("One perfectly PL loss, three guesses of L*", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="both", alpha=0.25)
+    fig.tight_layout()
+    return _save(fig, "pl_lstar")
+
+
+# --------------------------------------------------------------------------- chapter 5
+
+
+def _gd_losses(model, X, y, eta: float, steps: int) -> np.ndarray:
+    losses = []
+    for _ in range(steps):
+        loss, dpred = mse(model.forward(X), y)
+        losses.append(float(loss))
+        model.backward(dpred, need_dx=False)
+        load_flat(model, flatten(model.params) - eta * flatten(model.grads))
+    return np.array(losses)
+
+
+def envelope_vs_kernel():
+    """Measured GD loss against the kernel regime of Θ_0 and Theorem 5.4's envelope, narrow and wide."""
+    N, D, steps = 10, 5, 300
+    rng = np.random.default_rng(0)
+    X = _dev(rng.standard_normal((N, D)))
+    y = _dev(rng.standard_normal((N, 1)))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharey=True)
+    t = np.arange(steps)
+    for ax, H in zip(axes, (16, 1024)):
+        model = mlp(D, H, 3, 1, seed=0, dtype="float64")
+        theta0 = ntk.empirical_ntk(model, X)
+        s = spectrum.ntk_spectrum(theta0)
+        eta = 0.5 * N / s.lam_max  # half of 1/β_GN, β_GN = λ_max/N
+        r0 = to_host(model.forward(X) - y)
+        measured = _gd_losses(model, X, y, eta, steps)
+        kernel = kernel_regime_loss(theta0, r0, eta, N, steps)
+        mu = s.lam_min / N
+        ax.semilogy(t, measured, color="C0", lw=2, label="measured L_t (L* = 0)")
+        ax.semilogy(t, kernel, "--", color="C1", label="kernel regime of Θ_0")
+        ax.semilogy(t, pl_envelope(t, eta, mu, measured[0]), ":", color="C3", lw=1.5,
+                    label="envelope (1 − ημ)^t L_0, μ = λ_min/N")
+        ax.set_title(f"H = {H}: η = N/(2λ_max(Θ_0)) = {eta:.2g}", fontsize=9)
+        ax.set_xlabel("step t")
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0].set_ylabel("loss L_t")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"3-layer ReLU MLP, N = {N}, D = {D}, full-batch GD", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, "envelope_vs_kernel")
+
+
+# --------------------------------------------------------------------------- chapter 6
+
+
+def im2col_picture():
+    """A 1-channel 4 × 4 image, a 3 × 3 kernel: the patch matrix X_col (N·H_o·W_o, k·k·C) row by row."""
+    x = np.arange(1, 17, dtype=float).reshape(1, 1, 4, 4)
+    cols, (ho, wo) = im2col(_dev(x), 3)
+    cols = to_host(cols)
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(8.0, 2.9), gridspec_kw={"width_ratios": [1, 2.3]})
+    colors = ["C0", "C1", "C2", "C3"]
+    a0.imshow(np.zeros((4, 4)), cmap="Greys", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(x[0, 0]):
+        a0.text(c, r, f"{v:.0f}", ha="center", va="center")
+    for row, (i, j) in enumerate(np.ndindex(ho, wo)):
+        off = 0.08 * row - 0.12
+        a0.add_patch(Rectangle((j - 0.5 + off, i - 0.5 + off), 3 - 0.04, 3 - 0.04, fill=False,
+                               ec=colors[row], lw=1.6))
+    a0.set_title("image x (N = C = 1, 4 × 4)\npatch (i, j) under a 3 × 3 kernel", fontsize=9)
+    a0.set_xticks([]), a0.set_yticks([])
+    a1.imshow(np.zeros_like(cols), cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    for (r, c), v in np.ndenumerate(cols):
+        a1.text(c, r, f"{v:.0f}", ha="center", va="center", color=colors[r])
+    a1.set_yticks(range(ho * wo), [f"(i, j) = {ij}" for ij in np.ndindex(ho, wo)], fontsize=8)
+    a1.set_xticks(range(9), [f"{a},{b}" for a in range(3) for b in range(3)], fontsize=7)
+    a1.set_xlabel("column (a, b, c): kernel row a, kernel column b (channel c = 0)")
+    a1.set_title(f"X_col = im2col(x, 3), shape {cols.shape} = (N·H_o·W_o, k·k·C)\n"
+                 "conv(x) = X_col @ W.reshape(k·k·C, C_out): a dense layer on patches", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, "im2col")
+
+
+def block_graph():
+    """The computational graph of a projection residual block, with each node's output shape (forward run)."""
+    model = resnet(in_channels=1, num_classes=2, widths=(4, 8), image_size=8, seed=0, dtype="float64")
+    block = model.layers["stage2"].layers["block1"] if "block1" in model.layers["stage2"].layers else \
+        next(iter(model.layers["stage2"].layers.values()))
+    x = _dev(np.random.default_rng(0).standard_normal((2, 4, 8, 8)))
+    shapes, f = {}, x
+    for name, layer in zip(("conv1", "bn1", "relu1", "conv2", "bn2"), block.main):
+        f = layer.forward(f)
+        shapes[name] = f.shape
+    s = x
+    for name, layer in zip(("shortcut.conv", "shortcut.bn"), block.shortcut):
+        s = layer.forward(s)
+        shapes[name] = s.shape
+    shapes["add"] = shapes["relu_out"] = f.shape
+    conv1, conv2, sconv = block.main[0], block.main[3], block.shortcut[0]
+    labels = {
+        "conv1": f"conv1 {conv1.k}×{conv1.k}, s={conv1.stride}\n{conv1.c_in} → {conv1.c_out} ch",
+        "bn1": "bn1 (γ, β)", "relu1": "relu1",
+        "conv2": f"conv2 {conv2.k}×{conv2.k}, s={conv2.stride}\n{conv2.c_in} → {conv2.c_out} ch",
+        "bn2": "bn2 (γ, β)",
+        "shortcut.conv": f"shortcut.conv\n{sconv.k}×{sconv.k}, s={sconv.stride}, {sconv.c_in}→{sconv.c_out}",
+        "shortcut.bn": "shortcut.bn\n(γ, β)", "add": "F(x) + S(x)", "relu_out": "relu_out",
+    }
+    main = ["conv1", "bn1", "relu1", "conv2", "bn2"]
+    pos = {name: (1.6 + 1.55 * i, 1.55) for i, name in enumerate(main)}
+    pos.update({"shortcut.conv": (3.6, 0.25), "shortcut.bn": (6.2, 0.25), "add": (9.6, 0.9),
+                "relu_out": (11.15, 0.9), "x": (0.0, 0.9), "out": (12.5, 0.9)})
+    fig, ax = plt.subplots(figsize=(9.6, 2.9))
+    w, h = 1.4, 0.72
+
+    def box(name, text, color):
+        cx, cy = pos[name]
+        ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fc=color, ec="0.3", lw=0.8))
+        ax.text(cx, cy + 0.08, text, ha="center", va="center", fontsize=7)
+        if name in shapes:
+            ax.text(cx, cy - h / 2 + 0.06, str(tuple(shapes[name])), ha="center", va="bottom", fontsize=6,
+                    color="0.3")
+
+    def arrow(a, b):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        ax.add_patch(FancyArrowPatch((x0 + (w / 2 if a not in ("x",) else 0.3), y0),
+                                     (x1 - (w / 2 if b != "out" else 0.3), y1), arrowstyle="-|>",
+                                     mutation_scale=9, color="0.2", lw=0.9, connectionstyle="arc3,rad=0"))
+
+    for name in main:
+        box(name, labels[name], "#dbe9f6")
+    for name in ("shortcut.conv", "shortcut.bn"):
+        box(name, labels[name], "#fde3c8")
+    box("add", labels["add"], "#e2f0d9")
+    box("relu_out", labels["relu_out"], "#e2f0d9")
+    ax.text(*pos["x"], f"x\n{tuple(x.shape)}", ha="center", va="center", fontsize=7)
+    ax.text(*pos["out"], "out", ha="center", va="center", fontsize=8)
+    chain = ["x"] + main + ["add", "relu_out", "out"]
+    for a, b in zip(chain, chain[1:]):
+        arrow(a, b)
+    for a, b in (("x", "shortcut.conv"), ("shortcut.conv", "shortcut.bn"), ("shortcut.bn", "add")):
+        arrow(a, b)
+    ax.text(4.7, 2.05, "main branch F(x)", ha="center", fontsize=8, color="C0")
+    ax.text(4.9, -0.25, "shortcut S(x) (projection; the identity when stride 1 and C_in = C_out)", ha="center",
+            fontsize=8, color="C1")
+    ax.text(6.2, 2.4, "backward: both branches receive δ = ∂L/∂out ⊙ 1[F + S > 0]; ∂L/∂x = the sum of their "
+            "input gradients.  Shapes (N, C, H, W) from a forward run.", ha="center", fontsize=8, color="0.25")
+    ax.set_xlim(-0.6, 13.0)
+    ax.set_ylim(-0.45, 2.6)
+    ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, "block_graph")
+
+
+PICTURES = {
+    "j_layout": j_layout,
+    "theta_spectrum": theta_spectrum,
+    "pl_lstar": pl_lstar,
+    "envelope_vs_kernel": envelope_vs_kernel,
+    "im2col": im2col_picture,
+    "block_graph": block_graph,
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"pictures to draw (default: all): {', '.join(PICTURES)}")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in PICTURES]
+    if unknown:
+        parser.error(f"names: expected some of {', '.join(PICTURES)}, got {', '.join(unknown)}")
+    for name in args.names or PICTURES:
+        path = PICTURES[name]()
+        print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size / 1024:.0f} KB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
