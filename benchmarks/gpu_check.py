@@ -292,7 +292,7 @@ def judge_tests(res, results, dry):
     bad = _failed(res)
     if bad:
         if summary and not res.timed_out:
-            bad.note = f"{summary} (log {res.log})"
+            bad.note = f"exit {res.rc}: {summary} (log {res.log})"
         return bad
     return Row(res.name, True, f"{res.wall:.0f} s", target="all pass", note=summary)
 
