@@ -25,6 +25,7 @@ import numpy as np
 from .fits import fit_linear_rate
 from .mnist_gd import MNIST_PRESETS, envelope, fmt, gd_run, mu_along_path, run_config, settings_text
 from .plotting import figure, footer, save
+from .timing import phase
 
 NAME = "fig1_linear_convergence"
 TITLE = "LPLR paper Fig. 1: L_t − L* of full-batch GD on a semi-log axis, fitted rate and (1 − ημ)^t envelope"
@@ -35,9 +36,10 @@ def run(config, out_dir, backend=None, progress=True):
     res = gd_run(run_config(config), Path(out_dir).parent / "runs", backend, progress, label="he")
     loss = res["history"]["loss"]
     fits = {}
-    if loss.size >= 3:
-        fits["min_seen"] = fit_linear_rate(loss, float(loss.min()), star_is_min_seen=True)
-        fits["zero"] = fit_linear_rate(loss, 0.0)
+    with phase("fits"):
+        if loss.size >= 3:
+            fits["min_seen"] = fit_linear_rate(loss, float(loss.min()), star_is_min_seen=True)
+            fits["zero"] = fit_linear_rate(loss, 0.0)
     return dict(status=res["status"], data=res["data"], run=res, fits=fits, mu=mu_along_path(res))
 
 

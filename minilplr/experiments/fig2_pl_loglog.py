@@ -19,6 +19,7 @@ import numpy as np
 from .fits import fit_loglog_slope, resolvable_mask
 from .mnist_gd import MNIST_PRESETS, fmt, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
+from .timing import phase
 
 NAME = "fig2_pl_loglog"
 TITLE = "LPLR paper Fig. 2: ‖∇L‖² against L − L* (log–log) with fitted slope; PL ratio against λ_min(Θ_t)/n"
@@ -30,8 +31,9 @@ def run(config, out_dir, backend=None, progress=True):
     h = res["history"]
     loss, g2 = h["loss"], h["grad_norm_sq"]
     l_min = float(loss.min()) if loss.size else float("nan")
-    mask = resolvable_mask(loss, l_min)
-    fits = dict(min_seen=fit_loglog_slope(loss - l_min, g2, mask), zero=fit_loglog_slope(loss, g2))
+    with phase("fits"):
+        mask = resolvable_mask(loss, l_min)
+        fits = dict(min_seen=fit_loglog_slope(loss - l_min, g2, mask), zero=fit_loglog_slope(loss, g2))
     ratio0 = g2 / (2 * loss)
     d = res["diag"]
     bound = np.asarray(d.get("lam_min", []), float) / res["n"]

@@ -74,6 +74,7 @@ from ..nn.resnet import resnet
 from ..train.loops import Diverged, train_sgd
 from .fits import ema, fit_linear_rate, fit_loglog_slope, resolvable_mask
 from .io import config_hash, load_results, save_results
+from .timing import phase
 from .mnist_gd import fmt
 from .plotting import figure, footer, save
 
@@ -139,28 +140,31 @@ def _seed_run(cfg, seed, folder: Path, backend, progress):
     total = per_epoch * cfg["epochs"]
     opt = SGD(Cosine(cfg["lr"], total, cfg["lr_min"]), momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
+    @phase("ntk")
     def diagnostics(m, t):
         return ntk_reading(m, twin, X, Xp, cfg["batch_size"], cfg["ntk_bn_stats"])
 
     folder.mkdir(parents=True, exist_ok=True)
     status, message = "finished", ""
     try:
-        h = train_sgd(model, X, y, opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
-                      loss="cross_entropy", diagnostics=diagnostics,
-                      diag_every=max(1, total // max(1, cfg["ntk_checkpoints"] - 1)),
-                      checkpoint=folder / "checkpoint", checkpoint_every=per_epoch, progress=progress,
-                      desc=f"ResNet seed {seed}")
+        with phase("train"):  # the NTK readings it calls are charged to "ntk"
+            h = train_sgd(model, X, y, opt, epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
+                          loss="cross_entropy", diagnostics=diagnostics,
+                          diag_every=max(1, total // max(1, cfg["ntk_checkpoints"] - 1)),
+                          checkpoint=folder / "checkpoint", checkpoint_every=per_epoch, progress=progress,
+                          desc=f"ResNet seed {seed}")
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
     # the whole training set in evaluation mode, after training, in batches: one forward pass over
     # all N images would hold N·H·W·k²·C im2col entries per convolution (GBs for N = 2500)
-    model.eval()
-    loss_sum, correct = 0.0, 0.0
-    for s in range(0, data.n, cfg["batch_size"]):
-        logits = model.forward(X[s:s + cfg["batch_size"]])
-        yb = y[s:s + cfg["batch_size"]]
-        loss_sum += to_scalar(softmax_cross_entropy(logits, yb)[0]) * int(yb.shape[0])
-        correct += to_scalar((logits.argmax(axis=1) == yb).sum())
+    with phase("eval"):
+        model.eval()
+        loss_sum, correct = 0.0, 0.0
+        for s in range(0, data.n, cfg["batch_size"]):
+            logits = model.forward(X[s:s + cfg["batch_size"]])
+            yb = y[s:s + cfg["batch_size"]]
+            loss_sum += to_scalar(softmax_cross_entropy(logits, yb)[0]) * int(yb.shape[0])
+            correct += to_scalar((logits.argmax(axis=1) == yb).sum())
     full_loss, acc = loss_sum / data.n, correct / data.n
     model.train()
     diag = {k: np.array([d[k] for d in h["diag"]], dtype=float)

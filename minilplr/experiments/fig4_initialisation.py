@@ -16,6 +16,7 @@ import numpy as np
 from .fits import fit_linear_rate
 from .mnist_gd import MNIST_PRESETS, fmt, gd_run, mu_along_path, run_config, settings_text
 from .plotting import figure, footer, save
+from .timing import phase
 
 NAME = "fig4_initialisation"
 TITLE = "LPLR paper Fig. 4: He against depth-aware enhanced He initialisation (factor 1/L, a reconstruction)"
@@ -27,7 +28,8 @@ def run(config, out_dir, backend=None, progress=True):
     for init in config["inits"]:
         rc = run_config(config, init=init)
         runs[init] = gd_run(rc, Path(out_dir).parent / "runs", backend, progress, label=init)
-    fits = {k: fit_linear_rate(r["history"]["loss"], 0.0) for k, r in runs.items()}
+    with phase("fits"):
+        fits = {k: fit_linear_rate(r["history"]["loss"], 0.0) for k, r in runs.items()}
     mus = {k: mu_along_path(r) for k, r in runs.items()}
     status = "finished" if all(r["status"] == "finished" for r in runs.values()) else "partly diverged"
     return dict(status=status, data=next(iter(runs.values()))["data"], runs=runs, fits=fits, mus=mus)

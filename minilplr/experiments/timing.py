@@ -37,6 +37,7 @@ PHASES = {
     "ntk": "NTK checkpoints: empirical NTK, its spectrum and drift",
     "hessian": "the Hessian's top eigenvalue β (Lanczos)",
     "fits": "kernel-regime prediction and curve fits",
+    "eval": "evaluation passes after training (Fig. 3's final loss and accuracy on the training set)",
     "plot": "figures and report.json",
     "other": "everything else: data, models, loading and saving results",
 }
