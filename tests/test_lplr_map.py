@@ -91,6 +91,10 @@ def test_summarise_reads_the_rates_the_bound_and_eta_beta():
     assert s["eta_gn_max"] == pytest.approx(0.01 * 90.0 / 10)
     assert s["cert_fraction"] == pytest.approx(0.2 * 10 / 5.0)
     assert s["ntk_drift"] == pytest.approx(0.2)
+    two = _result()  # a fast and a slow geometric term: bent over the run, straight once the fast one is gone
+    two["loss"] = 0.5 * (0.5 ** np.arange(40) + 0.01 * 0.95 ** np.arange(40))
+    s2 = M.summarise(two)
+    assert s2["r2"] < 0.95 and s2["r2_late"] > 1 - 1e-6
     slow = M.summarise(_result(q=0.9999))  # slower than the bound: the envelope fails
     assert slow["envelope_holds"] is False and slow["rate_vs_bound"] < 1
     d = M.summarise(_result(status="diverged", beta=60.0))  # ηβ_0 = 0.6; a diverged run has no β_T
