@@ -10,8 +10,11 @@ another busy process the waiting threads fight it for the cores, and every
 product waits for a thread the scheduler has put to sleep.  Measured on this
 project's 2-core machine (issue 16): ``run_all.py --only linear_schedules``
 (quick) took 14 s quiet with the default threads, 28 s beside one busy
-process and 654 s beside a heavier one; with one BLAS thread, 7 s beside that
-busy process.
+process (654 s during another job); with one BLAS thread, 7 s beside that
+busy process.  ``benchmarks/bench_concurrent.py --compare-threads`` (the four
+quick linear experiments, one process, the machine shared with other work,
+load ≈ 5): with this limit 14.2 s, and 24.0 s beside one busy process (1.7×);
+without it 77.9 s and 332.5 s (4.3×).
 
 So the linear-network GD loop (:func:`~minilplr.theory.linear.trajectory.run_gd`)
 runs inside :func:`small_blas`.  The plain equivalent is starting Python with
