@@ -1,9 +1,10 @@
 """Where the time goes (minilplr.experiments.timing): exclusive phases that add up to the wall time."""
 import threading
+from pathlib import Path
 
 import pytest
 
-from minilplr.experiments.timing import PhaseTimer, format_phases, format_table, measure, phase
+from minilplr.experiments.timing import PhaseTimer, format_phases, format_table, measure, peak_memory_mib, phase
 
 
 class FakeClock:
@@ -102,3 +103,15 @@ def test_the_timer_charges_since_the_last_mark():
     t.enter("train")
     clock.tick(1)
     assert t.stop() == {"other": 2.0, "train": 1.0}  # stop charges the open phase too
+
+
+def test_peak_memory_is_the_kernels_high_water_mark_in_mib():
+    """On Linux ``getrusage``'s peak is ``VmHWM`` of /proc/self/status (KiB): the same number, in MiB."""
+    import numpy as np
+
+    status = Path("/proc/self/status")
+    if peak_memory_mib() is None or not status.exists():
+        pytest.skip("no getrusage or no /proc here")
+    a = np.ones(64 * 2 ** 20 // 8)  # 64 MiB written: resident, so the peak is at least this
+    hwm = next(int(ln.split()[1]) for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")) / 1024
+    assert peak_memory_mib() == pytest.approx(hwm, abs=1.0) and hwm > 64 and a[-1] == 1.0

@@ -26,7 +26,7 @@ from ..store import atomic_write_bytes, config_hash, to_jsonable
 from ..validate import check_int
 from . import EXPERIMENTS
 from .io import load_results, save_results
-from .timing import format_phases, format_table, measure, phase
+from .timing import format_phases, format_table, measure, peak_memory_mib, phase
 from . import sweep
 
 try:
@@ -275,7 +275,8 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
         log(f"[{name}] time {format_phases(timings[name], timer.total)}")
     if timings:
         log("where the time went, seconds by phase (minilplr/experiments/timing.py says what each counts):\n"
-            + format_table(timings))
+            + format_table(timings) + (f"\npeak memory: {peak_memory_mib():.0f} MiB (largest resident set of this "
+                                       "process so far)" if peak_memory_mib() else ""))
     try:
         write_report(out, names, log=log)
     except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 import time
 
-__all__ = ["PHASES", "PhaseTimer", "measure", "phase", "format_phases", "format_table"]
+__all__ = ["PHASES", "PhaseTimer", "measure", "phase", "format_phases", "format_table", "peak_memory_mib"]
 
 #: Phase names in table order, with what each one counts.
 PHASES = {
@@ -158,3 +159,16 @@ def format_table(rows: dict) -> str:
     lines.append(f"{'total':<{width}} " + " ".join(f"{sums[k]:8.1f}" for k in names)
                  + f" {sum(sums.values()):8.1f}")
     return "\n".join(lines)
+
+
+def peak_memory_mib() -> float | None:
+    """The largest resident set size of this process so far, in MiB (``getrusage``), or ``None`` off POSIX.
+
+    Linux reports ``ru_maxrss`` in KiB, macOS in bytes.
+    """
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
