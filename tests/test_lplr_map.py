@@ -143,6 +143,11 @@ def test_plot_and_report_from_saved_results_only(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(M, "pilot_cell", no_training)
     figs = M.plot(loaded, tmp_path)
     assert [f.name for f in figs] == ["lplr_map.png"] and figs[0].stat().st_size > 10_000
+    first = next(iter(loaded["cells"].values()))  # a diverged cell is marked, not coloured
+    first["summary"]["diverged"], first["verdict"]["loss"] = True, "diverged"
+    values, diverged = M._grid(loaded, "r2")
+    assert diverged.sum() == 1 and np.isfinite(values[diverged]).all()
+    assert M.plot(loaded, tmp_path / "diverged")[0].stat().st_size > 10_000
     rep = M.report(loaded)
     assert rep["figures"][0][0] == "lplr_map.png" and "offline" in rep["figures"][0][1]
     claims = {c["claim"].split(" (")[0]: c for c in rep["claims"]}
