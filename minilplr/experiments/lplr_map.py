@@ -98,7 +98,8 @@ jobs (load 5–11), at ``n = 200``: a width-2048 GD step 0.52 s (float32), its
 NTK 0.26 s, its ``β`` 39 s (13 float64 Hessian–vector products of ~3 s);
 a width-2048 cell (100 steps, 11 NTKs, ``β_T``) 70–100 s, a width-1024 cell
 ~20 s, width ≤ 512 cells 1.5–13 s.  The paper preset's 6 pilots + 36 cells
-took 838 s in one process (14 min; width 2048 is ~2/3 of it); ``n = 1000``
+took 838 s in one process (14 min; width 2048 is ~2/3 of it), 202 s with
+``--workers 2`` on the nearly idle machine (load 1–2); ``n = 1000``
 would multiply the GD and Hessian costs by ~5 and not fit 20 minutes.  The
 quick preset (widths 32–256, ``n = 100``, 60 steps, 4 pilots + 24 cells)
 took 29 s in one process and 52 s with ``--workers 2`` under load 7–11
