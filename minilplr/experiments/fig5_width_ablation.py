@@ -18,6 +18,13 @@ its limit (:mod:`minilplr.theory.infinite_ntk`, ``scaling="ntk"``).  Θ̃_0 is
 recomputed from the run's initial model (same seed); its unscaled sum is
 checked against the run's saved ``ntk0`` unit.  The drift is of the run's
 own (unscaled) Θ: a ratio, unchanged by a global scale.
+
+Fig. 5 reads of each run only the loss curve, the final drift and the NTK
+diagnostics at ``t = 0`` and ``t = T``: the run at the configured width is
+Fig. 1's (same config, same cached run); the others are made with NTK
+diagnostics at those two steps only and no Hessian ``β``
+(:func:`~minilplr.experiments.mnist_gd.lean_config`); their training, hence
+every number shown, is the same.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ from ..store import load_or_discard
 from ..theory import infinite_ntk as _inf
 from ..theory.spectrum import ntk_spectrum
 from .io import config_hash
-from .mnist_gd import MNIST_PRESETS, fmt, gd_run, load_task, run_config, settings_text
+from .mnist_gd import MNIST_PRESETS, fmt, gd_run, lean_config, load_task, run_config, settings_text
 from .plotting import figure, footer, save
 
 NAME = "fig5_width_ablation"
@@ -50,6 +57,18 @@ def _model(rc: dict, backend):
     """The run's model at θ_0, built exactly as :func:`minilplr.experiments.mnist_gd.gd_run` builds it."""
     return mlp(784, rc["width"], rc["depth"], 1, init=rc["init"], seed=rc["seed"], dtype=rc["dtype"], backend=backend,
                init_factor=rc.get("init_factor"))
+
+
+def width_config(config: dict, width: int) -> dict:
+    """The run config of ``width``: Fig. 1's own at the configured width (a shared, cached run), else lean.
+
+    Lean (:func:`~minilplr.experiments.mnist_gd.lean_config`): NTK diagnostics at
+    ``t = 0`` and ``t = T`` only (the rows read ``diag[...][0]`` and
+    ``[-1]``) and no Hessian β (read by nobody here).
+    """
+    if width == config["width"]:
+        return run_config(config)
+    return lean_config(config, beta=False, every_checkpoint=False, width=width)
 
 
 def kernel_limit(rc: dict, X) -> dict:
@@ -94,7 +113,7 @@ def run(config, out_dir, backend=None, progress=True):
     X = to_device(load_task(rc0).X, get_backend(backend), np.float64)  # the same task at every width
     limit = kernel_limit(rc0, X)  # Θ_∞: one depth, one task
     for w in config["widths"]:
-        rc = run_config(config, width=w)
+        rc = width_config(config, w)
         res = gd_run(rc, runs, backend, progress, label=config["init"])
         kern = [kernel_at_init(dict(rc, seed=rc["seed"] + s), X, limit["theta"],
                                runs / f"{config['init']}-{config_hash(rc)}" if s == 0 else None, backend)

@@ -8,14 +8,19 @@ every ``diag_every`` steps, the NTK diagnostics: ``λ_min(Θ_t)``,
 ``λ_max(Θ_t)``, the NTK drift ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (Frobenius and
 spectral) and its absolute spectral norm ``‖Θ_t − Θ_0‖₂``, and the PL ratio
 ``‖∇L‖²/(2L)`` against ``λ_min(Θ_t)/n``; at the start and the end, the
-Hessian's top eigenvalue ``β`` against ``1/η``.  After the run, the v3 PL
+Hessian's top eigenvalue ``β`` against ``1/η`` (``hessian_iters = 0``: not
+computed, for runs whose β no figure reads).  After the run, the v3 PL
 certificate ``μ_cert = (λ₀ − L_Θ r)/n`` and the a-priori radius ``R`` from
 those measurements (:func:`run_certificate`, :mod:`minilplr.theory.certificate`).
 
 Runs are cached under ``<out>/runs/<label>-<hash of the run config>/`` so
 that experiments sharing a run (Fig. 1, Fig. 2 and the NTK-stability figure
 all use the He run) train it once, and a killed run resumes from its
-checkpoint.
+checkpoint, saved :data:`CHECKPOINTS_PER_RUN` times per run
+(:func:`checkpoint_interval`).  The run config is the cache key: an
+experiment that shares a run must ask for it with the same config (Fig. 4
+and Fig. 5 use ``run_config(config)`` unchanged for the He run, and
+leaner configs, :func:`lean_config`, only for the runs nobody else reads).
 """
 from __future__ import annotations
 
@@ -30,20 +35,22 @@ from ..theory import dynamics as _dynamics
 from ..theory import ntk as _ntk
 from ..theory import smoothness as _smoothness
 from ..theory import spectrum as _spectrum
-from ..backend import get_backend, to_device, to_host
+from ..backend import get_array_module, get_backend, to_device, to_host, to_scalar
 from ..train.checkpoint import remove_checkpoint
 from ..data import binary_mnist
 from ..nn.models import mlp
 from ..train.optim import GD
 from ..train.loops import Diverged, train_gd
 from ..store import load_or_discard, save_unit
+from ..validate import check_int
 from .io import config_hash, load_results, save_results
 from .timing import phase
 
 log = logging.getLogger("minilplr.experiments")
 
-__all__ = ["RUN_KEYS", "MNIST_PRESETS", "gd_run", "load_task", "run_config", "envelope", "mu_along_path", "fmt",
-           "settings_text", "run_certificate", "certificate"]
+__all__ = ["RUN_KEYS", "MNIST_PRESETS", "CHECKPOINTS_PER_RUN", "gd_run", "load_task", "run_config", "lean_config",
+           "checkpoint_interval", "KernelMove", "envelope", "mu_along_path", "fmt", "settings_text", "run_certificate",
+           "certificate"]
 
 #: The paper's MNIST setting (Sec. 6.1) and a small version of it.  The digits, n, the pixel scaling and
 #: the label encoding are not in the paper: our choices, shown in every caption.
@@ -59,11 +66,86 @@ RUN_KEYS = ("digits", "n", "data_source", "preprocess", "width", "depth", "init"
             "seed", "dtype", "diag_every", "hessian_iters")
 
 
+#: A run saves its checkpoint this many times (:func:`checkpoint_interval`): a killed run loses at most
+#: ``ceil(epochs / CHECKPOINTS_PER_RUN)`` steps (50 of the paper's 250; at width 2048 on two cores one step is
+#: ~0.4 s and one save ~0.3 s, so saving every 10 steps instead would cost ~8 s per run to lose at most 10 steps).
+CHECKPOINTS_PER_RUN = 5
+
+
 def run_config(cfg: dict, **override) -> dict:
     """The run-defining subset of an experiment config, with overrides (e.g. ``width=64``)."""
     c = {k: cfg.get(k) for k in RUN_KEYS}
     c.update(override)
     return c
+
+
+def lean_config(cfg: dict, *, beta: bool = True, every_checkpoint: bool = True, **override) -> dict:
+    """:func:`run_config` with only the diagnostics a figure reads: ``beta=False`` sets ``hessian_iters = 0`` (no
+    Hessian β at the start or the end); ``every_checkpoint=False`` sets ``diag_every = epochs`` (NTK diagnostics
+    at ``t = 0`` and ``t = T`` only).
+
+    The training is the same, bit for bit (diagnostics only read θ_t); the config, hence the cache key, differs,
+    so use it only for runs no other experiment shares (the He run of Fig. 1, 2 and the NTK-stability figure
+    keeps :func:`run_config`'s).
+    """
+    c = run_config(cfg, **override)
+    if not beta:
+        c["hessian_iters"] = 0
+    if not every_checkpoint:
+        c["diag_every"] = c["epochs"]
+    return c
+
+
+def checkpoint_interval(rc: dict) -> int:
+    """Steps between checkpoint saves of the run ``rc``: ``ceil(epochs / CHECKPOINTS_PER_RUN)``, at least 1.
+
+    Independent of ``diag_every`` (a resumed run is bit-identical whatever
+    the interval: the checkpoint holds the diagnostics recorded so far) and
+    not part of the cache key.
+    """
+    return max(1, math.ceil(int(rc["epochs"]) / CHECKPOINTS_PER_RUN))
+
+
+class KernelMove:
+    r"""How far ``Θ_t`` is from ``Θ_0``, with ``Θ_0``'s norms computed once per run (a speed helper).
+
+    ``KernelMove(Θ_0)(Θ_t)`` returns ``(fro, spec, diff)`` equal, bit for bit, to the plain expressions
+
+    .. math:: 	ext{fro}, 	ext{spec} = 	exttt{ntk\_drift}(\Theta_t, \Theta_0)
+              = rac{\lVert\Theta_t - \Theta_0
+Vert_F}{\lVert\Theta_0
+Vert_F},
+                rac{\lVert\Theta_t - \Theta_0
+Vert_2}{\lVert\Theta_0
+Vert_2},\qquad
+              	ext{diff} = \lVert\Theta_t - \Theta_0
+Vert_2
+
+    (:func:`minilplr.theory.dynamics.ntk_drift`, :func:`minilplr.theory.spectrum.symmetric_norm`), with one
+    symmetric eigensolve per checkpoint instead of three: the plain expressions
+    solve for ``‖Θ_0‖₂`` at every checkpoint and for ``‖Θ_t − Θ_0‖₂`` twice
+    (once inside the spectral drift, once for ``diff``).  At width 2048,
+    ``n = 1000``, each solve is a dense ``1000 × 1000`` ``eigvalsh``.
+    ``Θ_t``, ``Θ_0``: ``(N, N)`` on one backend, any float dtype (cast to
+    float64, as ``ntk_drift`` does).
+    """
+
+    def __init__(self, theta_0):
+        self.theta_0 = theta_0
+        t0 = theta_0.astype(np.float64)
+        self._xp = get_array_module(t0)
+        self.fro0 = to_scalar(self._xp.linalg.norm(t0.reshape(-1)))
+        self.spec0 = _spectrum.symmetric_norm(t0)
+        if self.fro0 == 0 or self.spec0 == 0:
+            raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
+
+    def __call__(self, theta_t) -> tuple[float, float, float]:
+        if tuple(theta_t.shape) != tuple(self.theta_0.shape):
+            raise ValueError(f"theta_t: expected shape {tuple(self.theta_0.shape)} to match theta_0, "
+                             f"got {tuple(theta_t.shape)}")
+        d = theta_t.astype(np.float64) - self.theta_0.astype(np.float64)  # the same d as ntk_drift's
+        diff = _spectrum.symmetric_norm(d)
+        return to_scalar(self._xp.linalg.norm(d.reshape(-1))) / self.fro0, diff / self.spec0, diff
 
 
 def load_task(rc: dict):
@@ -78,7 +160,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     Results: ``status`` ("finished" | "diverged"), ``message``, ``data``,
     ``history`` (per step), ``diag`` (per checkpoint), ``hessian``
     (``beta0``, ``betaT``, each with ``_converged``, ``_residual``, ``_tol``,
-    ``_matvecs``), ``n``, ``lr``, ``run_config``, ``certificate``
+    ``_matvecs``; empty when ``rc["hessian_iters"] == 0``), ``n``, ``lr``, ``run_config``, ``certificate``
     (:func:`run_certificate`; recomputed on loading, so runs saved before it existed have it too).
     """
     be = get_backend(backend)
@@ -110,19 +192,21 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     state = {"ntk0": saved["ntk0"]}
     state["ntk0_dev"] = to_device(state["ntk0"], be)  # moved once
 
+    move = KernelMove(state["ntk0_dev"])  # ‖Θ_0‖_F, ‖Θ_0‖₂ once per run
+
     @phase("ntk")
     def diagnostics(model_, t):
         K = state["ntk0_dev"] if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _spectrum.ntk_spectrum(K)
-        drift = _dynamics.ntk_drift(K, state["ntk0_dev"])
-        diff = 0.0 if t == 0 else _spectrum.symmetric_norm(K - state["ntk0_dev"])  # ‖Θ_t − Θ_0‖₂, float64
+        # ntk_drift(K, Θ_0) and ‖Θ_t − Θ_0‖₂ (float64); at t = 0 all three are 0.0, as the plain expressions give
+        fro, rel_spec, diff = (0.0, 0.0, 0.0) if t == 0 else move(K)
         return dict(
             lam_min=spec.lam_min if spec.resolved else float("nan"),  # never a number below the floor
             lam_min_bound=spec.lam_min_upper,
             resolved=bool(spec.resolved),
             lam_max=spec.lam_max,
-            ntk_drift_fro=drift.frobenius,
-            ntk_drift_spec=drift.spectral,
+            ntk_drift_fro=fro,
+            ntk_drift_spec=rel_spec,
             ntk_diff_spec=diff,
         )
 
@@ -142,9 +226,10 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
                 f"{key}_residual": float(top.residual), f"{key}_tol": float(top.tol),
                 f"{key}_matvecs": int(top.matvecs)}
 
-    # computed before training started; a resumed run must not redo it at θ_t
-    hess = load_or_discard(folder, "hessian0", log=log.warning) or {}
-    if not hess:
+    # computed before training started; a resumed run must not redo it at θ_t.  hessian_iters = 0: no β at all
+    want_beta = check_int("hessian_iters", rc["hessian_iters"], 0) > 0
+    hess = (load_or_discard(folder, "hessian0", log=log.warning) or {}) if want_beta else {}
+    if want_beta and not hess:
         hess.update(hessian_beta(rc["seed"], "beta0"))
         save_unit(folder, "hessian0", hess)
 
@@ -158,12 +243,12 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         with phase("train"):  # the NTK checkpoints it calls are charged to "ntk"
             h = train_gd(model, X, y, GD(lr), steps=int(rc["epochs"]), loss="mse", diagnostics=diagnostics,
                          diag_every=int(rc["diag_every"]), checkpoint=folder / "checkpoint",
-                         checkpoint_every=max(1, int(rc["diag_every"])), progress=progress,
+                         checkpoint_every=checkpoint_interval(rc), progress=progress,
                          desc=f"{label} (width {rc['width']})")
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
         log.warning(message)
-    if status == "finished":
+    if status == "finished" and want_beta:
         hess.update(hessian_beta(rc["seed"] + 1, "betaT"))
     # a run resumed from a checkpoint of older code has checkpoints without ‖Θ_t − Θ_0‖₂: nan, filled in by
     # run_certificate from the relative drift
@@ -238,7 +323,8 @@ def run_certificate(res: dict) -> dict:
       with ``β = beta0`` (the Hessian's top eigenvalue at ``θ_0``), ``L* = 0``
       and ``μ = λ₀/n``: the radius the proof would give if the PL inequality
       held with the kernel's own constant at initialisation, the value the
-      run starts with and the most optimistic one; ``R_cert`` the same with
+      run starts with and the most optimistic one (NaN, and ``beta_source``
+      says "not measured", for a run made without β, ``hessian_iters = 0``); ``R_cert`` the same with
       ``μ_cert`` when positive (the radius the certificate itself implies;
       ``closes`` says whether ``R_cert ≤ r``, i.e. the argument closes on
       the measured region); ``radius_max = λ₀/L_Θ``, the largest radius the
@@ -283,7 +369,9 @@ def run_certificate(res: dict) -> dict:
         checkpoint_step=steps.astype(np.int64), checkpoint_drift=drift_t, ntk_diff_spec=diff, lipschitz_ratio=ratio,
         checkpoints_used=int((use & (drift_t > 0)).sum()), diff_source=diff_source,
         L_theta_step=int(steps[np.nanargmax(ratio)]) if np.isfinite(ratio).any() else -1,
-        beta=beta, beta_source="beta0: the Hessian's top eigenvalue at θ_0 (Lanczos)", loss_gap0=gap0,
+        beta=beta, loss_gap0=gap0,
+        beta_source=("beta0: the Hessian's top eigenvalue at θ_0 (Lanczos)" if "beta0" in res.get("hessian", {}) else
+                     "not measured: the run was made without β (hessian_iters = 0), so R and R_cert are not measured"),
         L_star=0.0, mu_for_R=lam0 / n, R=R, R_cert=R_cert, path_length=path,
         drift_within_R=bool(r <= R) if math.isfinite(R) else None,
         closes=bool(R_cert <= r) if math.isfinite(R_cert) else None,

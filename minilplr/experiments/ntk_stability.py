@@ -248,8 +248,9 @@ def report(results):
              holds=bool(cert["certified"]) if np.isfinite(cert["mu_cert"]) else None),
         dict(claim="The drift stays within the a-priori radius R = 2√(2β(L₀−L*))/μ (β = β₀, L* = 0, μ = λ₀/n)",
              measured=(f"drift reached r = {fmt(cert['r'])} ≤ path length Σ η‖∇L‖ = {fmt(cert['path_length'])}; "
-                       f"R = {fmt(cert['R'])}" + (f", R with μ_cert = {fmt(cert['R_cert'])}"
-                                                   if np.isfinite(cert["R_cert"]) else "")),
+                       + (f"R = {fmt(cert['R'])}" + (f", R with μ_cert = {fmt(cert['R_cert'])}"
+                                                     if np.isfinite(cert["R_cert"]) else "")
+                          if "beta0" in hs else "R not measured (the run was made without β, hessian_iters = 0)")),
              holds=cert["drift_within_R"]),
     ]
     return {"figures": [("ntk_stability.png", cap)], "claims": claims}

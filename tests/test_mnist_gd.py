@@ -1,0 +1,139 @@
+"""The MNIST GD run's cost levers (minilplr.experiments.mnist_gd) change no number that is read.
+
+* :class:`KernelMove` equals ``ntk_drift`` and ``symmetric_norm(Θ_t − Θ_0)`` bit for bit;
+* a run made without β (``hessian_iters = 0``) trains bit-identically, has no β, and its certificate
+  says R is not measured (and the NTK-stability row says so in words, not as a number);
+* a run with NTK diagnostics only at ``t = 0`` and ``t = T`` has, there, the full run's values bit for bit;
+* Fig. 4 and Fig. 5 ask for the shared He run with Fig. 1's config (same cache key), lean configs elsewhere;
+* checkpoints every ``ceil(epochs / 5)`` steps, not a multiple of ``diag_every``: a run killed after one
+  resumes bit-identical.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from minilplr.backend import to_device
+from minilplr.experiments import fig4_initialisation as fig4
+from minilplr.experiments import fig5_width_ablation as fig5
+from minilplr.experiments import mnist_gd, ntk_stability
+from minilplr.experiments.io import config_hash
+from minilplr.experiments.mnist_gd import (KernelMove, checkpoint_interval, gd_run, lean_config, run_certificate,
+                                           run_config)
+from minilplr.theory import dynamics, spectrum
+from minilplr.train import loops
+
+from .test_results_io import assert_same_tree
+
+TINY = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
+            init_factor=None, lr=1e-2, epochs=7, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    return gd_run(TINY, tmp_path_factory.mktemp("full"), progress=False)
+
+
+def test_kernel_move_is_ntk_drift_and_the_difference_norm_bit_for_bit(be):
+    rng = np.random.default_rng(0)
+    for n in (3, 40):
+        A, B = rng.normal(size=(n, n)), rng.normal(size=(n, n))
+        K0 = to_device(A @ A.T, be)
+        move = KernelMove(K0)
+        for s in (1e-6, 0.1, 3.0):
+            K = to_device(A @ A.T + s * (B + B.T), be)
+            got = move(K)
+            drift = dynamics.ntk_drift(K, K0)
+            assert got == (drift.frobenius, drift.spectral, spectrum.symmetric_norm(K - K0)), (n, s)
+    with pytest.raises(ValueError, match="theta_t: expected shape"):
+        move(to_device(np.eye(3), be))
+    with pytest.raises(ValueError, match="theta_0: the initial kernel is zero"):
+        KernelMove(to_device(np.zeros((3, 3)), be))
+
+
+def test_a_run_without_beta_trains_the_same_and_says_R_is_not_measured(full, tmp_path):
+    runs = tmp_path / "runs"
+    lean = gd_run(lean_config(TINY, beta=False), runs, progress=False)
+    assert lean["run_config"]["hessian_iters"] == 0 and lean["hessian"] == {}
+    assert not list(runs.glob("*/hessian0.*"))
+    assert_same_tree(lean["history"], full["history"], "history")
+    assert_same_tree(lean["diag"], full["diag"], "diag")
+    c, ref = lean["certificate"], full["certificate"]
+    assert math.isnan(c["beta"]) and math.isnan(c["R"]) and c["drift_within_R"] is None
+    assert c["beta_source"].startswith("not measured") and ref["beta_source"].startswith("beta0")
+    for k in ("lam0", "L_theta", "r", "mu_cert", "radius_max", "path_length"):
+        assert c[k] == ref[k], k
+    row = [r for r in ntk_stability.report(dict(status="finished", data=lean["data"], run=lean))["claims"]
+           if r["claim"].startswith("The drift stays")][0]
+    assert "R not measured" in row["measured"] and "nan" not in row["measured"] and row["holds"] is None
+    with pytest.raises(ValueError, match="hessian_iters"):
+        gd_run(dict(TINY, hessian_iters=-1), tmp_path / "bad", progress=False)
+
+
+def test_diagnostics_at_the_ends_only_are_the_full_runs_ends(full, tmp_path):
+    lean = gd_run(lean_config(TINY, beta=False, every_checkpoint=False), tmp_path, progress=False)
+    assert list(lean["diag"]["step"]) == [0, TINY["epochs"]]
+    assert list(full["diag"]["step"]) == [0, 2, 4, 6, 7]
+    for k, v in lean["diag"].items():
+        assert_same_tree(v, full["diag"][k][[0, -1]], k)
+    assert_same_tree(lean["history"], full["history"], "history")
+    assert lean["final_param_drift"] == full["final_param_drift"]
+
+
+def test_the_shared_he_run_keeps_fig1s_cache_key(tmp_path):
+    """Fig. 4's He run and Fig. 5's configured width are Fig. 1's run (one training); the rest are lean."""
+    for preset in ("quick", "paper"):
+        cfg1 = mnist_gd.MNIST_PRESETS[preset]
+        key = config_hash(run_config(cfg1))
+        cfg5 = fig5.PRESETS[preset]
+        assert [config_hash(fig5.width_config(cfg5, w)) == key for w in cfg5["widths"]] == \
+            [w == cfg1["width"] for w in cfg5["widths"]]
+        other = fig5.width_config(cfg5, cfg5["widths"][0])
+        assert other["hessian_iters"] == 0 and other["diag_every"] == cfg5["epochs"]
+    cfg4 = dict(fig4.PRESETS["quick"], **{k: TINY[k] for k in mnist_gd.RUN_KEYS})
+    res = fig4.run(cfg4, tmp_path / "fig4_initialisation", progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(
+        [f"he-{config_hash(run_config(TINY))}", f"enhanced_he-{config_hash(lean_config(TINY, beta=False, init='enhanced_he'))}"])
+    assert "beta0" in res["runs"]["he"]["hessian"] and "betaT" in res["runs"]["he"]["hessian"]
+    assert res["runs"]["enhanced_he"]["hessian"] == {}
+    assert list(res["runs"]["enhanced_he"]["diag"]["step"]) == [0, 2, 4, 6, 7]  # Fig. 4 plots λ_min along the run
+
+
+def test_checkpoint_interval():
+    assert checkpoint_interval(mnist_gd.MNIST_PRESETS["paper"]) == 50
+    assert [checkpoint_interval(dict(epochs=e)) for e in (1, 5, 6, 7, 250, 251)] == [1, 1, 2, 2, 50, 51]
+
+
+class Killed(Exception):
+    """Stands in for the process dying."""
+
+
+def test_killed_after_a_checkpoint_off_the_diagnostic_grid_resumes_bit_identical(tmp_path, monkeypatch):
+    """epochs 12, diag_every 2: checkpoints after 3, 6, 9, 12 steps; killed in the step-4 diagnostic, resumed at 3."""
+    cfg = dict(TINY, epochs=12)
+    assert checkpoint_interval(cfg) == 3
+    ref = gd_run(cfg, tmp_path / "ref", progress=False)
+    saved, calls = [], [0]
+    save, spectrum_ = loops.save_checkpoint, mnist_gd._spectrum.ntk_spectrum
+
+    def counting(path, state, fp):
+        saved.append(len(state["history"]["records"]["step"]))
+        return save(path, state, fp)
+
+    def dying(K, *a, **kw):
+        calls[0] += 1
+        if calls[0] == 3:  # t = 0, 2, then 4
+            raise Killed
+        return spectrum_(K, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(loops, "save_checkpoint", counting)
+        m.setattr(mnist_gd._spectrum, "ntk_spectrum", dying)
+        with pytest.raises(Killed):
+            gd_run(cfg, tmp_path / "killed", progress=False)
+    assert saved == [3]  # one checkpoint, after step 2: off the diag_every = 2 grid
+    with monkeypatch.context() as m:
+        m.setattr(loops, "save_checkpoint", counting)
+        res = gd_run(cfg, tmp_path / "killed", progress=False)
+    assert saved == [3, 6, 9, 12, 12]  # resumed at step 3; the loop saves again when finished
+    assert_same_tree(res, ref)
