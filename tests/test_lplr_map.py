@@ -19,15 +19,18 @@ TINY = dict(M.PRESETS["quick"], n=20, data_source="offline", widths=[8, 16], eta
 def _summary(**kw):
     """A summary of a cell whose hypotheses hold on the path and whose loss is linear; ``kw`` overrides."""
     s = dict(lam_resolved=True, lam_ratio=0.9, eta_beta_certified=True, eta_beta_max=0.5, beta_checkpoints=2,
-             certified=True, cert_fraction=0.3, diverged=False, decrease=100.0, r2=0.99, rate=0.9)
+             certified=True, cert_fraction=0.3, diverged=False, decrease=100.0, r2=0.99, rate=0.9,
+             r2_late=0.999, rate_late=0.9, r2_late_power=0.98)
     s.update(kw)
     return s
 
 
 @pytest.mark.parametrize("kw, path, held, loss, verdict, path_verdict", [
     (dict(), True, True, "linear", "confirmed", "confirmed"),
-    (dict(r2=0.8), True, True, "not linear", "contradicted", "contradicted"),
-    (dict(rate=1.01), True, True, "not linear", "contradicted", "contradicted"),
+    (dict(r2_late=0.8), True, True, "not linear", "contradicted", "contradicted"),
+    (dict(rate_late=1.01), True, True, "not linear", "contradicted", "contradicted"),
+    (dict(r2_late_power=0.9995), True, True, "not linear", "contradicted", "contradicted"),  # 1/t-like
+    (dict(r2=0.7), True, True, "linear", "confirmed", "confirmed"),  # bent over the run, straight late
     (dict(diverged=True), True, True, "diverged", "contradicted", "contradicted"),
     (dict(decrease=5.0), True, True, "too short", "untested", "untested"),
     (dict(certified=False, cert_fraction=-3.0), True, False, "linear", "vacuous", "confirmed"),
@@ -35,7 +38,7 @@ def _summary(**kw):
     (dict(lam_resolved=False, lam_ratio=float("nan")), False, False, "linear", "vacuous", "vacuous"),
     (dict(eta_beta_certified=False, eta_beta_max=1.5), False, False, "linear", "vacuous",
      "vacuous"),
-    (dict(eta_beta_certified=False, r2=0.5), False, False, "not linear", "vacuous", "vacuous"),
+    (dict(eta_beta_certified=False, r2_late=0.5), False, False, "not linear", "vacuous", "vacuous"),
 ])
 def test_classify_reaches_every_entry_of_the_cross_table(kw, path, held, loss, verdict, path_verdict):
     v = M.classify(_summary(**kw))
@@ -51,7 +54,7 @@ def test_classify_says_which_condition_failed_first():
 
 
 def test_cross_table_counts_each_cell_once():
-    ver = [M.classify(_summary(**kw)) for kw in (dict(), dict(r2=0.5), dict(decrease=2.0), dict(lam_ratio=0.1),
+    ver = [M.classify(_summary(**kw)) for kw in (dict(), dict(r2_late=0.5), dict(decrease=2.0), dict(lam_ratio=0.1),
                                                  dict(certified=False))]
     path = M.cross_table(ver, "path")
     assert path["verdicts"] == dict(confirmed=2, contradicted=1, untested=1, vacuous=1)
@@ -94,7 +97,14 @@ def test_summarise_reads_the_rates_the_bound_and_eta_beta():
     two = _result()  # a fast and a slow geometric term: bent over the run, straight once the fast one is gone
     two["loss"] = 0.5 * (0.5 ** np.arange(40) + 0.01 * 0.95 ** np.arange(40))
     s2 = M.summarise(two)
-    assert s2["r2"] < 0.95 and s2["r2_late"] > 1 - 1e-6
+    assert s2["r2"] < 0.95 and s2["r2_late"] > 1 - 1e-6 and s2["rate_late"] == pytest.approx(0.95, rel=1e-4)  # the fast term leaves ~1e-5
+    assert M.classify(s2)["loss"] == "linear"  # linear convergence at the slow term's rate
+    sub = _result()  # a sublinear loss 1/(1 + t): nearly straight on a log axis over the second half, yet not linear
+    sub["loss"] = 0.5 / (1.0 + np.arange(400)) ** 1.0
+    sub["kernel_pred"] = sub["loss"]
+    s3 = M.summarise(sub)
+    assert s3["decrease"] > 10 and s3["r2_late_power"] > s3["r2_late"]
+    assert M.classify(s3)["loss"] == "not linear" and "power law" in M.classify(s3)["loss_why"]
     slow = M.summarise(_result(q=0.9999))  # slower than the bound: the envelope fails
     assert slow["envelope_holds"] is False and slow["rate_vs_bound"] < 1
     d = M.summarise(_result(status="diverged", beta=60.0))  # ηβ_0 = 0.6; a diverged run has no β_T
