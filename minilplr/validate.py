@@ -13,7 +13,7 @@ import operator
 
 import numpy as np
 
-from .backend import get_array_module, to_host, to_scalar
+from .backend import get_array_module, to_host
 
 __all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude",
            "check_image"]
@@ -114,12 +114,13 @@ def check_magnitude(name: str, x, dtype) -> None:
 
     Squares of such values (the squared loss, ``‖∇L‖²``) overflow to ``inf``
     at the very first step, which would otherwise read as a training run that
-    diverged.  Two reductions, two scalars back to the host.
+    diverged.  Two reductions, their two scalars back to the host in one transfer.
     """
     if x.size == 0:
         return
     limit = math.sqrt(float(np.finfo(np.dtype(dtype)).max))
-    big = max(abs(to_scalar(x.max())), abs(to_scalar(x.min())))
+    lo, hi = to_host(get_array_module(x).stack([x.min(), x.max()])).tolist()  # one sync for both ends
+    big = max(abs(lo), abs(hi))
     if big >= limit:
         raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: the loss or its "
                          f"gradient is not finite from step 0 (squares overflow unless |{name}| < {limit:.3g}); "

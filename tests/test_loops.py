@@ -7,7 +7,8 @@ import pytest
 from minilplr import backend as B
 from minilplr.nn import losses, models
 from minilplr.train import optim
-from minilplr.train.loops import Diverged, train_gd, train_sgd
+from minilplr.nn.params import param_drift, sq_norm
+from minilplr.train.loops import Diverged, _step_records, train_gd, train_sgd
 
 from .strategies import gaussian
 
@@ -59,11 +60,11 @@ def test_divergence_stops_with_the_history_and_a_clear_message(be):
 
 def test_non_finite_data_is_refused(be):
     m, X, y = _problem(be)
-    Xh = B.to_host(X)
+    Xh = B.to_host(X).copy()  # on NumPy to_host is X itself
     Xh[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"X: expected finite values, got 1 NaN/inf entries"):
         train_gd(m, B.to_device(Xh, be), y, optim.GD(0.1), steps=2)
-    yh = B.to_host(y)
+    yh = B.to_host(y).copy()
     yh[0] = np.inf
     with pytest.raises(ValueError, match="y: expected finite values"):
         train_gd(m, X, B.to_device(yh, be), optim.GD(0.1), steps=2)
@@ -93,3 +94,51 @@ def test_sgd_visits_every_sample_once_each_epoch_in_a_fresh_order(be):
         assert [len(b) for b in seen[e * 3:(e + 1) * 3]] == [4, 4, 2]
     assert epochs[0] != epochs[1] != epochs[2]  # reshuffled each epoch
     assert epochs[0] != list(range(n))
+
+
+def test_step_records_are_the_three_plain_records_bit_for_bit(be):
+    """``_step_records`` (one transfer) gives exactly ``to_scalar(L)``, ``sq_norm(∇L)``, ``param_drift`` (three)."""
+    for dtype in ("float32", "float64"):
+        m = models.mlp(3, 16, 3, 2, seed=0, dtype=dtype, backend=be)
+        X = B.to_device(gaussian(1, 12, 3), be)
+        theta0 = {k: v.copy() for k, v in m.params.items()}
+        for _ in range(2):  # the second step: θ_t ≠ θ_0
+            L, d = losses.mse(m.forward(X), B.to_device(gaussian(2, 12, 2), be))
+            m.backward(d, need_dx=False)
+            got = _step_records(L, m.grads, m.params, theta0)
+            assert got == (B.to_scalar(L), sq_norm(m.grads), param_drift(m.params, theta0)), dtype
+            optim.GD(0.1).step(m.params, m.grads)
+        assert got[2] > 0
+
+
+def test_sgd_checks_the_labels_once_and_names_y(be):
+    """An out-of-range label anywhere in ``y`` stops the run before any update, with an error naming ``y``.
+
+    The range is checked once on the whole label array, not per mini-batch;
+    a negative label would otherwise index from the end silently.
+    """
+    X = B.to_device(gaussian(1, 10, 2), be)
+    for bad, got in ((-1, r"\[-1, 2\]"), (3, r"\[0, 3\]")):
+        labels = np.arange(10) % 3
+        labels[7] = bad
+        m = models.mlp(2, 8, 2, 3, seed=0, dtype="float64", backend=be)
+        theta0 = {k: B.to_host(v) for k, v in m.params.items()}
+        with pytest.raises(ValueError, match=r"y: expected class indices in \[0, 3\) for the model's 3 outputs, "
+                                             r"got values in " + got):
+            train_sgd(m, X, B.to_device(labels, be), optim.SGD(0.1), epochs=2, batch_size=4)
+        assert all((B.to_host(v) == theta0[k]).all() for k, v in m.params.items())
+
+
+def test_a_blow_up_that_overflows_the_gradient_squares_is_diverged_not_a_warning(be):
+    """The records (``‖∇L‖²`` among them) are computed before the divergence test reads ``L``.
+
+    On the step that blew up, float32 gradients past ``1.8e19`` overflow when
+    squared; the run must still stop with :class:`Diverged` (the suite turns
+    NumPy's RuntimeWarnings into errors).
+    """
+    rng = np.random.default_rng(0)
+    X, y = B.to_device(rng.standard_normal((40, 6)), be), B.to_device(rng.standard_normal((40, 2)), be)
+    m = models.mlp(6, 32, 3, 2, seed=0, dtype="float32", backend=be)
+    with pytest.raises(Diverged) as info:
+        train_gd(m, X, y, optim.GD(20.0), steps=100)
+    assert all(math.isfinite(v) for v in info.value.history["grad_norm_sq"])

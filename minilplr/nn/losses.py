@@ -64,7 +64,7 @@ def mse(pred, y):
     return loss, r / n
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, *, check_range: bool = True):
     r"""Mean softmax cross-entropy with the stable log-sum-exp.
 
     .. math:: L = \frac1N \sum_i \Big(\log\sum_k e^{z_{ik}} - z_{i,y_i}\Big),\qquad
@@ -77,6 +77,11 @@ def softmax_cross_entropy(logits, labels):
     ----------
     logits : array (N, K)
     labels : integer array (N,), values in ``[0, K)``
+    check_range : bool
+        Check that the labels lie in ``[0, K)`` (one device→host transfer; an
+        out-of-range label would index silently on a GPU).  ``False`` for a
+        caller that checked its whole label array once
+        (:mod:`minilplr.train.loops`, not once per mini-batch).
 
     Returns
     -------
@@ -91,9 +96,10 @@ def softmax_cross_entropy(logits, labels):
         raise ValueError(f"labels: expected shape ({n},) to match logits {tuple(logits.shape)}, got {tuple(labels.shape)}")
     if labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integer class indices, got dtype {labels.dtype}")
-    lo, hi = xp.stack([labels.min(), labels.max()]).tolist()  # one sync for both ends, not two
-    if lo < 0 or hi >= k:
-        raise ValueError(f"labels: expected class indices in [0, {k}), got values in [{lo}, {hi}]")
+    if check_range:
+        lo, hi = xp.stack([labels.min(), labels.max()]).tolist()  # one sync for both ends, not two
+        if lo < 0 or hi >= k:
+            raise ValueError(f"labels: expected class indices in [0, {k}), got values in [{lo}, {hi}]")
     z = logits - logits.max(axis=1, keepdims=True)  # shift: softmax is shift-invariant
     ez = xp.exp(z)
     s = ez.sum(axis=1, keepdims=True)

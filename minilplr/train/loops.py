@@ -4,7 +4,10 @@ Both loops share one step: forward, loss, backward, ``‖∇L‖²``, update.  T
 record per step the loss, ``‖∇L‖²``, the step size and the parameter drift
 ``‖θ_t − θ_0‖``; every ``diag_every`` steps they call ``diagnostics(model,
 step)`` (the NTK diagnostics of :mod:`minilplr.theory` in
-the experiments) and store what it returns.
+the experiments) and store what it returns.  A step waits for the device
+once: its three measured records cross to the host together
+(:func:`_step_records`), and the data are checked once per run, the class
+labels' range included (``tests/test_sync_budget.py`` pins these counts).
 
 A run that diverges (a non-finite loss, or a loss that grows by
 ``divergence_factor`` over its start) stops with :class:`Diverged`, which
@@ -28,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..nn import losses as _losses
-from ..nn.params import param_drift, sq_norm
-from ..backend import backend_of, to_device, to_host, to_scalar
+from ..nn.params import drift_sq_on_device, param_drift, sq_norm_on_device
+from ..backend import backend_of, get_array_module, to_device, to_host
 from .checkpoint import load_checkpoint, load_model_state, model_signature, model_state, save_checkpoint
 from ..store import fingerprint
 from ..validate import check_finite, check_int, check_magnitude, check_real, check_real_array
@@ -80,11 +83,66 @@ def _host(arrays):
     return {k: to_host(v) for k, v in arrays.items()}
 
 
-def _loss_fn(name):
+def _step_records(L, grads, params, theta0) -> tuple:
+    r"""The step's records ``(L(θ_t), ‖∇L(θ_t)‖², ‖θ_t − θ_0‖)`` as Python floats, in ONE device→host transfer.
+
+    The plain version is three transfers, each a synchronisation on a GPU::
+
+        to_scalar(L), sq_norm(grads), param_drift(params, theta0)
+
+    Here the three are stacked on the device as float64, ``[L, ‖∇L‖²,
+    ‖θ_t − θ_0‖²]``, and cross together; the square root is taken on the
+    host.  The values are bit for bit those of the plain version: ``L`` in
+    the model's dtype is exact in float64, the two sums are the same float64
+    reductions (:func:`~minilplr.nn.params.sq_norm_on_device`,
+    :func:`~minilplr.nn.params.drift_sq_on_device`), and ``math.sqrt`` is
+    the one :func:`~minilplr.nn.params.param_drift` takes.  The divergence
+    test reads the same ``L``: no sync of its own.
+
+    So the test comes after the backward pass and these sums, and on the
+    step that blew up the float32 squares of ``∇L`` can overflow to ``inf``
+    (gradients past ``1.8e19``): that is the blow-up :class:`Diverged`
+    reports, not a warning of its own, so NumPy's overflow warning is off
+    here (a GPU raises none anyway).
+    """
+    xp = get_array_module(theta0[next(iter(theta0))])
+    with np.errstate(over="ignore"):
+        v = to_host(xp.stack([xp.asarray(L, dtype=xp.float64), sq_norm_on_device(grads),
+                              drift_sq_on_device(params, theta0)]))
+    return float(v[0]), float(v[1]), math.sqrt(float(v[2]))
+
+
+def _cross_entropy_labels_checked_once(y):
+    """Softmax cross-entropy whose labels' range check runs once, on all of ``y (N,)``, not once per step.
+
+    :func:`~minilplr.nn.losses.softmax_cross_entropy` checks that its labels
+    lie in ``[0, K)``, one device→host transfer per call: one per step.  The
+    labels are fixed data, so here the first call checks the whole label
+    array ``y`` against the logits' ``K`` (an error names ``y``, the training
+    function's argument) and every call passes ``check_range=False``.
+    """
+    checked = False
+
+    def softmax_cross_entropy(logits, labels):
+        nonlocal checked
+        if not checked and logits.ndim == 2 and y.dtype.kind in "iu":  # else the loss names what is wrong
+            k = logits.shape[1]
+            lo, hi = get_array_module(y).stack([y.min(), y.max()]).tolist()  # one sync, once per run
+            if lo < 0 or hi >= k:
+                raise ValueError(f"y: expected class indices in [0, {k}) for the model's {k} outputs, "
+                                 f"got values in [{lo}, {hi}]")
+            checked = True
+        return _losses.softmax_cross_entropy(logits, labels, check_range=False)
+
+    return softmax_cross_entropy
+
+
+def _loss_fn(name, y):
+    """The loss callable for ``name``; ``y``: all the targets (cross-entropy checks their range once)."""
     if name == "mse":
         return _losses.mse
     if name in ("ce", "cross_entropy", "softmax_cross_entropy"):
-        return _losses.softmax_cross_entropy
+        return _cross_entropy_labels_checked_once(y)
     if callable(name):
         return name
     raise ValueError(f"loss: expected 'mse', 'cross_entropy' or a callable, got {name!r}")
@@ -170,10 +228,11 @@ def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, di
     return checkpoint_every, diag_every, divergence_factor
 
 
-def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoint, checkpoint_every,
+def _run(model, batches, y, loss, opt, *, steps, diagnostics, diag_every, checkpoint, checkpoint_every,
          divergence_factor, progress, desc, fingerprint):
-    """The shared loop.  ``batches(step) -> (Xb, yb)``; resumes from ``checkpoint`` if it belongs to this run."""
-    loss_fn = _loss_fn(loss)
+    """The shared loop.  ``batches(step) -> (Xb, yb)`` from all the targets ``y``; resumes from ``checkpoint``
+    if it belongs to this run."""
+    loss_fn = _loss_fn(loss, y)
     state = load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
     if state is not None:
         history, theta0 = _restore(model, opt, state)
@@ -194,7 +253,9 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
             Xb, yb = batches(t)
             out = model.forward(Xb)
             L, dout = loss_fn(out, yb)
-            Lf = to_scalar(L)
+            model.backward(dout, need_dx=False)  # nobody differentiates the data
+            # L(θ_t), ‖∇L(θ_t)‖² (float64) and ‖θ_t − θ_0‖ (recorded beside L(θ_t)): the step's one sync
+            Lf, g2, drift = _step_records(L, model.grads, model.params, theta0)
             if loss0 is None:
                 loss0 = Lf
             if not math.isfinite(Lf) or Lf > divergence_factor * max(loss0, 1e-300):
@@ -206,9 +267,6 @@ def _run(model, batches, loss, opt, *, steps, diagnostics, diag_every, checkpoin
                     f"smoothness β, while Theorem 5.4 assumes η ≤ 1/β: try a smaller learning rate",
                     history, t, Lf, float(lr_now),
                 )
-            model.backward(dout, need_dx=False)  # nobody differentiates the data
-            g2 = sq_norm(model.grads)  # ‖∇L‖², float64
-            drift = param_drift(model.params, theta0)  # ‖θ_t − θ_0‖, recorded beside L(θ_t)
             lr = opt.step(model.params, model.grads, loss=L)
             history["step"].append(t)
             history["loss"].append(Lf)
@@ -268,7 +326,7 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
                                                                   opt=opt, diagnostics=diagnostics)
     X = _check_data(model, X, y)
     fp = _fingerprint(model, X, y, opt, loss, kind="gd", steps=int(steps)) if checkpoint else None
-    return _run(model, lambda t: (X, y), loss, opt, steps=int(steps), diagnostics=diagnostics,
+    return _run(model, lambda t: (X, y), y, loss, opt, steps=int(steps), diagnostics=diagnostics,
                 diag_every=diag_every, checkpoint=Path(checkpoint) if checkpoint else None,
                 checkpoint_every=checkpoint_every, divergence_factor=divergence_factor,
                 progress=progress, desc=desc, fingerprint=fp)
@@ -313,7 +371,7 @@ def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int
 
     fp = (_fingerprint(model, X, y, opt, loss, kind="sgd", epochs=int(epochs), batch_size=int(batch_size),
                        seed=int(seed), drop_last=bool(drop_last)) if checkpoint else None)
-    h = _run(model, batches, loss, opt, steps=steps, diagnostics=diagnostics, diag_every=diag_every,
+    h = _run(model, batches, y, loss, opt, steps=steps, diagnostics=diagnostics, diag_every=diag_every,
              checkpoint=Path(checkpoint) if checkpoint else None, checkpoint_every=checkpoint_every,
              divergence_factor=divergence_factor, progress=progress, desc=desc, fingerprint=fp)
     h["steps_per_epoch"] = per_epoch
