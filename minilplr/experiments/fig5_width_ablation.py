@@ -278,7 +278,7 @@ def report(results):
                     "the infinite-width NTK Θ_∞, its λ_min against λ_min(Θ_∞), and the NTK drift over training. "
                     + _kernel_note(results) + " Medians over the initialisations: " + "; ".join(
                         f"H={r['width']}: ‖Θ̃_0−Θ_∞‖_F/‖Θ_∞‖_F {fmt(e)}, λ_min(Θ̃_0) {fmt(x)}, NTK drift {fmt(r['ntk_driftT'])}"
-                        for r, e, x in zip(rows, err, lam)) + f"; λ_min(Θ_∞) {fmt(lam_inf)}."))
+                        for r, e, x in zip(rows, err, lam)) + f"; λ_min(Θ_∞) {fmt(lam_inf)}. Data: {results['data']}."))
     claims += [
         dict(claim="The rescaled initial NTK approaches Θ_∞ at the rate H^(-1/2) (theory: slope −1/2 on log–log)",
              measured=f"‖Θ̃_0(H) − Θ_∞‖_F/‖Θ_∞‖_F, median over {seeds} inits: "
