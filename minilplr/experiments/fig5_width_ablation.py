@@ -41,6 +41,7 @@ from ..theory.spectrum import ntk_spectrum
 from .io import config_hash
 from .mnist_gd import MNIST_PRESETS, fmt, gd_run, lean_config, load_task, run_config, settings_text
 from .plotting import figure, footer, save
+from .timing import phase
 
 NAME = "fig5_width_ablation"
 TITLE = ("LPLR paper Fig. 5: width ablation (final loss, parameter drift, final λ_min per width; "
@@ -111,13 +112,15 @@ def run(config, out_dir, backend=None, progress=True):
     runs = Path(out_dir).parent / "runs"
     rc0 = run_config(config, width=config["widths"][0])
     X = to_device(load_task(rc0).X, get_backend(backend), np.float64)  # the same task at every width
-    limit = kernel_limit(rc0, X)  # Θ_∞: one depth, one task
+    with phase("ntk"):
+        limit = kernel_limit(rc0, X)  # Θ_∞: one depth, one task
     for w in config["widths"]:
         rc = width_config(config, w)
         res = gd_run(rc, runs, backend, progress, label=config["init"])
-        kern = [kernel_at_init(dict(rc, seed=rc["seed"] + s), X, limit["theta"],
-                               runs / f"{config['init']}-{config_hash(rc)}" if s == 0 else None, backend)
-                for s in range(int(config["kernel_seeds"]))]  # s = 0: the run's own θ_0
+        with phase("ntk"):
+            kern = [kernel_at_init(dict(rc, seed=rc["seed"] + s), X, limit["theta"],
+                                   runs / f"{config['init']}-{config_hash(rc)}" if s == 0 else None, backend)
+                    for s in range(int(config["kernel_seeds"]))]  # s = 0: the run's own θ_0
         d = res["diag"]
         rows.append(dict(width=w, status=res["status"], final_loss=float(res["history"]["loss"][-1]),
                          drift=res["final_param_drift"],

@@ -140,6 +140,7 @@ from . import sweep
 from .fits import fit_line, fit_linear_rate
 from .mnist_gd import fmt, load_task, run_certificate
 from .plotting import figure, footer, plt, save
+from .timing import phase
 
 NAME = "lplr_map"
 TITLE = ("not in the paper (issue 13): the LPLR map — widths × step sizes, where GD sits in a locally PL region "
@@ -179,6 +180,7 @@ def _task(cell: dict):
     return data, model, to_device(data.X, be, model.dtype), to_device(data.y.reshape(-1, 1), be, model.dtype)
 
 
+@phase("hessian")
 def _beta(model, X, y, cell: dict, seed: int) -> dict:
     """``β = ‖∇²L‖₂`` at the model's θ by Lanczos on a float64 copy, with what certifies it (host numbers)."""
     top = _smoothness.hessian_top_eigenvalue(_ntk.float64_copy(model), X.astype(np.float64), y.astype(np.float64),
@@ -200,7 +202,8 @@ def pilot_cell(cell: dict) -> dict:
     record at every NTK checkpoint).
     """
     data, model, X, y = _task(cell)
-    spec = _spectrum.ntk_spectrum(_ntk.empirical_ntk(model, X, method="structured", dtype="float64"))
+    with phase("ntk"):
+        spec = _spectrum.ntk_spectrum(_ntk.empirical_ntk(model, X, method="structured", dtype="float64"))
     b = _beta(model, X, y, cell, cell["seed"])
     return dict(b, width=int(cell["width"]), data=data.description, n=int(data.n),
                 lam_min0=spec.lam_min if spec.resolved else float("nan"), lam_max0=float(spec.lam_max),
@@ -222,9 +225,11 @@ def map_cell(cell: dict) -> dict:
     """
     data, model, X, y = _task(cell)
     n, lr = int(data.n), float(cell["lr"])
-    K0 = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")  # Θ_0 (N, N), float64, device
+    with phase("ntk"):
+        K0 = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")  # Θ_0 (N, N), float64, device
     r0 = to_host(model.forward(X) - y).astype(np.float64)  # (N, 1) residual at θ_0
 
+    @phase("ntk")
     def diagnostics(model_, t):
         K = K0 if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _spectrum.ntk_spectrum(K)
@@ -235,8 +240,9 @@ def map_cell(cell: dict) -> dict:
 
     status, message = "finished", ""
     try:
-        h = train_gd(model, X, y, GD(lr), steps=int(cell["steps"]), loss="mse", diagnostics=diagnostics,
-                     diag_every=int(cell["diag_every"]))
+        with phase("train"):  # the diagnostics inside charge "ntk" (the innermost phase)
+            h = train_gd(model, X, y, GD(lr), steps=int(cell["steps"]), loss="mse", diagnostics=diagnostics,
+                         diag_every=int(cell["diag_every"]))
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
     betaT = _beta(model, X, y, cell, cell["seed"] + 1) if status == "finished" else None
@@ -247,8 +253,9 @@ def map_cell(cell: dict) -> dict:
                final_param_drift=float(h.get("final_param_drift", float("nan"))),
                hessian=dict(beta0=float(cell["beta0"]["beta"])))
     cert = run_certificate(res)
-    kernel = (_dynamics.kernel_regime_loss(K0, r0, lr, n, hist["loss"].size) if hist["loss"].size
-              else np.zeros(0))
+    with phase("fits"):
+        kernel = (_dynamics.kernel_regime_loss(K0, r0, lr, n, hist["loss"].size) if hist["loss"].size
+                  else np.zeros(0))
     return dict(status=status, message=message, data=data.description, n=n, lr=lr, width=int(cell["width"]),
                 loss=hist["loss"], grad_norm_sq=hist["grad_norm_sq"], param_drift=hist["param_drift"],
                 final_param_drift=res["final_param_drift"], diag=diag, kernel_pred=kernel,
