@@ -176,10 +176,12 @@ def _im2col_matmul(x, k, stride, pad, Wcol, workspace=None, keep=True, block_row
     ``X_col`` is still written whole: the backward pass needs it for
     ``X_colᵀ δ``.  Measured on this project's 2-core CPU (quiet machine,
     ``benchmarks/bench_resnet.py`` shapes, interleaved A/B in one process):
-    with the stride-1 input gradient of :meth:`Conv2D._input_grad` in place,
-    the ResNet SGD step is 1.19× faster than the plain product on 2 BLAS
-    threads (1.11× for the input gradient alone) and 1.19× on one (1.07×
-    alone); a 16-channel ``32×32`` forward pass 12.0 -> 10.5 ms.  (Not
+    this blocking and the stride-1 input gradient of
+    :meth:`Conv2D._input_grad` together make the ResNet SGD step 1.16–1.20×
+    faster on one BLAS thread (3 processes) and 1.02–1.23× on two (6
+    processes, median 1.18: the spread is between processes, not within
+    one); this blocking alone 0.99–1.05× on two threads, 1.10× on one; a
+    16-channel ``32×32`` forward pass inside the step 12.0 -> 10.5 ms.  (Not
     keeping ``X_col`` and re-forming it block by block for ``X_colᵀ δ`` as
     well was faster on one thread but 0.8–1.0× on two: ``X_colᵀ δ`` as a sum
     of many small products parallelises badly.)  1×1 kernels take the plain
@@ -386,10 +388,10 @@ class Conv2D(Layer):
           Wk[::-1, ::-1].transpose(0, 1, 3, 2)`` as a ``(k·k·C_out, C_in)``
           matrix, taken block by block in cache by :func:`_im2col_matmul`
           without keeping the patch matrix.  Measured on this project's 2-core
-          CPU (quiet machine, interleaved A/B in one process,
-          ``benchmarks/bench_resnet.py`` shapes): the ResNet SGD step 1.11×
-          faster on 2 BLAS threads, 1.07× on one; a 16-channel ``32×32``
-          input gradient 12.3 -> 7.2 ms.
+          CPU (quiet machine, interleaved A/B of the whole step in one
+          process, ``benchmarks/bench_resnet.py`` shapes): alone, the ResNet
+          SGD step 1.02–1.11× faster on 2 BLAS threads, 1.07× on one; with the
+          forward blocking of :func:`_im2col_matmul`, see there.
         * other strides: the columns ``(a, b, :)`` of ``δ Wk_colᵀ`` are
           ``δ Wk[a, b]ᵀ`` ``(N·H_o·W_o, C_in)``, so they are formed one
           kernel offset at a time and each is added onto the image at once
