@@ -146,15 +146,10 @@ def part_a(quick: bool, repeats: int) -> None:
     variants = [("float32", None, "Θ float32 (the default)"), ("float32", "float64", "Θ accumulated in float64"),
                 ("float64", None, "Θ float64 (the default)")]
     for model_dtype, ntk_dtype, label in variants:
-        spec = json.dumps(dict(n=n, width=width, model_dtype=model_dtype, ntk_dtype=ntk_dtype, repeats=repeats))
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", spec]
-        if ARGS.threads:
-            cmd += ["--threads", str(ARGS.threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f"    {label}: FAILED\n{res.stderr[-2000:]}")
+        r = _child(json.dumps(dict(n=n, width=width, model_dtype=model_dtype, ntk_dtype=ntk_dtype, repeats=repeats)),
+                   label)
+        if r is None:
             continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
         ts = r["times"]
         warm = ts[1:] or ts
         print(f"    {model_dtype} model, {label}: NTK + λ_min wall {min(warm):.3f} s best / "
@@ -164,6 +159,18 @@ def part_a(quick: bool, repeats: int) -> None:
         print(f"        Θ {r['theta_dtype']} {n}×{n}: {r['spectrum']}")
     P = 784 * width + width + 3 * (width * width + width) + width + 1
     print(f"    (the explicit Jacobian here: N·P = {n} × {P:,} floats = {n * P * 4 / 1e9:.1f} GB in float32)")
+
+
+def _child(spec: str, label: str):
+    """Run one measurement in a fresh process (``--child spec``): its JSON line as a dict, or ``None`` (printed)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", spec]
+    if ARGS.threads:
+        cmd += ["--threads", str(ARGS.threads)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"    {label}: FAILED\n{res.stderr[-2000:]}")
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 # --------------------------------------------------------------------------- (c): the paper's real n
@@ -193,14 +200,9 @@ def child_paper_n() -> None:
 def part_c() -> None:
     print(f"(c) N = {PAPER_N} (binary MNIST's n; synthetic inputs of MNIST's shape), MLP 784 -> 2048 x4 -> 1, "
           "float32 model, Θ accumulated in float64, in a fresh process")
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "paper-n"]
-    if ARGS.threads:
-        cmd += ["--threads", str(ARGS.threads)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        print(f"    FAILED\n{res.stderr[-2000:]}")
+    r = _child("paper-n", "N = 12665")
+    if r is None:
         return
-    r = json.loads(res.stdout.strip().splitlines()[-1])
     total = r["t_ntk"] + r["t_spec"]
     print(f"    wall: NTK {r['t_ntk']:.1f} s + spectrum {r['t_spec']:.1f} s = {total:.1f} s (target < 180 s)")
     print(f"    peak RSS {r['rss_peak']:.2f} GiB (after the NTK {r['rss_ntk']:.2f} GiB; {r['rss_before']:.2f} GiB "
