@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ..backend import get_array_module
+from ..backend import backend_of, get_array_module
 from ..validate import check_image, check_int
 from .layers import Layer
 
@@ -157,7 +157,7 @@ def _patch_view(x, k, stride, pad, workspace=None):
 BLOCK_ROWS = 2048  # rows of X_col per block in _im2col_matmul: 2048 · 9 · 16 float32 = 1.2 MB, about one core's L2
 
 
-def _im2col_matmul(x, k, stride, pad, Wcol, workspace=None, keep=True, block_rows=BLOCK_ROWS):
+def _im2col_matmul(x, k, stride, pad, Wcol, workspace=None, keep=True, block_rows=None):
     r"""``(X_col, X_col @ Wcol)`` for ``X_col = im2col(x, k, s, p)``, the product taken while ``X_col`` is written.
 
     The plain expression it replaces::
@@ -193,6 +193,10 @@ def _im2col_matmul(x, k, stride, pad, Wcol, workspace=None, keep=True, block_row
     the other, into one block-sized array, never into a whole ``X_col``, and
     ``cols`` is returned as ``None``.
 
+    ``block_rows``: default :data:`BLOCK_ROWS` on the host (NumPy), and one
+    block of all rows on a device: a GPU gains nothing from a CPU's cache,
+    and a Python loop of small products would cost a kernel launch each.
+
     Returns ``cols (N·H_o·W_o, k·k·C)`` (``workspace['cols']`` when given;
     ``None`` with ``keep=False``), ``z (N·H_o·W_o, F)`` and ``(H_o, W_o)``.
     """
@@ -204,6 +208,8 @@ def _im2col_matmul(x, k, stride, pad, Wcol, workspace=None, keep=True, block_row
     _, patches = _patch_view(x, k, stride, pad, workspace)
     ho, wo = patches.shape[1:3]
     m = ho * wo  # rows of X_col per sample
+    if block_rows is None:
+        block_rows = BLOCK_ROWS if backend_of(x).name == "numpy" else n * m  # a device: one block, the plain product
     per = max(1, block_rows // m)  # samples per block
     cols = _scratch(workspace, "cols" if keep else "block", ((n if keep else per) * m, k * k * c), x)
     z = xp.empty((n * m, Wcol.shape[1]), dtype=xp.result_type(cols, Wcol))
