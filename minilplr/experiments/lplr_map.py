@@ -182,9 +182,12 @@ def _task(cell: dict):
 
 @phase("hessian")
 def _beta(model, X, y, cell: dict, seed: int) -> dict:
-    """``β = ‖∇²L‖₂`` at the model's θ by Lanczos on a float64 copy, with what certifies it (host numbers)."""
+    """``β = ‖∇²L‖₂`` at the model's θ by Lanczos on a float64 copy, with what certifies it (host numbers).
+
+    Six Lanczos vectors, as :func:`minilplr.experiments.mnist_gd.gd_run` (whose docstring has the measurement).
+    """
     top = _smoothness.hessian_top_eigenvalue(_ntk.float64_copy(model), X.astype(np.float64), y.astype(np.float64),
-                                             tol=1e-6, ncv=10, maxiter=int(cell["hessian_iters"]), seed=seed)
+                                             tol=1e-6, ncv=6, maxiter=int(cell["hessian_iters"]), seed=seed)
     return dict(beta=float(top.beta), rayleigh=float(top.rayleigh), matvecs=int(top.matvecs),
                 converged=bool(top.converged), residual=float(top.residual), tol=float(top.tol))
 
