@@ -210,14 +210,22 @@ def _ms(t):
     return "—" if t is None else f"{t * 1e3:.1f} ms"
 
 
-def judge_baseline(res, results, dry):
-    """A NumPy baseline: it ran, and its step time."""
+def _numbers(res, key):
+    """``(data, None)`` when a step ran and its JSON has ``key``; else ``(None, the FAIL row saying why)``."""
     bad = _failed(res)
     if bad:
-        return bad
+        return None, bad
     d = res.data or {}
-    if d.get("t_ours_median") is None:
-        return Row(res.name, False, note=f"no numbers in its JSON (log {res.log})")
+    if d.get(key) is None:
+        return None, Row(res.name, False, note=f"no numbers in its JSON (log {res.log})")
+    return d, None
+
+
+def judge_baseline(res, results, dry):
+    """A NumPy baseline: it ran, and its step time."""
+    d, bad = _numbers(res, "t_ours_median")
+    if bad:
+        return bad
     return Row(res.name, True, _ms(d["t_ours_median"]), note=f"{d.get('device', '')}; the CPU baseline")
 
 
@@ -226,13 +234,10 @@ def judge_gpu_bench(baseline: str, target=None):
     and against its NumPy baseline on the same machine."""
 
     def judge(res, results, dry):
-        bad = _failed(res)
+        d, bad = _numbers(res, "t_ours_median")
         if bad:
             return bad
-        d = res.data or {}
-        t = d.get("t_ours_median")
-        if t is None:
-            return Row(res.name, False, note=f"no numbers in its JSON (log {res.log})")
+        t = d["t_ours_median"]
         ratios, notes, ok = [], [], True
         if d.get("ratio") is not None:
             ratios.append(f"{d['ratio']:.2f}× torch-{d['torch_device']}")
@@ -259,12 +264,9 @@ def judge_gpu_bench(baseline: str, target=None):
 
 
 def judge_ntk(res, results, dry):
-    bad = _failed(res)
+    d, bad = _numbers(res, "t_ntk")
     if bad:
         return bad
-    d = res.data or {}
-    if d.get("t_ntk") is None:
-        return Row(res.name, False, note=f"no numbers in its JSON (log {res.log})")
     ok, target = True, TARGETS["ntk_s"]
     notes = [f"N = {d['n']}, λ_min +{d['t_spec']:.2f} s ({'resolved' if d['resolved'] else 'NOT resolved'})"]
     if dry:
