@@ -2,7 +2,7 @@
 
 Each row names one equation, the one function that computes it (a dotted
 ``minilplr.…`` name) and the test that checks it numerically
-(``tests/test_x.py::test_name``).  This test reads the table and checks, row
+(``tests/<folder>/test_x.py::test_name``).  This test reads the table and checks, row
 by row, that
 
 * the function resolves by import (module, then attributes);
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 THEORY = ROOT / "docs" / "THEORY.md"
 HEADING = "## Equation → function → test"
 _ROW = re.compile(r"^\|(?P<eq>[^|]+)\|(?P<what>.*)\|\s*`(?P<func>minilplr(?:\.\w+)+)`\s*\|\s*"
-                  r"`(?P<file>tests/test_\w+\.py)::(?P<test>\w+)`\s*\|\s*$")
+                  r"`(?P<file>tests/(?:\w+/)*test_\w+\.py)::(?P<test>\w+)`\s*\|\s*$")
 
 
 def table_rows(text: str) -> list[dict]:
@@ -45,7 +45,7 @@ def table_rows(text: str) -> list[dict]:
         m = _ROW.match(line)
         if m is None:
             raise ValueError(f"{THEORY.name}: a table row does not read `| eq | what | `minilplr.f` | "
-                             f"`tests/test_x.py::test_y` |`: {line!r}")
+                             f"`tests/<folder>/test_x.py::test_y` |`: {line!r}")
         rows.append({k: v.strip() for k, v in m.groupdict().items()})
     return rows
 
@@ -122,10 +122,10 @@ def test_each_row_names_a_function_and_a_test_that_exercises_it(row):
 def test_a_misspelt_row_is_caught():
     """The checker itself: a row naming a function or a test that does not exist is rejected."""
     bad = (f"{HEADING}\n\n| eq. | what | function | test |\n|---|---|---|---|\n"
-           "| (10) | x | `minilplr.theory.dynamics.pl_envelop` | `tests/test_dynamics.py::test_drift_values` |\n")
+           "| (10) | x | `minilplr.theory.dynamics.pl_envelop` | `tests/theory/test_dynamics.py::test_drift_values` |\n")
     (row,) = table_rows(bad)
     with pytest.raises(AttributeError):
         resolve(row["func"])
-    assert "test_drift_valuez" not in file_functions(ROOT / "tests" / "test_dynamics.py")
+    assert "test_drift_valuez" not in file_functions(ROOT / "tests" / "theory" / "test_dynamics.py")
     with pytest.raises(ValueError, match="does not read"):
-        table_rows(f"{HEADING}\n| (10) | x | minilplr.theory.dynamics.pl_envelope | tests/test_dynamics.py |\n")
+        table_rows(f"{HEADING}\n| (10) | x | minilplr.theory.dynamics.pl_envelope | tests/theory/test_dynamics.py |\n")

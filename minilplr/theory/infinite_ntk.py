@@ -96,7 +96,7 @@ weight share is exact at every width, and a depth-1 (linear) model has
 ``Θ̃ = Θ_∞ = (σ²/D) XXᵀ + 1`` exactly.  The fluctuation is ``O(1/√H)``; the
 mean of ``Θ̃`` differs from ``Θ_∞`` by ``O(1/H)`` more, so the measured log–log
 slope of the error against ``H`` is about ``−1/2``
-(``tests/test_infinite_ntk.py``).  The other scaling, ``"standard"``, keeps
+(``tests/theory/test_infinite_ntk.py``).  The other scaling, ``"standard"``, keeps
 minilplr's Θ as it is and compares it with its own leading part at width
 ``H``, ``Σ_l ((n_{l−1}/σ²) S_l + P_l)`` (:func:`infinite_ntk` with
 ``scaling="standard", width=H``); divided by ``H`` both tend to the SP limit

@@ -50,7 +50,7 @@ and three tiles.  Tiles are chosen so that the tile temporaries stay under
 path (one tile), unchanged.  Tiling changes the order of nothing inside a
 dot product: each entry is the same ``D``-term sum, so the tiled Θ equals
 the untiled one to the rounding of that sum (bitwise on data whose sums are
-exact; ``tests/test_ntk.py``).
+exact; ``tests/theory/test_ntk.py``).
 
 The layer protocol (what a new layer type implements)
 -----------------------------------------------------

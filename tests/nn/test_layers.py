@@ -11,7 +11,7 @@ from minilplr import backend as B
 from minilplr.nn import gradcheck
 from minilplr.nn.layers import Dense, ReLU, Sequential
 
-from .strategies import batch_sizes, features, gaussian, seeds, widths
+from ..strategies import batch_sizes, features, gaussian, seeds, widths
 
 # Tolerances of the gradient checks, each 10-30x above the largest error *ratio* ρ the check
 # reached over 300 Hypothesis examples (gradcheck.achieved, the worst of two runs with different

@@ -13,11 +13,11 @@ from minilplr.nn import gradcheck
 from minilplr.nn.conv import Conv2D
 from minilplr.nn.residual import Flatten, GlobalAvgPool, ResidualBlock
 
-from .strategies import assert_grads_close, batchnorm_layer, bn_configs, gaussian, inner, residual_block_configs
+from ..strategies import assert_grads_close, batchnorm_layer, bn_configs, gaussian, inner, residual_block_configs
 
 # Tolerances of the gradient checks, each set 10-30x above the largest error the check reached over
 # 300 Hypothesis examples.  Layer checks bound the error *ratio* ρ of gradcheck.check_gradient (why a
-# ratio and not a relative error: the note in tests/test_conv.py).
+# ratio and not a relative error: the note in tests/nn/test_conv.py).
 TOL_POOL = 10  # ρ reached 0.34 (GlobalAvgPool), 0.41 (Flatten)
 TOL_BLOCK_DX = 10  # ρ reached 0.57
 # The parameters of a residual block and of the ResNet are checked by a plain relative error

@@ -23,7 +23,7 @@ from minilplr.theory import ntk, pl, spectrum
 from minilplr.train import optim
 from minilplr.train.loops import train_gd
 
-from .strategies import linear_problem, seeds
+from ..strategies import linear_problem, seeds
 
 
 # --------------------------------------------------------------------------- values

@@ -70,7 +70,7 @@ from minilplr.experiments.linear_runs import (
 )
 from minilplr.train.optim import SGD
 
-from .strategies import seeds
+from ...strategies import seeds
 
 
 def _S(x):

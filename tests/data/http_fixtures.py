@@ -13,7 +13,7 @@ format of MNIST) and :func:`cifar_tarball` (the CIFAR-10 binary tarball);
 :func:`fake_mnist` / :func:`serve_mnist` and :func:`fake_cifar` /
 :func:`serve_cifar` make a small data set and serve it.
 
-The pytest fixtures shared by the ``tests/test_<module>.py`` files of
+The pytest fixtures shared by the ``tests/data/test_<module>.py`` files of
 ``minilplr.data`` are here too (each file imports them by name):
 ``local_only`` (autouse: no request past 127.0.0.1, the default mirrors on a
 closed port, the per-process caches emptied), ``server`` (a running

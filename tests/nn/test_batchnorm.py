@@ -23,11 +23,11 @@ from minilplr.nn.batchnorm import BatchNorm2D, _per_channel, recalibrate_batchno
 from minilplr.nn.state import iter_layers, named_buffers
 from minilplr.nn.resnet import resnet
 
-from .strategies import batchnorm_layer, bn_configs, gaussian, inner, seeds
+from ..strategies import batchnorm_layer, bn_configs, gaussian, inner, seeds
 
 # Tolerances of the gradient checks, each set 10-30x above the largest error the check reached over
 # 300 Hypothesis examples.  Layer checks bound the error *ratio* ρ of gradcheck.check_gradient (why a
-# ratio and not a relative error: the note in tests/test_conv.py).
+# ratio and not a relative error: the note in tests/nn/test_conv.py).
 TOL_BN = 30  # ρ reached 0.67 / 0.47 (dx train / eval), 1.6 / 3.1 (γ), 1.9 / 1.7 (β)
 
 # The recalibrated statistics are the reference's float64 sums taken in another order.  Errors of a

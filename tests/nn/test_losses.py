@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from minilplr import backend as B
 from minilplr.nn import gradcheck, losses
 
-from .strategies import batch_sizes, gaussian, outputs, seeds
+from ..strategies import batch_sizes, gaussian, outputs, seeds
 
 # Tolerances in error ratios ρ (gradcheck.error_ratio), 10x above the largest ρ reached over 300
-# Hypothesis examples; why ρ and not a relative error: tests/test_layers.py.
+# Hypothesis examples; why ρ and not a relative error: tests/nn/test_layers.py.
 TOL_MSE = 10  # ρ reached 0.76
 TOL_CE = 10  # ρ reached 0.69
 

@@ -15,10 +15,10 @@ from minilplr.nn import params as P
 from minilplr.nn.state import iter_layers
 from minilplr.nn.resnet import resnet
 
-from .strategies import gaussian, mlp_configs, mlp_problem, resnet_configs
+from ..strategies import gaussian, mlp_configs, mlp_problem, resnet_configs
 
 # Tolerances in error ratios ρ (gradcheck.error_ratio), 10x above the largest ρ reached over 300
-# Hypothesis examples; why ρ and not a relative error: tests/test_layers.py.
+# Hypothesis examples; why ρ and not a relative error: tests/nn/test_layers.py.
 TOL_MLP = 10  # ρ reached 0.76 (W), 0.90 (b), 0.41 (flat θ), 0.77 (dX through cross-entropy)
 
 

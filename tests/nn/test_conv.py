@@ -15,7 +15,7 @@ from minilplr import backend as B
 from minilplr.nn import gradcheck
 from minilplr.nn.conv import Conv2D, _im2col_matmul, col2im, im2col
 
-from .strategies import conv_configs, gaussian, inner
+from ..strategies import conv_configs, gaussian, inner
 
 # Tolerances of the gradient checks, one per check, each set 10-30x above the largest error the
 # check reached over 300 Hypothesis examples (gradcheck.achieved; the worst of two runs with

@@ -20,7 +20,7 @@ from minilplr.data import mnist as M
 
 from .http_fixtures import cache, local_only, server  # noqa: F401 (pytest fixtures, found by name)
 from .http_fixtures import data_lines, fake_mnist, gz, idx_bytes, listing, serve_mnist
-from .strategies import seeds
+from ..strategies import seeds
 
 
 idx_dtypes = st.sampled_from([np.uint8, np.int8, ">i2", ">i4", ">f4", ">f8"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from minilplr.nn import models
 from minilplr.theory import ntk, spectrum
 
-from .strategies import gaussian, mlp_configs, seeds
+from ..strategies import gaussian, mlp_configs, seeds
 
 
 # --------------------------------------------------------------------------- the spectrum

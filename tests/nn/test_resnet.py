@@ -18,7 +18,7 @@ from minilplr.nn.resnet import ImageModel, resnet
 from minilplr.theory import ntk
 from minilplr.train import optim
 
-from .strategies import assert_grads_close, gaussian, resnet_configs
+from ..strategies import assert_grads_close, gaussian, resnet_configs
 
 # The parameters of a residual block and of the ResNet are checked by a plain relative error
 # (gradcheck.assert_rel_error): the ratio's second difference would double the two slowest tests.

@@ -26,7 +26,7 @@ from minilplr.nn.gradcheck import rel_error
 from minilplr.nn.losses import mse
 from minilplr.nn.params import num_params
 
-from .strategies import gaussian, mlp_configs, mlp_problem
+from ..strategies import gaussian, mlp_configs, mlp_problem
 
 
 @given(cfg=mlp_configs(max_depth=4, max_width=7, max_n=6, max_d=5, max_k=3))

@@ -10,7 +10,7 @@ from minilplr.train import optim
 from minilplr.nn.params import param_drift, sq_norm
 from minilplr.train.loops import Diverged, _step_records, train_gd, train_sgd
 
-from .strategies import gaussian
+from ..strategies import gaussian
 
 
 def _problem(be, n=12, d=3, seed=0):

@@ -28,7 +28,7 @@ from minilplr.data import download as DL
 from .http_fixtures import cache, local_only, server  # noqa: F401 (pytest fixtures, found by name)
 from .http_fixtures import (cifar_records, closed_port_url, data_lines, fake_cifar, listing, run_in_two_threads,
                             serve_cifar, sha256)
-from .strategies import seeds
+from ..strategies import seeds
 
 
 def test_cifar_parse_round_trip():

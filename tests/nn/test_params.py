@@ -10,7 +10,7 @@ from minilplr import backend as B
 from minilplr.nn import gradcheck, models
 from minilplr.nn import params as P
 
-from .strategies import gaussian, mlp_configs, mlp_problem, seeds
+from ..strategies import gaussian, mlp_configs, mlp_problem, seeds
 
 
 @given(cfg=mlp_configs())

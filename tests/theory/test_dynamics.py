@@ -17,7 +17,7 @@ from minilplr.theory import dynamics, ntk, pl, smoothness, spectrum
 from minilplr.backend import to_host
 from minilplr.nn.params import flatten, load_flat, param_drift
 
-from .strategies import linear_problem, seeds
+from ..strategies import linear_problem, seeds
 
 
 # --------------------------------------------------------------------------- Theorem 5.4 along GD on a quadratic loss

@@ -22,7 +22,7 @@ from minilplr.backend import to_device, to_host
 from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
 from minilplr.nn.params import num_params
 
-from .strategies import gaussian, linear_problem, mlp_configs, mlp_problem, seeds
+from ..strategies import gaussian, linear_problem, mlp_configs, mlp_problem, seeds
 
 
 def test_descent_lemma_fails_for_a_too_small_beta(be, dev):

@@ -25,7 +25,7 @@ from minilplr.store import config_hash, unit_exists
 from minilplr.train.optim import GD
 from minilplr.train.loops import train_gd
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CELLS = [{"width": w, "lr": lr, "seed": 0, "steps": 5, "backend": "numpy"} for w in (4, 8) for lr in (0.05, 0.1)]
 
 

@@ -18,7 +18,7 @@ from minilplr.nn.state import named_buffers
 from minilplr.nn.resnet import resnet
 from minilplr.train.loops import train_gd, train_sgd
 
-from .strategies import gaussian
+from ..strategies import gaussian
 
 
 class Killed(Exception):

@@ -20,7 +20,7 @@ from minilplr.backend import to_host
 from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
 from minilplr.nn.layers import Dense, Layer, Sequential
 
-from .strategies import gaussian, mlp_configs
+from ..strategies import gaussian, mlp_configs
 
 
 def _model_and_data(cfg, be, dev, dtype="float64"):

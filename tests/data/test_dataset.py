@@ -20,7 +20,7 @@ from minilplr.data import download as DL
 
 from .http_fixtures import cache, local_only, server  # noqa: F401 (pytest fixtures, found by name)
 from .http_fixtures import closed_port_url, listing
-from .strategies import seeds
+from ..strategies import seeds
 
 
 @settings(max_examples=30)
