@@ -197,3 +197,25 @@ def linear_problem(seed, n, d, k, be, dev):
 
     m = models.mlp(d, 1, 1, k, seed=seed, dtype="float64", backend=be)
     return m, dev(gaussian(seed + 1, n, d)), dev(gaussian(seed + 2, n, k))
+
+
+@st.composite
+def linear_problems(draw, max_n=4, max_m=4, max_h=8, ridge=None):
+    """Sizes and a seed for a small least-squares (or ridge) problem and weights of a two-layer linear network.
+
+    A dict ``n, m, h, N, seed, lam, scale`` for :func:`tests.helpers.two_layer_linear`.
+    """
+    n = draw(st.integers(1, max_n))
+    m = draw(st.integers(1, max_m))
+    h = draw(st.integers(1, max_h))
+    extra = draw(st.integers(0, 3))
+    lam = draw(st.sampled_from([None, 0.3])) if ridge is None else (0.3 if ridge else None)
+    return dict(n=n, m=m, h=h, N=n + extra, seed=draw(seeds), lam=lam, scale=draw(st.sampled_from([0.3, 1.0])))
+
+
+@st.composite
+def well_posed_linear(draw):
+    """As :func:`linear_problems`, with ``h ≥ n + m`` and an exponent ``p`` in ``(1/4, 1/2)`` for Gaussian weights."""
+    n, m = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return dict(n=n, m=m, h=draw(st.integers(n + m, 40)), N=n + draw(st.integers(0, 3)), seed=draw(seeds),
+                lam=None, p=draw(st.floats(0.26, 0.49)), scale=1.0)

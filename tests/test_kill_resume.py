@@ -35,7 +35,7 @@ import pytest
 
 from minilplr.store import load_unit
 
-from .experiments.test_results_io import assert_same_tree
+from .helpers import assert_same_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_all.py"

@@ -6,7 +6,9 @@
 * a run with NTK diagnostics only at ``t = 0`` and ``t = T`` has, there, the full run's values bit for bit;
 * Fig. 4 and Fig. 5 ask for the shared He run with Fig. 1's config (same cache key), lean configs elsewhere;
 * checkpoints every ``ceil(epochs / 5)`` steps, not a multiple of ``diag_every``: a run killed after one
-  resumes bit-identical.
+  resumes bit-identical;
+* the run cache: a damaged run file (``ntk0``, ``hessian0``, ``r0``, checkpoint) is one line, moved aside and
+  recomputed to the same numbers; a checkpoint left beside finished results is removed.
 """
 import math
 
@@ -17,13 +19,13 @@ from minilplr.backend import to_device
 from minilplr.experiments import fig4_initialisation as fig4
 from minilplr.experiments import fig5_width_ablation as fig5
 from minilplr.experiments import mnist_gd, ntk_stability
-from minilplr.experiments.io import config_hash
+from minilplr.experiments.io import config_hash, load_results
 from minilplr.experiments.mnist_gd import (KernelMove, checkpoint_interval, gd_run, lean_config, run_certificate,
                                            run_config)
 from minilplr.theory import dynamics, spectrum
 from minilplr.train import loops
 
-from .test_results_io import assert_same_tree
+from ..helpers import assert_same_tree
 
 TINY = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
             init_factor=None, lr=1e-2, epochs=7, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
@@ -137,3 +139,66 @@ def test_killed_after_a_checkpoint_off_the_diagnostic_grid_resumes_bit_identical
         res = gd_run(cfg, tmp_path / "killed", progress=False)
     assert saved == [3, 6, 9, 12, 12]  # resumed at step 3; the loop saves again when finished
     assert_same_tree(res, ref)
+
+
+# --------------------------------------------------------------------------- the MNIST run cache
+
+#: the run-cache tests' run: six epochs
+TINY_CACHE = dict(TINY, epochs=6)
+
+
+def _killed_gd_run(runs, monkeypatch, at_call=3):
+    """``gd_run(TINY_CACHE)`` stopped inside its ``at_call``-th NTK diagnostic (after the step-4 checkpoint)."""
+    from minilplr.experiments import mnist_gd
+
+    spectrum, n = mnist_gd._spectrum.ntk_spectrum, [0]
+
+    def dying(K, *a, **kw):
+        n[0] += 1
+        if n[0] == at_call:
+            raise Killed
+        return spectrum(K, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(mnist_gd._spectrum, "ntk_spectrum", dying)
+        with pytest.raises(Killed):
+            mnist_gd.gd_run(TINY_CACHE, runs, progress=False)
+    (folder,) = runs.iterdir()
+    return folder
+
+
+@pytest.mark.parametrize("unit", ["ntk0", "hessian0", "r0", "checkpoint"])
+def test_a_damaged_run_file_is_moved_aside_and_the_run_ends_bit_identical(tmp_path, monkeypatch, caplog, capsys,
+                                                                          unit):
+    """A truncated ntk0, hessian0, r0 or checkpoint made every rerun fail; now: one line, moved aside, recomputed."""
+    from minilplr.experiments.mnist_gd import gd_run
+
+    ref = gd_run(TINY_CACHE, tmp_path / "ref", progress=False)
+    folder = _killed_gd_run(tmp_path / "killed", monkeypatch)
+    files = sorted(folder.glob(f"{unit}.*"))
+    assert files, sorted(f.name for f in folder.iterdir())
+    for f in files:  # the arrays file, or the only file there is
+        if f.suffix != ".json" or len(files) == 1:
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="minilplr"):
+        res = gd_run(TINY_CACHE, tmp_path / "killed", progress=False)
+    said = [r.getMessage() for r in caplog.records] + capsys.readouterr().out.splitlines()  # checkpoints print
+    lines = [ln for ln in said if ": damaged (" in ln]
+    assert len(lines) == 1 and "moved aside" in lines[0] and "\n" not in lines[0], lines
+    assert list(folder.glob(f"{unit}.*.damaged-*"))
+    assert_same_tree(res, ref)
+    assert not list(folder.glob("checkpoint.*[!0-9]")), sorted(f.name for f in folder.iterdir())  # finished
+    assert_same_tree(load_results(folder), ref)
+
+
+def test_a_checkpoint_left_beside_finished_results_is_removed(tmp_path):
+    """Killed between saving the results and removing the checkpoint: the next run removes the orphan."""
+    from minilplr.train.checkpoint import save_checkpoint
+    from minilplr.experiments.mnist_gd import gd_run
+
+    ref = gd_run(TINY_CACHE, tmp_path, progress=False)
+    (folder,) = (tmp_path).iterdir()
+    assert not list(folder.glob("checkpoint*"))
+    save_checkpoint(folder / "checkpoint", {"x": np.zeros(2)}, {"run": "orphan"})
+    assert_same_tree(gd_run(TINY_CACHE, tmp_path, progress=False), ref)
+    assert not list(folder.glob("checkpoint*"))

@@ -1,21 +1,20 @@
-"""Runs that survive: results are verified units, damaged state is recomputed, one bad folder spoils nothing else.
+"""Runs that survive (:mod:`minilplr.experiments.runner`): results are verified units, damaged state is
+recomputed, one bad folder spoils nothing else.
 
 The runner is driven with small stand-in experiments (:func:`fake_experiments`)
-so each test takes well under a second; the MNIST run cache (``gd_run``) is
-checked on a tiny MLP.
+so each test takes well under a second.
 """
 import os
 import shutil
 import stat
 import types
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minilplr.experiments import runner
-from minilplr.experiments.io import load_results, save_results
+from minilplr.experiments.io import load_results
 
 
 def _fake(name, calls):
@@ -53,26 +52,6 @@ def fake_experiments(monkeypatch):
 def _run(out, names=("a",), seed=None, lines=None):
     log = (lines.append if lines is not None else lambda *_: None)
     return runner.run_experiments(list(names), out=out, overrides={"seed": seed}, progress=False, log=log)
-
-
-def test_results_are_a_unit_with_compressed_arrays(tmp_path):
-    res = {"status": "finished", "curve": np.linspace(0, 1, 1000), "nested": {"k": [np.arange(3), 1.5]}}
-    save_results(tmp_path, res)
-    back = load_results(tmp_path)
-    assert np.array_equal(back["curve"], res["curve"]) and np.array_equal(back["nested"]["k"][0], np.arange(3))
-    assert '"sha256"' in (tmp_path / "results.json").read_text()  # the JSON names the arrays it belongs to
-    with zipfile.ZipFile(tmp_path / "results.npz") as z:
-        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
-
-
-def test_only_store_implements_splitting_hashing_and_atomic_writes():
-    """One implementation of each: io.py names the results files, store.py does the work."""
-    import minilplr.experiments.io as io_mod
-    import minilplr.store as store
-
-    for dup in ("_split", "_join", "atomic_write_bytes", "to_jsonable"):
-        assert not hasattr(io_mod, dup), dup
-    assert io_mod.config_hash is store.config_hash
 
 
 def test_a_json_beside_another_runs_arrays_is_recomputed_not_reported(tmp_path, fake_experiments):
@@ -156,91 +135,3 @@ def test_a_broken_section_does_not_stop_the_run_or_the_report(tmp_path, fake_exp
     text = (tmp_path / "report.md").read_text()
     assert "_Not reported: KeyError" in text.split("## a")[1].split("## b")[0]
     assert "the curve of seed 0" in text.split("## b")[1] and "| b | b ran | seed 0 | yes |" in text
-
-
-# --------------------------------------------------------------------------- the MNIST run cache
-
-
-def assert_same_tree(a, b, where="results"):
-    """Two results trees equal bit for bit: same keys, arrays with the same dtype, shape and bytes (NaN = NaN)."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict), (where, b)
-        assert sorted(a) == sorted(b), (where, sorted(a), sorted(b))
-        for k in a:
-            assert_same_tree(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tree(x, y, f"{where}.{i}")
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
-        assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), where
-    elif isinstance(a, float) and isinstance(b, float) and np.isnan(a):
-        assert np.isnan(b), where
-    else:
-        assert a == b, (where, a, b)
-
-
-TINY = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
-            init_factor=None, lr=1e-2, epochs=6, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
-
-
-class Killed(Exception):
-    """Stands in for the process dying."""
-
-
-def _killed_gd_run(runs, monkeypatch, at_call=3):
-    """``gd_run(TINY)`` stopped inside its ``at_call``-th NTK diagnostic (after the step-4 checkpoint)."""
-    from minilplr.experiments import mnist_gd
-
-    spectrum, n = mnist_gd._spectrum.ntk_spectrum, [0]
-
-    def dying(K, *a, **kw):
-        n[0] += 1
-        if n[0] == at_call:
-            raise Killed
-        return spectrum(K, *a, **kw)
-
-    with monkeypatch.context() as m:
-        m.setattr(mnist_gd._spectrum, "ntk_spectrum", dying)
-        with pytest.raises(Killed):
-            mnist_gd.gd_run(TINY, runs, progress=False)
-    (folder,) = runs.iterdir()
-    return folder
-
-
-@pytest.mark.parametrize("unit", ["ntk0", "hessian0", "r0", "checkpoint"])
-def test_a_damaged_run_file_is_moved_aside_and_the_run_ends_bit_identical(tmp_path, monkeypatch, caplog, capsys,
-                                                                          unit):
-    """A truncated ntk0, hessian0, r0 or checkpoint made every rerun fail; now: one line, moved aside, recomputed."""
-    from minilplr.experiments.mnist_gd import gd_run
-
-    ref = gd_run(TINY, tmp_path / "ref", progress=False)
-    folder = _killed_gd_run(tmp_path / "killed", monkeypatch)
-    files = sorted(folder.glob(f"{unit}.*"))
-    assert files, sorted(f.name for f in folder.iterdir())
-    for f in files:  # the arrays file, or the only file there is
-        if f.suffix != ".json" or len(files) == 1:
-            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    with caplog.at_level("WARNING", logger="minilplr"):
-        res = gd_run(TINY, tmp_path / "killed", progress=False)
-    said = [r.getMessage() for r in caplog.records] + capsys.readouterr().out.splitlines()  # checkpoints print
-    lines = [ln for ln in said if ": damaged (" in ln]
-    assert len(lines) == 1 and "moved aside" in lines[0] and "\n" not in lines[0], lines
-    assert list(folder.glob(f"{unit}.*.damaged-*"))
-    assert_same_tree(res, ref)
-    assert not list(folder.glob("checkpoint.*[!0-9]")), sorted(f.name for f in folder.iterdir())  # finished
-    assert_same_tree(load_results(folder), ref)
-
-
-def test_a_checkpoint_left_beside_finished_results_is_removed(tmp_path):
-    """Killed between saving the results and removing the checkpoint: the next run removes the orphan."""
-    from minilplr.train.checkpoint import save_checkpoint
-    from minilplr.experiments.mnist_gd import gd_run
-
-    ref = gd_run(TINY, tmp_path, progress=False)
-    (folder,) = (tmp_path).iterdir()
-    assert not list(folder.glob("checkpoint*"))
-    save_checkpoint(folder / "checkpoint", {"x": np.zeros(2)}, {"run": "orphan"})
-    assert_same_tree(gd_run(TINY, tmp_path, progress=False), ref)
-    assert not list(folder.glob("checkpoint*"))

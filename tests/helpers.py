@@ -1,0 +1,76 @@
+"""Small builders and assertions shared by test files in several folders.
+
+Hypothesis strategies live in :mod:`tests.strategies`, pytest fixtures in
+``tests/conftest.py``; this module holds the plain functions and constants that
+more than one test file builds its cases from.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Killed(Exception):
+    """Stands in for the process dying (at a step, an iterate, or inside a write)."""
+
+
+# --------------------------------------------------------------------------- two-layer linear networks
+
+#: the tiny regression data of the linear-network runs (``X`` orthonormal, ``Y = XΘ``), as their configs name it
+TINY_LINEAR_DATA = {"N": 6, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0}
+
+
+def two_layer_linear(cfg, dev, be, well_posed=False):
+    """Host draws -> TwoLayerLinear on the backend under test, float64.
+
+    ``cfg`` from :func:`tests.strategies.linear_problems` (or
+    :func:`~tests.strategies.well_posed_linear` with ``well_posed=True``: the
+    weights from :func:`minilplr.theory.linear.gaussian_init`): ``X (N, n)``
+    with singular values in ``[0.5, 2]``, ``Y (N, m)``, ``W₁ (n, h)``, ``W₂ (m, h)``.
+    """
+    from minilplr.theory.linear import LeastSquares, RidgeLeastSquares, TwoLayerLinear, gaussian_init
+
+    rng = np.random.default_rng(cfg["seed"])
+    n, m, h, N = cfg["n"], cfg["m"], cfg["h"], cfg["N"]
+    Q, _ = np.linalg.qr(rng.standard_normal((N, n)))
+    X = Q * rng.uniform(0.5, 2.0, size=n)  # singular values in [0.5, 2]: full column rank
+    Y = rng.standard_normal((N, m))
+    if well_posed:
+        W1, W2 = gaussian_init(n, m, h, cfg["p"], rng)
+    else:
+        W1 = rng.standard_normal((n, h)) * cfg["scale"]
+        W2 = rng.standard_normal((m, h)) * cfg["scale"]
+    loss = LeastSquares(dev(X), dev(Y)) if cfg["lam"] is None else RidgeLeastSquares(dev(X), dev(Y), cfg["lam"])
+    return TwoLayerLinear(loss, dev(W1), dev(W2))
+
+
+def assert_same_records(a, b):
+    """Two runs' flat record dicts equal: same keys, arrays bit for bit (NaN = NaN), other values ``==``."""
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(b[k], v, equal_nan=True), k
+        else:
+            assert b[k] == v, k
+
+
+# --------------------------------------------------------------------------- results trees
+
+
+def assert_same_tree(a, b, where="results"):
+    """Two results trees equal bit for bit: same keys, arrays with the same dtype, shape and bytes (NaN = NaN)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict), (where, b)
+        assert sorted(a) == sorted(b), (where, sorted(a), sorted(b))
+        for k in a:
+            assert_same_tree(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tree(x, y, f"{where}.{i}")
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"), where
+    elif isinstance(a, float) and isinstance(b, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, (where, a, b)
