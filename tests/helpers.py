@@ -13,6 +13,39 @@ class Killed(Exception):
     """Stands in for the process dying (at a step, an iterate, or inside a write)."""
 
 
+def one_line(err: str) -> str:
+    """The only non-blank line of ``err`` (a usage error's stderr); fails on several lines or a traceback."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- MLPs trained by GD
+
+
+def gd_problem(be, n=12, d=3, width=16, k=1, seed=0, targets="signs"):
+    """A float64 ReLU MLP ``D → H → H → K`` (``models.mlp(d, width, 3, k)``) and its data, on ``be``.
+
+    ``X (N, D)`` Gaussian from ``seed + 1``; ``y`` from ``seed + 2``: the signs
+    of ``N`` Gaussians, ``(N,)`` (``targets="signs"``), or Gaussian ``(N, K)``
+    (``targets="gaussian"``).  Returns ``(model, X, y)``.
+    """
+    from minilplr import backend as B
+    from minilplr.nn import models
+
+    from .strategies import gaussian
+
+    m = models.mlp(d, width, 3, k, seed=seed, dtype="float64", backend=be)
+    X = B.to_device(gaussian(seed + 1, n, d), be)
+    y = np.sign(gaussian(seed + 2, n)) if targets == "signs" else gaussian(seed + 2, n, k)
+    return m, X, B.to_device(y, be)
+
+
+#: the tiny MNIST GD run (16 images of 0 and 1, offline) of the experiments' run tests
+TINY_MNIST_GD = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
+                     init_factor=None, lr=1e-2, epochs=7, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
+
+
 # --------------------------------------------------------------------------- two-layer linear networks
 
 #: the tiny regression data of the linear-network runs (``X`` orthonormal, ``Y = XΘ``), as their configs name it

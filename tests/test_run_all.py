@@ -23,6 +23,8 @@ from minilplr.experiments import EXPERIMENTS
 from minilplr.experiments.io import load_results
 from minilplr.store import config_hash
 
+from .helpers import one_line
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_all.py"
 
@@ -60,7 +62,7 @@ def test_quick_preset_end_to_end(tmp_path):
     assert p3.returncode == 0 and p3.stdout.count("reusing finished results") == len(EXPERIMENTS), p3.stdout
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_areone_line(tmp_path):
     p = _run("--only", "fig9", cwd=tmp_path)
     assert p.returncode == 2 and "--only: unknown experiment(s) fig9" in p.stderr
     assert "Traceback" not in p.stderr
@@ -68,7 +70,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert p.returncode == 2 and "invalid choice: 'tpu'" in p.stderr
 
 
-def test_cupy_requested_without_cupy_is_one_line(tmp_path):
+def test_cupy_requested_without_cupy_isone_line(tmp_path):
     pytest.importorskip("numpy")
     try:
         import cupy  # noqa: F401
@@ -97,7 +99,7 @@ def test_seed_and_data_overrides_reach_every_kind_of_config():
         _config(load_experiment("fig1_linear_convergence"), "huge", {})
 
 
-def test_a_second_run_on_the_same_out_is_refused_in_one_line(tmp_path):
+def test_a_second_run_on_the_same_out_is_refused_inone_line(tmp_path):
     """``<out>/.lock`` is held for the whole run: a second run names the holder's PID and writes nothing."""
     import re
 
@@ -141,19 +143,13 @@ def run_all():
     B.set_backend(before.name)
 
 
-def _one_line(err):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("kind", ["empty", "a file", "under a file"])
 def test_a_bad_out_folder_is_a_one_line_usage_error(run_all, tmp_path, monkeypatch, capsys, kind):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("keep me")
     out = {"empty": "", "a file": "notes.txt", "under a file": "notes.txt/results"}[kind]
     assert run_all("--only", "linear_init", "--plot-only", "--out", out) == 2
-    line = _one_line(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.startswith("run_all.py: --out: ") and ("folder" in line), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written, into . least of all
     assert (tmp_path / "notes.txt").read_text() == "keep me"
@@ -164,7 +160,7 @@ def test_seed_must_be_a_non_negative_integer(run_all, tmp_path, capsys, seed):
     with pytest.raises(SystemExit) as info:
         run_all("--only", "linear_init", "--plot-only", "--out", str(tmp_path), "--seed", seed)
     assert info.value.code == 2
-    assert _one_line(capsys.readouterr().err) == (
+    assert one_line(capsys.readouterr().err) == (
         f"run_all.py: argument --seed: expected a non-negative integer, got '{seed}' (see --help)")
     from minilplr.experiments.runner import _config, load_experiment
 
@@ -190,7 +186,7 @@ def test_plot_only_with_nothing_saved_fails_with_a_line_per_experiment(run_all, 
     cap = capsys.readouterr()
     for name in ("linear_init", "linear_width"):
         assert f"[{name}] no saved results in {tmp_path / name}: run without --plot-only first" in cap.out
-    assert "nothing plotted for linear_init, linear_width" in _one_line(cap.err)
+    assert "nothing plotted for linear_init, linear_width" in one_line(cap.err)
 
 
 def test_plot_only_refuses_the_results_of_another_configuration(run_all, tmp_path, capsys):
@@ -224,7 +220,7 @@ def _fail_with(monkeypatch, exc):
     (ValueError("n: expected a multiple of the 2 classes, got 201"),
      "ValueError: n: expected a multiple of the 2 classes, got 201"),
 ])
-def test_an_expected_failure_is_one_line(run_all, tmp_path, monkeypatch, capsys, exc, shown):
+def test_an_expected_failure_isone_line(run_all, tmp_path, monkeypatch, capsys, exc, shown):
     _fail_with(monkeypatch, exc)
     assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 1
     cap = capsys.readouterr()
@@ -242,14 +238,14 @@ def test_a_bug_or_verbose_shows_the_traceback(run_all, tmp_path, monkeypatch, ca
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_ctrl_c_in_an_experiment_is_exit_130_and_one_line(run_all, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_in_an_experiment_is_exit_130_andone_line(run_all, tmp_path, monkeypatch, capsys):
     _fail_with(monkeypatch, KeyboardInterrupt())
     try:
         status = run_all("--only", "linear_init", "--out", str(tmp_path))
     except KeyboardInterrupt:  # escaping main, it would stop this whole test session
         pytest.fail("KeyboardInterrupt escaped main()")
     assert status == 130
-    assert _one_line(capsys.readouterr().err) == (
+    assert one_line(capsys.readouterr().err) == (
         f"run_all.py: interrupted during linear_init: the runs and checkpoints linear_init finished are saved in "
         f"{tmp_path}; run the same command again to resume")
 

@@ -36,11 +36,12 @@ import numpy as np
 import pytest
 
 from minilplr import backend as B
-from minilplr.nn import models
 from minilplr.theory.ntk import empirical_ntk
 from minilplr.theory.spectrum import ntk_spectrum
 from minilplr.train import optim
 from minilplr.train.loops import train_gd, train_sgd
+
+from .helpers import gd_problem
 
 strict = pytest.importorskip("minilplr.strict")
 
@@ -58,9 +59,7 @@ def sbe():
 
 
 def _problem(be, n=8, d=3, k=2):
-    m = models.mlp(d, 8, 3, k, seed=0, dtype="float64", backend=be)
-    X = B.to_device(np.random.default_rng(1).standard_normal((n, d)), be)
-    y = B.to_device(np.random.default_rng(2).standard_normal((n, k)), be)
+    m, X, y = gd_problem(be, n=n, d=d, width=8, k=k, targets="gaussian")
     labels = B.to_device(np.arange(n) % k, be)
     return m, X, y, labels
 

@@ -17,6 +17,8 @@ from minilplr.nn.resnet import resnet
 from minilplr.train.loops import train_sgd
 from minilplr.train.optim import SGD, Cosine
 
+from ..helpers import Killed
+
 # --------------------------------------------------------------------------- Fig. 3's readings
 
 
@@ -80,10 +82,6 @@ _TINY_FIG3 = dict(fig3.PRESETS["quick"], n_train=20, widths=[2, 4], epochs=3, ba
                   ntk_checkpoints=3, data_source="offline", seeds=[0])
 
 
-class _Killed(Exception):
-    """Stands for the process being killed."""
-
-
 def _same(a, b):
     assert a.keys() == b.keys()
     for k in a:
@@ -113,10 +111,10 @@ def test_fig3_seed_killed_reruns_to_the_same_numbers(tmp_path, monkeypatch, kill
     folder = tmp_path / "killed"
     if kill == "final write":
         def boom(*a, **k):
-            raise _Killed
+            raise Killed
         with monkeypatch.context() as mp:
             mp.setattr(fig3, "save_results", boom)
-            with pytest.raises(_Killed):
+            with pytest.raises(Killed):
                 fig3._seed_run(cfg, 0, folder, None, False)
     else:
         calls, reading = [], fig3.ntk_reading
@@ -124,11 +122,11 @@ def test_fig3_seed_killed_reruns_to_the_same_numbers(tmp_path, monkeypatch, kill
         def dies_second(*a, **k):
             calls.append(1)
             if len(calls) == 2:
-                raise _Killed
+                raise Killed
             return reading(*a, **k)
         with monkeypatch.context() as mp:
             mp.setattr(fig3, "ntk_reading", dies_second)
-            with pytest.raises(_Killed):
+            with pytest.raises(Killed):
                 fig3._seed_run(cfg, 0, folder, None, False)
     assert (folder / "checkpoint.json").exists() and not (folder / "results.json").exists()
     rerun = fig3._seed_run(cfg, 0, folder, None, False)

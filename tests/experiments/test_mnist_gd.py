@@ -25,11 +25,8 @@ from minilplr.experiments.mnist_gd import (KernelMove, checkpoint_interval, gd_r
 from minilplr.theory import dynamics, spectrum
 from minilplr.train import loops
 
-from ..helpers import assert_same_tree
-
-TINY = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
-            init_factor=None, lr=1e-2, epochs=7, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
-
+from ..helpers import TINY_MNIST_GD as TINY
+from ..helpers import Killed, assert_same_tree
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
@@ -104,10 +101,6 @@ def test_the_shared_he_run_keeps_fig1s_cache_key(tmp_path):
 def test_checkpoint_interval():
     assert checkpoint_interval(mnist_gd.MNIST_PRESETS["paper"]) == 50
     assert [checkpoint_interval(dict(epochs=e)) for e in (1, 5, 6, 7, 250, 251)] == [1, 1, 2, 2, 50, 51]
-
-
-class Killed(Exception):
-    """Stands in for the process dying."""
 
 
 def test_killed_after_a_checkpoint_off_the_diagnostic_grid_resumes_bit_identical(tmp_path, monkeypatch):

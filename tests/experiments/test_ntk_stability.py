@@ -21,8 +21,7 @@ from minilplr.theory import ntk, spectrum
 from minilplr.train.loops import train_gd
 from minilplr.train.optim import GD
 
-TINY = dict(digits=[0, 1], n=16, data_source="offline", preprocess="unit", width=8, depth=2, init="he",
-            init_factor=None, lr=1e-2, epochs=7, seed=0, dtype="float64", diag_every=2, hessian_iters=3)
+from ..helpers import TINY_MNIST_GD as TINY
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from minilplr.store import config_hash, unit_exists
 from minilplr.train.optim import GD
 from minilplr.train.loops import train_gd
 
+from ..helpers import one_line
+
 ROOT = Path(__file__).resolve().parents[2]
 CELLS = [{"width": w, "lr": lr, "seed": 0, "steps": 5, "backend": "numpy"} for w in (4, 8) for lr in (0.05, 0.1)]
 
@@ -299,12 +301,6 @@ def _main():
     return mod.main
 
 
-def _one_line(err):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 @pytest.mark.parametrize("args, shown", [
     (["--workers", "0"], "run_all.py: argument --workers: expected a positive integer, got '0' (see --help)"),
     (["--workers", "1.5"], "run_all.py: argument --workers: expected a positive integer, got '1.5' (see --help)"),
@@ -318,7 +314,7 @@ def test_bad_workers_or_cluster_is_a_one_line_usage_error(tmp_path, capsys, args
     with pytest.raises(SystemExit) as info:
         _main()(["--only", "linear_init", "--out", str(tmp_path / "out"), *args])
     assert info.value.code == 2
-    assert _one_line(capsys.readouterr().err) == shown
+    assert one_line(capsys.readouterr().err) == shown
     assert not (tmp_path / "out").exists()
 
 
@@ -328,7 +324,7 @@ def test_cluster_without_dask_is_a_one_line_usage_error(tmp_path, capsys, monkey
     with pytest.raises(SystemExit) as info:
         main(["--only", "linear_init", "--out", str(tmp_path), "--cluster", "local"])
     assert info.value.code == 2
-    assert _one_line(capsys.readouterr().err) == ("run_all.py: argument --cluster: --cluster needs Dask distributed, "
+    assert one_line(capsys.readouterr().err) == ("run_all.py: argument --cluster: --cluster needs Dask distributed, "
                                                   "which is not installed: pip install -e '.[cluster]' (see --help)")
 
 

@@ -18,11 +18,8 @@ from minilplr.nn.state import named_buffers
 from minilplr.nn.resnet import resnet
 from minilplr.train.loops import train_gd, train_sgd
 
+from ..helpers import Killed, gd_problem
 from ..strategies import gaussian
-
-
-class Killed(Exception):
-    """Stands in for the process dying at a step."""
 
 
 def _diag_then_kill(at):
@@ -58,14 +55,8 @@ def _assert_identical(a, b):
     assert a["history"] == b["history"]  # every per-step float, diagnostics and status, exactly
 
 
-def _mlp_problem(be, n=12, d=3):
-    X = B.to_device(gaussian(1, n, d), be)
-    y = B.to_device(np.sign(gaussian(2, n)), be)
-    return X, y
-
-
 def _run_gd(be, X, y, ck, kill_at):
-    m = models.mlp(3, 16, 3, 1, seed=0, dtype="float64", backend=be)
+    m, _, _ = gd_problem(be)  # a fresh model, as a new process would build it
     opt = optim.GD(0.05)
     h = train_gd(m, X, y, opt, steps=20, checkpoint=ck, checkpoint_every=3, diagnostics=_diag_then_kill(kill_at),
                  diag_every=1)
@@ -73,7 +64,7 @@ def _run_gd(be, X, y, ck, kill_at):
 
 
 def test_mlp_gd_resume_is_bit_identical(be, tmp_path):
-    X, y = _mlp_problem(be)
+    _, X, y = gd_problem(be)
     ref = _state(*_run_gd(be, X, y, None, None))
     ck = tmp_path / "ck"
     with pytest.raises(Killed):
@@ -119,7 +110,7 @@ def test_a_finished_checkpoint_restores_buffers_without_training(be, tmp_path):
 
 @pytest.mark.parametrize("change", ["steps", "data", "width", "lr"])
 def test_a_checkpoint_refuses_another_run(be, tmp_path, change):
-    X, y = _mlp_problem(be)
+    _, X, y = gd_problem(be)
     ck = tmp_path / "ck"
     with pytest.raises(Killed):
         _run_gd(be, X, y, ck, kill_at=7)
@@ -140,7 +131,7 @@ def _flip_bytes_inside_the_arrays(npz_path):
 
 
 def test_a_damaged_checkpoint_is_moved_aside_and_the_run_starts_over(be, tmp_path, capsys):
-    X, y = _mlp_problem(be)
+    _, X, y = gd_problem(be)
     ref = _state(*_run_gd(be, X, y, None, None))
     ck = tmp_path / "ck"
     with pytest.raises(Killed):
@@ -162,7 +153,7 @@ def test_a_planted_pickle_is_never_loaded(be, tmp_path):
     import pickle
 
     (tmp_path / "checkpoint.pkl").write_bytes(pickle.dumps(Evil()))
-    X, y = _mlp_problem(be)
+    _, X, y = gd_problem(be)
     m = models.mlp(3, 16, 3, 1, seed=0, dtype="float64", backend=be)
     h = train_gd(m, X, y, optim.GD(0.05), steps=3, checkpoint=tmp_path / "checkpoint.pkl")
     assert h["status"] == "finished" and not marker.exists()

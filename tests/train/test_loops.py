@@ -10,18 +10,12 @@ from minilplr.train import optim
 from minilplr.nn.params import param_drift, sq_norm
 from minilplr.train.loops import Diverged, _step_records, train_gd, train_sgd
 
+from ..helpers import gd_problem
 from ..strategies import gaussian
 
 
-def _problem(be, n=12, d=3, seed=0):
-    m = models.mlp(d, 16, 3, 1, seed=seed, dtype="float64", backend=be)
-    X = B.to_device(gaussian(seed + 1, n, d), be)
-    y = B.to_device(np.sign(gaussian(seed + 2, n)), be)
-    return m, X, y
-
-
 def test_gd_decreases_the_loss_and_records_every_step(be):
-    m, X, y = _problem(be)
+    m, X, y = gd_problem(be)
     h = train_gd(m, X, y, optim.GD(0.05), steps=30)
     assert h["status"] == "finished"
     assert len(h["loss"]) == len(h["grad_norm_sq"]) == len(h["lr"]) == len(h["param_drift"]) == 30
@@ -31,8 +25,8 @@ def test_gd_decreases_the_loss_and_records_every_step(be):
 
 
 def test_gd_step_is_theta_minus_eta_grad(be):
-    m, X, y = _problem(be)
-    m2, _, _ = _problem(be)
+    m, X, y = gd_problem(be)
+    m2, _, _ = gd_problem(be)
     train_gd(m, X, y, optim.GD(0.1), steps=1)
     m2.backward(losses.mse(m2.forward(X), y)[1])
     for k, p in m2.params.items():
@@ -40,7 +34,7 @@ def test_gd_step_is_theta_minus_eta_grad(be):
 
 
 def test_diagnostics_hook_runs_on_schedule(be):
-    m, X, y = _problem(be)
+    m, X, y = gd_problem(be)
     seen = []
     h = train_gd(m, X, y, optim.GD(0.05), steps=10, diagnostics=lambda model, t: seen.append(t) or {"t2": t * 2},
                  diag_every=4)
@@ -49,7 +43,7 @@ def test_diagnostics_hook_runs_on_schedule(be):
 
 
 def test_divergence_stops_with_the_history_and_a_clear_message(be):
-    m, X, y = _problem(be)
+    m, X, y = gd_problem(be)
     with pytest.raises(Diverged, match=r"training diverged at step \d+: loss .* η = 50.*stability limit 2/β.*η ≤ 1/β") as info:
         train_gd(m, X, y, optim.GD(50.0), steps=200)
     err = info.value
@@ -59,7 +53,7 @@ def test_divergence_stops_with_the_history_and_a_clear_message(be):
 
 
 def test_non_finite_data_is_refused(be):
-    m, X, y = _problem(be)
+    m, X, y = gd_problem(be)
     Xh = B.to_host(X).copy()  # on NumPy to_host is X itself
     Xh[2, 1] = np.nan
     with pytest.raises(ValueError, match=r"X: expected finite values, got 1 NaN/inf entries"):
