@@ -4,8 +4,10 @@ Times forward + backward + update of ``784 -> 2048 x4 -> 1`` (ReLU, squared
 loss) on ``N = 1000`` samples in float32, for minilplr and for PyTorch on the
 same weights and data, in the same process, and prints
 
-* the median step time of each and the ratio minilplr / PyTorch (target ≤ 1.15
-  on the CPU, ≤ 1.2 against PyTorch CUDA with ``--backend cupy``);
+* the median step time of each, ours on the default fast path and on the
+  plain path (``minilplr.nn.fast.plain()``, alternated with the fast one),
+  and the ratio minilplr / PyTorch (target ≤ 1.15 on the CPU, ≤ 1.2 against
+  PyTorch CUDA with ``--backend cupy``; for the fast path);
 * the achieved GFLOP/s of each against this machine's float32 matmul peak,
   measured in the same run (best of a few large square products).
 
@@ -40,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
-from minilplr.nn import losses, models  # noqa: E402
+from minilplr.nn import fast, losses, models  # noqa: E402
 from minilplr.train import optim  # noqa: E402
 
 
@@ -62,6 +64,22 @@ def timeit(fn, repeats, warmup=2, sync=lambda: None):
         sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times)
+
+
+def timeit_alternated(fns, repeats, warmup=2, sync=lambda: None):
+    """``[(median, best)]`` seconds of each of ``fns``, timed alternately ``a, b, a, b, …`` (the same load for all)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+            sync()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            t.append(time.perf_counter() - t0)
+    return [(statistics.median(t), min(t)) for t in times]
 
 
 def torch_sync(torch, device: str):
@@ -149,18 +167,26 @@ def main(argv=None):
         model.backward(d, need_dx=False)
         opt.step(model.params, model.grads)
 
-    t_ours, t_ours_best = timeit(ours, repeats, sync=be.synchronize)
+    def ours_plain():
+        with fast.plain():  # every layer on its plain lines
+            ours()
+
+    (t_ours, t_ours_best), (t_plain, t_plain_best) = timeit_alternated([ours, ours_plain], repeats, sync=be.synchronize)
     peak = matmul_peak(be, 2048 if not args.quick else 1024)
 
     record = dict(benchmark="gd_step", backend=be.name, sizes=sizes, n=n, dtype="float32", gflop=flops / 1e9,
-                  repeats=repeats, t_ours_median=t_ours, t_ours_best=t_ours_best, peak_gflops=peak,
+                  repeats=repeats, t_ours_median=t_ours, t_ours_best=t_ours_best, t_plain_median=t_plain,
+                  t_plain_best=t_plain_best, peak_gflops=peak,
                   torch_device=None, torch_version=None, t_torch_median=None, t_torch_best=None, ratio=None,
                   target=None, device=device_name(be))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; backend {be.name}"
           f" ({record['device']})")
     print(f"MLP {' -> '.join(map(str, sizes))}, N = {n}, float32, one GD step = {flops / 1e9:.1f} GFLOP")
     print(f"float32 matmul peak ({'2048' if not args.quick else '1024'}^3): {peak:.1f} GFLOP/s")
-    print(f"minilplr  step: {t_ours * 1e3:8.1f} ms  {flops / t_ours / 1e9:7.1f} GFLOP/s  ({flops / t_ours / 1e9 / peak:.0%} of peak)")
+    print(f"minilplr  step: {t_ours * 1e3:8.1f} ms  {flops / t_ours / 1e9:7.1f} GFLOP/s  ({flops / t_ours / 1e9 / peak:.0%} of peak)"
+          "  [fast path]")
+    print(f"minilplr  step: {t_plain * 1e3:8.1f} ms  {flops / t_plain / 1e9:7.1f} GFLOP/s  "
+          f"({flops / t_plain / 1e9 / peak:.0%} of peak)  [plain path; plain / fast {t_plain / t_ours:.2f}]")
 
     if torch is None:
         print(f"no PyTorch reference: {why}")
@@ -193,7 +219,7 @@ def main(argv=None):
     target = 1.2 if tdev == "cuda" else 1.15
     print(f"PyTorch   step: {t_torch * 1e3:8.1f} ms  {flops / t_torch / 1e9:7.1f} GFLOP/s  "
           f"({flops / t_torch / 1e9 / peak:.0%} of our backend's peak)  [torch {torch.__version__}, {where}, eager]")
-    print(f"ratio minilplr / PyTorch: {t_ours / t_torch:.3f}  (target <= {target})")
+    print(f"ratio minilplr / PyTorch: {t_ours / t_torch:.3f}  (target <= {target}); plain path {t_plain / t_torch:.3f}")
     record.update(torch_device=tdev, torch_version=torch.__version__, t_torch_median=t_torch,
                   t_torch_best=t_torch_best, ratio=t_ours / t_torch, target=target)
     write_json(args.json, record)

@@ -7,7 +7,10 @@ architecture and the same weights, in the same process, and prints
 
 * a check that both compute the same loss and gradients on the first step
   (the two networks really are the same);
-* the median step time of each and the ratio minilplr / PyTorch (target ≤ 2.0).
+* the median step time of each, ours on the default fast path and on the
+  plain path (``minilplr.nn.fast.plain()``: the layers' textbook lines, no
+  fast kernel), and the ratios minilplr / PyTorch (target ≤ 2.0, for the
+  fast path) and plain / fast.
 
 Both run in training mode (batch norm with batch statistics), as in training.
 Timings on a shared machine are noisy: run it twice and compare.  On a GPU
@@ -68,38 +71,34 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
-from minilplr.nn import losses  # noqa: E402
+from minilplr.nn import fast, losses  # noqa: E402
 from minilplr.train import optim  # noqa: E402
 from minilplr.nn.resnet import resnet  # noqa: E402
 from bench_gd_step import device_name, resolve_torch_device, torch_sync, write_json  # noqa: E402
 
 
-def time_pair(fa, fb, repeats, warmup=2, sync=lambda: None, sync_b=lambda: None):
-    """Step times of ``fa`` and ``fb``, alternated ``a, b, a, b, …`` so that both see the same
-    machine load (this is a shared machine).  ``sync`` (after ``fa``) and ``sync_b``
-    (after ``fb``) wait for a GPU's queued work, inside the timed region.
+def time_alternated(fns, repeats, warmup=2, syncs=None):
+    """Step times of the functions ``fns``, alternated ``a, b, c, a, b, c, …`` so that all see the
+    same machine load (this is a shared machine).  ``syncs[i]`` (after ``fns[i]``) waits for a
+    GPU's queued work, inside the timed region.
 
-    Returns two lists of ``(wall seconds, CPU seconds)``: the CPU time of the
+    Returns one list of ``(wall seconds, CPU seconds)`` per function: the CPU time of the
     process sums all its threads; with ``--threads 1`` it is the time the step
     really computed, whatever else the machine was running.
     """
+    syncs = syncs or [lambda: None] * len(fns)
     for _ in range(warmup):
-        fa()
-        sync()
-        fb()
-        sync_b()
-    ta, tb = [], []
+        for fn, sync in zip(fns, syncs):
+            fn()
+            sync()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fa()
-        sync()
-        w1, c1 = time.perf_counter(), time.process_time()
-        fb()
-        sync_b()
-        w2, c2 = time.perf_counter(), time.process_time()
-        ta.append((w1 - w0, c1 - c0))
-        tb.append((w2 - w1, c2 - c1))
-    return ta, tb
+        for fn, sync, t in zip(fns, syncs, times):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            t.append((time.perf_counter() - w0, time.process_time() - c0))
+    return times
 
 
 def _summary(name, t):
@@ -208,6 +207,10 @@ def main(args=ARGS):
         opt.step(model.params, model.grads)
         return loss
 
+    def ours_plain():
+        with fast.plain():  # every layer on its plain lines
+            return ours()
+
     if args.profile:
         profile_step(ours)
         return
@@ -215,7 +218,8 @@ def main(args=ARGS):
     record = dict(benchmark="resnet", backend=be.name, n=n, image=[3, size, size], widths=list(args.widths),
                   blocks=args.blocks, dtype="float32", repeats=repeats, device=device_name(be),
                   torch_device=tdev, torch_version=None if torch is None else torch.__version__,
-                  t_ours_median=None, t_ours_best=None, t_torch_median=None, t_torch_best=None, ratio=None,
+                  t_ours_median=None, t_ours_best=None, t_plain_median=None, t_plain_best=None,
+                  t_torch_median=None, t_torch_best=None, ratio=None, ratio_plain=None,
                   target=2.0 if tdev == "cpu" else None, grad_rel_diff=None)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}; "
           f"backend {be.name} ({record['device']}); threads {args.threads or 'default'}")
@@ -245,10 +249,13 @@ def main(args=ARGS):
               f"gradient relative difference {rel:.1e}")
 
     if torch is None:
-        ta, _ = time_pair(ours, lambda: None, repeats, sync=be.synchronize)
-        print(_summary("minilplr", ta))
-        wall = [w for w, _ in ta]
-        record.update(t_ours_median=statistics.median(wall), t_ours_best=min(wall))
+        ta, tp = time_alternated([ours, ours_plain], repeats, syncs=[be.synchronize] * 2)
+        print(_summary("minilplr", ta) + "  [fast path]")
+        print(_summary("minilplr", tp) + "  [plain path]")
+        _plain_ratio(ta, tp, repeats)
+        wa, wp = [w for w, _ in ta], [w for w, _ in tp]
+        record.update(t_ours_median=statistics.median(wa), t_ours_best=min(wa), t_plain_median=statistics.median(wp),
+                      t_plain_best=min(wp))
         write_json(args.json, record)
         return
     topt = torch.optim.SGD(net.parameters(), lr=lr)
@@ -259,19 +266,33 @@ def main(args=ARGS):
         loss.backward()
         topt.step()
 
-    ta, tb = time_pair(ours, theirs, repeats, sync=be.synchronize, sync_b=torch_sync(torch, tdev))
+    ta, tp, tb = time_alternated([ours, ours_plain, theirs], repeats,
+                                 syncs=[be.synchronize, be.synchronize, torch_sync(torch, tdev)])
     ratios = [a[0] / b[0] for a, b in zip(ta, tb)]
     cpu_ratios = [a[1] / b[1] for a, b in zip(ta, tb)]
-    print(_summary("minilplr", ta))
+    plain_ratios = [a[0] / b[0] for a, b in zip(tp, tb)]
+    print(_summary("minilplr", ta) + "  [fast path]")
+    print(_summary("minilplr", tp) + "  [plain path]")
     where = f"CUDA, {torch.cuda.get_device_name(0)}" if tdev == "cuda" else f"{torch.get_num_threads()} threads"
     print(_summary("PyTorch ", tb) + f"  [torch {torch.__version__}, {where}, eager]")
     print(f"ratio minilplr / PyTorch: {statistics.median(ratios):.2f} wall (median of {repeats} alternated "
-          f"pairs), {statistics.median(cpu_ratios):.2f} CPU time  "
-          f"({'target <= 2.0' if tdev == 'cpu' else 'no target on a GPU'})")
-    wa, wb = [w for w, _ in ta], [w for w, _ in tb]
-    record.update(t_ours_median=statistics.median(wa), t_ours_best=min(wa), t_torch_median=statistics.median(wb),
-                  t_torch_best=min(wb), ratio=statistics.median(ratios))
+          f"steps), {statistics.median(cpu_ratios):.2f} CPU time  "
+          f"({'target <= 2.0' if tdev == 'cpu' else 'no target on a GPU'}); plain path "
+          f"{statistics.median(plain_ratios):.2f} wall")
+    _plain_ratio(ta, tp, repeats)
+    wa, wp, wb = [w for w, _ in ta], [w for w, _ in tp], [w for w, _ in tb]
+    record.update(t_ours_median=statistics.median(wa), t_ours_best=min(wa), t_plain_median=statistics.median(wp),
+                  t_plain_best=min(wp), t_torch_median=statistics.median(wb), t_torch_best=min(wb),
+                  ratio=statistics.median(ratios), ratio_plain=statistics.median(plain_ratios))
     write_json(args.json, record)
+
+
+def _plain_ratio(ta, tp, repeats):
+    """Print plain / fast of the alternated steps: the median and the range over the repeats, wall and CPU."""
+    wall = sorted(p[0] / a[0] for a, p in zip(ta, tp))
+    cpu = sorted(p[1] / a[1] for a, p in zip(ta, tp))
+    print(f"plain path / fast path: {statistics.median(wall):.2f} wall ({wall[0]:.2f}-{wall[-1]:.2f} over {repeats} "
+          f"alternated steps), {statistics.median(cpu):.2f} CPU time ({cpu[0]:.2f}-{cpu[-1]:.2f})")
 
 
 if __name__ == "__main__":

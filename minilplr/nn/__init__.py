@@ -6,6 +6,9 @@
   batch norm's buffers, frozen ReLU masks, and :func:`~.state.untouched`,
   which gives a model back exactly as a diagnostic found it;
 * :mod:`.conv` — convolution by im2col/col2im;
+* :mod:`.fast` — the fast kernels (the speed tricks, each beside the plain
+  expression it replaces) and the switch that runs the engine on the plain
+  path (``MINILPLR_KERNELS=plain``, ``with fast.plain(): ...``);
 * :mod:`.batchnorm` — batch normalisation (training and evaluation mode) and
   its recalibration on a data set;
 * :mod:`.residual` — residual blocks, global average pooling, flatten;

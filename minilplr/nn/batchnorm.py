@@ -21,85 +21,49 @@ The statistics and the gradients are sums over ``M`` values, 131 072 per
 channel in the first stage of the Fig. 3 ResNet.  Added one by one in
 float32 they are off by ~1e-5 relative, which the training-mode backward
 pass (a difference of nearly equal terms) turns into ~1e-3 relative errors
-of ``∂L/∂x`` (2.3e-3 was seen against float64).  :func:`_sum_nhw`
+of ``∂L/∂x`` (2.3e-3 was seen against float64).  :func:`channel_sum`
 therefore accumulates in float64, as PyTorch's CPU batch norm does, and
 casts the ``C`` sums back: everything the layer keeps stays in the model's
 dtype.
 
-Speed
------
-Two helpers are speed tricks for the CPU, kept because each pays at least
-5 % of a ResNet SGD step (``benchmarks/bench_resnet.py``): :func:`_sum_nhw`
-(the sums) and :func:`_per_channel` (``x - mu``-style broadcasts).  Each
-states the plain expression it replaces; the layer's comments keep the maths.
+The fast path
+-------------
+The layer's methods hold the plain lines, and on the plain path they are
+what runs.  By default the arithmetic on the ``(N, C, H, W)`` arrays is done
+by :func:`minilplr.nn.fast.batchnorm_forward` and
+:func:`~minilplr.nn.fast.batchnorm_backward` instead: the same lines, with
+the sums by BLAS (:func:`~minilplr.nn.fast.channel_sum`), the per-channel
+broadcasts over a wider view of the same memory
+(:func:`~minilplr.nn.fast.per_channel`) and in place where they can be.
 
 The Jacobian and the NTK
 ------------------------
-The per-sample protocol of :mod:`minilplr.theory.ntk` exists in evaluation
-mode only: with batch statistics every output depends on every sample, and
+The per-sample rule of the layer protocol (:mod:`minilplr.nn.layers`)
+exists in evaluation mode only: with batch statistics every output depends on every sample, and
 "sample ``n``'s gradient" is not defined.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 from ..backend import get_array_module
 from ..validate import check_image, check_int
+from . import fast
 from .layers import Layer
 from .state import iter_layers
 
-__all__ = ["BatchNorm2D", "recalibrate_batchnorm"]
+__all__ = ["BatchNorm2D", "recalibrate_batchnorm", "channel_sum"]
 
 
-def _sum_nhw(x):
-    """``Σ_{n,h,w} x``: ``(N, C, H, W) -> (1, C, 1, 1)`` in ``x``'s dtype, fast and accurate in float32.
+def channel_sum(x):
+    """``Σ_{n,h,w} x``: ``(N, C, H, W) -> (1, C, 1, 1)``, accumulated in float64, returned in ``x``'s dtype.
 
-    The plain expression is ``x.sum(axis=(0, 2, 3), keepdims=True)``, with
-    the accuracy of the module docstring.  Written so, NumPy adds the tall
-    ``(M, C)`` matrix of a channels-last ``x`` row after row, in float32 (the
-    inaccurate sum) and with a short inner loop of ``C`` elements per row;
-    with ``dtype=float64`` the sum is accurate but as slow (1.9 ms for the
-    ``M = 131 072``, ``C = 16`` of the ResNet's first stage, 0.1 ms here):
-    four sums per layer make the ResNet SGD step 12-15 % slower.  Here the
-    ``M`` values of each channel are the rows of ``(M, C)`` (a view of
-    channels-last memory, a copy otherwise), cut into up to 256 blocks; BLAS
-    sums each block as the product ``1ᵀ x_b``, and the blocks' sums are
-    added in float64, as PyTorch's CPU batch norm accumulates in double.
+    The sum over the ``M = N·H·W`` values of each channel, kept ``(1, C, 1, 1)``
+    so that it broadcasts against the image.  Float64 accumulation: see the
+    module docstring ("Float32").
     """
     xp = get_array_module(x)
-    c = x.shape[1]
-    rows = x.transpose(0, 2, 3, 1).reshape(-1, c)  # (M, C): one row per pixel, one column per channel
-    m = rows.shape[0]
-    blocks = math.gcd(m, 256)
-    part = xp.ones(m // blocks, dtype=x.dtype) @ rows.reshape(blocks, m // blocks, c)  # (blocks, C)
-    return part.sum(axis=0, dtype=xp.float64).astype(x.dtype).reshape(1, c, 1, 1)
-
-
-def _per_channel(op, x, v, out=None):
-    """``op(x, v, out=out)`` for images ``x (N, C, H, W)`` and a per-channel ``v (1, C, 1, 1)``, faster.
-
-    The plain expression is the broadcast ``op(x, v, out=out)`` (``x - mu``,
-    ``xhat * inv_std``, …), which the layer's comments write out.  A speed
-    trick for batch norm on the CPU, kept because it pays 5-7 % of a ResNet
-    SGD step: over channels-last memory NumPy broadcasts ``v`` with an inner
-    loop of ``C`` elements per pixel (16 in the first stage of the ResNet),
-    and the per-loop overhead dominates (0.6 ms for a ``(128, 16, 32, 32)``
-    float32 subtraction on this project's 2-core CPU).  The same memory is a
-    ``(M/t, t·C)`` matrix (``t = gcd(M, 64)`` pixels per row, a view), and
-    ``v`` repeated ``t`` times is the matching row vector, so the inner loop
-    runs over ``t·C`` elements (0.3 ms).  Other layouts get the plain broadcast.
-    """
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    m, t = n * h * w, math.gcd(n * h * w, 64)
-    rows = x.transpose(0, 2, 3, 1)  # (N, H, W, C): C-contiguous when x is stored channels-last
-    rows_out = None if out is None else out.transpose(0, 2, 3, 1)
-    if t == 1 or not rows.flags.c_contiguous or (out is not None and not rows_out.flags.c_contiguous):
-        return op(x, v, out=out)
-    wide = (m // t, t * c)
-    res = op(rows.reshape(wide), xp.tile(v.reshape(c), t), out=None if out is None else rows_out.reshape(wide))
-    return res.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return x.sum(axis=(0, 2, 3), keepdims=True, dtype=xp.float64).astype(x.dtype)
 
 
 class BatchNorm2D(Layer):
@@ -181,56 +145,59 @@ class BatchNorm2D(Layer):
         check_image("x", x, self.channels)
         n, c, h, w = x.shape
         m = n * h * w  # M values per channel
-        xp = get_array_module(x)
-        if self.training:
-            if m < 2:
-                raise ValueError(
-                    f"x: batch norm in training mode needs more than one value per channel, got "
-                    f"shape {tuple(x.shape)} (N·H·W = 1); switch to eval mode with .eval()"
-                )
-            mu = _sum_nhw(x) / m  # μ = Σ x / M  (1, C, 1, 1)
-            xhat = _per_channel(xp.subtract, x, mu)  # x − μ
-            var = _sum_nhw(xhat * xhat) / m  # σ² = Σ (x − μ)² / M  (biased)
+        if self.training and m < 2:
+            raise ValueError(
+                f"x: batch norm in training mode needs more than one value per channel, got "
+                f"shape {tuple(x.shape)} (N·H·W = 1); switch to eval mode with .eval()"
+            )
+        gamma, beta = self._channel("gamma"), self._channel("beta")
+        running = None if self.training else (self._channel("running_mean"), self._channel("running_var"))
+        if fast.enabled("batchnorm"):  # the lines below, with wider loops and in place
+            mu, var, inv_std, xhat, y = fast.batchnorm_forward(x, gamma, beta, self.eps, running)
+        else:
+            if self.training:
+                mu = channel_sum(x) / m  # μ = Σ x / M  (1, C, 1, 1)
+                xc = x - mu  # x − μ  (N, C, H, W)
+                var = channel_sum(xc * xc) / m  # σ² = Σ (x − μ)² / M  (biased)
+            else:
+                mu, var = running  # μ̄, σ̄²
+                xc = x - mu  # x − μ̄
             inv_std = 1.0 / (var + self.eps) ** 0.5  # 1/√(σ² + ε)
-            _per_channel(xp.multiply, xhat, inv_std, out=xhat)  # x̂ = (x − μ)/√(σ² + ε)
+            xhat = xc * inv_std  # x̂ = (x − μ)/√(σ² + ε)
+            y = gamma * xhat + beta  # y = γ x̂ + β
+        if self.training:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1.0 - self.momentum
             rm += self.momentum * mu.reshape(c)  # μ̄ ← (1−m) μ̄ + m μ
             rv *= 1.0 - self.momentum
             rv += (self.momentum * m / (m - 1)) * var.reshape(c)  # σ̄² ← (1−m) σ̄² + m σ²·M/(M−1)
-        else:
-            inv_std = 1.0 / (self._channel("running_var") + self.eps) ** 0.5  # 1/√(σ̄² + ε)
-            xhat = _per_channel(xp.subtract, x, self._channel("running_mean"))  # x − μ̄
-            _per_channel(xp.multiply, xhat, inv_std, out=xhat)  # x̂ = (x − μ̄)/√(σ̄² + ε)
         self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
-        y = _per_channel(xp.multiply, xhat, self._channel("gamma"))  # γ x̂  (a new array: the layer keeps x̂)
-        _per_channel(xp.add, y, self._channel("beta"), out=y)  # y = γ x̂ + β
         return y
 
     def backward(self, dout, need_dx: bool = True):
         """``dout (N, C, H, W) -> dx (N, C, H, W)``; fills ``grads['gamma']``, ``grads['beta']`` ``(C,)``."""
-        xp = get_array_module(dout)
         n, c, h, w = dout.shape
         m = n * h * w
         delta = dout  # δ = ∂L/∂y
-        dgamma = _sum_nhw(delta * self.xhat)  # ∂L/∂γ = Σ δ x̂  (1, C, 1, 1)
-        dbeta = _sum_nhw(delta)  # ∂L/∂β = Σ δ
-        self.grads["gamma"], self.grads["beta"] = dgamma.reshape(c), dbeta.reshape(c)
-        if not need_dx:
-            return None
         scale = self._channel("gamma") * self.inv_std  # γ / √(σ² + ε)
-        if not self.used_batch_stats:
-            return _per_channel(xp.multiply, delta, scale)  # eval: ∂L/∂x = γ δ / √(σ̄² + ε)
-        dx = _per_channel(xp.multiply, self.xhat, -dgamma / m)  # − x̂ ∂L/∂γ / M
-        dx += delta  # + δ
-        _per_channel(xp.subtract, dx, dbeta / m, out=dx)  # − ∂L/∂β / M
-        _per_channel(xp.multiply, dx, scale, out=dx)  # ∂L/∂x = γ/√(σ² + ε) · (δ − ∂L/∂β/M − x̂ ∂L/∂γ/M)
+        if fast.enabled("batchnorm"):  # the lines below, with wider loops and in place
+            dgamma, dbeta, dx = fast.batchnorm_backward(delta, self.xhat, scale, self.used_batch_stats, need_dx)
+        else:
+            dgamma = channel_sum(delta * self.xhat)  # ∂L/∂γ = Σ δ x̂  (1, C, 1, 1)
+            dbeta = channel_sum(delta)  # ∂L/∂β = Σ δ
+            if not need_dx:
+                dx = None
+            elif not self.used_batch_stats:
+                dx = scale * delta  # eval: ∂L/∂x = γ δ / √(σ̄² + ε)
+            else:  # train: ∂L/∂x = γ/√(σ² + ε) · (δ − x̂ ∂L/∂γ/M − ∂L/∂β/M)
+                dx = scale * (delta - self.xhat * (dgamma / m) - dbeta / m)
+        self.grads["gamma"], self.grads["beta"] = dgamma.reshape(c), dbeta.reshape(c)
         return dx
 
     def per_sample_backward(self, dout, need_dx: bool = True):
         r"""``dout (N, C, H, W) -> (dx, {'gamma': (N, C), 'beta': (N, C)})``, evaluation mode only.
 
-        The Jacobian / NTK protocol of :mod:`minilplr.theory.ntk`.  With the running
+        The per-sample rule of the layer protocol (:mod:`minilplr.nn.layers`).  With the running
         statistics fixed, sample ``n``'s output depends on sample ``n``'s input
         only, and its gradients are the sums over its own pixels,
         :math:`\sum_{h,w} \delta_n \hat x_n` and :math:`\sum_{h,w}\delta_n`.

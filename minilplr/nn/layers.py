@@ -1,30 +1,75 @@
-"""Layers with hand-written forward and backward passes, backward beside forward.
+r"""Layers with hand-written forward and backward passes, backward beside forward; the layer protocol.
 
-Each layer is a small object with
+Shape letters (see :mod:`minilplr`): ``N`` samples, ``K`` outputs of the
+network, ``D`` input features, ``H`` output features, ``P`` parameters.  All
+arithmetic is written against ``xp``, the array module of the data, so one
+code path runs on NumPy, CuPy and the strict stand-in.
 
-* ``params`` / ``grads``: ordered ``name -> array`` mappings (empty for ReLU);
-* ``forward(x) -> out``, which keeps in ``self`` what backward needs;
-* ``backward(dout, need_dx=True) -> dx``, which *overwrites* ``grads`` with
-  ``∂L/∂θ`` for the upstream gradient ``dout = ∂L/∂out`` and returns
-  ``∂L/∂x`` (``None`` when ``need_dx`` is false).
+The layer protocol (what a new layer type implements)
+-----------------------------------------------------
+Every layer of :mod:`minilplr.nn` (:class:`Dense`, :class:`ReLU` and
+:class:`Sequential` here; :class:`~minilplr.nn.conv.Conv2D`,
+:class:`~minilplr.nn.batchnorm.BatchNorm2D`,
+:class:`~minilplr.nn.residual.ResidualBlock`,
+:class:`~minilplr.nn.residual.GlobalAvgPool`,
+:class:`~minilplr.nn.residual.Flatten`) is a small object with:
 
-For the Jacobian and the empirical NTK (:mod:`minilplr.theory.ntk`, whose module
-docstring states the protocol in full) a layer also offers
+``params`` / ``grads``
+    Ordered ``name -> array`` mappings with the same keys (empty for a layer
+    without parameters).  The order is the flat order of ``θ``
+    (:mod:`minilplr.nn.params`): the Jacobian's columns.
+``buffers`` (optional)
+    State that is not a parameter (batch norm's running statistics): no
+    gradient, not touched by an optimiser, saved in checkpoints and restored
+    by :mod:`minilplr.nn.state`.
+``forward(x) -> out``
+    Keeps in ``self`` what the backward passes need (a dense layer its
+    input ``x``, a convolution its patch matrix, a ReLU its mask).
+``backward(dout, need_dx=True) -> dx``
+    For the upstream gradient ``dout = ∂L/∂out``, *overwrites* ``grads``
+    with ``∂L/∂θ`` and returns ``∂L/∂x`` (``None`` when ``need_dx`` is
+    false: see :class:`Layer`).
+``train(mode=True)`` / ``eval()``
+    Only layers whose forward pass differs between the two modes read it
+    (batch norm).
 
-* ``per_sample_backward(dout, need_dx) -> (dx, per_sample_grads)``: the same
-  chain rule *without the sum over samples*, one gradient per sample, each
-  ``(N, *param.shape)``;
-* ``ntk_backward(douts, theta, need_dx) -> dxs``: adds the layer's own block
-  of ``Θ = J Jᵀ`` into ``theta`` for the seeds of all ``K`` outputs at once.
+For the Jacobian ``J`` and the empirical NTK ``Θ = J Jᵀ``
+(:mod:`minilplr.theory.ntk`) a layer also offers two methods, both called
+after ``forward`` and both leaving ``grads`` untouched.  A *seed* ``dout``
+has the shape of the layer's output, one row per sample; the seed of output
+``k`` at the network's output is the ``(N, K)`` array with ones in column ``k``.
 
-Layers without parameters get both from :class:`Layer` (they pass ``dout``
-through ``backward``); :class:`Dense` writes its structured rule
-``(A Aᵀ + 1) ⊙ (G Gᵀ)``; :class:`Sequential` composes them like ``backward``.
+``per_sample_backward(dout, need_dx=True) -> (dx, psg)``
+    ``dx``: as ``backward`` (``None`` if not ``need_dx``).  ``psg``: an
+    ``OrderedDict`` with the keys of ``params``, in the same order, each
+    array of shape ``(N, *param.shape)``: entry ``n`` is the gradient of
+    sample ``n``'s seeded output ``⟨dout_n, out_n⟩`` with respect to the
+    parameter, **not summed over samples** (summing over ``n`` gives what
+    ``backward`` writes into ``grads``).  Computed batched over samples (no
+    Python loop over ``n``).  For a dense layer ``x_n ⊗ δ_n``; for a
+    convolution the dense rule on the sample's patches summed over
+    positions; for batch norm in evaluation mode ``Σ_pixels dout·x̂`` and
+    ``Σ_pixels dout`` per sample.
+``ntk_backward(douts, theta, need_dx=True) -> dxs`` (the layer's share of Θ)
+    ``douts``: a list of ``K`` seeds (one per network output).  Adds this
+    layer's block into the accumulator ``theta`` of shape ``(N, K, N, K)``:
+    ``theta[i, k, j, k'] += Σ_{θ ∈ layer} ∂f_k(x_i)/∂θ · ∂f_k'(x_j)/∂θ``;
+    returns the list of ``K`` seeds at the layer's input (``None`` if not
+    ``need_dx``).  Arithmetic in ``theta.dtype``.  The ``(k, k')`` blocks
+    are added by :func:`add_symmetric_blocks`, each pair once.
 
-Shape letters (see :mod:`minilplr`): ``N`` samples, ``D`` input features,
-``H`` output features.  All arithmetic is written against ``xp``, the array
-module of the data, so one code path runs on NumPy, CuPy and the strict
-stand-in.
+Defaults, in :class:`Layer`: a layer without parameters passes seeds
+through its ``backward`` (nothing to add); a layer with parameters must
+write ``per_sample_backward``, and then inherits a generic ``ntk_backward``
+that forms ``F_k = psg`` flattened ``(N, P_layer)`` and adds ``F_k F_k'ᵀ``;
+it may override that with a structured rule (as :class:`Dense` does:
+``(A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)``).  :class:`Sequential` composes both methods
+like ``backward``; a container that is not a chain
+(:class:`~minilplr.nn.residual.ResidualBlock`) overrides both, sending the
+seeds down every branch and adding the branches' ``dx`` (the block's
+``psg`` keys in its ``params`` order).  The per-sample view needs samples
+that do not interact in the forward pass: batch norm in *training* mode
+mixes the batch and must refuse.
 """
 from __future__ import annotations
 
@@ -32,7 +77,30 @@ from collections import OrderedDict
 
 from ..backend import get_array_module
 
-__all__ = ["Layer", "Dense", "ReLU", "Sequential"]
+__all__ = ["Layer", "Dense", "ReLU", "Sequential", "add_symmetric_blocks"]
+
+
+def add_symmetric_blocks(theta, block, I=slice(None), J=None) -> None:
+    r"""``theta[I, k, J, k'] += block(k, k')`` for every pair of outputs, each pair computed once where Θ's symmetry allows.
+
+    ``theta (N, K, N, K)`` is the NTK accumulator of the layer protocol;
+    ``block(k, k2)`` returns the ``(|I|, |J|)`` block
+    :math:`\sum_	heta \partial f_k(x_i)/\partial	heta \cdot \partial f_{k_2}(x_j)/\partial	heta`
+    of a layer's share for samples ``i ∈ I``, ``j ∈ J`` (slices).  Θ is
+    symmetric, so on a diagonal tile (``J`` omitted: ``J = I``, the whole of
+    Θ by default) the block of ``(k2, k)`` is the transpose of the block of
+    ``(k, k2)``: only ``k ≤ k2`` are computed, and each transpose is added
+    too.  Off the diagonal (``J`` given) every pair is computed.
+    """
+    K = theta.shape[1]
+    diag = J is None
+    J = I if diag else J
+    for k in range(K):
+        for k2 in range(k if diag else 0, K):
+            blk = block(k, k2)
+            theta[I, k, J, k2] += blk
+            if diag and k2 != k:
+                theta[I, k2, I, k] += blk.T  # the (k2, k) block: Θ is symmetric
 
 
 class Layer:
@@ -75,7 +143,7 @@ class Layer:
         """Switch to evaluation mode (batch norm uses its running statistics); returns ``self``."""
         return self.train(False)
 
-    # -- the Jacobian / NTK protocol (minilplr.theory.ntk) -------------------------
+    # -- the Jacobian / NTK rules of the layer protocol (module docstring) ---------
     def per_sample_backward(self, dout, need_dx: bool = True):
         """``dout (N, *out) -> (dx (N, *in) or None, {name: (N, *param.shape)})``.
 
@@ -83,13 +151,13 @@ class Layer:
         sample ``n``'s seeded output, ``∂⟨dout_n, out_n⟩/∂θ``, not summed over
         ``n``; ``grads`` is left untouched.  A layer without parameters only
         passes ``dout`` through ``backward``; a layer with parameters must
-        override this (see the protocol in :mod:`minilplr.theory.ntk`).
+        override this (the layer protocol: this module's docstring).
         """
         if self.params:
             raise NotImplementedError(
                 f"{type(self).__name__} has parameters {list(self.params)} but no "
                 "per_sample_backward: implement it to use the Jacobian / NTK "
-                "(protocol in the minilplr.theory.ntk module docstring)"
+                "(the layer protocol: minilplr.nn.layers module docstring)"
             )
         return (self.backward(dout, need_dx=True) if need_dx else None), OrderedDict()
 
@@ -123,12 +191,8 @@ class Layer:
                 n = d.shape[0]
                 xp = get_array_module(d)
                 feats.append(xp.concatenate([a.reshape(n, -1) for a in g.values()], axis=1).astype(theta.dtype, copy=False))
-        for k in range(len(feats)):
-            for k2 in range(k, len(feats)):
-                blk = feats[k] @ feats[k2].T  # F_k F_k'ᵀ
-                theta[:, k, :, k2] += blk
-                if k2 != k:
-                    theta[:, k2, :, k] += blk.T
+        if feats:
+            add_symmetric_blocks(theta, lambda k, k2: feats[k] @ feats[k2].T)  # F_k F_k'ᵀ
         return dxs if need_dx else None
 
 
@@ -149,8 +213,8 @@ class Dense(Layer):
         :math:`\partial L/\partial b = \sum_n \delta_n` ``(H,)``,
         :math:`\partial L/\partial x = \delta W^\top` ``(N, D)``.
 
-    The forward pass keeps ``x``: it is the ``A`` of the structured NTK rule in
-    :mod:`minilplr.theory.ntk` (a dense layer's Jacobian block is an outer product of
+    The forward pass keeps ``x``: it is the ``A`` of the structured NTK rule,
+    :meth:`ntk_backward` (a dense layer's Jacobian block is an outer product of
     its input and the sensitivity at its output).
     """
 
@@ -225,15 +289,15 @@ class Dense(Layer):
         if theta is not None:
             A = self.x.astype(theta.dtype, copy=False)
             AA1 = A @ A.T  # a_i · a_j  (N, N)
-            AA1 += 1  # + 1: the bias's share
+            AA1 += 1  # + 1: the bias's share (in place, as below: N × N arrays are Θ's size)
             Gs = [d.astype(theta.dtype, copy=False) for d in douts]
-            for k in range(len(Gs)):
-                for k2 in range(k, len(Gs)):
-                    GG = Gs[k] @ Gs[k].T if k2 == k else Gs[k] @ Gs[k2].T  # g_ik · g_jk'  (N, N)
-                    GG *= AA1  # (A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)
-                    theta[:, k, :, k2] += GG
-                    if k2 != k:
-                        theta[:, k2, :, k] += GG.T
+
+            def block(k, k2):
+                GG = Gs[k] @ Gs[k2].T  # g_ik · g_jk'  (N, N)
+                GG *= AA1  # (A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)
+                return GG
+
+            add_symmetric_blocks(theta, block)
         if not need_dx:
             return None
         W = self.params["W"]
@@ -338,7 +402,7 @@ class Sequential(Layer):
         if type(self).backward is not Sequential.backward and getattr(type(self), method) is getattr(Sequential, method):
             raise NotImplementedError(
                 f"{type(self).__name__} overrides backward (it is not a plain chain) but not {method}: "
-                "implement it for its own graph (protocol in the minilplr.theory.ntk module docstring)"
+                "implement it for its own graph (the layer protocol: minilplr.nn.layers module docstring)"
             )
 
     def per_sample_backward(self, dout, need_dx: bool = True):

@@ -98,9 +98,10 @@ def sq_norm_on_device(x):
     its arrays: for ``model.grads`` that is ``‖∇L‖² = Σ_p ‖∂L/∂θ_p‖²``.  The
     squares are taken in the array's dtype and accumulated in float64: as
     accurate as casting first (2e-12 relative on the paper's MLP, ``P`` = 13M)
-    without a float64 copy of every gradient at every training step (9 ms
-    against 24 ms there).  The training loops bring it to the host together
-    with the step's other records, in one transfer.
+    without a float64 copy of every gradient at every training step
+    (``benchmarks/bench_step_records.py`` times it).  The
+    training loops bring it to the host together with the step's other
+    records, in one transfer.
     """
     total = None
     for a in (x.values() if isinstance(x, Mapping) else (x,)):
@@ -126,13 +127,11 @@ def _sum_sq_diff(p, q):
     back, on their device.  The speed trick: the difference is squared in
     place, one temporary of ``p``'s size and dtype instead of two (``p − q``
     and its square).  The same operations on the same values, so the same
-    bits.  The paper's MLP (784 → 2048 ×4 → 1, ``P`` = 14.2M, float32, one
-    CPU core, ``benchmarks/bench_step_records.py``, interleaved on a loaded
-    2-core machine): the drift took 24–32 ms (median; 13–14 ms at best) and
-    takes 11–18 ms (10–11 ms).  The float64 sum of float32 squares is most
-    of what is left; BLAS ``vdot(d, d)`` is twice as fast but sums in
-    float32 (2e-5 relative there), and chunks small enough for the cache
-    save 3 ms more but not the bits.
+    bits, with one pass over memory fewer (``benchmarks/bench_step_records.py``
+    times it).  The float64 sum of float32 squares is most of what is left;
+    BLAS ``vdot(d, d)`` is faster still but sums in float32 (2e-5 relative on
+    the paper's MLP), and chunks small enough for the cache would save a
+    little more but not the bits.
     ``θ_t − θ_0`` itself is exact in float32 while ``θ_t`` stays within a
     factor 2 of ``θ_0`` (Sterbenz); each square rounds once (2e-9 relative in
     the sum against a float64 evaluation there), and the float64 sum adds

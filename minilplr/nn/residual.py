@@ -117,7 +117,7 @@ class ResidualBlock(Sequential):
         d_main += d_short  # the input feeds both branches: gradients add
         return d_main
 
-    # -- the Jacobian / NTK protocol (minilplr.theory.ntk): the same two-branch graph ---------
+    # -- the Jacobian / NTK rules of the layer protocol (minilplr.nn.layers): the same two-branch graph
     def per_sample_backward(self, dout, need_dx: bool = True):
         """Per-sample gradients of both branches, keys and order of :attr:`params`; ``dx`` as :meth:`backward`."""
         delta = self.relu_out.backward(dout)  # δ = ∂/∂(F + S)

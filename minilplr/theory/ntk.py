@@ -52,44 +52,14 @@ dot product: each entry is the same ``D``-term sum, so the tiled Θ equals
 the untiled one to the rounding of that sum (bitwise on data whose sums are
 exact; ``tests/theory/test_ntk.py``).
 
-The layer protocol (what a new layer type implements)
------------------------------------------------------
-Every layer already has ``forward(x)`` (keeping what backward needs) and
-``backward(dout, need_dx) -> dx``.  For the Jacobian and the NTK it also
-offers two methods, both called after ``forward`` and both leaving ``grads``
-untouched.  A *seed* ``dout`` has the shape of the layer's output, one row per
-sample; the seed of output ``k`` at the network's output is the ``(N, K)``
-array with ones in column ``k``.
-
-``per_sample_backward(dout, need_dx=True) -> (dx, psg)``
-    ``dx``: as ``backward`` (``None`` if not ``need_dx``).  ``psg``: an
-    ``OrderedDict`` with the keys of ``params``, in the same order, each
-    array of shape ``(N, *param.shape)``: entry ``n`` is the gradient of
-    sample ``n``'s seeded output ``⟨dout_n, out_n⟩`` with respect to the
-    parameter, **not summed over samples** (summing over ``n`` gives what
-    ``backward`` writes into ``grads``).  Computed batched over samples (no
-    Python loop over ``n``).  For a convolution this is the dense rule on
-    patches summed over positions; for batch norm in evaluation mode it is
-    ``Σ_pixels dout·x̂`` and ``Σ_pixels dout`` per sample.
-
-``ntk_backward(douts, theta, need_dx=True) -> dxs``
-    ``douts``: a list of ``K`` seeds (one per network output).  Adds this
-    layer's block into the accumulator ``theta`` of shape ``(N, K, N, K)``:
-    ``theta[i, k, j, k'] += Σ_{θ ∈ layer} ∂f_k(x_i)/∂θ · ∂f_k'(x_j)/∂θ``;
-    returns the list of ``K`` seeds at the layer's input (``None`` if not
-    ``need_dx``).  Arithmetic in ``theta.dtype``.
-
-Defaults, in :class:`minilplr.nn.layers.Layer`: a layer without parameters
-passes seeds through its ``backward`` (nothing to add); a layer with
-parameters must write ``per_sample_backward``, and then inherits a generic
-``ntk_backward`` that forms ``F_k = psg`` flattened ``(N, P_layer)`` and adds
-``F_k F_k'ᵀ``; it may override that with a structured rule (as
-:class:`~minilplr.nn.layers.Dense` does).  :class:`~minilplr.nn.layers.Sequential`
-composes both methods like ``backward``; a container that is not a chain
-(a residual block) overrides both, sending the seeds down every branch and
-adding the branches' ``dx`` (the block's ``psg`` keys in its ``params``
-order).  The per-sample view needs samples that do not interact in the
-forward pass: batch norm in *training* mode mixes the batch and must refuse.
+The layer protocol
+------------------
+What a layer implements so that the Jacobian and Θ can be built from it
+(``per_sample_backward``, ``ntk_backward``: its share of Θ, ``need_dx``,
+state buffers) is documented beside the layers that implement it, in the
+module docstring of :mod:`minilplr.nn.layers`.  :func:`jacobian` sweeps the
+seeds through ``per_sample_backward``; the structured :func:`empirical_ntk`
+through ``ntk_backward``.
 
 Precision
 ---------
@@ -112,7 +82,7 @@ import numpy as np
 
 from ..backend import get_array_module, resolve_dtype
 from ..nn.state import leaves_untouched
-from ..nn.layers import Dense, Sequential
+from ..nn.layers import Dense, Sequential, add_symmetric_blocks
 from ..nn.params import num_params, param_slices, params_dtype
 
 __all__ = [
@@ -343,7 +313,7 @@ def add_dense_share_tiled(theta, A, douts, rows: int) -> None:
     douts : list of K arrays (N, H), the seeds ``G_k`` at the layer's output
     rows : int, the tile side in samples
     """
-    n, K = theta.shape[0], theta.shape[1]
+    n = theta.shape[0]
     A = A.astype(theta.dtype, copy=False)
     Gs = [d.astype(theta.dtype, copy=False) for d in douts]
     for i0 in range(0, n, rows):
@@ -353,13 +323,13 @@ def add_dense_share_tiled(theta, A, douts, rows: int) -> None:
             diag = j0 == i0
             AA1 = A[I] @ A[I].T if diag else A[I] @ A[J].T  # a_i · a_j  (|I|, |J|)
             AA1 += 1  # + 1: the bias's share
-            for k in range(K):
-                for k2 in range(k if diag else 0, K):
-                    GG = Gs[k][I] @ Gs[k][I].T if (diag and k2 == k) else Gs[k][I] @ Gs[k2][J].T  # g_ik · g_jk'
-                    GG *= AA1  # (A_I A_Jᵀ + 1) ⊙ (G_k,I G_k',Jᵀ)
-                    theta[I, k, J, k2] += GG
-                    if diag and k2 != k:
-                        theta[I, k2, I, k] += GG.T
+
+            def block(k, k2, I=I, J=J, AA1=AA1):
+                GG = Gs[k][I] @ Gs[k2][J].T  # g_ik · g_jk'  (|I|, |J|)
+                GG *= AA1  # (A_I A_Jᵀ + 1) ⊙ (G_k,I G_k',Jᵀ)
+                return GG
+
+            add_symmetric_blocks(theta, block, I, None if diag else J)  # a diagonal tile: k ≤ k' only
 
 
 MIRROR_TILE = 256

@@ -2,8 +2,8 @@
 
 * :class:`~minilplr.nn.batchnorm.BatchNorm2D`: the backward pass in training
   and evaluation mode against float64 central differences; the statistics,
-  the running update and evaluation mode against their equations; the
-  per-channel speed helper against the plain broadcast.
+  the running update and evaluation mode against their equations (the
+  fast kernels against the plain lines: ``tests/nn/test_fast.py``).
 * :func:`~minilplr.nn.batchnorm.recalibrate_batchnorm` against its equation:
   every batch-norm layer ends with the size-weighted average over the
   batches of the batch statistics its input has in a training step
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from minilplr import backend as B
 from minilplr.nn import gradcheck
-from minilplr.nn.batchnorm import BatchNorm2D, _per_channel, recalibrate_batchnorm
+from minilplr.nn.batchnorm import BatchNorm2D, recalibrate_batchnorm
 from minilplr.nn.state import iter_layers, named_buffers
 from minilplr.nn.resnet import resnet
 
@@ -121,23 +121,6 @@ def test_batchnorm_bad_input(dev):
         BatchNorm2D(dev(np.ones(3)), dev(np.zeros(2)))
     with pytest.raises(ValueError, match=r"momentum: expected a number in \(0, 1\]"):
         BatchNorm2D(dev(np.ones(3)), dev(np.zeros(3)), momentum=0.0)
-
-
-@given(n=st.integers(1, 5), c=st.integers(1, 5), hw=st.integers(1, 9), seed=seeds,
-       channels_last=st.booleans(), op=st.sampled_from(["add", "subtract", "multiply"]))
-def test_per_channel_equals_the_plain_broadcast(dev, n, c, hw, seed, channels_last, op):
-    """Batch norm's fast per-channel op (channels-last rows seen as a wide matrix, the vector tiled)
-    gives exactly the broadcast op(x, v) for images (N, C, H, W) and v (1, C, 1, 1), for any number
-    of pixels, stored channels-last or not, with and without out=."""
-    xh = gaussian(seed, n, hw, hw, c).transpose(0, 3, 1, 2) if channels_last else gaussian(seed, n, c, hw, hw)
-    vh = gaussian(seed + 1, 1, c, 1, 1)
-    want = getattr(np, op)(xh, vh)
-    x, v = dev(np.array(xh, order="K")), dev(vh)
-    xp = B.get_array_module(x)
-    assert np.array_equal(B.to_host(_per_channel(getattr(xp, op), x, v)), want)
-    out = x * 0.0  # the layout of x
-    res = _per_channel(getattr(xp, op), x, v, out=out)
-    assert np.array_equal(B.to_host(out), want) and np.array_equal(B.to_host(res), want)
 
 
 # --------------------------------------------------------------------------- recalibration
