@@ -247,8 +247,8 @@ class Dense(Layer):
                 f"{W.shape[0]}, got {tuple(x.shape)}"
             )
         self.x = x
-        z = x @ W
-        z += b  # in place: no second (N, H) temporary
+        z = x @ W  # x W  (N, H)
+        z += b  # z = x W + b (added into the fresh product: no second (N, H) array)
         return z
 
     def backward(self, dout, need_dx: bool = True):
