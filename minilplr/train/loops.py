@@ -14,15 +14,15 @@ A run that diverges (a non-finite loss, or a loss that grows by
 carries the history so far and a message naming the step, the loss and the
 step-size condition ``η ≤ 1/β`` of Theorem 5.4.
 
-With ``checkpoint=path``, the loop saves every ``checkpoint_every`` steps,
-at its last step and when it finishes what it needs to continue bit for bit —
-the model (parameters, batch norm's running statistics, mode), the
+With ``checkpoint=path``, the loop saves what it needs to continue bit for
+bit — the model (parameters, batch norm's running statistics, mode), the
 optimiser's ``state_dict`` (counter, momentum, schedule state), ``θ_0`` and
-the history — as ``path.json`` + ``path.npz`` (no pickles, atomic, verified
-on reading), and, started again with the same path, resumes from there.  The
+the history — every ``checkpoint_every`` steps, at its last step and once
+finished, as ``path.json`` + ``path.npz`` (no pickles, atomic, verified on
+reading), and, started again with the same path, resumes from there.  The
 checkpoint records its run (shapes, data hash, optimiser, step counts, seed)
 and refuses to resume any other.  Both loops resume through
-:class:`minilplr.train.resumable.Resumable`, as the linear network's does.
+:class:`minilplr.train.resumable.Resumable`, as the linear network's GD does.
 """
 from __future__ import annotations
 
@@ -187,8 +187,8 @@ def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, di
     if not callable(getattr(opt, "step", None)) or not hasattr(opt, "schedule"):
         raise TypeError(f"opt: expected an optimiser with .step(params, grads) and .schedule "
                         f"(minilplr.train.optim.GD, minilplr.train.optim.SGD), got {type(opt).__name__}")
-    if checkpoint and not (callable(getattr(opt, "state_dict", None)) and callable(getattr(opt, "load_state_dict",
-                                                                                           None))):
+    has_state = callable(getattr(opt, "state_dict", None)) and callable(getattr(opt, "load_state_dict", None))
+    if checkpoint and not has_state:
         raise TypeError(f"opt: expected an optimiser with .state_dict() and .load_state_dict(state) to checkpoint "
                         f"(minilplr.train.optim.SGD), got {type(opt).__name__}")
     if diagnostics is not None and not callable(diagnostics):
