@@ -3,7 +3,7 @@
 Every step of :mod:`minilplr.train.loops` records ``L(θ_t)``, ``‖∇L(θ_t)‖²``
 and ``‖θ_t − θ_0‖``.  Before: three device→host transfers (``to_scalar(L)``,
 ``sq_norm``, ``param_drift``), the drift squaring ``θ_t − θ_0`` into a second
-temporary.  After: :func:`minilplr.train.loops._step_records`, one transfer,
+temporary.  After: :func:`minilplr.train.loops.step_records`, one transfer,
 the drift squared in place (:func:`minilplr.nn.params._sum_sq_diff`).
 
 On the paper's MLP (``784 -> 2048 x4 -> 1``, ``P`` = 14.2M, float32, ``N`` =
@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from minilplr import backend as B  # noqa: E402
 from minilplr.nn import losses, models  # noqa: E402
 from minilplr.nn.params import param_drift, sq_norm  # noqa: E402
-from minilplr.train.loops import _step_records  # noqa: E402
+from minilplr.train.loops import step_records  # noqa: E402
 
 
 def param_drift_before(params_t, params_0) -> float:
@@ -84,7 +84,7 @@ def main(argv=None):
         "drift before": lambda L: param_drift_before(model.params, theta0),
         "drift after": lambda L: param_drift(model.params, theta0),
         "records before (3 syncs)": lambda L: records_before(L, model.grads, model.params, theta0),
-        "records after (1 sync)": lambda L: _step_records(L, model.grads, model.params, theta0),
+        "records after (1 sync)": lambda L: step_records(L, model.grads, model.params, theta0),
     }
     times = {c: [] for c in cases}
     values = {}
@@ -104,7 +104,7 @@ def main(argv=None):
     # each case saw its own θ_t, so compare before and after on one state
     L = fresh_step()
     same_drift = param_drift_before(model.params, theta0) == param_drift(model.params, theta0)
-    same_records = records_before(L, model.grads, model.params, theta0) == _step_records(
+    same_records = records_before(L, model.grads, model.params, theta0) == step_records(
         L, model.grads, model.params, theta0)
     print(f"  same bits: drift {same_drift}, records {same_records}")
 

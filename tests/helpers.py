@@ -76,6 +76,38 @@ def two_layer_linear(cfg, dev, be, well_posed=False):
     return TwoLayerLinear(loss, dev(W1), dev(W2))
 
 
+def linear_net(be, data=TINY_LINEAR_DATA, h=20, p=0.375, init_seed=0):
+    """A :class:`~minilplr.theory.linear.TwoLayerLinear` on ``be`` from :mod:`minilplr.theory.linear` alone.
+
+    ``data`` as the linear experiments' configs name it (``{"N", "n", "m",
+    "seed", "x_cond"}``: :func:`~minilplr.theory.linear.synthetic_regression`
+    with ``default_rng(seed)``), the Gaussian start ``N(0, h^{−2p})``
+    (:func:`~minilplr.theory.linear.gaussian_init` with
+    ``default_rng(init_seed)``): the draws of the experiments' own recipes.
+    """
+    from minilplr.theory.linear import gaussian_init, make_network, synthetic_regression
+
+    rng = np.random.default_rng(int(data["seed"]))
+    X, Y = synthetic_regression(int(data["N"]), int(data["n"]), int(data["m"]), rng, float(data.get("x_cond", 1.0)))
+    W1, W2 = gaussian_init(X.shape[1], Y.shape[1], h, p, np.random.default_rng(init_seed))
+    return make_network(X, Y, W1, W2, backend=be)
+
+
+def linear_schedule(name, net, eta0=0.01):
+    """One of :data:`minilplr.theory.linear.SCHEDULES` for ``net``, with its default settings.
+
+    ``constant``: ``η = 1/K₀`` (:func:`~minilplr.theory.linear.initial_safe_lr`
+    at ``net``'s weights); ``adaptive``: eq. 19 with ``η₀ = eta0``;
+    ``xu2023``; ``armijo``: backtracking on ``net.loss``.
+    """
+    from minilplr.theory.linear import AdaptiveStep, Armijo, Constant, Xu2023Step, initial_safe_lr
+
+    return {"constant": lambda: Constant(initial_safe_lr(net.loss_fn, net.W1, net.W2)),
+            "adaptive": lambda: AdaptiveStep(net.loss_fn, eta0=eta0),
+            "xu2023": lambda: Xu2023Step(net.loss_fn),
+            "armijo": lambda: Armijo(net.loss)}[name]()
+
+
 def assert_same_records(a, b):
     """Two runs' flat record dicts equal: same keys, arrays bit for bit (NaN = NaN), other values ``==``."""
     assert a.keys() == b.keys()

@@ -8,7 +8,7 @@ with the line that asked, and these tests pin the budget of:
 
 * one full-batch GD step: 1, the step's records ``[L(θ_t), ‖∇L‖²,
   ‖θ_t − θ_0‖²]`` stacked on the device and brought over together
-  (:func:`minilplr.train.loops._step_records`); the divergence test reads
+  (:func:`minilplr.train.loops.step_records`); the divergence test reads
   that ``L``.  (It was 3: one transfer per record.)
 * one SGD step with cross-entropy: the same 1.  The labels' range check
   (an out-of-range label would index silently on a GPU) runs once per run on

@@ -4,16 +4,20 @@ A checkpoint is a :mod:`minilplr.store` unit (``<stem>.json`` + ``<stem>.npz``,
 no pickles, written atomically, verified by hash on reading) holding
 
 * ``state``: what the run needs to continue — for the training loops the
-  parameters, the buffers (batch norm's running statistics), the train/eval
+  ``state_dict()`` of each part of the run (:mod:`minilplr.train.resumable`):
+  the parameters, the buffers (batch norm's running statistics), the train/eval
   mode, the optimiser's step counter and momentum, the schedule's state
   (e.g. Armijo's counters), ``θ_0`` and the history so far;
 * ``fingerprint``: what the run *is* — the configuration that decides its
   numbers (shapes, dtype, optimiser and schedule, step counts, seeds) and a
-  hash of its data.
+  hash of its data;
+* ``layout``: :data:`LAYOUT`, the version of how ``state`` is laid out.
 
 :func:`load_checkpoint` gives the state back only to the run it belongs to:
 another configuration or other data is refused in one line
-(:class:`CheckpointMismatch`) naming what differs; a damaged checkpoint is
+(:class:`CheckpointMismatch`) naming what differs, and so is a checkpoint of
+another layout (one written before the loops shared
+:mod:`~minilplr.train.resumable` has none: layout 1); a damaged checkpoint is
 moved aside with one line and the run starts over.
 """
 from __future__ import annotations
@@ -24,8 +28,13 @@ from ..backend import to_device, to_host
 from ..nn.state import named_buffers
 from ..store import load_or_discard, save_unit, to_jsonable
 
-__all__ = ["CheckpointMismatch", "checkpoint_stem", "save_checkpoint", "load_checkpoint", "remove_checkpoint",
-           "model_state", "load_model_state", "model_signature"]
+__all__ = ["LAYOUT", "CheckpointMismatch", "checkpoint_stem", "save_checkpoint", "load_checkpoint",
+           "remove_checkpoint", "model_state", "load_model_state", "model_signature"]
+
+
+#: How a checkpoint's ``state`` is laid out: 2, one entry per part of the run (``{name: part.state_dict()}``).
+#: Checkpoints without the field were written by the loops' own code before (layout 1) and are refused.
+LAYOUT = 2
 
 
 class CheckpointMismatch(ValueError):
@@ -41,7 +50,8 @@ def checkpoint_stem(path) -> Path:
 def save_checkpoint(path, state: dict, fingerprint: dict) -> Path:
     """Store ``state`` (host arrays and plain values) with the ``fingerprint`` of its run; atomic."""
     stem = checkpoint_stem(path)
-    return save_unit(stem.parent, stem.name, {"fingerprint": to_jsonable(fingerprint), "state": state})
+    return save_unit(stem.parent, stem.name, {"layout": LAYOUT, "fingerprint": to_jsonable(fingerprint),
+                                              "state": state})
 
 
 def _differences(saved, now, prefix=""):
@@ -60,12 +70,18 @@ def load_checkpoint(path, fingerprint: dict, log=print):
     Raises
     ------
     CheckpointMismatch
-        The checkpoint belongs to another run; nothing is changed on disk.
+        The checkpoint belongs to another run, or has another :data:`LAYOUT`; nothing is changed on disk.
     """
     stem = checkpoint_stem(path)
     unit = load_or_discard(stem.parent, stem.name, log=log)
     if unit is None:
         return None
+    layout = unit.get("layout", 1)
+    if layout != LAYOUT:
+        raise CheckpointMismatch(
+            f"checkpoint {stem}.json has layout {layout!r} (written by another version of minilplr), this version "
+            f"reads layout {LAYOUT}: delete {stem}.json and {stem}.npz to start this run over, or write to another "
+            "folder")
     diff = _differences(unit.get("fingerprint"), to_jsonable(fingerprint))
     if diff:
         shown = "; ".join(d if len(d) < 120 else d[:117] + "..." for d in diff[:3])

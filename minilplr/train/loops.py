@@ -6,7 +6,7 @@ record per step the loss, ``‖∇L‖²``, the step size and the parameter drif
 step)`` (the NTK diagnostics of :mod:`minilplr.theory` in
 the experiments) and store what it returns.  A step waits for the device
 once: its three measured records cross to the host together
-(:func:`_step_records`), and the data are checked once per run, the class
+(:func:`step_records`), and the data are checked once per run, the class
 labels' range included (``tests/test_sync_budget.py`` pins these counts).
 
 A run that diverges (a non-finite loss, or a loss that grows by
@@ -14,14 +14,15 @@ A run that diverges (a non-finite loss, or a loss that grows by
 carries the history so far and a message naming the step, the loss and the
 step-size condition ``η ≤ 1/β`` of Theorem 5.4.
 
-With ``checkpoint=path``, the loop saves every ``checkpoint_every`` steps
-what it needs to continue bit for bit — parameters, buffers (batch norm's
-running statistics), the optimiser's counter, momentum and schedule state,
-``θ_0`` and the history — as ``path.json`` + ``path.npz``
-(:mod:`minilplr.train.checkpoint`: no pickles, atomic, verified on reading), and,
-started again with the same path, resumes from there.  The checkpoint records
-its run (shapes, data hash, optimiser, step counts, seed) and refuses to
-resume any other.
+With ``checkpoint=path``, the loop saves what it needs to continue bit for
+bit — the model (parameters, batch norm's running statistics, mode), the
+optimiser's ``state_dict`` (counter, momentum, schedule state), ``θ_0`` and
+the history — every ``checkpoint_every`` steps, at its last step and once
+finished, as ``path.json`` + ``path.npz`` (no pickles, atomic, verified on
+reading), and, started again with the same path, resumes from there.  The
+checkpoint records its run (shapes, data hash, optimiser, step counts, seed)
+and refuses to resume any other.  Both loops resume through
+:class:`minilplr.train.resumable.Resumable`, as the linear network's GD does.
 """
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ import numpy as np
 from ..nn import losses as _losses
 from ..nn.params import drift_sq_on_device, param_drift, sq_norm_on_device
 from ..backend import backend_of, get_array_module, to_device, to_host
-from .checkpoint import load_checkpoint, load_model_state, model_signature, model_state, save_checkpoint
+from .checkpoint import model_signature
+from .resumable import Arrays, ModelState, Resumable, signature
 from ..store import fingerprint
 from ..validate import check_finite, check_int, check_magnitude, check_real, check_real_array
 
-__all__ = ["Diverged", "History", "train_gd", "train_sgd"]
+__all__ = ["Diverged", "History", "step_records", "train_gd", "train_sgd"]
 
 
 class Diverged(RuntimeError):
@@ -64,26 +66,21 @@ class History(dict):
         """The per-step records as NumPy arrays (for saving and plotting)."""
         return {k: np.asarray(self[k], dtype=float) for k in self.KEYS}
 
-    def to_tree(self) -> dict:
+    def state_dict(self) -> dict:
         """A storable copy: the per-step records as arrays (``step`` int64, the rest float64), the rest as is."""
         tree = {k: v for k, v in self.items() if k not in self.KEYS}
         tree["records"] = {k: np.asarray(self[k], dtype=np.int64 if k == "step" else np.float64) for k in self.KEYS}
         return tree
 
-    @classmethod
-    def from_tree(cls, tree: dict) -> "History":
-        """Inverse of :meth:`to_tree` (Python ints and floats again, every bit kept)."""
-        h = cls({k: v for k, v in tree.items() if k != "records"})
+    def load_state_dict(self, tree: dict) -> None:
+        """Become the history :meth:`state_dict` saved (Python ints and floats again, every bit kept)."""
+        self.clear()
+        self.update((k, v) for k, v in tree.items() if k != "records")
         for k, a in tree["records"].items():
-            h[k] = a.tolist()
-        return h
+            self[k] = a.tolist()
 
 
-def _host(arrays):
-    return {k: to_host(v) for k, v in arrays.items()}
-
-
-def _step_records(L, grads, params, theta0) -> tuple:
+def step_records(L, grads, params, theta0) -> tuple:
     r"""The step's records ``(L(θ_t), ‖∇L(θ_t)‖², ‖θ_t − θ_0‖)`` as Python floats, in ONE device→host transfer.
 
     The plain version is three transfers, each a synchronisation on a GPU::
@@ -148,40 +145,11 @@ def _loss_fn(name, y):
     raise ValueError(f"loss: expected 'mse', 'cross_entropy' or a callable, got {name!r}")
 
 
-def _opt_signature(opt) -> dict:
-    """The optimiser's identity for a checkpoint's fingerprint (class, hyperparameters, schedule)."""
-    return {"class": type(opt).__name__, "momentum": getattr(opt, "momentum", None),
-            "weight_decay": getattr(opt, "weight_decay", None), "schedule": repr(opt.schedule)}
-
-
 def _fingerprint(model, X, y, opt, loss, **run) -> dict:
     """What a checkpoint of this run must match: the model's shapes, the data's hash, the optimiser, the run."""
     return {"model": model_signature(model), "data": fingerprint(to_host(X), to_host(y)), "optimiser":
-            _opt_signature(opt), "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", repr(loss)),
+            signature(opt), "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", repr(loss)),
             **run}
-
-
-def _state(model, opt, history, theta0) -> dict:
-    """Everything the loop needs to continue bit for bit, as host arrays and plain values."""
-    return {
-        "model": model_state(model),
-        "optimiser": {"t": opt.t, "velocity": {k: to_host(v) for k, v in opt.velocity.items()},
-                      "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict") else {}},
-        "history": history.to_tree(),
-        "theta0": _host(theta0),
-    }
-
-
-def _restore(model, opt, state):
-    """Load a :func:`_state` into ``model`` and ``opt``; returns ``(history, θ_0)``."""
-    be = model.backend
-    load_model_state(model, state["model"])
-    opt.t = int(state["optimiser"]["t"])
-    opt.velocity = {k: to_device(v, be) for k, v in state["optimiser"]["velocity"].items()}
-    if hasattr(opt.schedule, "load_state_dict"):
-        opt.schedule.load_state_dict(state["optimiser"]["schedule"])
-    theta0 = {k: to_device(v, be, model.params[k].dtype) for k, v in state["theta0"].items()}
-    return History.from_tree(state["history"]), theta0
 
 
 def _check_data(model, X, y):
@@ -214,11 +182,15 @@ def _check_data(model, X, y):
     return X
 
 
-def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, diagnostics=None):
+def _check_loop(checkpoint_every, diag_every, divergence_factor, *, opt=None, diagnostics=None, checkpoint=None):
     """The loop options shared by :func:`train_gd` and :func:`train_sgd`, checked."""
     if not callable(getattr(opt, "step", None)) or not hasattr(opt, "schedule"):
         raise TypeError(f"opt: expected an optimiser with .step(params, grads) and .schedule "
                         f"(minilplr.train.optim.GD, minilplr.train.optim.SGD), got {type(opt).__name__}")
+    has_state = callable(getattr(opt, "state_dict", None)) and callable(getattr(opt, "load_state_dict", None))
+    if checkpoint and not has_state:
+        raise TypeError(f"opt: expected an optimiser with .state_dict() and .load_state_dict(state) to checkpoint "
+                        f"(minilplr.train.optim.SGD), got {type(opt).__name__}")
     if diagnostics is not None and not callable(diagnostics):
         raise TypeError(f"diagnostics: expected a callable (model, step) -> dict, got {type(diagnostics).__name__}")
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
@@ -233,11 +205,10 @@ def _run(model, batches, y, loss, opt, *, steps, diagnostics, diag_every, checkp
     """The shared loop.  ``batches(step) -> (Xb, yb)`` from all the targets ``y``; resumes from ``checkpoint``
     if it belongs to this run."""
     loss_fn = _loss_fn(loss, y)
-    state = load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
-    if state is not None:
-        history, theta0 = _restore(model, opt, state)
-    else:
-        history, theta0 = History(), {k: v.copy() for k, v in model.params.items()}
+    history, theta0 = History(), {k: v.copy() for k, v in model.params.items()}
+    ck = Resumable(checkpoint, fingerprint, {"model": ModelState(model), "optimiser": opt, "theta0": Arrays(theta0),
+                                             "history": history}, every=checkpoint_every)
+    ck.restore()  # a resumed run: the model, opt, θ_0 and history as saved
     start = len(history["step"])
     bar = None
     if progress:
@@ -255,7 +226,7 @@ def _run(model, batches, y, loss, opt, *, steps, diagnostics, diag_every, checkp
             L, dout = loss_fn(out, yb)
             model.backward(dout, need_dx=False)  # nobody differentiates the data
             # L(θ_t), ‖∇L(θ_t)‖² (float64) and ‖θ_t − θ_0‖ (recorded beside L(θ_t)): the step's one sync
-            Lf, g2, drift = _step_records(L, model.grads, model.params, theta0)
+            Lf, g2, drift = step_records(L, model.grads, model.params, theta0)
             if loss0 is None:
                 loss0 = Lf
             if not math.isfinite(Lf) or Lf > divergence_factor * max(loss0, 1e-300):
@@ -277,14 +248,13 @@ def _run(model, batches, y, loss, opt, *, steps, diagnostics, diag_every, checkp
                 bar.update(1)
                 if t % 10 == 0:
                     bar.set_postfix(loss=f"{Lf:.3e}")
-            if checkpoint is not None and ((t + 1) % checkpoint_every == 0 or t + 1 == steps):
-                save_checkpoint(checkpoint, _state(model, opt, history, theta0), fingerprint)
+            if ck.due(t + 1, last=steps):
+                ck.save()
         if diagnostics is not None and diag_every and (not history["diag"] or history["diag"][-1]["step"] != steps):
             history["diag"].append(dict(step=steps, **diagnostics(model, steps)))
         history["status"] = "finished"
         history["final_param_drift"] = param_drift(model.params, theta0)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, _state(model, opt, history, theta0), fingerprint)
+        ck.save()  # finished: a rerun restores the trained model (batch norm's statistics too) without training
     finally:
         if bar is not None:
             bar.close()
@@ -323,7 +293,8 @@ def train_gd(model, X, y, opt, steps: int, *, loss="mse", diagnostics=None, diag
     """
     steps = check_int("steps", steps, 1)
     checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor,
-                                                                  opt=opt, diagnostics=diagnostics)
+                                                                  opt=opt, diagnostics=diagnostics,
+                                                                  checkpoint=checkpoint)
     X = _check_data(model, X, y)
     fp = _fingerprint(model, X, y, opt, loss, kind="gd", steps=int(steps)) if checkpoint else None
     return _run(model, lambda t: (X, y), y, loss, opt, steps=int(steps), diagnostics=diagnostics,
@@ -352,7 +323,8 @@ def train_sgd(model, X, y, opt, epochs: int, batch_size: int = 128, *, seed: int
     epochs = check_int("epochs", epochs, 1)
     seed = check_int("seed", seed, 0)
     checkpoint_every, diag_every, divergence_factor = _check_loop(checkpoint_every, diag_every, divergence_factor,
-                                                                  opt=opt, diagnostics=diagnostics)
+                                                                  opt=opt, diagnostics=diagnostics,
+                                                                  checkpoint=checkpoint)
     X = _check_data(model, X, y)
     n = X.shape[0]
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)

@@ -12,12 +12,23 @@ more than ``t`` say so in their docstring; :class:`SGD` passes
 
 Full-batch gradient descent is :class:`SGD` fed the whole data set; the
 training loops in :mod:`minilplr.train.loops` decide what a step sees.
+
+Optimisers and schedules carry their own state (a step counter, momentum
+buffers, a line search's counters) and hand it over as data::
+
+    state = opt.state_dict()              # host arrays and plain values: JSON + .npz, no pickles
+    fresh.load_state_dict(state)          # fresh continues exactly as opt would, bit for bit
+
+which is how a checkpoint stores them (:mod:`minilplr.train.resumable`).
 """
 from __future__ import annotations
 
+import inspect
 import math
 
-from ..backend import get_array_module
+import numpy as np
+
+from ..backend import backend_of, get_array_module, to_device, to_host
 from ..validate import check_positive
 
 __all__ = ["Schedule", "Constant", "Cosine", "as_schedule", "SGD", "GD"]
@@ -30,11 +41,16 @@ class Schedule:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """What a resumed run needs to continue the schedule (stateless: nothing)."""
+        """What a resumed run needs to continue the schedule, as plain values (a stateless one: nothing).
+
+        A schedule with state (a counter, a value fixed at its first call)
+        overrides this and :meth:`load_state_dict`; its :meth:`__call__`
+        must depend on nothing else that changes.
+        """
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Continue from a :meth:`state_dict` (a stateless schedule has nothing to load)."""
 
 
 class Constant(Schedule):
@@ -124,9 +140,12 @@ class SGD:
             if self.weight_decay:
                 g = g + self.weight_decay * p
             if self.momentum:
+                xp = get_array_module(g)
                 v = self.velocity.get(k)
-                if v is None:
-                    v = self.velocity[k] = get_array_module(g).zeros_like(g)
+                if v is None:  # v_0 = 0
+                    v = self.velocity[k] = xp.zeros_like(g)
+                elif get_array_module(v) is not xp:  # a host copy from load_state_dict: onto g's device, once
+                    v = self.velocity[k] = to_device(v, backend_of(g), g.dtype)
                 v *= self.momentum
                 v += g
                 g = v
@@ -135,15 +154,33 @@ class SGD:
         return lr
 
     def state_dict(self) -> dict:
-        """Step counter, momentum buffers and schedule state, for resuming a run."""
-        return {"t": self.t, "velocity": dict(self.velocity), "schedule": self.schedule.state_dict()
-                if hasattr(self.schedule, "state_dict") else {}}
+        """Everything :meth:`step` reads besides its arguments, as a snapshot of storable data.
+
+        ``t`` the step counter (the schedule's ``t``), ``velocity`` the momentum
+        buffers ``v_t`` (host copies: later steps do not change them), and
+        ``schedule`` the schedule's own :meth:`Schedule.state_dict` (``{}``
+        for a plain function).
+        """
+        return {"t": self.t, "velocity": {k: np.array(to_host(v)) for k, v in self.velocity.items()},
+                "schedule": self.schedule.state_dict() if hasattr(self.schedule, "state_dict") else {}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`: the next :meth:`step` is the one the saved optimiser would take.
+
+        The momentum buffers are copied and stay on the host until that step,
+        which moves each to its gradient's device (the optimiser does not know
+        the device before it sees the gradients).
+        """
         self.t = int(state["t"])
-        self.velocity = dict(state.get("velocity", {}))
+        self.velocity = {k: np.array(to_host(v)) for k, v in state["velocity"].items()}
         if hasattr(self.schedule, "load_state_dict"):
-            self.schedule.load_state_dict(state.get("schedule", {}))
+            self.schedule.load_state_dict(state["schedule"])
+
+    def __repr__(self):
+        s = self.schedule  # a function or an object without a repr of its own: a name (their repr has an address)
+        name = (s.__qualname__ if inspect.isroutine(s) else repr(s) if type(s).__repr__ is not object.__repr__
+                else type(s).__name__)
+        return f"SGD({name}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
 
 
 def GD(lr) -> SGD:

@@ -137,3 +137,29 @@ def test_concurrent_writers_of_one_cached_run_never_give_a_corrupt_read(tmp_path
     assert sum(reads) > 0  # the reader did see whole units
     save_run(tmp_path, "k", res)  # (the last read may have moved a mixed pair aside) the folder still works
     assert_same_records(res, load_run(tmp_path, "k"))
+
+
+def test_a_cached_run_builds_its_schedule_under_one_blas_thread(be, tmp_path, monkeypatch):
+    """:func:`cached_run` builds the schedule (``η = 1/K₀`` from ``W(0)``) before the loop, under the loop's
+    one-thread limit, and gives the caller's threads back (the loop's own limit:
+    ``tests/theory/linear/test_threads.py``)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from minilplr.experiments import linear_runs
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS library loaded that threadpoolctl can see")
+    seen = []
+    real = linear_runs.schedule_from_config  # called in cached_run before the loop, with W(0)
+    monkeypatch.setattr(linear_runs, "schedule_from_config",
+                        lambda *a, **k: (seen.append(blas_threads()), real(*a, **k))[1])
+    spec = {"data": {"N": 8, "n": 4, "m": 3, "seed": 0, "x_cond": 1.0}, "h": 20,
+            "init": {"kind": "gaussian", "p": 0.375}, "init_seed": 0, "schedule": "constant",
+            "schedule_opts": {}, "steps": 5, "tol": 1e-12, "track_drift": False, "dtype": "float64"}
+    with threadpool_limits(limits=2, user_api="blas"):
+        cached_run(tmp_path, spec, backend=be)
+        assert blas_threads() == {2}  # given back
+    assert seen == [{1}], seen

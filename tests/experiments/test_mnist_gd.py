@@ -23,7 +23,7 @@ from minilplr.experiments.io import config_hash, load_results
 from minilplr.experiments.mnist_gd import (KernelMove, checkpoint_interval, gd_run, lean_config, run_certificate,
                                            run_config)
 from minilplr.theory import dynamics, spectrum
-from minilplr.train import loops
+from minilplr.train import resumable
 
 from ..helpers import TINY_MNIST_GD as TINY
 from ..helpers import Killed, assert_same_tree
@@ -109,7 +109,7 @@ def test_killed_after_a_checkpoint_off_the_diagnostic_grid_resumes_bit_identical
     assert checkpoint_interval(cfg) == 3
     ref = gd_run(cfg, tmp_path / "ref", progress=False)
     saved, calls = [], [0]
-    save, spectrum_ = loops.save_checkpoint, mnist_gd._spectrum.ntk_spectrum
+    save, spectrum_ = resumable.save_checkpoint, mnist_gd._spectrum.ntk_spectrum
 
     def counting(path, state, fp):
         saved.append(len(state["history"]["records"]["step"]))
@@ -122,13 +122,13 @@ def test_killed_after_a_checkpoint_off_the_diagnostic_grid_resumes_bit_identical
         return spectrum_(K, *a, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(loops, "save_checkpoint", counting)
+        m.setattr(resumable, "save_checkpoint", counting)
         m.setattr(mnist_gd._spectrum, "ntk_spectrum", dying)
         with pytest.raises(Killed):
             gd_run(cfg, tmp_path / "killed", progress=False)
     assert saved == [3]  # one checkpoint, after step 2: off the diag_every = 2 grid
     with monkeypatch.context() as m:
-        m.setattr(loops, "save_checkpoint", counting)
+        m.setattr(resumable, "save_checkpoint", counting)
         res = gd_run(cfg, tmp_path / "killed", progress=False)
     assert saved == [3, 6, 9, 12, 12]  # resumed at step 3; the loop saves again when finished
     assert_same_tree(res, ref)

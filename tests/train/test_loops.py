@@ -8,7 +8,7 @@ from minilplr import backend as B
 from minilplr.nn import losses, models
 from minilplr.train import optim
 from minilplr.nn.params import param_drift, sq_norm
-from minilplr.train.loops import Diverged, _step_records, train_gd, train_sgd
+from minilplr.train.loops import Diverged, step_records, train_gd, train_sgd
 
 from ..helpers import gd_problem
 from ..strategies import gaussian
@@ -91,7 +91,7 @@ def test_sgd_visits_every_sample_once_each_epoch_in_a_fresh_order(be):
 
 
 def test_step_records_are_the_three_plain_records_bit_for_bit(be):
-    """``_step_records`` (one transfer) gives exactly ``to_scalar(L)``, ``sq_norm(∇L)``, ``param_drift`` (three)."""
+    """``step_records`` (one transfer) gives exactly ``to_scalar(L)``, ``sq_norm(∇L)``, ``param_drift`` (three)."""
     for dtype in ("float32", "float64"):
         m = models.mlp(3, 16, 3, 2, seed=0, dtype=dtype, backend=be)
         X = B.to_device(gaussian(1, 12, 3), be)
@@ -99,7 +99,7 @@ def test_step_records_are_the_three_plain_records_bit_for_bit(be):
         for _ in range(2):  # the second step: θ_t ≠ θ_0
             L, d = losses.mse(m.forward(X), B.to_device(gaussian(2, 12, 2), be))
             m.backward(d, need_dx=False)
-            got = _step_records(L, m.grads, m.params, theta0)
+            got = step_records(L, m.grads, m.params, theta0)
             assert got == (B.to_scalar(L), sq_norm(m.grads), param_drift(m.params, theta0)), dtype
             optim.GD(0.1).step(m.params, m.grads)
         assert got[2] > 0

@@ -19,6 +19,12 @@ whatever ``info`` its ``step`` received (``loss=`` the current ``L``)::
 
 The per-step quantities (``σ²(T)``, the loss) are host scalars: one
 device sync per step, negligible next to the matrix products.
+
+A schedule with state (:class:`AdaptiveStep`'s ``α₂``, :class:`Armijo`'s
+counters and last step) hands it over with ``state_dict()`` /
+``load_state_dict(state)``, as :class:`~minilplr.train.optim.SGD` does its
+own, so a resumed run continues bit for bit; ``last`` (the last call's
+diagnostics) is rewritten by every call and is not state.
 """
 from __future__ import annotations
 
@@ -148,11 +154,12 @@ class AdaptiveStep(Schedule):
                          sigma_bound=sigma, active="cap" if cap < smooth else "smoothness")
         return min(cap, smooth)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
+        """``α₂``, fixed at the first call: a resumed run must keep ``σ²_max(T₀)``, not take ``σ²_max(T_t)``."""
         return {"alpha2": self.alpha2}
 
-    def load_state_dict(self, state):
-        self.alpha2 = state.get("alpha2", self.alpha2)
+    def load_state_dict(self, state: dict) -> None:
+        self.alpha2 = None if state["alpha2"] is None else float(state["alpha2"])
 
     def __repr__(self):
         return f"AdaptiveStep(η₀={self.eta0:g}, σ̄={self.sigma_bound}, g={self.grad_bound})"
@@ -326,15 +333,16 @@ class Armijo(Schedule):
         self.last = dict(evals=evals, accepted=ok)
         return lr
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
+        """The counters and the last accepted step ``η_{t−1}`` (the first trial of the next step with ``grow``)."""
         return {"function_evals": self.function_evals, "steps": self.steps, "failures": self.failures,
                 "prev_lr": self.prev_lr}
 
-    def load_state_dict(self, state):
-        self.function_evals = int(state.get("function_evals", 0))
-        self.steps = int(state.get("steps", 0))
-        self.failures = int(state.get("failures", 0))
-        self.prev_lr = state.get("prev_lr")
+    def load_state_dict(self, state: dict) -> None:
+        self.function_evals = int(state["function_evals"])
+        self.steps = int(state["steps"])
+        self.failures = int(state["failures"])
+        self.prev_lr = None if state["prev_lr"] is None else float(state["prev_lr"])
 
     def __repr__(self):
         return f"Armijo(η_init={self.lr_init:g}, ρ={self.shrink:g}, c={self.c:g})"

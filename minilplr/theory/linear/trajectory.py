@@ -21,13 +21,14 @@ Arrays have one entry per visited iterate ``t = 0 … T`` (``lr`` and the
 step quantities are ``nan`` at the last iterate, where no step was taken).
 
 With ``checkpoint=path`` the loop saves, every ``checkpoint_every`` steps,
-everything the rest of the run depends on (:func:`_state`: the weights, the
-optimiser's counter, the schedule's state, ``W(0)``, ``L(0)``, the records and
-the running drift bound) as a :mod:`minilplr.train.checkpoint` unit, and the same
+everything the rest of the run depends on (the weights, the optimiser's
+``state_dict`` with the schedule's state inside, ``W(0)``, and the loop's
+running values: the records, ``L(0)``, the running drift bound) through the
+training loops' own :class:`minilplr.train.resumable.Resumable`, and the same
 call made again resumes from it: the resumed run equals the uninterrupted
-one bit for bit.  The checkpoint carries the run's fingerprint
-(:func:`_fingerprint`: data, initial weights, schedule, ``steps``, ``tol`` …)
-and refuses to resume any other run (:class:`~minilplr.train.checkpoint.CheckpointMismatch`).
+one bit for bit.  The checkpoint carries the run's fingerprint (data,
+initial weights, optimiser and schedule, ``steps``, ``tol`` …) and refuses to
+resume any other run (:class:`~minilplr.train.checkpoint.CheckpointMismatch`).
 """
 from __future__ import annotations
 
@@ -35,10 +36,10 @@ import math
 
 import numpy as np
 
-from ...backend import to_device, to_host, to_scalar
+from ...backend import to_host, to_scalar
 from ...nn.params import sq_norm
-from ...train.checkpoint import load_checkpoint, save_checkpoint
 from ...train.optim import SGD
+from ...train.resumable import Arrays, Resumable, signature
 from ...store import fingerprint as data_hash
 from ...validate import check_int
 from .constants import (
@@ -60,21 +61,8 @@ FIELDS = (
 )
 
 
-def _schedule_signature(schedule) -> dict:
-    """A schedule's identity for a fingerprint: class, ``repr`` and its settings at full precision.
-
-    The settings are the scalar attributes that are not state (``state_dict``)
-    nor the last call's diagnostics (``last``): ``repr`` rounds (``Constant(0.0123457)``),
-    the attributes keep every bit of, e.g., a constant step.
-    """
-    state = schedule.state_dict() if hasattr(schedule, "state_dict") else {}
-    settings = {k: v for k, v in sorted(getattr(schedule, "__dict__", {}).items())
-                if k not in state and k != "last" and (v is None or isinstance(v, (bool, int, float, str)))}
-    return {"class": type(schedule).__name__, "repr": repr(schedule), "settings": settings}
-
-
-def _fingerprint(net: TwoLayerLinear, schedule, **run) -> dict:
-    """What a checkpoint of this run must match: the loss and its data, the initial weights, the schedule, the run.
+def _fingerprint(net: TwoLayerLinear, opt: SGD, **run) -> dict:
+    """What a checkpoint of this run must match: the loss and its data, the initial weights, the optimiser, the run.
 
     Called before the first step, so ``net``'s weights are ``W(0)``: a checkpoint
     of a run from another start is refused like one of other data.
@@ -86,42 +74,36 @@ def _fingerprint(net: TwoLayerLinear, schedule, **run) -> dict:
         "shapes": {k: list(p.shape) for k, p in net.params.items()},
         "dtype": str(net.W1.dtype),
         "init": data_hash(*(to_host(p) for p in net.params.values())),
-        "schedule": _schedule_signature(schedule),
+        "optimiser": signature(opt),
         **run,
     }
 
 
-def _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0) -> dict:
-    """Everything the loop needs to continue bit for bit (host arrays and plain values).
+class _Running:
+    """The loop's running values beside the weights and the optimiser: the records, ``L(0)``, the drift bound.
 
-    The records are float64 arrays (every bit of the Python floats kept);
-    ``L0`` and ``gap0`` decide the stopping tests, ``extra_evals0`` the ``evals``
-    record, ``drift_bound`` the running sum of step bounds.  The schedule's
-    ``last`` is not stored: each call rewrites it before anything reads it.
+    A part of the run's checkpoint (``state_dict`` / ``load_state_dict``).  The
+    records are float64 arrays there (every bit of the Python floats kept);
+    ``L0`` and ``gap0`` decide the stopping tests, ``extra_evals0`` (the
+    schedule's loss evaluations before the run) the ``evals`` record,
+    ``drift_bound`` is the running sum of step bounds.  The iterate ``t`` is
+    the number of records.
     """
-    return {
-        "t": len(rec["loss"]),
-        "weights": {k: to_host(p) for k, p in net.params.items()},
-        "W0": {k: to_host(p) for k, p in W0.items()},
-        "optimiser": {"t": opt.t, "schedule": opt.schedule.state_dict() if hasattr(opt.schedule, "state_dict")
-                      else {}},
-        "records": {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()},
-        "drift_bound": drift_bound, "gap0": gap0, "L0": L0, "extra_evals0": extra_evals0,
-    }
 
+    def __init__(self, schedule):
+        self.rec = {k: [] for k in FIELDS}
+        self.drift_bound = 0.0
+        self.gap0 = self.L0 = None
+        self.extra_evals0 = getattr(schedule, "function_evals", 0)
 
-def _restore(net, opt, state):
-    """Load a :func:`_state` into ``net`` and ``opt``; returns ``(rec, W0, drift_bound, gap0, L0, extra_evals0, t)``."""
-    be, dt = net.loss_fn.backend, net.W1.dtype
-    for k, p in net.params.items():
-        p[...] = to_device(state["weights"][k], be, dt)  # in place: the caller's net is the one that trains
-    W0 = {k: to_device(v, be, dt) for k, v in state["W0"].items()}
-    opt.t = int(state["optimiser"]["t"])
-    if hasattr(opt.schedule, "load_state_dict"):
-        opt.schedule.load_state_dict(state["optimiser"]["schedule"])
-    rec = {k: state["records"][k].tolist() for k in FIELDS}
-    return (rec, W0, float(state["drift_bound"]), float(state["gap0"]), float(state["L0"]),
-            int(state["extra_evals0"]), int(state["t"]))
+    def state_dict(self) -> dict:
+        return {"records": {k: np.asarray(v, dtype=np.float64) for k, v in self.rec.items()},
+                "drift_bound": self.drift_bound, "gap0": self.gap0, "L0": self.L0, "extra_evals0": self.extra_evals0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rec = {k: state["records"][k].tolist() for k in FIELDS}
+        self.drift_bound, self.gap0, self.L0 = float(state["drift_bound"]), float(state["gap0"]), float(state["L0"])
+        self.extra_evals0 = int(state["extra_evals0"])
 
 
 def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, track_drift: bool = True,
@@ -176,21 +158,13 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
     K, mu, Lstar = loss_fn.K, loss_fn.mu, loss_fn.min_value
     opt = SGD(schedule)
     schedule = opt.schedule  # a float became Constant(η)
-    fp = None
-    state = None
-    if checkpoint is not None:
-        fp = _fingerprint(net, schedule, steps=int(steps), tol=float(tol), diverge_factor=float(diverge_factor),
-                          track_drift=bool(track_drift))
-        state = load_checkpoint(checkpoint, fp)
-    if state is not None:
-        rec, W0, drift_bound, gap0, L0, extra_evals0, t = _restore(net, opt, state)
-    else:
-        W0 = net.copy_params()
-        rec = {k: [] for k in FIELDS}
-        drift_bound = 0.0
-        extra_evals0 = getattr(schedule, "function_evals", 0)
-        gap0 = L0 = None
-        t = 0
+    fp = None if checkpoint is None else _fingerprint(
+        net, opt, steps=int(steps), tol=float(tol), diverge_factor=float(diverge_factor), track_drift=bool(track_drift))
+    W0, run = net.copy_params(), _Running(schedule)
+    ck = Resumable(checkpoint, fp, {"weights": Arrays(net.params), "W0": Arrays(W0), "optimiser": opt, "run": run},
+                   every=checkpoint_every)
+    ck.restore()  # a resumed run: W₁, W₂, W(0), the optimiser and schedule, the records as saved
+    rec, t = run.rec, len(run.rec["loss"])
     stopped = "steps"
     with small_blas():  # (n, h) products with n, m = 20: one BLAS thread (threads.py says why)
         while True:
@@ -198,8 +172,8 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
                 callback(t)
             L = to_scalar(net.backward())
             gap = max(L - Lstar, 0.0)
-            if gap0 is None:
-                gap0, L0 = gap, L
+            if run.gap0 is None:
+                run.gap0, run.L0 = gap, L
             s2min, s2max = sigma2_T(net.W1, net.W2)
             mu_t = mu * s2min
             grad_sq = sq_norm(net.grads)  # ‖∇L‖² = ‖∇_{W₁}L‖² + ‖∇_{W₂}L‖²
@@ -214,11 +188,11 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
             rec["pl_ratio"].append(0.5 * grad_sq / gap if gap > 0 else float("nan"))
             rec["drift"].append(
                 imbalance_drift(net.W1, net.W2, W0["W1"], W0["W2"]) if track_drift else float("nan"))
-            rec["drift_bound"].append(drift_bound)
-            rec["evals"].append(t + 1 + getattr(schedule, "function_evals", 0) - extra_evals0)
-            if not math.isfinite(L) or L > diverge_factor * max(L0, 1e-300):
+            rec["drift_bound"].append(run.drift_bound)
+            rec["evals"].append(t + 1 + getattr(schedule, "function_evals", 0) - run.extra_evals0)
+            if not math.isfinite(L) or L > diverge_factor * max(run.L0, 1e-300):
                 stopped = "diverged"
-            elif gap <= tol * gap0:
+            elif gap <= tol * run.gap0:
                 stopped = "tol"
             elif t >= steps:
                 stopped = "steps"
@@ -232,7 +206,7 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
             lr = opt.step(net.params, net.grads, loss=L)
             K_t = local_smoothness(K, s2max, g_ell, lr)
             step_bound = imbalance_step_bound(K, lr, s2max, gap)
-            drift_bound += step_bound
+            run.drift_bound += step_bound
             rec["lr"].append(lr)
             rec["K_t"].append(K_t)
             rec["rate_bound"].append(pl_contraction_bound(lr, mu_t, K_t))
@@ -240,8 +214,8 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
             rec["drift_step_bound"].append(step_bound)
             rec["sigma_bound"].append(float(getattr(schedule, "last", {}).get("sigma_bound", float("nan"))))
             t += 1
-            if checkpoint is not None and t % checkpoint_every == 0:
-                save_checkpoint(checkpoint, _state(net, opt, rec, W0, drift_bound, gap0, L0, extra_evals0), fp)
+            if ck.due(t):
+                ck.save()
     out = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
     out.update(steps=t, stopped=stopped, K=K, mu=mu, min_value=Lstar, h=net.h)
     return out

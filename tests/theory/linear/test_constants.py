@@ -22,15 +22,13 @@ from minilplr.theory.linear import (
     local_smoothness,
     local_smoothness_bound,
     lr_for_smoothness,
-    make_network,
     pl_contraction_bound,
     run_gd,
     sigma2_T,
 )
-from minilplr.experiments.linear_runs import data_from_config, schedule_from_config, weights_from_config
 from minilplr.train.optim import SGD
 
-from ...helpers import two_layer_linear
+from ...helpers import linear_net, linear_schedule, two_layer_linear
 from ...strategies import linear_problems, seeds
 
 
@@ -88,11 +86,9 @@ def test_K_bar_bounds_K_t_along_gd_runs_of_every_schedule(name, seed, be):
     ``1e-10·(L₀ − L*)``, far above the floating-point floor): slack 1e-12.
     For the adaptive schedule also ``η_t K̄_t(η_t) ≤ 1`` (eq. 19 with the same ``K̄_t``).
     """
-    X, Y = data_from_config({"N": 8, "n": 4, "m": 3, "seed": seed % 1000, "x_cond": 1.0})
-    W1, W2 = weights_from_config(4, 3, 24, {"kind": "gaussian", "p": 0.375}, seed)
-    net = make_network(X, Y, W1, W2, backend=be)
+    net = linear_net(be, {"N": 8, "n": 4, "m": 3, "seed": seed % 1000, "x_cond": 1.0}, h=24, init_seed=seed)
     K, eta0 = net.loss_fn.K, 0.01
-    sched = schedule_from_config(name, net, {"eta0": eta0})
+    sched = linear_schedule(name, net, eta0=eta0)
     alpha2 = sigma2_T(net.W1, net.W2)[1]  # σ²_max(T₀)
     res = run_gd(net, sched, 40, tol=1e-10, track_drift=False)
     T = res["steps"]

@@ -14,8 +14,6 @@ from minilplr import backend as B
 from minilplr.theory.linear import (
     AdaptiveStep,
     Armijo,
-    Constant,
-    initial_safe_lr,
     LeastSquares,
     local_smoothness,
     run_gd,
@@ -27,7 +25,7 @@ from minilplr.theory.linear import (
     Xu2023Step,
 )
 
-from ...helpers import two_layer_linear
+from ...helpers import linear_net, linear_schedule, two_layer_linear
 from ...strategies import linear_problems, well_posed_linear
 
 
@@ -36,15 +34,11 @@ def _S(x):
 
 
 def _schedule(name, net):
-    if name == "constant":
-        return Constant(initial_safe_lr(net.loss_fn, net.W1, net.W2))
-    if name == "adaptive":
-        return AdaptiveStep(net.loss_fn, eta0=0.01)
     if name == "adaptive_current":
         return AdaptiveStep(net.loss_fn, eta0=0.01, sigma_bound="current", grad_bound="exact")
-    if name == "xu2023":
-        return Xu2023Step(net.loss_fn)
-    return Armijo(net.loss)
+    if name == "armijo_grow":  # the first trial of each step is 2η_{t−1}: the last step is state
+        return Armijo(net.loss, grow=2.0)
+    return linear_schedule(name, net)
 
 
 @settings(max_examples=10)
@@ -176,3 +170,37 @@ def test_armijo_that_never_finds_a_decrease_returns_its_last_trial(be, dev):
     tried.clear()
     grower(1, params=params, grads=grads, loss=1.0)
     assert tried[0] == 2.0 * 0.5 ** 2 * 2.0 and grower.failures == 2
+
+
+@pytest.mark.parametrize("name", ["constant", "adaptive", "adaptive_current", "xu2023", "armijo", "armijo_grow"])
+def test_each_schedule_state_dict_round_trip_continues_bit_for_bit(name, be, tmp_path):
+    """Five GD steps, then the optimiser's ``state_dict`` (the schedule's inside) through the store into a
+    fresh network and schedule built as a new process builds them (from ``W(0)``); five more steps each:
+    every step size, ``W₁``, ``W₂`` and the final state equal bit for bit.
+
+    Dropping ``α₂`` (the adaptive step would take ``σ²_max(T_5)`` for ``σ²_max(T₀)``), Armijo's counters or
+    its last step (``grow``), or the step counter (the adaptive cap ``(1 + η₀²)^t`` reads it) changes the
+    steps or the state.
+    """
+    from minilplr.store import load_unit, save_unit
+    from minilplr.train.optim import SGD
+
+    def step(net, opt):
+        L = net.backward()
+        return opt.step(net.params, net.grads, loss=L)
+
+    net, fresh_net = linear_net(be), linear_net(be)
+    opt, fresh = SGD(_schedule(name, net)), SGD(_schedule(name, fresh_net))
+    for _ in range(5):
+        step(net, opt)
+    save_unit(tmp_path, "opt", opt.state_dict())
+    for k, p in net.params.items():  # the weights come back through the run's own part (train.resumable.Arrays)
+        fresh_net.params[k][...] = p
+    fresh.load_state_dict(load_unit(tmp_path, "opt"))
+    for t in range(5):
+        assert step(fresh_net, fresh) == step(net, opt), t
+    for k in net.params:
+        assert np.array_equal(B.to_host(fresh_net.params[k]), B.to_host(net.params[k])), k
+    assert fresh.state_dict() == opt.state_dict()  # t, the schedule's state; no momentum here
+    if name.startswith("armijo"):
+        assert opt.schedule.steps == 10 and opt.schedule.function_evals > 10

@@ -8,6 +8,7 @@ import pytest
 
 from minilplr import backend as B
 from minilplr.theory.linear import (
+    SCHEDULES,
     AdaptiveStep,
     gaussian_init,
     make_network,
@@ -17,10 +18,8 @@ from minilplr.theory.linear import (
     synthetic_regression,
 )
 from minilplr.train.checkpoint import CheckpointMismatch
-from minilplr.experiments.linear_runs import (SCHEDULE_LABELS, data_from_config, schedule_from_config,
-                                              weights_from_config)
 
-from ...helpers import Killed, TINY_LINEAR_DATA, assert_same_records
+from ...helpers import Killed, TINY_LINEAR_DATA, assert_same_records, linear_net, linear_schedule
 
 
 def _host(x):
@@ -43,10 +42,8 @@ def test_run_gd_on_the_paper_data_converges_linearly(be):
 def _resumable_run(be, name, *, steps=40, tol=0.0, data=TINY_LINEAR_DATA, init_seed=0, checkpoint=None,
                    kill_at=None, seen=None):
     """A fresh net and schedule (as a new process would build them), then :func:`run_gd` with a hook."""
-    X, Y = data_from_config(data)
-    W1, W2 = weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, init_seed)
-    net = make_network(X, Y, W1, W2, backend=be)
-    sched = schedule_from_config(name, net, {})
+    net = linear_net(be, data, h=20, init_seed=init_seed)
+    sched = linear_schedule(name, net)
 
     def hook(t):
         if seen is not None:
@@ -59,7 +56,7 @@ def _resumable_run(be, name, *, steps=40, tol=0.0, data=TINY_LINEAR_DATA, init_s
     return net, sched, res
 
 
-@pytest.mark.parametrize("name", list(SCHEDULE_LABELS))
+@pytest.mark.parametrize("name", SCHEDULES)
 def test_a_killed_linear_run_resumes_bit_identical_under_every_schedule(name, be, tmp_path):
     """Killed at iterate 23 (last checkpoint after step 20), resumed: W₁, W₂, every record, the schedule's state,
     ``steps`` and ``stopped`` equal the uninterrupted run's exactly.
@@ -86,7 +83,7 @@ def test_a_killed_linear_run_resumes_bit_identical_under_every_schedule(name, be
     if name == "armijo":  # the counters drive the ``evals`` record: they must have been restored, not restarted
         assert sched.function_evals > sched.steps == 31
     if name == "adaptive":
-        assert sched.alpha2 == sigma2_T(*weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, 0))[1]
+        assert sched.alpha2 == sigma2_T(*gaussian_init(4, 3, 20, 0.375, np.random.default_rng(0)))[1]
 
 
 @pytest.mark.parametrize("change", ["data", "init", "schedule", "steps", "tol"])
@@ -104,12 +101,10 @@ def test_a_linear_checkpoint_refuses_another_run(change, be, tmp_path):
 
 def test_the_imbalance_step_is_computed_only_when_drift_is_tracked(be):
     """``‖D(t+1) − D(t)‖_F`` costs a QR of (h, 2(n+m)) per step: only linear_imbalance (track_drift) reads it."""
-    X, Y = data_from_config({"N": 8, "n": 4, "m": 3, "seed": 1, "x_cond": 1.0})
     runs = {}
     for track in (False, True):
-        W1, W2 = weights_from_config(4, 3, 20, {"kind": "gaussian", "p": 0.375}, 1)
-        net = make_network(X, Y, W1, W2, backend=be)
-        runs[track] = run_gd(net, schedule_from_config("constant", net), 6, tol=0.0, track_drift=track)
+        net = linear_net(be, {"N": 8, "n": 4, "m": 3, "seed": 1, "x_cond": 1.0}, h=20, init_seed=1)
+        runs[track] = run_gd(net, linear_schedule("constant", net), 6, tol=0.0, track_drift=track)
     off, on = runs[False], runs[True]
     assert np.all(np.isnan(off["drift_step"])) and np.all(np.isnan(off["drift"]))
     assert np.all(np.isfinite(on["drift_step"][:-1])) and np.all(on["drift_step"][:-1] > 0)
