@@ -85,6 +85,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minilplr.nn import models  # noqa: E402
+from minilplr.nn.state import float64_copy  # noqa: E402
 from minilplr.theory import ntk, spectrum  # noqa: E402
 from minilplr.backend import to_host  # noqa: E402
 
@@ -287,7 +288,7 @@ def part_b(quick: bool, repeats: int) -> None:
         bench("torch.func", lambda: torch_func_ntk(net, xt, torch).numpy())
 
     # the reference: the same weights in float64 (exact casts), structured rule, float64 throughout
-    ref = to_host(ntk.empirical_ntk(ntk.float64_copy(model), X.astype(np.float64)))
+    ref = to_host(ntk.empirical_ntk(float64_copy(model), X.astype(np.float64)))
     for name, (best, med, out) in results.items():
         diff = np.linalg.norm(out.astype(np.float64) - ref) / np.linalg.norm(ref)
         print(f"    {name:11s}: {best:8.4f} s best, {med:8.4f} s median   ‖Θ − Θ_float64‖/‖Θ_float64‖ = {diff:.1e}")

@@ -95,3 +95,172 @@ def test_the_readme_layout_table_matches_the_tree():
         if path.name != "__init__.py" and rel not in named and folder not in named:
             unlisted.append(rel)
     assert not unlisted, f"modules missing from README's layout table: {unlisted}"
+
+
+# --------------------------------------------------------------------------- seams are public
+#
+# The rule (ARCHITECTURE.md, "Seams are public"):
+#
+# * In the package, scripts/ and benchmarks/, no module uses another module's private name: a name with one
+#   leading underscore (``_x``; dunders are public) is never imported from another module
+#   (``from .x import _name``, ``from minilplr.x import _name``) nor reached through one
+#   (``ntk._tile_rows``, ``setattr(mod, "_name", ...)``).  A module's private alias of a public module
+#   (``from ..theory import ntk as _ntk``) is the importer's own name: allowed.
+# * A test file may reach the private names of the module it tests, and only those:
+#   ``tests/<path>/test_<m>.py`` tests ``minilplr.<path>.<m>`` (a module, or a package and every module inside
+#   it; ``tests/test_<m>.py`` tests ``minilplr.<m>``).  Shared test tools (helpers.py, strategies.py,
+#   conftest.py, fixtures) test no module: public names only.
+
+ROOT = PACKAGE.parent
+#: Known reaches into another module's private name, each left to the helper who owns the module; an entry
+#: that no longer matches a reach fails :func:`test_pending_reaches_are_still_there` (delete it then).
+PENDING = {
+    ("tests/test_run_all.py", "minilplr.experiments.runner._config"): "runner.py (helper E): a public name",
+}
+
+
+def _is_module(dotted: str) -> bool:
+    """``minilplr.a.b`` names a module or a package of the tree (nothing is imported)."""
+    rel = Path(*dotted.split("."))
+    return (ROOT / rel).with_suffix(".py").is_file() or (ROOT / rel / "__init__.py").is_file()
+
+
+def _importer_package(path: Path) -> str | None:
+    """The package a relative import in ``path`` starts from (``None`` outside minilplr)."""
+    try:
+        mod = _module_of(path)
+    except ValueError:
+        return None
+    return mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+
+
+def _owner(dotted: str) -> str:
+    """The module that defines ``dotted``'s last name: the longest module prefix."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        if _is_module(".".join(parts[:i])):
+            return ".".join(parts[:i])
+    return parts[0]
+
+
+def private_reaches(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """``(line, "minilplr.x._name")`` for every private name of a minilplr module that ``path`` uses from outside it.
+
+    Its own module's names (a package file and the package's ``__init__``) do not count: ``from . import
+    _x`` inside ``minilplr/a/__init__.py`` is its own.  Read with ``ast``; nothing is imported.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
+    pkg = _importer_package(path) if PACKAGE in path.parents else None
+    own = _module_of(path) if pkg is not None else None
+    bound = {}  # local name -> the minilplr dotted name it is bound to
+    found = []
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("minilplr"):
+                    bound[a.asname or a.name.split(".")[0]] = a.name if a.asname else "minilplr"
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if pkg is None:
+                    continue  # a test's relative import: the tests' own helpers
+                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("minilplr"):
+                target = node.module
+            else:
+                continue
+            for a in node.names:
+                dotted = f"{target}.{a.name}"
+                if private(a.name) and not _is_module(dotted) and _owner(dotted) != own:
+                    found.append((node.lineno, dotted))
+                bound[a.asname or a.name] = dotted
+    for node in ast.walk(tree):
+        chain, base = [], node
+        if isinstance(node, ast.Attribute):
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            chain.reverse()
+        elif (isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str) and getattr(node.func, "attr", getattr(node.func, "id", ""))
+              in ("setattr", "getattr", "delattr")):
+            base, chain = node.args[0], [node.args[1].value]  # setattr(mod, "_name", ...), monkeypatch's too
+        else:
+            continue
+        if not (isinstance(base, ast.Name) and base.id in bound):
+            continue
+        dotted = bound[base.id]
+        for name in chain:
+            if private(name):
+                if _is_module(dotted) and _owner(dotted) != own:
+                    found.append((node.lineno, f"{dotted}.{name}"))
+                break
+            dotted = f"{dotted}.{name}"
+    return sorted(set(found))
+
+
+SOURCES = FILES + sorted((ROOT / "scripts").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+TESTS = sorted((ROOT / "tests").rglob("*.py"))
+
+
+def module_under_test(test_file: Path) -> str | None:
+    """``tests/theory/test_ntk.py`` -> ``minilplr.theory.ntk``; ``None`` for a file that is no ``test_*.py``."""
+    rel = test_file.relative_to(ROOT / "tests")
+    if not rel.name.startswith("test_"):
+        return None
+    return ".".join(["minilplr", *rel.parts[:-1], rel.stem[len("test_"):]])
+
+
+def test_tests_map_to_the_modules_they_test():
+    assert module_under_test(ROOT / "tests" / "theory" / "test_ntk.py") == "minilplr.theory.ntk"
+    assert module_under_test(ROOT / "tests" / "test_store.py") == "minilplr.store"
+    assert module_under_test(ROOT / "tests" / "helpers.py") is None
+
+
+def _pending(rel: str, reaches):
+    return [(line, name) for line, name in reaches if (rel, name) not in PENDING]
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    wrong = []
+    for path in SOURCES:
+        rel = str(path.relative_to(ROOT))
+        wrong += [f"{rel}:{line}: {name}" for line, name in _pending(rel, private_reaches(path))]
+    assert not wrong, "private names used across modules (make them public where they live):\n" + "\n".join(wrong)
+
+
+def test_tests_reach_only_the_private_names_of_the_module_they_test():
+    wrong = []
+    for path in TESTS:
+        rel, mine = str(path.relative_to(ROOT)), module_under_test(path)
+        for line, name in _pending(rel, private_reaches(path)):
+            owner = _owner(name)
+            if mine is None or not (owner == mine or owner.startswith(mine + ".")):
+                wrong.append(f"{rel}:{line}: {name} (tests {mine or 'no module'})")
+    assert not wrong, "tests reaching private names of modules they do not test (use the public API):\n" + \
+        "\n".join(wrong)
+
+
+def test_pending_reaches_are_still_there():
+    gone = [f"{rel}: {name}" for rel, name in PENDING if name not in {n for _, n in private_reaches(ROOT / rel)}]
+    assert not gone, "fixed: delete these entries from PENDING:\n" + "\n".join(gone)
+
+
+def test_the_rule_catches_private_reaches():
+    """The checker itself can fail: each planted reach is reported; a module's own private names are not."""
+    layers = PACKAGE / "theory" / "ntk_shares.py"
+    assert private_reaches(layers, "from .ntk import _seed, forward_outputs\n") == [(1, "minilplr.theory.ntk._seed")]
+    assert private_reaches(layers, "from minilplr.theory.ntk import _seed\n") == [(1, "minilplr.theory.ntk._seed")]
+    assert private_reaches(layers, "from . import ntk\nntk._seed(1, 0)\n") == [(2, "minilplr.theory.ntk._seed")]
+    assert private_reaches(layers, "from . import ntk as _ntk\n_ntk.output_seed(1, 0)\n") == []  # own alias
+    assert private_reaches(PACKAGE / "theory" / "ntk.py", "def _seed():\n    pass\n_seed()\n") == []
+    test = ROOT / "tests" / "experiments" / "test_fig5_width_ablation.py"
+    planted = "import minilplr.theory.ntk_tiles as T\nfrom minilplr.experiments import mnist_gd\n" \
+              "T._mirror_upper(1, 2)\nmonkeypatch.setattr(mnist_gd, '_spectrum', 1)\n"
+    assert private_reaches(test, planted) == [(3, "minilplr.theory.ntk_tiles._mirror_upper"),
+                                              (4, "minilplr.experiments.mnist_gd._spectrum")]
+    assert module_under_test(test) == "minilplr.experiments.fig5_width_ablation"  # neither is its own: both wrong

@@ -20,7 +20,8 @@ write goes through here:
 * :func:`remove_stale` -- ``.part`` leftovers of a killed run, after an hour.
 * :func:`seen_verified`, :func:`mark_verified` -- the files whose checksum
   this process already checked (keyed by path, size, mtime and checksum), so
-  a file is hashed once per process and only ``stat``-ed after that.
+  a file is hashed once per process and only ``stat``-ed after that;
+  :func:`forget_verified` forgets them, as a new process would.
 
 May import: the standard library only.
 """
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 __all__ = ["ENV_VAR", "QUARANTINE", "cache_dir", "make_temp_file", "make_temp_dir", "quarantine", "remove_stale",
-           "seen_verified", "mark_verified"]
+           "seen_verified", "mark_verified", "forget_verified"]
 
 ENV_VAR = "MINILPLR_DATA"
 QUARANTINE = "quarantine"  # sub-folder of the cache where damaged files are moved
@@ -142,3 +143,8 @@ def seen_verified(path, st: os.stat_result, checksum) -> bool:
 def mark_verified(path, st: os.stat_result, checksum) -> None:
     """Remember that ``path`` (as ``st`` describes it) matched ``checksum``."""
     _verified.add(_key(path, st, checksum))
+
+
+def forget_verified() -> None:
+    """Forget every file verified so far: the next read hashes it again, as in a new process."""
+    _verified.clear()

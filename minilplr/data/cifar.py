@@ -26,8 +26,8 @@ batch's size, record count and SHA-256 (see :mod:`minilplr.data.archive`).
 On use (:func:`load_cifar10`): the record must name the pinned archive, and
 every batch must have the recorded size (checked on every load: a ``stat``);
 each batch read is hashed and compared with the record (once per process
-for each file: 180 MB of batches hash in about 0.1 s with the SHA extensions
-of a recent CPU, 0.5 s without, next to about 0.1 s to read and parse them).
+for each file: hashing the 180 MB of batches costs about as much as reading
+and parsing them).
 An extraction that fails any check -- a missing, truncated, garbled or
 replaced batch, a record that is missing, unreadable or describes other
 files -- is moved to ``quarantine/`` (never deleted), one log line names the

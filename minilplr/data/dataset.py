@@ -16,7 +16,8 @@ import numpy as np
 from .download import NetworkUnavailable
 
 __all__ = ["SOURCES", "SPLITS", "Dataset", "check_source", "check_seed", "check_count", "check_labels",
-           "check_dtype", "check_split", "check_download_kw", "balanced_indices", "with_fallback"]
+           "check_dtype", "check_split", "check_download_kw", "balanced_indices", "with_fallback",
+           "forget_unreachable"]
 
 log = logging.getLogger("minilplr.data")
 
@@ -225,7 +226,7 @@ def with_fallback(source: str, download, offline, what: str, offline_what: str, 
     the mirror list too): once a download was found unreachable, later
     ``"auto"`` calls in the same process go offline at once, without a new
     log line, so one run never mixes downloaded and offline data and never
-    waits on the network twice.
+    waits on the network twice (:func:`forget_unreachable` forgets it).
     """
     check_source(source)
     if source == "offline":
@@ -242,3 +243,8 @@ def with_fallback(source: str, download, offline, what: str, offline_what: str, 
     log.warning("%s (no mirror reachable); using %s instead", note, offline_what)
     _unreachable[key] = note
     return offline(), "offline", note
+
+
+def forget_unreachable() -> None:
+    """Forget the downloads found unreachable so far: the next ``"auto"`` tries the network again, as a new process would."""
+    _unreachable.clear()

@@ -1,6 +1,6 @@
 """The experiments: one module per figure, ``run(config) -> results`` and ``plot(results)`` kept apart.
 
-Every experiment module in this package defines
+Every experiment module (or small package, as :mod:`.lplr_map`) in this package defines
 
 ``NAME`` : str
     Short id used by ``scripts/run_all.py --only`` and as the results folder name.
@@ -8,8 +8,8 @@ Every experiment module in this package defines
     The figure of which paper it reproduces (or "not in the paper: ...").
 ``PRESETS`` : dict
     ``{"quick": {...}, "paper": {...}}``: complete configurations (plain JSON
-    types).  ``quick`` runs the same pipeline at small size in a few minutes
-    on a 2-core CPU; ``paper`` uses the paper's settings.
+    types).  ``quick`` runs the same pipeline at small size (the README's
+    "Time and memory" says how long each takes); ``paper`` uses the paper's settings.
 ``run(config, out_dir, backend=None, progress=True) -> dict``
     ``out_dir`` is the experiment's own folder, ``<out>/<NAME>``; runs that
     several experiments share are cached in ``<out>/runs``.

@@ -73,9 +73,9 @@ from ..train.optim import SGD, Cosine
 from ..nn.resnet import resnet
 from ..train.loops import Diverged, train_sgd
 from .fits import ema, fit_linear_rate, fit_loglog_slope, resolvable_mask
+from .format import fmt
 from .io import config_hash, load_results, save_results
 from .timing import phase
-from .mnist_gd import fmt
 from .plotting import figure, footer, save
 
 NAME = "fig3_resnet_sgd"

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .fits import fit_linear_rate
-from .mnist_gd import MNIST_PRESETS, fmt, gd_run, lean_config, mu_along_path, run_config, settings_text
+from .format import fmt
+from .mnist_gd import MNIST_PRESETS, gd_run, lean_config, mu_along_path, run_config, settings_text
 from .plotting import figure, footer, save
 from .timing import phase
 

@@ -13,8 +13,9 @@ the infinite-width NTK, ``‖Θ̃_0(H) − Θ_∞‖_F/‖Θ_∞‖_F``; its ``�
 ``λ_min(Θ_∞)``; and how far training moves it, ``‖Θ_T − Θ_0‖_F/‖Θ_0‖_F``.
 Minilplr's MLP is in standard parameterisation, whose Θ grows like ``H``, so
 ``Θ̃_0`` is the layer-wise rescaled kernel (each layer's weight share times
-``σ²/fan_in``, the same function's NTK in NTK parameterisation) and ``Θ_∞``
-its limit (:mod:`minilplr.theory.infinite_ntk`, ``scaling="ntk"``).  Θ̃_0 is
+``σ²/fan_in``, the same function's NTK in NTK parameterisation,
+:mod:`minilplr.theory.ntk_shares`) and ``Θ_∞`` its limit
+(:mod:`minilplr.theory.infinite_ntk`, ``scaling="ntk"``).  Θ̃_0 is
 recomputed from the run's initial model (same seed); its unscaled sum is
 checked against the run's saved ``ntk0`` unit.  The drift is of the run's
 own (unscaled) Θ: a ratio, unchanged by a global scale.
@@ -37,9 +38,11 @@ from ..backend import get_backend, to_device, to_host
 from ..nn.models import mlp
 from ..store import load_or_discard
 from ..theory import infinite_ntk as _inf
+from ..theory import ntk_shares as _shares
 from ..theory.spectrum import ntk_spectrum
+from .format import fmt
 from .io import config_hash
-from .mnist_gd import MNIST_PRESETS, fmt, gd_run, lean_config, load_task, run_config, settings_text
+from .mnist_gd import MNIST_PRESETS, gd_run, lean_config, load_task, run_config, settings_text
 from .plotting import figure, footer, save
 from .timing import phase
 
@@ -79,7 +82,7 @@ def kernel_limit(rc: dict, X) -> dict:
     (:func:`minilplr.theory.infinite_ntk.infinite_ntk`); ``σ²`` is the
     initialiser's (He: 2).
     """
-    wv = _inf.model_weight_var(_model(dict(rc, width=1), "numpy"))
+    wv = _shares.model_weight_var(_model(dict(rc, width=1), "numpy"))
     theta = _inf.infinite_ntk(X, rc["depth"], weight_var=wv)
     spec = ntk_spectrum(theta)
     return dict(theta=theta, lam_min=spec.lam_min if spec.resolved else float("nan"))
@@ -97,13 +100,13 @@ def kernel_at_init(rc: dict, X, theta_inf, folder: Path | None, backend=None) ->
     """
     be = get_backend(backend)
     model = _model(rc, be)
-    fan_in, W, b = _inf.empirical_ntk_shares(model, X.astype(model.dtype), dtype="float64")
-    scaled = _inf.combine_shares(fan_in, W, b, "ntk", _inf.model_weight_var(model))  # Θ̃_0
+    fan_in, W, b = _shares.empirical_ntk_shares(model, X.astype(model.dtype), dtype="float64")
+    scaled = _shares.combine_shares(fan_in, W, b, "ntk", _shares.model_weight_var(model))  # Θ̃_0
     spec = ntk_spectrum(scaled)
     saved = load_or_discard(folder, "ntk0") if folder is not None else None
-    check = (_inf.relative_error(_inf.combine_shares(fan_in, W, b, "standard"), to_device(saved["ntk0"], be))
+    check = (_shares.relative_error(_shares.combine_shares(fan_in, W, b, "standard"), to_device(saved["ntk0"], be))
              if saved is not None else float("nan"))
-    return dict(err=_inf.relative_error(scaled, theta_inf), lam_min=spec.lam_min if spec.resolved else float("nan"),
+    return dict(err=_shares.relative_error(scaled, theta_inf), lam_min=spec.lam_min if spec.resolved else float("nan"),
                 ntk0_check=check)
 
 

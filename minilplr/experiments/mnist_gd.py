@@ -11,7 +11,7 @@ spectral) and its absolute spectral norm ``‖Θ_t − Θ_0‖₂``, and the PL 
 Hessian's top eigenvalue ``β`` against ``1/η`` (``hessian_iters = 0``: not
 computed, for runs whose β no figure reads).  After the run, the v3 PL
 certificate ``μ_cert = (λ₀ − L_Θ r)/n`` and the a-priori radius ``R`` from
-those measurements (:func:`run_certificate`, :mod:`minilplr.theory.certificate`).
+those measurements (:func:`minilplr.theory.certificate.run_certificate`).
 
 Runs are cached under ``<out>/runs/<label>-<hash of the run config>/`` so
 that experiments sharing a run (Fig. 1, Fig. 2 and the NTK-stability figure
@@ -30,27 +30,29 @@ from pathlib import Path
 
 import numpy as np
 
-from ..theory import certificate as _certificate
 from ..theory import dynamics as _dynamics
 from ..theory import ntk as _ntk
 from ..theory import smoothness as _smoothness
 from ..theory import spectrum as _spectrum
-from ..backend import get_array_module, get_backend, to_device, to_host, to_scalar
+from ..theory.certificate import run_certificate
+from ..theory.dynamics import KernelMove
+from ..backend import get_backend, to_device, to_host
 from ..train.checkpoint import remove_checkpoint
 from ..data import binary_mnist
 from ..nn.models import mlp
+from ..nn.state import float64_copy
 from ..train.optim import GD
 from ..train.loops import Diverged, train_gd
 from ..store import load_or_discard, save_unit
 from ..validate import check_int
+from .format import fmt
 from .io import config_hash, load_results, save_results
 from .timing import phase
 
 log = logging.getLogger("minilplr.experiments")
 
 __all__ = ["RUN_KEYS", "MNIST_PRESETS", "CHECKPOINTS_PER_RUN", "gd_run", "load_task", "run_config", "lean_config",
-           "checkpoint_interval", "KernelMove", "envelope", "mu_along_path", "fmt", "settings_text", "run_certificate",
-           "certificate"]
+           "checkpoint_interval", "envelope", "mu_along_path", "settings_text"]
 
 #: The paper's MNIST setting (Sec. 6.1) and a small version of it.  The digits, n, the pixel scaling and
 #: the label encoding are not in the paper: our choices, shown in every caption.
@@ -67,8 +69,8 @@ RUN_KEYS = ("digits", "n", "data_source", "preprocess", "width", "depth", "init"
 
 
 #: A run saves its checkpoint this many times (:func:`checkpoint_interval`): a killed run loses at most
-#: ``ceil(epochs / CHECKPOINTS_PER_RUN)`` steps (50 of the paper's 250; at width 2048 on two cores one step is
-#: ~0.4 s and one save 0.3–0.5 s, so saving every 10 steps instead would cost ~7–9 s per run to lose at most 10).
+#: ``ceil(epochs / CHECKPOINTS_PER_RUN)`` steps (50 of the paper's 250).  At width 2048 one save costs about as
+#: much as one GD step, so saving every 10 steps instead would add a few percent to a run to lose at most 10.
 CHECKPOINTS_PER_RUN = 5
 
 
@@ -106,44 +108,6 @@ def checkpoint_interval(rc: dict) -> int:
     return max(1, math.ceil(int(rc["epochs"]) / CHECKPOINTS_PER_RUN))
 
 
-class KernelMove:
-    r"""How far ``Θ_t`` is from ``Θ_0``, with ``Θ_0``'s norms computed once per run (a speed helper).
-
-    ``KernelMove(Θ_0)(Θ_t)`` returns ``(fro, spec, diff)`` equal, bit for bit, to the plain expressions
-
-    .. math:: (\text{fro}, \text{spec}) = \left(\frac{\lVert\Theta_t - \Theta_0\rVert_F}{\lVert\Theta_0\rVert_F},\;
-              \frac{\lVert\Theta_t - \Theta_0\rVert_2}{\lVert\Theta_0\rVert_2}\right),\qquad
-              \text{diff} = \lVert\Theta_t - \Theta_0\rVert_2
-
-    i.e. ``ntk_drift(Θ_t, Θ_0)`` and ``symmetric_norm(Θ_t − Θ_0)``
-    (:func:`minilplr.theory.dynamics.ntk_drift`, :func:`minilplr.theory.spectrum.symmetric_norm`), with one
-    symmetric eigensolve per checkpoint instead of three: the plain expressions
-    solve for ``‖Θ_0‖₂`` at every checkpoint and for ``‖Θ_t − Θ_0‖₂`` twice
-    (once inside the spectral drift, once for ``diff``).  At ``n = 1000`` (the
-    paper preset) each solve is a dense ``1000 × 1000`` ``eigvalsh``: 0.23 s
-    per checkpoint before, 0.08 s after (two busy cores, one BLAS thread).
-    ``Θ_t``, ``Θ_0``: ``(N, N)`` on one backend, any float dtype (cast to
-    float64, as ``ntk_drift`` does).
-    """
-
-    def __init__(self, theta_0):
-        self.theta_0 = theta_0
-        t0 = theta_0.astype(np.float64)
-        self._xp = get_array_module(t0)
-        self.fro0 = to_scalar(self._xp.linalg.norm(t0.reshape(-1)))
-        self.spec0 = _spectrum.symmetric_norm(t0)
-        if self.fro0 == 0 or self.spec0 == 0:
-            raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
-
-    def __call__(self, theta_t) -> tuple[float, float, float]:
-        if tuple(theta_t.shape) != tuple(self.theta_0.shape):
-            raise ValueError(f"theta_t: expected shape {tuple(self.theta_0.shape)} to match theta_0, "
-                             f"got {tuple(theta_t.shape)}")
-        d = theta_t.astype(np.float64) - self.theta_0.astype(np.float64)  # the same d as ntk_drift's
-        diff = _spectrum.symmetric_norm(d)
-        return to_scalar(self._xp.linalg.norm(d.reshape(-1))) / self.fro0, diff / self.spec0, diff
-
-
 def load_task(rc: dict):
     """The binary MNIST :class:`~minilplr.data.Dataset` of a run config (host arrays)."""
     return binary_mnist(digits=tuple(rc["digits"]), n=rc["n"], seed=rc["seed"], source=rc["data_source"] or "auto",
@@ -157,14 +121,15 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     ``history`` (per step), ``diag`` (per checkpoint), ``hessian``
     (``beta0``, ``betaT``, each with ``_converged``, ``_residual``, ``_tol``,
     ``_matvecs``; empty when ``rc["hessian_iters"] == 0``), ``n``, ``lr``, ``run_config``, ``certificate``
-    (:func:`run_certificate`; recomputed on loading, so runs saved before it existed have it too).
+    (:func:`minilplr.theory.certificate.run_certificate`; recomputed on loading, so runs saved before it existed
+    have it too).
     """
     be = get_backend(backend)
     folder = Path(runs_dir) / f"{label}-{config_hash(rc)}"
     done = load_results(folder)  # damaged: moved aside with one line, and the run is redone
     if done is not None and done.get("status") in ("finished", "diverged"):
         remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
-        done["certificate"] = certificate(done)  # recomputed: results saved before (a field of) it existed have it too
+        done["certificate"] = run_certificate(done)  # recomputed: results saved before (a field of) it existed have it too
         return done
 
     data = load_task(rc)
@@ -213,12 +178,12 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         ``{key: β, key_rayleigh (signed), key_converged, key_residual (‖Hv − λv‖/β, measured), key_tol,
         key_matvecs}``.
         ``rc["hessian_iters"]`` is the Lanczos restart budget; ``ncv = 6`` vectors (memory 6·P float64
-        on the host).  Measured on the paper's He run at θ_0: ``ncv = 6`` converges in its first cycle, 8
+        on the host).  On the paper's He run at θ_0, ``ncv = 6`` converges in its first cycle, 8
         Hessian–vector products, relative residual 5e-8, β = 451.823828; ``ncv = 10`` took 12 products for the
-        same digits (residual 2e-11), 27 s against 17 s.  The figures print β to 3–6 digits, and the verdict
+        same digits (residual 2e-11).  The figures print β to 3–6 digits, and the verdict
         needs ``η·β(1 + residual) ≤ 1``: a residual of 1e-7 is as good as 1e-11 for both.
         """
-        m64 = _ntk.float64_copy(model)
+        m64 = float64_copy(model)
         top = _smoothness.hessian_top_eigenvalue(m64, X.astype(np.float64), y.astype(np.float64), tol=1e-6, ncv=6,
                                          maxiter=int(rc["hessian_iters"]), seed=seed)
         return {key: float(top.beta), f"{key}_rayleigh": float(top.rayleigh), f"{key}_converged": bool(top.converged),
@@ -290,103 +255,6 @@ def mu_along_path(res: dict) -> float:
     return float(lam.min() / res["n"]) if lam.size else float("nan")
 
 
-def _checkpoint_drift(res: dict, steps: np.ndarray) -> np.ndarray:
-    """``‖θ_t − θ_0‖`` at each NTK checkpoint ``t``, from the per-step history.
-
-    The loop calls the diagnostics at step ``t`` *before* the update, at the
-    same ``θ_t`` as ``history["param_drift"][t]``; the last checkpoint
-    (``t = T``, after the last update) is ``final_param_drift``.  A diverged
-    run's last checkpoint has no drift recorded: ``nan``.
-    """
-    drift = np.asarray(res["history"]["param_drift"], float)
-    final = float(res.get("final_param_drift", float("nan")))
-    t = steps.astype(int)
-    out = np.full(t.shape, np.nan)
-    inside = t < drift.size
-    out[inside] = drift[t[inside]]  # diagnostics(θ_t) and param_drift[t] see the same θ_t
-    out[t == drift.size] = final  # the checkpoint after the last update
-    return out
-
-
-def run_certificate(res: dict) -> dict:
-    """The v3 PL certificate and the a-priori radius, from one run's measurements (:mod:`minilplr.theory.certificate`).
-
-    * ``L_theta``: :func:`~minilplr.theory.certificate.ntk_lipschitz_estimate` over the NTK
-      checkpoints, a *lower* estimate of the NTK's Lipschitz constant (pairs
-      off the path, or between checkpoints, are not measured);
-    * ``r``: the largest drift ``‖θ_t − θ_0‖`` reached at any step;
-    * ``mu_cert = (λ₀ − L_Θ r)/n`` and ``certified`` (:func:`~minilplr.theory.certificate.pl_certificate`);
-      with ``L_Θ`` underestimated, ``μ_cert ≤ 0`` refutes the certificate for
-      sure and ``μ_cert > 0`` is only consistent with a PL region;
-    * ``R = 2√(2β(L₀ − L*))/μ`` (:func:`~minilplr.theory.certificate.a_priori_radius`)
-      with ``β = beta0`` (the Hessian's top eigenvalue at ``θ_0``), ``L* = 0``
-      and ``μ = λ₀/n``: the radius the proof would give if the PL inequality
-      held with the kernel's own constant at initialisation, the value the
-      run starts with and the most optimistic one (NaN, and ``beta_source``
-      says "not measured", for a run made without β, ``hessian_iters = 0``); ``R_cert`` the same with
-      ``μ_cert`` when positive (the radius the certificate itself implies;
-      ``closes`` says whether ``R_cert ≤ r``, i.e. the argument closes on
-      the measured region); ``radius_max = λ₀/L_Θ``, the largest radius the
-      measurements could certify (an upper estimate);
-    * ``path_length = Σ_t η_t‖∇L_t‖`` (:func:`~minilplr.theory.certificate.path_length`),
-      an upper bound of every drift.
-
-    Runs saved before ``‖Θ_t − Θ_0‖₂`` was recorded get it as the relative
-    spectral drift times ``‖Θ_0‖₂ = λ_max(Θ_0)`` (Θ_0 is PSD), which is what
-    the relative drift was divided by; ``diff_source`` says which.
-    """
-    d, h, n = res["diag"], res["history"], int(res["n"])
-    steps = np.asarray(d.get("step", []), float)
-    drift_t = _checkpoint_drift(res, steps)
-    diff = np.asarray(d.get("ntk_diff_spec", np.full(steps.shape, np.nan)), float)
-    missing = ~np.isfinite(diff)
-    diff_source = "measured ‖Θ_t − Θ_0‖₂ (float64)"
-    if missing.any():
-        spec0 = float(d["lam_max"][0]) if steps.size and steps[0] == 0 else float("nan")  # ‖Θ_0‖₂ = λ_max(Θ_0)
-        diff = np.where(missing, np.asarray(d.get("ntk_drift_spec", np.full(steps.shape, np.nan)), float) * spec0,
-                        diff)
-        diff_source = ("derived: ‖Θ_t − Θ_0‖₂/‖Θ_0‖₂ × λ_max(Θ_0) at {} of {} checkpoints (saved before the "
-                       "absolute value was recorded)".format(int(missing.sum()), steps.size))
-    use = np.isfinite(diff) & np.isfinite(drift_t)
-    L_theta = _certificate.ntk_lipschitz_estimate(diff[use], drift_t[use])
-    ratio = np.where(use & (drift_t > 0), diff / np.where(drift_t > 0, drift_t, 1.0), np.nan)
-    all_drift = np.concatenate([np.asarray(h["param_drift"], float), [float(res.get("final_param_drift", np.nan))]])
-    r = float(np.nanmax(all_drift)) if np.isfinite(all_drift).any() else 0.0
-    lam = np.asarray(d.get("lam_min", []), float)
-    lam0 = float(lam[0]) if lam.size and steps[0] == 0 else float("nan")
-    cert = _certificate.pl_certificate(lam0, L_theta, r, n)
-    loss = np.asarray(h["loss"], float)
-    beta = float(res.get("hessian", {}).get("beta0", float("nan")))
-    gap0 = float(loss[0]) if loss.size else float("nan")  # L* = 0: an upper estimate of L₀ − L*, so of R
-    ok = math.isfinite(beta) and beta > 0 and math.isfinite(gap0)
-    R = _certificate.a_priori_radius(beta, gap0, lam0 / n) if ok and math.isfinite(lam0) and lam0 > 0 else float("nan")
-    R_cert = _certificate.a_priori_radius(beta, gap0, cert.mu_cert) if ok and cert.certified else float("nan")
-    path = _certificate.path_length(np.asarray(h["lr"], float), np.asarray(h["grad_norm_sq"], float)) if loss.size else 0.0
-    return dict(
-        lam0=lam0, L_theta=L_theta, r=r, n=n, mu_cert=cert.mu_cert, certified=cert.certified, rests_on=cert.rests_on,
-        lam0_over_n=lam0 / n, L_theta_r_over_n=L_theta * r / n, radius_max=cert.radius_max,
-        checkpoint_step=steps.astype(np.int64), checkpoint_drift=drift_t, ntk_diff_spec=diff, lipschitz_ratio=ratio,
-        checkpoints_used=int((use & (drift_t > 0)).sum()), diff_source=diff_source,
-        L_theta_step=int(steps[np.nanargmax(ratio)]) if np.isfinite(ratio).any() else -1,
-        beta=beta, loss_gap0=gap0,
-        beta_source=("beta0: the Hessian's top eigenvalue at θ_0 (Lanczos)" if "beta0" in res.get("hessian", {}) else
-                     "not measured: the run was made without β (hessian_iters = 0), so R and R_cert are not measured"),
-        L_star=0.0, mu_for_R=lam0 / n, R=R, R_cert=R_cert, path_length=path,
-        drift_within_R=bool(r <= R) if math.isfinite(R) else None,
-        closes=bool(R_cert <= r) if math.isfinite(R_cert) else None,
-    )
-
-
-def certificate(res: dict) -> dict:
-    """:func:`run_certificate` of ``res``, recomputed from its diagnostics (cheap: no kernel is rebuilt).
-
-    Always recomputed, never read from ``res["certificate"]``: results saved
-    before the certificate existed, or before a field was added to it, get
-    the current set of fields, and no number goes missing.
-    """
-    return run_certificate(res)
-
-
 def settings_text(res: dict) -> str:
     """One line for captions: architecture, init, step size, epochs, data."""
     rc = res["run_config"]
@@ -395,10 +263,3 @@ def settings_text(res: dict) -> str:
                          " (factor 1/L)" if rc["init"] == "enhanced_he" else "")
     return (f"MLP {arch} ReLU, {init} init, full-batch GD, η = {rc['lr']:g}, {rc['epochs']} epochs, "
             f"{rc['dtype']}, seed {rc['seed']}; data: {res['data']}")
-
-
-def fmt(x, digits=3) -> str:
-    """A compact number for captions (``n/a`` for NaN)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x:.{digits}g}"

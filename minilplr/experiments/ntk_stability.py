@@ -9,8 +9,8 @@ Hessian's top eigenvalue (Lanczos, :func:`minilplr.theory.smoothness.hessian_top
 at the start and the end, beside the Gauss–Newton estimate ``λ_max(Θ)/n``.
 
 The bottom row is the PL certificate of the paper's v3,
-``μ = (λ₀ − L_Θ r)/n`` (:mod:`minilplr.theory.certificate`, computed by
-:func:`minilplr.experiments.mnist_gd.run_certificate`): against the radius
+``μ = (λ₀ − L_Θ r)/n`` (:mod:`minilplr.theory.certificate`, computed from the run by
+:func:`~minilplr.theory.certificate.run_certificate`): against the radius
 ``ρ = ‖θ − θ_0‖``, the certified constant ``(λ₀ − L_Θ ρ)/n`` beside what the
 run saw at its checkpoints, ``λ_min(Θ_t)/n`` and the per-checkpoint Weyl bound
 ``(λ₀ − ‖Θ_t − Θ_0‖₂)/n``; the radii (drift reached, path length, the
@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from ..theory import smoothness as _smoothness
-from .mnist_gd import MNIST_PRESETS, certificate, fmt, gd_run, run_config, settings_text
+from ..theory.certificate import run_certificate
+from .format import fmt
+from .mnist_gd import MNIST_PRESETS, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 
 NAME = "ntk_stability"
@@ -102,8 +104,8 @@ def plot(results, out_dir):
 
 
 def _plot_certificate(ax_mu, ax_r, ax_txt, res):
-    """The bottom row: μ_cert against the radius, the radii, and the numbers (:func:`~.mnist_gd.run_certificate`)."""
-    c, d, n = certificate(res), res["diag"], res["n"]
+    """The bottom row: μ_cert against the radius, the radii, and the numbers (:func:`~minilplr.theory.certificate.run_certificate`)."""
+    c, d, n = run_certificate(res), res["diag"], res["n"]
     lam0, L, r = c["lam0"], c["L_theta"], c["r"]
     drift_t = np.asarray(c["checkpoint_drift"], float)
     ax = ax_mu
@@ -216,7 +218,7 @@ def verdict_word(check) -> str:
 def report(results):
     res = results["run"]
     d, lr, hs = res["diag"], res["lr"], res["hessian"]
-    cert = certificate(res)
+    cert = run_certificate(res)
     lam = np.asarray(d.get("lam_min", []), float)
     ratio = float(np.nanmin(lam) / lam[0]) if lam.size and np.isfinite(lam[0]) else float("nan")
     tops = [certified_beta(hs, k) for k in ("beta0", "betaT") if k in hs]

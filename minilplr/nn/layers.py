@@ -85,7 +85,7 @@ def add_symmetric_blocks(theta, block, I=slice(None), J=None) -> None:
 
     ``theta (N, K, N, K)`` is the NTK accumulator of the layer protocol;
     ``block(k, k2)`` returns the ``(|I|, |J|)`` block
-    :math:`\sum_	heta \partial f_k(x_i)/\partial	heta \cdot \partial f_{k_2}(x_j)/\partial	heta`
+    :math:`\sum_\theta \partial f_k(x_i)/\partial\theta \cdot \partial f_{k_2}(x_j)/\partial\theta`
     of a layer's share for samples ``i ∈ I``, ``j ∈ J`` (slices).  Θ is
     symmetric, so on a diagonal tile (``J`` omitted: ``J = I``, the whole of
     Θ by default) the block of ``(k2, k)`` is the transpose of the block of

@@ -7,20 +7,25 @@
   pass, so finite differences see one linear piece of the network;
 * :func:`untouched` / :func:`leaves_untouched` — run a diagnostic and give
   the model back exactly as it was (parameters, buffers, mode, gradients,
-  what forward kept for backward).
+  what forward kept for backward);
+* :func:`float64_copy` — a float64 twin of a model (parameters and buffers
+  cast), for checks that need float64 arithmetic on a float32 model.
 
 Imports only :mod:`minilplr.backend` and the layers of :mod:`.layers`.
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections import OrderedDict
 from contextlib import contextmanager
 
+import numpy as np
+
 from ..backend import is_array
 from .layers import Layer, ReLU
 
-__all__ = ["iter_layers", "named_buffers", "frozen_activations", "untouched", "leaves_untouched"]
+__all__ = ["iter_layers", "named_buffers", "frozen_activations", "untouched", "leaves_untouched", "float64_copy"]
 
 
 def iter_layers(layer):
@@ -137,3 +142,45 @@ def leaves_untouched(fn):
             return fn(model, *args, **kwargs)
 
     return wrapped
+
+
+# --------------------------------------------------------------------------- a float64 twin
+
+
+def _cast_floating(obj, dtype):
+    """Arrays of a floating dtype (also inside dicts) cast to ``dtype``; others unchanged."""
+    if hasattr(obj, "dtype") and hasattr(obj, "astype") and getattr(obj.dtype, "kind", "") == "f":
+        return obj.astype(dtype)
+    if isinstance(obj, dict):
+        for k in list(obj):
+            obj[k] = _cast_floating(obj[k], dtype)
+    return obj
+
+
+def float64_copy(model):
+    """A float64 copy of ``model`` (same backend, same weights up to the cast).
+
+    For checks that need float64 arithmetic on a model trained in float32:
+    finite-difference Hessian-vector products (:mod:`minilplr.theory.smoothness`), or an NTK
+    whose factors are float64 too.  Every floating array held by a layer
+    (parameters, buffers such as batch norm's running statistics) is cast.
+    """
+    if not hasattr(model, "params"):
+        raise TypeError(f"model: expected a minilplr Model or Sequential, got {type(model).__name__}")
+    memo = {}
+    if hasattr(model, "backend"):
+        memo[id(model.backend)] = model.backend  # modules do not deep-copy
+    twin = copy.deepcopy(model, memo)
+
+    def visit(layer):
+        for name, value in list(vars(layer).items()):
+            if name == "layers" or name == "backend":
+                continue
+            setattr(layer, name, _cast_floating(value, np.float64))
+        for sub in getattr(layer, "layers", {}).values():
+            visit(sub)
+
+    visit(twin)
+    if hasattr(twin, "dtype"):
+        twin.dtype = np.dtype(np.float64)
+    return twin

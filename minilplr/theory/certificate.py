@@ -23,7 +23,9 @@ What is here, each one equation:
 * :func:`a_priori_radius` — ``R = 2√(2β(L₀ − L*))/μ``, how far GD can go
   if the PL inequality holds with ``μ`` all along;
 * :func:`path_length` — ``Σ_t η_t ‖∇L_t‖``, the bound on the drift that the
-  radius argument starts from.
+  radius argument starts from;
+* :func:`run_certificate` — all of them from one GD run's record (its NTK
+  checkpoints, drifts, losses and ``β_0``), as the experiments report them.
 
 What a measured certificate means
 ---------------------------------
@@ -54,7 +56,8 @@ import numpy as np
 
 from ..validate import check_int, check_positive, check_real
 
-__all__ = ["ntk_lipschitz_estimate", "Certificate", "pl_certificate", "a_priori_radius", "path_length"]
+__all__ = ["ntk_lipschitz_estimate", "Certificate", "pl_certificate", "a_priori_radius", "path_length",
+           "run_certificate"]
 
 
 def _host_vector(name: str, x) -> np.ndarray:
@@ -271,3 +274,101 @@ def path_length(eta, grad_norm_sq) -> float:
             raise ValueError(f"eta: expected one step size per step, shape {g2.shape} like grad_norm_sq, "
                              f"got {steps.shape}")
     return float((steps * np.sqrt(g2)).sum())
+
+
+# --------------------------------------------------------------------------- along one run
+
+
+def _checkpoint_drift(res: dict, steps: np.ndarray) -> np.ndarray:
+    """``‖θ_t − θ_0‖`` at each NTK checkpoint ``t``, from the per-step history.
+
+    The loop calls the diagnostics at step ``t`` *before* the update, at the
+    same ``θ_t`` as ``history["param_drift"][t]``; the last checkpoint
+    (``t = T``, after the last update) is ``final_param_drift``.  A diverged
+    run's last checkpoint has no drift recorded: ``nan``.
+    """
+    drift = np.asarray(res["history"]["param_drift"], float)
+    final = float(res.get("final_param_drift", float("nan")))
+    t = steps.astype(int)
+    out = np.full(t.shape, np.nan)
+    inside = t < drift.size
+    out[inside] = drift[t[inside]]  # diagnostics(θ_t) and param_drift[t] see the same θ_t
+    out[t == drift.size] = final  # the checkpoint after the last update
+    return out
+
+
+def run_certificate(res: dict) -> dict:
+    """The v3 PL certificate and the a-priori radius, from one GD run's measurements (this module's equations).
+
+    ``res`` is the run's record, host data, as :func:`minilplr.experiments.mnist_gd.gd_run` and the LPLR
+    map's cells keep it: ``n`` (samples ``N``); ``history`` with ``loss``, ``grad_norm_sq``, ``lr`` and
+    ``param_drift`` per step, arrays ``(T,)`` (:func:`minilplr.train.loops.train_gd`'s records);
+    ``final_param_drift`` (``‖θ_T − θ_0‖`` after the last step, optional); ``diag`` per NTK checkpoint,
+    arrays ``(C,)``: ``step``, ``lam_min`` (NaN where unresolved), ``lam_max``, ``ntk_diff_spec``
+    (``‖Θ_t − Θ_0‖₂``; or only ``ntk_drift_spec`` for runs saved before it was recorded); ``hessian`` with
+    ``beta0`` (optional: β at ``θ_0``).  What comes back:
+
+    * ``L_theta``: :func:`~minilplr.theory.certificate.ntk_lipschitz_estimate` over the NTK
+      checkpoints, a *lower* estimate of the NTK's Lipschitz constant (pairs
+      off the path, or between checkpoints, are not measured);
+    * ``r``: the largest drift ``‖θ_t − θ_0‖`` reached at any step;
+    * ``mu_cert = (λ₀ − L_Θ r)/n`` and ``certified`` (:func:`~minilplr.theory.certificate.pl_certificate`);
+      with ``L_Θ`` underestimated, ``μ_cert ≤ 0`` refutes the certificate for
+      sure and ``μ_cert > 0`` is only consistent with a PL region;
+    * ``R = 2√(2β(L₀ − L*))/μ`` (:func:`~minilplr.theory.certificate.a_priori_radius`)
+      with ``β = beta0`` (the Hessian's top eigenvalue at ``θ_0``), ``L* = 0``
+      and ``μ = λ₀/n``: the radius the proof would give if the PL inequality
+      held with the kernel's own constant at initialisation, the value the
+      run starts with and the most optimistic one (NaN, and ``beta_source``
+      says "not measured", for a run made without β, ``hessian_iters = 0``); ``R_cert`` the same with
+      ``μ_cert`` when positive (the radius the certificate itself implies;
+      ``closes`` says whether ``R_cert ≤ r``, i.e. the argument closes on
+      the measured region); ``radius_max = λ₀/L_Θ``, the largest radius the
+      measurements could certify (an upper estimate);
+    * ``path_length = Σ_t η_t‖∇L_t‖`` (:func:`~minilplr.theory.certificate.path_length`),
+      an upper bound of every drift.
+
+    Runs saved before ``‖Θ_t − Θ_0‖₂`` was recorded get it as the relative
+    spectral drift times ``‖Θ_0‖₂ = λ_max(Θ_0)`` (Θ_0 is PSD), which is what
+    the relative drift was divided by; ``diff_source`` says which.
+    """
+    d, h, n = res["diag"], res["history"], int(res["n"])
+    steps = np.asarray(d.get("step", []), float)
+    drift_t = _checkpoint_drift(res, steps)
+    diff = np.asarray(d.get("ntk_diff_spec", np.full(steps.shape, np.nan)), float)
+    missing = ~np.isfinite(diff)
+    diff_source = "measured ‖Θ_t − Θ_0‖₂ (float64)"
+    if missing.any():
+        spec0 = float(d["lam_max"][0]) if steps.size and steps[0] == 0 else float("nan")  # ‖Θ_0‖₂ = λ_max(Θ_0)
+        diff = np.where(missing, np.asarray(d.get("ntk_drift_spec", np.full(steps.shape, np.nan)), float) * spec0,
+                        diff)
+        diff_source = ("derived: ‖Θ_t − Θ_0‖₂/‖Θ_0‖₂ × λ_max(Θ_0) at {} of {} checkpoints (saved before the "
+                       "absolute value was recorded)".format(int(missing.sum()), steps.size))
+    use = np.isfinite(diff) & np.isfinite(drift_t)
+    L_theta = ntk_lipschitz_estimate(diff[use], drift_t[use])
+    ratio = np.where(use & (drift_t > 0), diff / np.where(drift_t > 0, drift_t, 1.0), np.nan)
+    all_drift = np.concatenate([np.asarray(h["param_drift"], float), [float(res.get("final_param_drift", np.nan))]])
+    r = float(np.nanmax(all_drift)) if np.isfinite(all_drift).any() else 0.0
+    lam = np.asarray(d.get("lam_min", []), float)
+    lam0 = float(lam[0]) if lam.size and steps[0] == 0 else float("nan")
+    cert = pl_certificate(lam0, L_theta, r, n)
+    loss = np.asarray(h["loss"], float)
+    beta = float(res.get("hessian", {}).get("beta0", float("nan")))
+    gap0 = float(loss[0]) if loss.size else float("nan")  # L* = 0: an upper estimate of L₀ − L*, so of R
+    ok = math.isfinite(beta) and beta > 0 and math.isfinite(gap0)
+    R = a_priori_radius(beta, gap0, lam0 / n) if ok and math.isfinite(lam0) and lam0 > 0 else float("nan")
+    R_cert = a_priori_radius(beta, gap0, cert.mu_cert) if ok and cert.certified else float("nan")
+    path = path_length(np.asarray(h["lr"], float), np.asarray(h["grad_norm_sq"], float)) if loss.size else 0.0
+    return dict(
+        lam0=lam0, L_theta=L_theta, r=r, n=n, mu_cert=cert.mu_cert, certified=cert.certified, rests_on=cert.rests_on,
+        lam0_over_n=lam0 / n, L_theta_r_over_n=L_theta * r / n, radius_max=cert.radius_max,
+        checkpoint_step=steps.astype(np.int64), checkpoint_drift=drift_t, ntk_diff_spec=diff, lipschitz_ratio=ratio,
+        checkpoints_used=int((use & (drift_t > 0)).sum()), diff_source=diff_source,
+        L_theta_step=int(steps[np.nanargmax(ratio)]) if np.isfinite(ratio).any() else -1,
+        beta=beta, loss_gap0=gap0,
+        beta_source=("beta0: the Hessian's top eigenvalue at θ_0 (Lanczos)" if "beta0" in res.get("hessian", {}) else
+                     "not measured: the run was made without β (hessian_iters = 0), so R and R_cert are not measured"),
+        L_star=0.0, mu_for_R=lam0 / n, R=R, R_cert=R_cert, path_length=path,
+        drift_within_R=bool(r <= R) if math.isfinite(R) else None,
+        closes=bool(R_cert <= r) if math.isfinite(R_cert) else None,
+    )

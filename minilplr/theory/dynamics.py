@@ -8,7 +8,8 @@ r"""What gradient descent's trajectory should look like, and how far it strays (
 * The loss curve GD would follow if the NTK stayed at ``Θ_0``, one geometric
   sequence per eigen-direction (:func:`kernel_regime_loss`; derived, not in
   the paper).
-* NTK drift ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (:func:`ntk_drift`; Assumption 5.2).  The
+* NTK drift ``‖Θ_t − Θ_0‖/‖Θ_0‖`` (:func:`ntk_drift`; Assumption 5.2), and
+  the same with ``Θ_0``'s norms computed once per run (:class:`KernelMove`).  The
   parameter drift ``‖θ_t − θ_0‖`` is :func:`minilplr.nn.params.param_drift`,
   which the training loops record every step.
 
@@ -24,7 +25,7 @@ import numpy as np
 from ..backend import get_array_module, to_host, to_scalar
 from .spectrum import symmetric_norm
 
-__all__ = ["pl_envelope", "kernel_regime_loss", "NTKDrift", "ntk_drift"]
+__all__ = ["pl_envelope", "kernel_regime_loss", "NTKDrift", "ntk_drift", "KernelMove"]
 
 
 # --------------------------------------------------------------------------- Theorem 5.4's envelope, the kernel regime
@@ -135,3 +136,41 @@ def ntk_drift(theta_t, theta_0) -> NTKDrift:
     if fro0 == 0 or spec0 == 0:
         raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
     return NTKDrift(to_scalar(xp.linalg.norm(d.reshape(-1))) / fro0, symmetric_norm(d) / spec0)
+
+
+class KernelMove:
+    r"""How far ``Θ_t`` is from ``Θ_0``, with ``Θ_0``'s norms computed once per run (a speed helper).
+
+    ``KernelMove(Θ_0)(Θ_t)`` returns ``(fro, spec, diff)`` equal, bit for bit, to the plain expressions
+
+    .. math:: (\text{fro}, \text{spec}) = \left(\frac{\lVert\Theta_t - \Theta_0\rVert_F}{\lVert\Theta_0\rVert_F},\;
+              \frac{\lVert\Theta_t - \Theta_0\rVert_2}{\lVert\Theta_0\rVert_2}\right),\qquad
+              \text{diff} = \lVert\Theta_t - \Theta_0\rVert_2
+
+    i.e. ``ntk_drift(Θ_t, Θ_0)`` and ``symmetric_norm(Θ_t − Θ_0)``
+    (:func:`ntk_drift`, :func:`minilplr.theory.spectrum.symmetric_norm`), with one
+    symmetric eigensolve per checkpoint instead of three: the plain expressions
+    solve for ``‖Θ_0‖₂`` at every checkpoint and for ``‖Θ_t − Θ_0‖₂`` twice
+    (once inside the spectral drift, once for ``diff``), each a dense
+    ``(N, N)`` ``eigvalsh``.  ``Θ_t``, ``Θ_0``: ``(N, N)`` on one backend, any
+    float dtype (cast to float64, as ``ntk_drift`` does).  The training runs
+    call it at every NTK checkpoint (``tests/theory/test_dynamics.py`` checks
+    the bits against the plain expressions).
+    """
+
+    def __init__(self, theta_0):
+        self.theta_0 = theta_0
+        t0 = theta_0.astype(np.float64)
+        self._xp = get_array_module(t0)
+        self.fro0 = to_scalar(self._xp.linalg.norm(t0.reshape(-1)))
+        self.spec0 = symmetric_norm(t0)
+        if self.fro0 == 0 or self.spec0 == 0:
+            raise ValueError("theta_0: the initial kernel is zero; the relative drift is undefined")
+
+    def __call__(self, theta_t) -> tuple[float, float, float]:
+        if tuple(theta_t.shape) != tuple(self.theta_0.shape):
+            raise ValueError(f"theta_t: expected shape {tuple(self.theta_0.shape)} to match theta_0, "
+                             f"got {tuple(theta_t.shape)}")
+        d = theta_t.astype(np.float64) - self.theta_0.astype(np.float64)  # the same d as ntk_drift's
+        diff = symmetric_norm(d)
+        return to_scalar(self._xp.linalg.norm(d.reshape(-1))) / self.fro0, diff / self.spec0, diff

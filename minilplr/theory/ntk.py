@@ -34,23 +34,10 @@ Two ways to Θ, one function (:func:`empirical_ntk`)
 
 Θ in tiles: the paper's real ``n``
 -----------------------------------
-The structured rule as written holds two ``(N·K)²`` temporaries per layer
-(``A Aᵀ + 1`` and ``G Gᵀ``) beside Θ: at the binary MNIST task's
-``N = 12,665`` that is 3 × 1.28 GB in float64.  :func:`empirical_ntk`
-therefore builds a large Θ in square tiles of ``block_rows`` samples
-(:func:`add_dense_share_tiled`): tile ``(I, J)`` of a dense layer's share is
-``(A_I A_Jᵀ + 1) ⊙ (G_I G_Jᵀ)``, only tiles with ``I ≤ J`` are computed (Θ
-is symmetric: half the flops) and the lower tiles are copied from the upper
-ones once, after the last layer (:func:`_mirror_upper`).  Memory: Θ, the
-forward pass's own caches in the model's dtype (every dense layer keeps its
-input ``A``: ``N·(D + 4H)`` floats for the paper's MLP, 0.46 GB in float32),
-one layer's ``A`` and ``G`` cast to Θ's dtype at a time (``N·(D + K·H)``),
-and three tiles.  Tiles are chosen so that the tile temporaries stay under
-``max_bytes``; a Θ whose untiled temporaries already fit takes the untiled
-path (one tile), unchanged.  Tiling changes the order of nothing inside a
-dot product: each entry is the same ``D``-term sum, so the tiled Θ equals
-the untiled one to the rounding of that sum (bitwise on data whose sums are
-exact; ``tests/theory/test_ntk.py``).
+A large Θ (the binary MNIST task's ``N = 12,665``) is built in square tiles
+of samples, upper tiles only, so that its temporaries stay under
+``max_bytes``: :mod:`minilplr.theory.ntk_tiles` (the tiled sweep and why it
+equals the untiled one); :func:`empirical_ntk` chooses it.
 
 The layer protocol
 ------------------
@@ -67,7 +54,7 @@ Precision
 else :func:`minilplr.backend.resolve_dtype`).  ``dtype="float64"`` on a
 float32 model gives the exact (to float64) kernel of the float32-rounded
 factors; why that matters for ``λ_min`` is in :mod:`minilplr.theory.spectrum`
-("an honest ``λ_min``").  :func:`float64_copy` makes a float64 twin of a
+("an honest ``λ_min``").  :func:`minilplr.nn.state.float64_copy` makes a float64 twin of a
 model, for checks that need float64 factors too.
 
 Imports the engine (:mod:`minilplr.nn`) and the backend; never the training
@@ -75,22 +62,20 @@ loops or the experiments.
 """
 from __future__ import annotations
 
-import copy
-import math
-
 import numpy as np
 
 from ..backend import get_array_module, resolve_dtype
 from ..nn.state import leaves_untouched
-from ..nn.layers import Dense, Sequential, add_symmetric_blocks
 from ..nn.params import num_params, param_slices, params_dtype
+from .ntk_tiles import is_chain, ntk_backward_tiled, tile_rows
 
 __all__ = [
     "jacobian",
     "empirical_ntk",
     "traced_ntk",
-    "add_dense_share_tiled",
-    "float64_copy",
+    "prepare_input",
+    "forward_outputs",
+    "output_seed",
     "METHODS",
 ]
 
@@ -107,8 +92,13 @@ def _check_model(model):
         raise TypeError(f"model: expected a minilplr Model or Sequential, got {type(model).__name__}")
 
 
-def _prepare(model, X):
-    """``X`` checked (and cast) by the model when it can, else checked for a shape."""
+def prepare_input(model, X):
+    """``X (N, ...)`` checked (and cast) by the model when it can, else checked for a shape.
+
+    The first step of every sweep of the layer protocol (here and in
+    :mod:`minilplr.theory.ntk_shares`); ``model`` must offer the protocol
+    (``TypeError`` otherwise).
+    """
     _check_model(model)
     if hasattr(model, "check_input"):
         return model.check_input(X)
@@ -117,16 +107,16 @@ def _prepare(model, X):
     return X
 
 
-def _outputs(model, X):
-    """Forward ``X`` and check the output is ``(N, K)``."""
+def forward_outputs(model, X):
+    """Forward ``X`` (every layer keeps what its backward needs) and check the output is ``(N, K)``."""
     out = model.forward(X)
     if out.ndim != 2:
         raise ValueError(f"model: expected outputs of shape (N, K), got {tuple(out.shape)}")
     return out
 
 
-def _seed(out, k: int):
-    """The seed of output ``k``: ``(N, K)``, ones in column ``k``, zeros elsewhere."""
+def output_seed(out, k: int):
+    """The seed of output ``k`` (module docstring): ``(N, K)``, ones in column ``k``, zeros elsewhere."""
     xp = get_array_module(out)
     s = xp.zeros(out.shape, dtype=out.dtype)
     s[:, k] = 1
@@ -161,7 +151,7 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
     J : array (N·K, P), the model's dtype and backend; columns in
         ``model.params`` (flat) order.
     """
-    X = _prepare(model, X)
+    X = prepare_input(model, X)
     if not (isinstance(max_bytes, (int, np.integer)) and max_bytes > 0):
         raise ValueError(f"max_bytes: expected a positive integer, got {max_bytes!r}")
     xp = get_array_module(X)
@@ -173,12 +163,12 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
     J = None
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        out = _outputs(model, X[s:e])  # (c, K); caches for the backward sweeps
+        out = forward_outputs(model, X[s:e])  # (c, K); caches for the backward sweeps
         K = out.shape[1]
         if J is None:
             J = xp.empty((n * K, P), dtype=out.dtype)
         for k in range(K):
-            _, psg = model.per_sample_backward(_seed(out, k), need_dx=False)
+            _, psg = model.per_sample_backward(output_seed(out, k), need_dx=False)
             if list(psg) != list(slices):
                 raise RuntimeError(
                     f"model: per_sample_backward returned keys {list(psg)}, expected {list(slices)}"
@@ -243,114 +233,18 @@ def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: i
     if method == "jacobian":
         J = jacobian(model, X, max_bytes=max_bytes).astype(dt, copy=False)
         return J @ J.T  # Θ = J Jᵀ
-    X = _prepare(model, X)
+    X = prepare_input(model, X)
     xp = get_array_module(X)
-    out = _outputs(model, X)  # (N, K); every layer keeps its A
+    out = forward_outputs(model, X)  # (N, K); every layer keeps its A
     n, K = out.shape
-    rows = _tile_rows(n, K, dt.itemsize, max_bytes, block_rows)
+    rows = tile_rows(n, K, dt.itemsize, max_bytes, block_rows)
     theta = xp.zeros((n, K, n, K), dtype=dt)
-    seeds = [_seed(out, k) for k in range(K)]
-    if rows >= n or not _is_chain(model):
+    seeds = [output_seed(out, k) for k in range(K)]
+    if rows >= n or not is_chain(model):
         model.ntk_backward(seeds, theta, need_dx=False)  # the layer protocol, untiled
     else:
-        _structured_tiled(model, seeds, theta, rows)
+        ntk_backward_tiled(model, seeds, theta, rows)  # the same sweep, dense shares in tiles
     return theta.reshape(n * K, n * K)
-
-
-def _tile_rows(n: int, K: int, itemsize: int, max_bytes: int, block_rows) -> int:
-    """Tile side in samples: ``block_rows``, else ``N`` if the untiled temporaries fit, else three tiles in ``max_bytes``."""
-    if block_rows is not None:
-        return min(int(block_rows), n)
-    if 2 * (n * K) ** 2 * itemsize <= max_bytes:  # A Aᵀ + 1 and G Gᵀ, (N·K)² each
-        return n
-    return max(1, int(math.isqrt(int(max_bytes) // (3 * K * K * itemsize))))
-
-
-def _is_chain(model) -> bool:
-    """A plain chain (:class:`Sequential` whose ``ntk_backward`` is the chain rule): the tiled sweep can walk it."""
-    return isinstance(model, Sequential) and type(model).ntk_backward is Sequential.ntk_backward \
-        and type(model).backward is Sequential.backward
-
-
-def _structured_tiled(model, douts, theta, rows: int) -> None:
-    """:meth:`Sequential.ntk_backward`'s sweep, each dense layer's share added in tiles.
-
-    Last layer to first, as the chain rule: a :class:`Dense` layer adds its
-    share with :func:`add_dense_share_tiled` (upper tiles only) and hands on
-    its seeds ``G_k Wᵀ`` (``ntk_backward(douts, None)``); any other layer
-    adds its block through the protocol (whole, both triangles).  Then
-    :func:`_mirror_upper` makes Θ symmetric: every share is, so its upper
-    tiles determine it.
-    """
-    layers = list(model.layers.values())
-    for i in range(len(layers) - 1, -1, -1):
-        layer = layers[i]
-        if isinstance(layer, Dense) and type(layer).ntk_backward is Dense.ntk_backward:
-            add_dense_share_tiled(theta, layer.x, douts, rows)
-            douts = layer.ntk_backward(douts, None, need_dx=i > 0)  # ∂f_k/∂x = G_k Wᵀ
-        else:
-            douts = layer.ntk_backward(douts, theta, need_dx=i > 0)
-    _mirror_upper(theta, rows)
-
-
-def add_dense_share_tiled(theta, A, douts, rows: int) -> None:
-    r"""Add a dense layer's share of Θ, upper tiles only: the speed trick for a large ``N``.
-
-    The plain expression (:meth:`minilplr.nn.layers.Dense.ntk_backward`):
-
-    .. math:: \Theta \mathrel{+}= (A A^\top + 1) \odot (G_k G_{k'}^\top)
-
-    here tile by tile, for sample blocks ``I ≤ J`` of ``rows`` samples (the
-    last one ragged):
-    ``Θ[I, k, J, k'] += (A_I A_Jᵀ + 1) ⊙ (G_{k,I} G_{k',J}ᵀ)``.  Diagonal
-    tiles are whole (``A_I A_Iᵀ`` is one symmetric product, BLAS ``syrk``);
-    the tiles below them are left for :func:`_mirror_upper`.
-
-    Parameters
-    ----------
-    theta : array (N, K, N, K), the accumulator; arithmetic in its dtype
-    A : array (N, D), the layer's input (cast to ``theta.dtype`` here, once)
-    douts : list of K arrays (N, H), the seeds ``G_k`` at the layer's output
-    rows : int, the tile side in samples
-    """
-    n = theta.shape[0]
-    A = A.astype(theta.dtype, copy=False)
-    Gs = [d.astype(theta.dtype, copy=False) for d in douts]
-    for i0 in range(0, n, rows):
-        I = slice(i0, min(n, i0 + rows))
-        for j0 in range(i0, n, rows):
-            J = slice(j0, min(n, j0 + rows))
-            diag = j0 == i0
-            AA1 = A[I] @ A[I].T if diag else A[I] @ A[J].T  # a_i · a_j  (|I|, |J|)
-            AA1 += 1  # + 1: the bias's share
-
-            def block(k, k2, I=I, J=J, AA1=AA1):
-                GG = Gs[k][I] @ Gs[k2][J].T  # g_ik · g_jk'  (|I|, |J|)
-                GG *= AA1  # (A_I A_Jᵀ + 1) ⊙ (G_k,I G_k',Jᵀ)
-                return GG
-
-            add_symmetric_blocks(theta, block, I, None if diag else J)  # a diagonal tile: k ≤ k' only
-
-
-MIRROR_TILE = 256
-"""Side of the square pieces :func:`_mirror_upper` copies (transposed copies stay in cache)."""
-
-
-def _mirror_upper(theta, rows: int) -> None:
-    """``Θ[J, :, I, :] = Θ[I, :, J, :]ᵀ`` for sample blocks ``I < J``: the lower tiles from the upper ones.
-
-    ``theta (N, K, N, K)``, in place.  Copied in ``MIRROR_TILE``-sided
-    pieces of the flat ``(N·K, N·K)`` view: a transposed copy of a whole
-    tile runs through memory by columns and is several times slower.
-    """
-    n, K = theta.shape[0], theta.shape[1]
-    flat = theta.reshape(n * K, n * K)  # a view
-    nk, s = n * K, MIRROR_TILE
-    for i0 in range(0, n, rows):
-        r0, r1 = i0 * K, min(n, i0 + rows) * K  # flat rows of block I; columns ≥ r1 belong to blocks J > I
-        for a in range(r0, r1, s):
-            for b in range(r1, nk, s):
-                flat[b:b + s, a:min(r1, a + s)] = flat[a:min(r1, a + s), b:b + s].T
 
 
 def traced_ntk(theta, K: int):
@@ -366,44 +260,3 @@ def traced_ntk(theta, K: int):
         raise ValueError(f"theta: expected a square (N·K, N·K) array with K = {K}, got {tuple(theta.shape)}")
     n = theta.shape[0] // K
     return theta.reshape(n, K, n, K).trace(axis1=1, axis2=3)
-
-# --------------------------------------------------------------------------- a float64 twin
-
-
-def _cast_floating(obj, dtype):
-    """Arrays of a floating dtype (also inside dicts) cast to ``dtype``; others unchanged."""
-    if hasattr(obj, "dtype") and hasattr(obj, "astype") and getattr(obj.dtype, "kind", "") == "f":
-        return obj.astype(dtype)
-    if isinstance(obj, dict):
-        for k in list(obj):
-            obj[k] = _cast_floating(obj[k], dtype)
-    return obj
-
-
-def float64_copy(model):
-    """A float64 copy of ``model`` (same backend, same weights up to the cast).
-
-    For checks that need float64 arithmetic on a model trained in float32:
-    finite-difference Hessian-vector products (:mod:`minilplr.theory.smoothness`), or an NTK
-    whose factors are float64 too.  Every floating array held by a layer
-    (parameters, buffers such as batch norm's running statistics) is cast.
-    """
-    if not hasattr(model, "params"):
-        raise TypeError(f"model: expected a minilplr Model or Sequential, got {type(model).__name__}")
-    memo = {}
-    if hasattr(model, "backend"):
-        memo[id(model.backend)] = model.backend  # modules do not deep-copy
-    twin = copy.deepcopy(model, memo)
-
-    def visit(layer):
-        for name, value in list(vars(layer).items()):
-            if name == "layers" or name == "backend":
-                continue
-            setattr(layer, name, _cast_floating(value, np.float64))
-        for sub in getattr(layer, "layers", {}).values():
-            visit(sub)
-
-    visit(twin)
-    if hasattr(twin, "dtype"):
-        twin.dtype = np.dtype(np.float64)
-    return twin

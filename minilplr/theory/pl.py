@@ -59,6 +59,8 @@ __all__ = [
     "Check",
     "LossGrad",
     "loss_and_gradient",
+    "forward_backward",
+    "rounding_rtol",
     "gradient_from_jacobian",
     "gradient_norm_identity",
     "pl_step6_rayleigh",
@@ -91,22 +93,28 @@ class Check(NamedTuple):
         verdict = "not certified" if self.holds is None else "holds" if self.holds else "FAILS"
         return f"{self.lhs:.6g} vs {self.rhs:.6g}: {verdict}"
 
+    @classmethod
+    def geq(cls, lhs: float, rhs: float, rtol: float, scale: float | None = None) -> "Check":
+        """``lhs ≥ rhs`` up to the slack ``rtol · scale`` (``scale`` default ``max(|lhs|, |rhs|)``)."""
+        scale = max(abs(lhs), abs(rhs)) if scale is None else scale
+        return cls(lhs, rhs, bool(lhs >= rhs - rtol * scale))
 
-def _rtol(*arrays, rtol=None) -> float:
+    @classmethod
+    def leq(cls, lhs: float, rhs: float, rtol: float, scale: float | None = None) -> "Check":
+        """``lhs ≤ rhs`` up to the slack ``rtol · scale`` (``scale`` default ``max(|lhs|, |rhs|)``)."""
+        scale = max(abs(lhs), abs(rhs)) if scale is None else scale
+        return cls(lhs, rhs, bool(lhs <= rhs + rtol * scale))
+
+
+def rounding_rtol(*arrays, rtol=None) -> float:
+    """The relative slack of a :class:`Check`: ``rtol`` if given, else from the arrays' dtype.
+
+    ``1e-5`` if any array is float32 (the terms were rounded to 7 digits), else ``1e-12``.
+    """
     if rtol is not None:
         return float(rtol)
     low = any(getattr(a, "dtype", None) is not None and a.dtype == np.float32 for a in arrays)
     return 1e-5 if low else 1e-12
-
-
-def _geq(lhs: float, rhs: float, rtol: float, scale: float | None = None) -> Check:
-    scale = max(abs(lhs), abs(rhs)) if scale is None else scale
-    return Check(lhs, rhs, bool(lhs >= rhs - rtol * scale))
-
-
-def _leq(lhs: float, rhs: float, rtol: float, scale: float | None = None) -> Check:
-    scale = max(abs(lhs), abs(rhs)) if scale is None else scale
-    return Check(lhs, rhs, bool(lhs <= rhs + rtol * scale))
 
 
 def _lam(name, lam):
@@ -152,11 +160,16 @@ def loss_and_gradient(model, X, y) -> LossGrad:
     norm's running statistics have not moved.
     """
     with untouched(model):
-        return _loss_and_gradient(model, X, y)
+        return forward_backward(model, X, y)
 
 
-def _loss_and_gradient(model, X, y) -> LossGrad:
-    """:func:`loss_and_gradient` on the model itself: it keeps the pass's grads and caches."""
+def forward_backward(model, X, y) -> LossGrad:
+    """:func:`loss_and_gradient` on the model itself: ``model.grads`` and the caches are this pass's afterwards.
+
+    For a caller that wants the pass's state (:mod:`.smoothness` freezes the ReLU masks this forward pass
+    set, or differentiates ``∇L`` at ``θ ± hv`` inside its own :func:`~minilplr.nn.state.untouched`).
+    ``X (N, D)``, ``y (N, K)`` or ``(N,)`` on the model's backend.
+    """
     if not hasattr(y, "shape"):
         raise TypeError(f"y: expected an array of targets (N, K) or (N,), got {type(y).__name__}")
     pred = model.forward(X)
@@ -228,7 +241,7 @@ def pl_step6_rayleigh(theta, r, lam_min, rtol=None) -> Check:
     if theta.ndim != 2 or theta.shape[0] != r64.shape[0]:
         raise ValueError(f"r: expected {theta.shape[0]} entries to match theta {tuple(theta.shape)}, got {tuple(r.shape)}")
     lhs = to_scalar(r64 @ (theta.astype(np.float64) @ r64))  # rᵀ Θ r
-    return _geq(lhs, lam * to_scalar(r64 @ r64), _rtol(theta, r, rtol=rtol))
+    return Check.geq(lhs, lam * to_scalar(r64 @ r64), rounding_rtol(theta, r, rtol=rtol))
 
 
 def pl_step7_gradient_bound(grad, r, lam_min, n: int, rtol=None) -> Check:
@@ -246,7 +259,7 @@ def pl_step7_gradient_bound(grad, r, lam_min, n: int, rtol=None) -> Check:
     Check(lhs = ‖∇L‖², rhs = λ_min‖r‖²/n², holds)
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
-    return _geq(sq_norm(g), lam / n**2 * sq_norm(r), _rtol(g, r, rtol=rtol))
+    return Check.geq(sq_norm(g), lam / n**2 * sq_norm(r), rounding_rtol(g, r, rtol=rtol))
 
 
 def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
@@ -262,7 +275,7 @@ def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     L = float(loss)
-    return _geq(sq_norm(g), 2.0 * lam / n * L, _rtol(g, rtol=rtol))
+    return Check.geq(sq_norm(g), 2.0 * lam / n * L, rounding_rtol(g, rtol=rtol))
 
 
 def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, rtol=None) -> Check:
@@ -280,7 +293,7 @@ def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, 
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     mu = lam / n
-    return _geq(0.5 * sq_norm(g), mu * (float(loss) - float(loss_star)), _rtol(g, rtol=rtol))
+    return Check.geq(0.5 * sq_norm(g), mu * (float(loss) - float(loss_star)), rounding_rtol(g, rtol=rtol))
 
 
 def pl_constant(lam_min, n: int) -> float:
@@ -382,7 +395,7 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     PLReport with ``steps = {6: Check, 7: Check, 8: Check, 9: Check}``.
     """
     with untouched(model):
-        lg = _loss_and_gradient(model, X, y)
+        lg = forward_backward(model, X, y)
         theta = empirical_ntk(model, X, method=method, dtype=dtype)
     spec = ntk_spectrum(theta, solver=solver)
     n = lg.n

@@ -18,8 +18,9 @@ and the verdict on ``η ≤ 1/β`` (:func:`step_size_condition`).  The
 Gauss–Newton estimate ``λ_max(Θ)/n`` is
 :func:`minilplr.theory.pl.gauss_newton_smoothness`, beside ``μ``.
 
-Imports the engine (:mod:`minilplr.nn`) and :mod:`.pl` (:class:`~.pl.Check`,
-the loss and gradient at a point); never the training loops or the
+Imports the engine (:mod:`minilplr.nn`) and :mod:`.pl` (:class:`~.pl.Check`
+and its :func:`~.pl.rounding_rtol`, the loss and gradient at a point by
+:func:`~.pl.forward_backward`); never the training loops or the
 experiments.  Functions that take a model leave it exactly as they found it
 (:func:`minilplr.nn.state.untouched`).
 """
@@ -34,7 +35,7 @@ from ..backend import backend_of, sparse_linalg, to_device, to_host, to_scalar
 from ..nn.state import frozen_activations, untouched
 from ..nn.losses import mse
 from ..nn.params import as_flat, flatten, load_flat, params_dtype, sq_norm
-from .pl import Check, _leq, _loss_and_gradient, _rtol
+from .pl import Check, forward_backward, rounding_rtol
 
 __all__ = [
     "descent_lemma",
@@ -69,13 +70,13 @@ def descent_lemma(loss_next, loss, grad, eta: float, beta: float, rtol=None, ato
     eta, beta, g2 = float(eta), float(beta), sq_norm(g)
     rhs = float(loss) - eta * (1.0 - beta * eta / 2.0) * g2
     scale = abs(float(loss)) + abs(float(loss_next)) + eta * g2 * (1.0 + abs(beta) * eta / 2.0)
-    return _leq(float(loss_next), rhs + float(atol), _rtol(g, rtol=rtol), scale)
+    return Check.leq(float(loss_next), rhs + float(atol), rounding_rtol(g, rtol=rtol), scale)
 
 
 def descent_lemma_step(model, X, y, eta: float, beta: float, rtol=None, atol: float = 0.0) -> Check:
     """(11) at the model's current ``θ``: takes the step ``θ − η∇L``, measures, leaves the model untouched."""
     with untouched(model):
-        lg = _loss_and_gradient(model, X, y)
+        lg = forward_backward(model, X, y)
         theta0 = flatten(model.params)
         load_flat(model, theta0 - float(eta) * lg.grad.astype(theta0.dtype))
         loss_next = to_scalar(mse(model.forward(X), y)[0])
@@ -97,7 +98,7 @@ def contraction_step14(loss_next, loss, eta: float, mu: float, loss_star: float 
     lhs = float(loss_next) - float(loss_star)
     rhs = (1.0 - float(eta) * float(mu)) * gap
     scale = max(abs(gap), abs(lhs)) * max(1.0, float(eta) * float(mu))
-    return _leq(lhs, rhs + float(atol), 1e-12 if rtol is None else float(rtol), scale)
+    return Check.leq(lhs, rhs + float(atol), 1e-12 if rtol is None else float(rtol), scale)
 
 
 # --------------------------------------------------------------------------- the Hessian's top eigenvalue
@@ -108,7 +109,7 @@ def _require_float64(model):
     if dt != np.float64:
         raise ValueError(
             f"model: expected a float64 model for finite-difference Hessian-vector products, got {dt} "
-            "(float32 differences lose ~3 digits of 7); use minilplr.theory.ntk.float64_copy(model)"
+            "(float32 differences lose ~3 digits of 7); use minilplr.nn.state.float64_copy(model)"
         )
 
 
@@ -146,7 +147,7 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
     if not (float(h) > 0):
         raise ValueError(f"h: expected a positive step, got {h!r}")
     with untouched(model):
-        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
+        forward_backward(model, X, y)  # a forward pass at θ sets the masks to freeze
         with frozen_activations(model):
             return _hvp_frozen(model, X, y, theta0, v, float(h))
 
@@ -154,9 +155,9 @@ def hessian_vector_product(model, X, y, v, h: float = 1e-5):
 def _hvp_frozen(model, X, y, theta0, v, h: float):
     """``(∇L(θ₀+hv) − ∇L(θ₀−hv)) / 2h``, masks already frozen: two gradient evaluations, θ₀ restored."""
     load_flat(model, theta0 + h * v)
-    g_plus = _loss_and_gradient(model, X, y).grad
+    g_plus = forward_backward(model, X, y).grad
     load_flat(model, theta0 - h * v)
-    g_minus = _loss_and_gradient(model, X, y).grad
+    g_minus = forward_backward(model, X, y).grad
     load_flat(model, theta0)
     return (g_plus - g_minus) / (2.0 * h)  # (∇L(θ+hv) − ∇L(θ−hv)) / 2h
 
@@ -270,7 +271,7 @@ def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxite
 
     Parameters
     ----------
-    model : float64 model (see :func:`minilplr.theory.ntk.float64_copy`)
+    model : float64 model (see :func:`minilplr.nn.state.float64_copy`)
     X, y : data on the model's backend
     tol : float
         Relative tolerance of the eigenvalue (the solver's, and the bound the
@@ -306,7 +307,7 @@ def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxite
         return _hvp_frozen(model, X, y, theta0, v, float(h))
 
     with untouched(model):
-        _loss_and_gradient(model, X, y)  # a forward pass at θ sets the masks to freeze
+        forward_backward(model, X, y)  # a forward pass at θ sets the masks to freeze
         with frozen_activations(model):
             v, solver_ok = _top_ritz_vector(matvec, P, be, float(tol), int(ncv), int(maxiter), int(seed))
             v = v / math.sqrt(sq_norm(v))

@@ -221,8 +221,8 @@ def local_only(monkeypatch, tmp_path):
         return real_get(url, *args, **kwargs)
 
     monkeypatch.setattr(requests, "get", guarded_get)
-    CA._verified.clear()
-    DS._unreachable.clear()
+    CA.forget_verified()
+    DS.forget_unreachable()
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_load_cifar10_real_format_and_cache(server, cache):
     np.testing.assert_array_equal(images, np.concatenate([batches[n][0] for n in C.CIFAR_MEMBERS["train"]]))
     np.testing.assert_array_equal(labels, np.concatenate([batches[n][1] for n in C.CIFAR_MEMBERS["train"]]))
     server.stop()
-    CA._verified.clear()
+    CA.forget_verified()
     test_images, _ = C.load_cifar10("test", root=cache, mirrors=[server.url("/kriz/")], archive=archive)
     np.testing.assert_array_equal(test_images, batches["test_batch.bin"][0])
     names = [f"cifar-10-batches-bin/{n}" for n in C.CIFAR_MEMBERS["train"] + C.CIFAR_MEMBERS["test"]]
@@ -187,7 +187,7 @@ def test_untrusted_extraction_is_reported_set_aside_and_redone(server, cache, tm
     else:
         server.stop()
         culprit = _damage(cifar_folder(cache), kind, rng)
-    CA._verified.clear()  # a new process
+    CA.forget_verified()  # a new process
     images, labels = C.load_cifar10(root=cache, **kw)
     np.testing.assert_array_equal(images, real_train(batches))
     [line] = data_lines(caplog)
@@ -199,7 +199,7 @@ def test_untrusted_extraction_is_reported_set_aside_and_redone(server, cache, tm
     else:  # damaged: kept for inspection, said where
         assert len(quarantined) == 1 and str(quarantined[0]) in line
     caplog.clear()
-    CA._verified.clear()  # the next run: no report, no traceback
+    CA.forget_verified()  # the next run: no report, no traceback
     np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
     assert data_lines(caplog) == []
     assert not list(cache.glob(".*.part")) and not list(cache.glob(".*.old-*"))
@@ -213,7 +213,7 @@ def test_damaged_archive_and_extraction_are_both_replaced(server, cache, caplog)
     C.load_cifar10(root=cache, **kw)
     _damage(cifar_folder(cache), "garbled-batch", None)
     (cache / archive.name).write_bytes(b"\x00" * archive.size)  # the archive is garbled too
-    CA._verified.clear()
+    CA.forget_verified()
     np.testing.assert_array_equal(C.load_cifar10(root=cache, **kw)[0], real_train(batches))
     lines = data_lines(caplog)
     assert len(lines) == 2 and "data_batch_2.bin" in lines[0] and archive.name in lines[1]

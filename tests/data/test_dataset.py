@@ -77,6 +77,24 @@ def test_fallback_is_sticky_within_a_process(caplog, monkeypatch, cache):
     assert "no network" in second.description
 
 
+def test_forgetting_the_unreachable_download_tries_the_network_again(caplog):
+    """forget_unreachable, as a new process would: the next 'auto' call tries the download again."""
+    caplog.set_level(logging.WARNING, logger="minilplr.data")
+    tried = []
+
+    def download():
+        tried.append(1)
+        raise DL.NetworkUnavailable("no mirror reachable")
+
+    def again():
+        return DS.with_fallback("auto", download, lambda: "offline data", "thing", "the offline thing", key="k")
+
+    assert again() == again() == ("offline data", "offline", "thing could not be downloaded: no network")
+    assert tried == [1] and len(caplog.records) == 1  # sticky: tried once, said once
+    DS.forget_unreachable()
+    assert again()[1] == "offline" and tried == [1, 1] and len(caplog.records) == 2
+
+
 def test_download_source_does_not_fall_back(cache):
     with pytest.raises(D.NetworkUnavailable):
         D.binary_mnist(source="download", root=cache, mirrors=[closed_port_url()])

@@ -90,7 +90,7 @@ def test_second_call_is_served_from_cache_without_network(server, cache):
     f = remote("a.bin", body)
     first = DL.fetch(f, [server.url("/")], root=cache)
     server.stop()  # any request now fails with "connection refused"
-    CA._verified.clear()  # as in a new process: the cached file is re-verified, not re-fetched
+    CA.forget_verified()  # as in a new process: the cached file is re-verified, not re-fetched
     assert DL.fetch(f, [server.url("/")], root=cache) == first
     assert server.requests == ["/a.bin"]
 

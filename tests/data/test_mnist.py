@@ -86,14 +86,14 @@ def test_damaged_cached_idx_file_is_quarantined_and_fetched_again(server, cache,
     raw = path.read_bytes()
     path.write_bytes({"truncated": raw[: len(raw) // 2], "garbled": raw[:100] + bytes(len(raw) - 100),
                       "empty": b""}[damage])
-    CA._verified.clear()  # a new process
+    CA.forget_verified()  # a new process
     got, _ = M.load_mnist("train", **kw)
     np.testing.assert_array_equal(got, images)
     [line] = data_lines(caplog)
     [moved] = (cache / CA.QUARANTINE).iterdir()
     assert str(path) in line and str(moved) in line
     caplog.clear()
-    CA._verified.clear()
+    CA.forget_verified()
     np.testing.assert_array_equal(M.load_mnist("train", **kw)[0], images)
     assert data_lines(caplog) == [] and server.requests.count("/mnist/train-images-idx3-ubyte.gz") == 2
 

@@ -1,6 +1,5 @@
 """The MNIST GD run's cost levers (minilplr.experiments.mnist_gd) change no number that is read.
 
-* :class:`KernelMove` equals ``ntk_drift`` and ``symmetric_norm(Θ_t − Θ_0)`` bit for bit;
 * a run made without β (``hessian_iters = 0``) trains bit-identically, has no β, and its certificate
   says R is not measured (and the NTK-stability row says so in words, not as a number);
 * a run with NTK diagnostics only at ``t = 0`` and ``t = T`` has, there, the full run's values bit for bit;
@@ -15,14 +14,11 @@ import math
 import numpy as np
 import pytest
 
-from minilplr.backend import to_device
 from minilplr.experiments import fig4_initialisation as fig4
 from minilplr.experiments import fig5_width_ablation as fig5
 from minilplr.experiments import mnist_gd, ntk_stability
 from minilplr.experiments.io import config_hash, load_results
-from minilplr.experiments.mnist_gd import (KernelMove, checkpoint_interval, gd_run, lean_config, run_certificate,
-                                           run_config)
-from minilplr.theory import dynamics, spectrum
+from minilplr.experiments.mnist_gd import checkpoint_interval, gd_run, lean_config, run_config
 from minilplr.train import resumable
 
 from ..helpers import TINY_MNIST_GD as TINY
@@ -31,23 +27,6 @@ from ..helpers import Killed, assert_same_tree
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     return gd_run(TINY, tmp_path_factory.mktemp("full"), progress=False)
-
-
-def test_kernel_move_is_ntk_drift_and_the_difference_norm_bit_for_bit(be):
-    rng = np.random.default_rng(0)
-    for n in (3, 40):
-        A, B = rng.normal(size=(n, n)), rng.normal(size=(n, n))
-        K0 = to_device(A @ A.T, be)
-        move = KernelMove(K0)
-        for s in (1e-6, 0.1, 3.0):
-            K = to_device(A @ A.T + s * (B + B.T), be)
-            got = move(K)
-            drift = dynamics.ntk_drift(K, K0)
-            assert got == (drift.frobenius, drift.spectral, spectrum.symmetric_norm(K - K0)), (n, s)
-    with pytest.raises(ValueError, match="theta_t: expected shape"):
-        move(to_device(np.eye(3), be))
-    with pytest.raises(ValueError, match="theta_0: the initial kernel is zero"):
-        KernelMove(to_device(np.zeros((3, 3)), be))
 
 
 def test_a_run_without_beta_trains_the_same_and_says_R_is_not_measured(full, tmp_path):

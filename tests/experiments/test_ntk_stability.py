@@ -14,10 +14,11 @@ import pytest
 from minilplr.backend import get_backend, to_device
 from minilplr.experiments import ntk_stability
 from minilplr.experiments.io import load_results, save_results
-from minilplr.experiments.mnist_gd import gd_run, load_task, run_certificate
+from minilplr.experiments.mnist_gd import gd_run, load_task
 from minilplr.nn.models import mlp
 from minilplr.nn.params import flatten, param_drift
 from minilplr.theory import ntk, spectrum
+from minilplr.theory.certificate import run_certificate
 from minilplr.train.loops import train_gd
 from minilplr.train.optim import GD
 

@@ -6,7 +6,8 @@
   sampling of the same segment (it is a lower estimate); Weyl: ``n·μ_cert ≤
   λ_min(Θ_t)`` at every checkpoint;
 * a quadratic, where every step of the radius argument is closed form;
-* small values and bad input.
+* small values and bad input;
+* one run's record (:func:`run_certificate`): each checkpoint's drift, ``L̂_Θ``, ``μ_cert``, ``R``, by hand.
 """
 import math
 
@@ -230,3 +231,38 @@ def test_a_priori_radius_is_the_small_step_limit_of_the_geometric_sum():
         eta = x / mu
         geometric = eta * math.sqrt(2 * beta * gap) / (1 - math.sqrt(1 - x))
         assert geometric <= R and geometric == pytest.approx(R, rel=rel)  # ratio 1 − x/4 + O(x²)
+
+
+# --------------------------------------------------------------------------- one run's record
+
+
+def _record(diff=True):
+    """A constructed GD run's record: 4 steps, NTK checkpoints at t = 0, 2, 4 (the last after the last step)."""
+    history = dict(loss=np.array([0.5, 0.3, 0.2, 0.1]), grad_norm_sq=np.array([4.0, 1.0, 0.25, 0.0625]),
+                   lr=np.full(4, 0.1), param_drift=np.array([0.0, 0.1, 0.2, 0.3]))
+    diag = dict(step=np.array([0.0, 2.0, 4.0]), lam_min=np.array([3.0, 2.9, 2.8]), lam_max=np.array([8.0, 8.1, 8.2]),
+                ntk_drift_spec=np.array([0.0, 1.0, 1.6]) / 8.0)
+    if diff:
+        diag["ntk_diff_spec"] = np.array([0.0, 1.0, 1.6])  # ‖Θ_t − Θ_0‖₂
+    return dict(n=4, history=history, diag=diag, final_param_drift=0.4, hessian=dict(beta0=10.0))
+
+
+def test_run_certificate_reads_the_record_at_the_right_checkpoints():
+    """Drift at checkpoint t is param_drift[t] (before the update), at t = T the final drift: L̂_Θ = max(1/0.2, 1.6/0.4)."""
+    c = C.run_certificate(_record())
+    np.testing.assert_array_equal(c["checkpoint_drift"], [0.0, 0.2, 0.4])
+    assert c["L_theta"] == 5.0 and c["L_theta_step"] == 2 and c["checkpoints_used"] == 2
+    assert c["r"] == 0.4 and c["lam0"] == 3.0 and c["n"] == 4
+    assert c["mu_cert"] == pytest.approx((3.0 - 5.0 * 0.4) / 4, rel=1e-15) and c["certified"] is True
+    assert c["R"] == pytest.approx(2 * math.sqrt(2 * 10.0 * 0.5) / (3.0 / 4), rel=1e-15)
+    assert c["R_cert"] == pytest.approx(2 * math.sqrt(2 * 10.0 * 0.5) / 0.25, rel=1e-15) and c["closes"] is False
+    assert c["path_length"] == pytest.approx(0.1 * (2 + 1 + 0.5 + 0.25), rel=1e-15)
+    assert c["radius_max"] == pytest.approx(3.0 / 5.0) and c["drift_within_R"] is True
+    assert c["diff_source"].startswith("measured")
+    old = C.run_certificate(_record(diff=False))  # saved before ‖Θ_t − Θ_0‖₂: relative drift × λ_max(Θ_0)
+    assert old["diff_source"].startswith("derived") and "3 of 3" in old["diff_source"]
+    np.testing.assert_allclose(old["ntk_diff_spec"], [0.0, 1.0, 1.6], rtol=1e-15)
+    assert old["L_theta"] == pytest.approx(5.0, rel=1e-15)
+    no_beta = dict(_record(), hessian={})
+    c = C.run_certificate(no_beta)
+    assert math.isnan(c["R"]) and c["beta_source"].startswith("not measured") and c["drift_within_R"] is None

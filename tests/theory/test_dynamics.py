@@ -4,7 +4,8 @@
   (11), the contraction (14) and the envelope (10) hold, ``β = λ_max(Θ)/n``,
   and the NTK does not drift while the parameters do;
 * the kernel-regime loss curve is exact for a linear model;
-* drift values, and bad input.
+* drift values, and bad input;
+* :class:`KernelMove` equals ``ntk_drift`` and ``symmetric_norm(Θ_t − Θ_0)`` bit for bit.
 """
 import math
 
@@ -14,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from minilplr.theory import dynamics, ntk, pl, smoothness, spectrum
-from minilplr.backend import to_host
+from minilplr.backend import to_device, to_host
 from minilplr.nn.params import flatten, load_flat, param_drift
 
 from ..strategies import linear_problem, seeds
@@ -102,3 +103,20 @@ def test_bad_arguments_raise_clear_errors(be, dev):
         dynamics.pl_envelope([-1, 2], 0.1, 1.0)
     with pytest.raises(ValueError, match="theta_t"):
         dynamics.ntk_drift(dev(np.eye(2)), dev(np.eye(3)))
+
+
+def test_kernel_move_is_ntk_drift_and_the_difference_norm_bit_for_bit(be):
+    rng = np.random.default_rng(0)
+    for n in (3, 40):
+        A, B = rng.normal(size=(n, n)), rng.normal(size=(n, n))
+        K0 = to_device(A @ A.T, be)
+        move = dynamics.KernelMove(K0)
+        for s in (1e-6, 0.1, 3.0):
+            K = to_device(A @ A.T + s * (B + B.T), be)
+            got = move(K)
+            drift = dynamics.ntk_drift(K, K0)
+            assert got == (drift.frobenius, drift.spectral, spectrum.symmetric_norm(K - K0)), (n, s)
+    with pytest.raises(ValueError, match="theta_t: expected shape"):
+        move(to_device(np.eye(3), be))
+    with pytest.raises(ValueError, match="theta_0: the initial kernel is zero"):
+        dynamics.KernelMove(to_device(np.zeros((3, 3)), be))

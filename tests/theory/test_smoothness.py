@@ -21,6 +21,7 @@ from minilplr.theory import ntk, pl, smoothness, spectrum
 from minilplr.backend import to_device, to_host
 from minilplr.nn.gradcheck import numerical_jvp_columns, rel_error
 from minilplr.nn.params import num_params
+from minilplr.nn.state import float64_copy
 
 from ..strategies import gaussian, linear_problem, mlp_configs, mlp_problem, seeds
 
@@ -136,7 +137,7 @@ def test_bad_arguments_raise_clear_errors(be, dev):
 def test_hessian_on_a_float32_model_via_float64_copy(be, dev):
     m32 = models.mlp(2, 3, 2, 1, seed=0, backend=be)
     X, y = dev(gaussian(0, 4, 2)), dev(gaussian(1, 4, 1))
-    m64 = ntk.float64_copy(m32)
+    m64 = float64_copy(m32)
     top = smoothness.hessian_top_eigenvalue(m64, X, y)
     ev = np.linalg.eigvalsh(_explicit_hessian(m64, X, y))
     assert top.converged

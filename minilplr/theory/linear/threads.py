@@ -7,14 +7,11 @@ work.  A multithreaded BLAS (OpenBLAS by default starts one thread per
 core) splits even these across its threads, and the threads busy-wait for
 the next call between them.  On a quiet machine that costs a little; beside
 another busy process the waiting threads fight it for the cores, and every
-product waits for a thread the scheduler has put to sleep.  Measured on this
-project's 2-core machine (issue 16): ``run_all.py --only linear_schedules``
-(quick) took 14 s quiet with the default threads, 28 s beside one busy
-process (654 s during another job); with one BLAS thread, 7 s beside that
-busy process.  ``benchmarks/bench_concurrent.py --compare-threads`` (the four
-quick linear experiments, one process, the machine shared with other work,
-load ≈ 5): with this limit 14.2 s, and 24.0 s beside one busy process (1.7×);
-without it 77.9 s and 332.5 s (4.3×).
+product waits for a thread the scheduler has put to sleep (issue 16: several
+times slower beside one busy process).
+``benchmarks/bench_concurrent.py --compare-threads`` measures it: the four
+quick linear experiments with and without this limit, alone and beside a
+busy process (the README quotes what it printed for issue 16).
 
 So the linear-network GD loop (:func:`~minilplr.theory.linear.trajectory.run_gd`)
 runs inside :func:`small_blas`.  The plain equivalent is starting Python with
