@@ -14,7 +14,7 @@ step sizes are set from its own smoothness at initialisation,
   the last digit of the Lanczos residual; 0.95 is inside with a margin;
 * the paper's fixed step ``η = 0.001`` (``fixed_lrs``), whatever ``β_0`` is.
 
-Every cell is one GD run (:func:`map_cell`, a :mod:`.sweep` cell: it runs in
+Every cell is one GD run (:func:`map_cell`, a :mod:`minilplr.sweep` cell: it runs in
 this process, on ``--workers N`` or on ``--cluster``), recording per step the
 loss, ``‖∇L‖²`` and ``‖θ_t − θ_0‖``, and every ``diag_every`` steps the NTK
 ``Θ_t (N, N)`` in float64: ``λ_min(Θ_t)`` (honest: NaN when under the
@@ -128,6 +128,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import sweep
 from ..backend import get_backend, to_device, to_host
 from ..nn.models import mlp
 from ..theory import dynamics as _dynamics
@@ -136,7 +137,6 @@ from ..theory import smoothness as _smoothness
 from ..theory import spectrum as _spectrum
 from ..train.loops import Diverged, train_gd
 from ..train.optim import GD
-from . import sweep
 from .fits import fit_line, fit_linear_rate
 from .mnist_gd import KernelMove, fmt, load_task, run_certificate
 from .plotting import figure, footer, plt, save
