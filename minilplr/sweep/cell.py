@@ -78,12 +78,16 @@ def _blas_control() -> None:
 
 
 def blas_libraries() -> list:
-    """``[{"library", "version", "architecture", "threads"}]``: the thread pools loaded in this process."""
+    """``[{"library", "version", "architecture", "threads"}]``: the thread pools loaded in this process, sorted.
+
+    Sorted, so that the record does not depend on the order a process happened to load them in.
+    """
     from threadpoolctl import threadpool_info
 
-    return [{"library": f"{i.get('internal_api')} {i.get('prefix')}", "version": i.get("version"),
-             "architecture": i.get("architecture"), "threads": int(i.get("num_threads"))}
-            for i in threadpool_info()]
+    pools = [{"library": f"{i.get('internal_api')} {i.get('prefix')}", "version": str(i.get("version")),
+              "architecture": str(i.get("architecture")), "threads": int(i.get("num_threads"))}
+             for i in threadpool_info()]
+    return sorted(pools, key=lambda b: (b["library"], b["version"], b["architecture"]))
 
 
 @contextlib.contextmanager
