@@ -13,8 +13,8 @@ A multithreaded BLAS splits a product's sums over its threads, so the same
 product in float arithmetic gives different last bits with 1 thread and with
 2 (the sums are added in another order).  Through a GD run, an NTK and its
 eigenvalues, those last bits grow: a cell of the LPLR map computed with 2
-threads and with 1 differs in nearly every loss value and every ``λ_min``
-(the README has the measurement), enough to move a printed R².  Left to the
+threads and with 1 differs in nearly every loss value and every ``λ_min``,
+enough to move a printed R².  Left to the
 executors, the thread count was the machine's (2 here) in this process, one
 per worker in local workers, and one for NumPy but two for SciPy's own BLAS
 in local workers (the limit was set before SciPy was loaded), one for both on
@@ -23,10 +23,10 @@ Dask: three executors, three results.
 So the count is no longer the executor's: :func:`pinned` sets it around
 every cell call, the same number (``threads``, default 1) wherever the cell
 runs, and the driver saves it with the cell's result; a result saved under
-another pin is computed again, never mixed with these.  What the pin cannot
-make equal is stated in :func:`blas_libraries`'s record: another CPU
-architecture picks other BLAS kernels (a Dask cluster of mixed machines), and
-CuPy's results depend on the GPU model.
+another pin is computed again, never mixed with these.  Each saved cell also
+records its worker and its BLAS (:func:`blas_libraries`), for what a pin
+cannot make equal: another CPU architecture picks other BLAS kernels (a Dask
+cluster of mixed machines), and CuPy's results depend on the GPU model.
 """
 from __future__ import annotations
 
