@@ -20,11 +20,12 @@ Shape letters, used in every docstring of the package
 The package is a stack; each floor imports only the floors below it::
 
     minilplr/experiments/   one module per figure: run(cfg) -> results, plot, report
+    minilplr/sweep/         grids of independent runs: executors, and the driver that saves each cell
     minilplr/theory/        NTK and its spectrum, PL steps, smoothness and β, dynamics, linear networks
     minilplr/train/         optimisers and schedules, GD/SGD loops, checkpoints
     minilplr/nn/            the engine: layers (forward beside backward), models, losses, initialisers
     minilplr/data/          MNIST and CIFAR-10 loaders, the offline MNIST subset
-    minilplr/backend.py     the NumPy/CuPy switch      minilplr/strict.py   the CuPy stand-in for tests
+    minilplr/backend.py     the NumPy/CuPy switch      minilplr/testing/   the CuPy stand-in for tests
     minilplr/store.py       state as data: JSON + .npz units tied by hash, written atomically
     minilplr/validate.py    input checks that name the argument
 

@@ -22,7 +22,7 @@ Three backends exist:
 ``strict``
     A stand-in for CuPy that runs on the CPU and fails where CuPy fails
     (implicit host conversions, NumPy arrays mixed with device arrays).  It is
-    a testing tool and lives in :mod:`minilplr.strict`, imported only when this
+    a testing tool and lives in :mod:`minilplr.testing.strict`, imported only when this
     backend is asked for; the test suite runs under it (``tests/conftest.py``)
     so that a host/device mix-up fails in CI, where there is no GPU.
 
@@ -121,7 +121,7 @@ def _load(name: str) -> Backend:
     if name == "numpy":
         be = Backend("numpy", np)
     elif name == "strict":
-        from . import strict  # the testing tool: loaded only when asked for
+        from .testing import strict  # the testing tool: loaded only when asked for
 
         be = Backend("strict", strict.xp)
     elif name == "cupy":
@@ -175,11 +175,11 @@ def _where(x) -> str:
     """``"cupy"``, ``"strict"`` or ``"numpy"``: where ``x`` lives, read from its type.
 
     Imports nothing: a CuPy array's type comes from the ``cupy`` package, and a
-    strict array can exist only once :mod:`minilplr.strict` has been loaded.
+    strict array can exist only once :mod:`minilplr.testing.strict` has been loaded.
     """
     if type(x).__module__.startswith("cupy"):
         return "cupy"
-    strict = sys.modules.get("minilplr.strict")
+    strict = sys.modules.get("minilplr.testing.strict")
     if strict is not None and isinstance(x, strict.StrictArray):
         return "strict"
     return "numpy"
@@ -242,7 +242,7 @@ def sparse_linalg(backend=None):
     ``numpy``: ``scipy.sparse.linalg``.  ``cupy``: ``cupyx.scipy.sparse.linalg``
     (eigensolvers on the GPU; its ``LinearOperator`` products take and return
     CuPy arrays, and its ``eigsh`` has no convergence signal).  ``strict``:
-    the stand-in's copy of the cupyx module (:data:`minilplr.strict.sparse_linalg`),
+    the stand-in's copy of the cupyx module (:data:`minilplr.testing.cupyx.sparse_linalg`),
     CuPy's names only, device arrays in and out, ARPACK underneath.  Host
     SciPy handed a device array fails on a GPU; the stand-in makes it fail in CI.
     """
@@ -250,7 +250,7 @@ def sparse_linalg(backend=None):
     if be.name == "cupy":
         import cupyx.scipy.sparse.linalg as spla
     elif be.name == "strict":
-        from .strict import sparse_linalg as spla
+        from .testing.cupyx import sparse_linalg as spla
     else:
         import scipy.sparse.linalg as spla
     return spla

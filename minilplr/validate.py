@@ -16,7 +16,7 @@ import numpy as np
 from .backend import get_array_module, to_host
 
 __all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude",
-           "check_image"]
+           "check_image", "one_line"]
 
 
 def check_finite(name: str, x) -> None:
@@ -137,3 +137,18 @@ def check_image(name: str, x, channels: int | None = None) -> None:
         raise ValueError(
             f"{name}: expected {channels} channels, shape (N, {channels}, H, W), got {tuple(x.shape)}"
         )
+
+
+def one_line(exc: BaseException) -> str:
+    """``"Type: message"``: an exception as the one line a log or a terminal shows.
+
+    A multi-line message is folded onto one line: a part ending in ``:`` is
+    followed by a space, any other by ``"; "`` (``"no mirror could be
+    reached:\n  https://…: unreachable"`` reads ``"no mirror could be reached:
+    https://…: unreachable"``).  An empty message leaves the type alone.
+    """
+    parts = [p.strip() for p in str(exc).splitlines() if p.strip()]
+    text = parts[0] if parts else ""
+    for p in parts[1:]:
+        text += (" " if text.endswith(":") else "; ") + p
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,6 +1,6 @@
-"""Write the names CuPy provides to ``minilplr/cupy_names.json``, for the strict stand-in.
+"""Write the names CuPy provides to ``minilplr/testing/cupy_names.json``, for the strict stand-in.
 
-The strict backend (:mod:`minilplr.strict`) runs the CuPy code path on the CPU
+The strict backend (:mod:`minilplr.testing.strict`) runs the CuPy code path on the CPU
 and refuses every name CuPy does not have (``xp.geomspace``,
 ``xp.linalg.svdvals``, ``x.resize`` …), so that code using one fails in CI
 and not on the first GPU.  It reads the list from the JSON file this script
@@ -8,7 +8,7 @@ writes; run it again when CuPy changes (a test compares the committed file
 with the installed CuPy wherever CuPy imports)::
 
     python3 -m venv /tmp/cupyvenv && /tmp/cupyvenv/bin/pip install cupy-cuda13x numpy
-    /tmp/cupyvenv/bin/python scripts/cupy_names.py          # rewrites minilplr/cupy_names.json
+    /tmp/cupyvenv/bin/python scripts/cupy_names.py          # rewrites minilplr/testing/cupy_names.json
     /tmp/cupyvenv/bin/python scripts/cupy_names.py --check  # exit 1 if the file is out of date
 
 CuPy imports without a GPU, so any machine will do.  Some of ``cupyx``
@@ -31,7 +31,7 @@ import sys
 import types
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "minilplr" / "cupy_names.json"
+OUT = Path(__file__).resolve().parent.parent / "minilplr" / "testing" / "cupy_names.json"
 
 #: CuPy's modules whose names the stand-in checks: its ``xp`` and the submodules the package calls
 #: (``xp.linalg``, ``xp.random``, ``xp.fft``, ``xp.lib.stride_tricks``), and the SciPy counterparts

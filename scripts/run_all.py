@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -39,7 +40,7 @@ try:
     from minilplr import backend as B  # noqa: E402
     from minilplr.experiments import EXPERIMENTS  # noqa: E402
     from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
-    from minilplr.experiments.sweep import ClusterUnavailable, check_cluster  # noqa: E402
+    from minilplr.sweep import ClusterUnavailable, check_cluster, check_workers  # noqa: E402
 except KeyboardInterrupt:  # Ctrl-C while importing: nothing has started, so nothing is lost
     print("run_all.py: interrupted before any experiment started", file=sys.stderr)
     sys.exit(130)
@@ -64,14 +65,17 @@ def _seed(text: str) -> int:
 
 
 def _workers(text: str) -> int:
-    """``--workers``: a positive integer (the number of local worker processes)."""
+    """``--workers``: a positive integer, at most the cores here (the number of local worker processes)."""
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    try:
+        return check_workers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("workers: ")) from None
 
 
 def _cluster(text: str) -> str:
@@ -128,8 +132,9 @@ def build_parser():
     ap.add_argument("--verbose", action="store_true",
                     help="also log one line per training run, and the traceback of a failed experiment")
     ap.add_argument("--workers", type=_workers, default=None, metavar="N",
-                    help="run the independent runs of an experiment's grid on N local worker processes, each with "
-                         "cores // N BLAS threads (default: one after another in this process)")
+                    help="run the independent runs of an experiment's grid on N local worker processes, at most one "
+                         "per core (default: one after another in this process); every run computes with one BLAS "
+                         "thread wherever it runs, so the results are the same bits either way")
     ap.add_argument("--cluster", type=_cluster, default=None, metavar="ADDRESS",
                     help="run grids on a Dask distributed cluster: its scheduler's address (tcp://host:8786), or "
                          "'local' for a LocalCluster on this machine (--workers N sets its size); results come back "
@@ -178,6 +183,9 @@ def _main(argv):
     except OutputLocked as exc:
         print(f"run_all.py: {exc}", file=sys.stderr)
         return 2
+    except ClusterUnavailable as exc:  # no scheduler answered at --cluster ADDRESS
+        print(f"run_all.py: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {os.path.join(args.out, 'report.md')}")
     bad = [n for n, s in status.items() if s == "failed"]
     if bad:
@@ -190,4 +198,7 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == 130:  # interrupted: more presses while the interpreter exits (workers stopped) change nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

@@ -12,15 +12,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minilplr"
 
 #: what each floor may import, besides itself and the standard library / third-party packages
 ALLOWED = {
-    "backend": {"strict"},
-    "strict": {"backend"},
+    "backend": {"testing"},
+    "testing": {"backend"},
     "validate": {"backend"},
     "store": set(),
     "data": {"backend", "validate", "store"},
     "nn": {"backend", "validate"},
     "train": {"backend", "validate", "store", "nn"},
     "theory": {"backend", "validate", "store", "nn", "train"},
-    "experiments": {"backend", "validate", "store", "data", "nn", "train", "theory"},
+    "sweep": {"backend", "validate", "store"},
+    "experiments": {"backend", "validate", "store", "data", "nn", "train", "theory", "sweep"},
 }
 
 

@@ -1,4 +1,4 @@
-"""The backend switch (minilplr.backend); the strict stand-in is tested in test_strict.py."""
+"""The backend switch (minilplr.backend); the strict stand-in is tested in tests/testing/test_strict.py."""
 import os
 import subprocess
 import sys

@@ -3,7 +3,7 @@
 On a GPU every transfer to the host (``to_scalar``, ``to_host``, ``float(x)``,
 ``x.item()`` …) waits for the device to finish its queue.  One stray
 synchronisation per training step costs little on the CPU and a lot on a GPU,
-and no CPU test would notice; :func:`minilplr.strict.transfers` counts them,
+and no CPU test would notice; :func:`minilplr.testing.transfers.transfers` counts them,
 with the line that asked, and these tests pin the budget of:
 
 * one full-batch GD step: 1, the step's records ``[L(θ_t), ‖∇L‖²,
@@ -36,14 +36,13 @@ import numpy as np
 import pytest
 
 from minilplr import backend as B
+from minilplr.testing.transfers import transfers
 from minilplr.theory.ntk import empirical_ntk
 from minilplr.theory.spectrum import ntk_spectrum
 from minilplr.train import optim
 from minilplr.train.loops import train_gd, train_sgd
 
 from .helpers import gd_problem
-
-strict = pytest.importorskip("minilplr.strict")
 
 GD_STEP_BUDGET = 1  # [L, ‖∇L‖², ‖θ_t − θ_0‖²], one transfer
 SGD_STEP_BUDGET = 1  # the same; the labels' range is checked once per run
@@ -74,7 +73,7 @@ def _per_step(run, few: int, many: int, steps_per_unit: int = 1):
     """
     logs = []
     for steps in (few, many):
-        with strict.transfers() as t:
+        with transfers() as t:
             run(steps)
         logs.append(t)
     per_step = (logs[1].count - logs[0].count) / ((many - few) * steps_per_unit)
@@ -88,10 +87,10 @@ def _per_step(run, few: int, many: int, steps_per_unit: int = 1):
 
 def test_transfers_counts_each_kind_at_its_site(sbe):
     x = B.to_device(np.arange(6.0).reshape(2, 3), sbe)
-    with strict.transfers() as outer:
+    with transfers() as outer:
         B.to_scalar(x.sum())
         B.to_host(x)
-        with strict.transfers() as inner:
+        with transfers() as inner:
             float(x[0, 0])
             x[0, 1].item()
             bool(x[0, 0] > 0)
@@ -125,7 +124,7 @@ def test_sgd_step_budget(sbe):
 
 def test_ntk_and_spectrum_budget(sbe):
     m, X, _, _ = _problem(sbe)
-    with strict.transfers() as t:
+    with transfers() as t:
         spec = ntk_spectrum(empirical_ntk(m, X))
     assert t.count <= NTK_SPECTRUM_BUDGET, str(t)
     assert spec.size == 16 and spec.lam_max > 0

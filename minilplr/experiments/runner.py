@@ -22,12 +22,12 @@ import time
 import traceback
 from pathlib import Path
 
+from .. import sweep
 from ..store import atomic_write_bytes, config_hash, to_jsonable
-from ..validate import check_int
+from ..validate import check_int, one_line
 from . import EXPERIMENTS
 from .io import load_results, save_results
-from .timing import format_phases, format_table, measure, peak_memory_mib, phase
-from . import sweep
+from .timing import CellUsage, format_memory, format_phases, format_table, measure, peak_memory_mib, phase
 
 try:
     import fcntl
@@ -173,15 +173,6 @@ def _expected(exc) -> bool:
     return isinstance(exc, (ValueError, TypeError)) and bool(_NAMED.match(str(exc)))
 
 
-def _one_line(exc) -> str:
-    """``"Type: message"`` with a multi-line message folded onto one line."""
-    parts = [p.strip() for p in str(exc).splitlines() if p.strip()] or [""]
-    text = parts[0]
-    for p in parts[1:]:
-        text += (" " if text.endswith(":") else "; ") + p
-    return f"{type(exc).__name__}: {text}"
-
-
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`run_experiments`; the message says what is saved and how to resume.
 
@@ -200,14 +191,14 @@ def run_experiments(names, *, out="results", log=print, workers=None, cluster=No
 
     ``options``: ``preset``, ``backend``, ``plot_only``, ``overrides``,
     ``progress`` (see :func:`_run_experiments`).  ``workers``/``cluster``:
-    where the experiments' grids run (:func:`minilplr.experiments.sweep.use`;
+    where the experiments' grids run (:func:`minilplr.sweep.use`;
     default one cell after another in this process).  The whole run holds
     ``out/.lock``; a run on a folder another run holds raises
     :class:`OutputLocked` before touching anything.  Temporary files left
     by killed runs are removed first (one line says how many).
     """
     out = Path(out)
-    with lock_output(out), sweep.use(workers=workers, cluster=cluster):
+    with lock_output(out), sweep.use(workers=workers, cluster=cluster, usage=CellUsage()):
         swept = sweep_temporaries(out, before=time.time())
         if swept:
             log(f"removed {swept} temporary file(s) left in {out} by an interrupted run")
@@ -224,7 +215,7 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    status, timings = {}, {}
+    status, timings, workers = {}, {}, {}
     for name in names:
         mod = load_experiment(name)
         cfg = _config(mod, preset, overrides or {})
@@ -268,15 +259,15 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
                                   out) from None
             except Exception as exc:  # report and go on with the next experiment
                 status[name] = "failed"
-                log(f"[{name}] FAILED: {_one_line(exc)}")
+                log(f"[{name}] FAILED: {one_line(exc)}")
                 if not _expected(exc) or _LOG.isEnabledFor(logging.INFO):  # a bug, or --verbose
                     traceback.print_exc(file=sys.stderr)
         timings[name] = dict(timer.seconds)
+        workers.update({w: max(m, workers.get(w, 0.0)) for w, m in timer.workers.items()})  # the grids' workers
         log(f"[{name}] time {format_phases(timings[name], timer.total)}")
     if timings:
         log("where the time went, seconds by phase (minilplr/experiments/timing.py says what each counts):\n"
-            + format_table(timings) + (f"\npeak memory: {peak_memory_mib():.0f} MiB (largest resident set of this "
-                                       "process so far)" if peak_memory_mib() else ""))
+            + format_table(timings) + ("\n" + format_memory(workers) if peak_memory_mib() else ""))
     try:
         write_report(out, names, log=log)
     except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same

@@ -22,6 +22,12 @@ in different threads each charge their own timer.
 
 The phase names the experiments use, in the order of the runner's table:
 :data:`PHASES`.
+
+Cells of a grid that run on worker processes (:mod:`minilplr.sweep`) are
+measured where they run: :class:`CellUsage` records each cell's phases and
+its process's peak memory there, and spreads the time the driver waited
+for them over those phases here (:meth:`PhaseTimer.spread`), so the table
+still adds up to wall time and the workers' memory is counted.
 """
 from __future__ import annotations
 
@@ -30,7 +36,8 @@ import contextvars
 import sys
 import time
 
-__all__ = ["PHASES", "PhaseTimer", "measure", "phase", "format_phases", "format_table", "peak_memory_mib"]
+__all__ = ["PHASES", "PhaseTimer", "measure", "phase", "format_phases", "format_table", "peak_memory_mib",
+           "CellUsage", "format_memory"]
 
 #: Phase names in table order, with what each one counts.
 PHASES = {
@@ -48,7 +55,8 @@ class PhaseTimer:
     """Wall time by phase, exclusive (the innermost open phase is charged), from creation to :meth:`stop`.
 
     ``seconds`` maps a phase name to its seconds; their sum is the wall time
-    (``total``) up to the last mark.
+    (``total``) up to the last mark.  ``workers`` maps each worker process
+    that ran cells for it (``host/pid``) to its peak memory in MiB.
     """
 
     def __init__(self, clock=time.perf_counter):
@@ -57,6 +65,7 @@ class PhaseTimer:
         self._mark = self._start = clock()
         self.seconds: dict[str, float] = {}
         self.total = 0.0
+        self.workers: dict[str, float] = {}
 
     def _charge(self) -> None:
         """Give the time since the last mark to the innermost open phase (``other`` if none)."""
@@ -74,6 +83,24 @@ class PhaseTimer:
     def exit(self) -> None:
         self._charge()
         self._stack.pop()
+
+    def spread(self, seconds: dict, span: float) -> None:
+        """Give the last ``span`` seconds of the innermost open phase to the phases of ``seconds``, in proportion.
+
+        The driver of a sweep waits while workers compute: that wait was
+        charged to the phase open in the driver; the workers' own phases say
+        what it was spent on.  The sum of the phases is unchanged.
+        """
+        self._charge()
+        name = self._stack[-1] if self._stack else "other"
+        total = sum(v for v in seconds.values() if v > 0)
+        take = min(max(span, 0.0), self.seconds.get(name, 0.0))
+        if total <= 0 or take <= 0:
+            return
+        self.seconds[name] -= take
+        for k, v in seconds.items():
+            if v > 0:
+                self.seconds[k] = self.seconds.get(k, 0.0) + take * v / total
 
     def stop(self) -> dict:
         """Charge the time up to now and return ``seconds`` (a copy)."""
@@ -119,6 +146,42 @@ def phase(name: str):
         yield
     finally:
         timer.exit()
+
+
+class CellUsage:
+    """What a sweep's cells used where they ran: ``sweep.use(usage=CellUsage())`` (the runner passes it).
+
+    :meth:`record` runs in the worker, around the cell; :meth:`charge` in the
+    driver, once per grid.  Cells run in the driver's own process need
+    neither: their :func:`phase` blocks charge the driver's timer directly.
+    """
+
+    @contextlib.contextmanager
+    def record(self):
+        """Measure the block (a cell, on a worker): yields a dict, filled at the end with ``phases`` and ``peak_mib``."""
+        used = {}
+        with measure() as timer:
+            yield used
+        used.update(phases=dict(timer.seconds), peak_mib=peak_memory_mib())
+
+    def charge(self, used: list, waited: float) -> None:
+        """In the driver: the cells' records (each with its ``worker``) and the seconds the driver waited for them.
+
+        The wait is spread over the phases the cells reported (in proportion:
+        ``N`` workers compute up to ``N`` seconds per second of wall time, and
+        the table's phases add up to wall time); each worker's peak memory
+        goes to the current timer's ``workers``.  Nothing outside :func:`measure`.
+        """
+        timer = _current.get()
+        if timer is None:
+            return
+        phases: dict[str, float] = {}
+        for u in used:
+            for k, v in u.get("phases", {}).items():
+                phases[k] = phases.get(k, 0.0) + v
+            if u.get("peak_mib") is not None:
+                timer.workers[u["worker"]] = max(timer.workers.get(u["worker"], 0.0), float(u["peak_mib"]))
+        timer.spread(phases, waited)
 
 
 def _ordered(seconds: dict) -> list:
@@ -172,3 +235,17 @@ def peak_memory_mib() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+
+
+def format_memory(workers: dict | None = None) -> str:
+    """``"peak memory: 117 MiB (…this process…); 2 worker process(es): up to 310 MiB each, 598 MiB together"``.
+
+    ``workers``: ``{host/pid: peak MiB}`` of the worker processes that ran
+    cells (:attr:`PhaseTimer.workers`); their sum bounds what they held at once.
+    """
+    own = peak_memory_mib()
+    text = f"peak memory: {own:.0f} MiB (largest resident set of this process so far)" if own else "peak memory: n/a"
+    if workers:
+        text += (f"; {len(workers)} worker process(es): up to {max(workers.values()):.0f} MiB each, "
+                 f"{sum(workers.values()):.0f} MiB together")
+    return text

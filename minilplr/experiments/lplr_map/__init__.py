@@ -9,7 +9,7 @@ rules and why they read so, and what the data cost: ``docs/lplr-map.md``.
 The package, one topic per module:
 
 * :mod:`.cells` — the grid and its cells: the pilots (``β_0``, ``Θ_0``) and
-  the GD runs, run through the sweep (:mod:`minilplr.experiments.sweep`);
+  the GD runs, run through the sweep (:mod:`minilplr.sweep`);
 * :mod:`.summary` — what one cell says (:class:`~.summary.CellSummary`);
 * :mod:`.verdicts` — the rules: hypotheses, loss, cross-table;
 * :mod:`.figure` — the heat maps; :mod:`.claims` — the caption and the claims.
@@ -20,7 +20,7 @@ This module is the experiment's interface (:mod:`minilplr.experiments`):
 from __future__ import annotations
 
 from ...backend import get_backend
-from .. import sweep
+from ... import sweep
 from . import cells
 from .cells import BETA_KEYS, TASK_KEYS, cell_name, columns
 from .claims import report
