@@ -10,14 +10,16 @@ Layout::
         runs/                       the MNIST runs that several experiments share
 
 One run at a time, nested folders included.  A run on ``out`` holds
-``out/.minilplr.lock`` exclusively, and a shared lock on every other run lock
-above ``out`` or below it that exists.  So a run is refused (:class:`OutputLocked`,
-one line naming the folder and the process) when another run holds ``out``,
-a folder around ``out`` (``--out results`` is live, ``--out
-results/quick/lplr_map`` is refused) or a folder inside ``out`` (the other
-way round).  Ancestors are checked before anything is written and again
-after taking the lock, so of two runs started at once on nested folders,
-at least one sees the other.
+``out/.minilplr.lock`` exclusively (``fcntl.flock``) and is refused
+(:class:`OutputLocked`, one line naming the folder and the process) when
+another run holds ``out``, a folder around ``out`` (``--out results`` is
+live, ``--out results/quick/lplr_map`` is refused) or a folder inside ``out``
+(the other way round).  It looks at the run locks above ``out`` before
+writing anything, then takes its own, then looks above again and below.
+Of two runs started at once on nested folders, the inner one's second look
+happens after it holds its lock: either the outer one held its lock by then
+(the inner is refused) or the outer one takes it later and then finds the
+inner's lock below (the outer is refused).
 
 What is ours.  :func:`sweep_temporaries` removes only the store's temporary
 files (:func:`minilplr.store.is_temporary`: ``.<name>.<random>.minilplr-tmp``),
@@ -71,28 +73,25 @@ def _holder(fd) -> str:
     return "unknown"
 
 
-def _try_shared(path: Path):
-    """An open descriptor holding a shared lock on the run lock ``path``; ``None`` if it is not there or unreadable.
+def _holder_of(lock: Path):
+    """The PID written in the run lock ``lock`` if a run holds it, else ``None`` (also: no such file, unreadable).
 
-    Raises
-    ------
-    OutputLocked
-        A run holds ``path`` exclusively (the message is completed by the caller).
+    It looks by asking for a shared lock and closing at once: a run holds its
+    lock exclusively, so the shared one is refused exactly while it runs.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = _holder(fd)
-        os.close(fd)
-        raise OutputLocked(pid) from None
+        return _holder(fd)
     except OSError:
-        os.close(fd)
         return None
-    return fd
+    finally:
+        os.close(fd)  # releases the shared lock taken only to look
+    return None
 
 
 def _run_locks_below(out: Path):
@@ -113,73 +112,61 @@ def lock_output(out):
         Another run holds ``out``, a folder around it or a folder inside it; the
         message names that folder and its process's PID.
     OutputRefused
-        The lock file cannot be made (e.g. ``out/.minilplr.lock`` is a folder).
+        ``out`` cannot be made, or its lock file cannot (e.g. ``out/.minilplr.lock`` is a folder).
     """
     out = Path(out)
     if fcntl is None:
         out.mkdir(parents=True, exist_ok=True)
         yield
         return
-    held = []  # descriptors: closing one releases its lock
     real = Path(os.path.realpath(out))
 
-    def around(seen):
+    def around():
         for parent in real.parents:
-            lock = parent / LOCK_NAME
-            if lock in seen:
-                continue
-            try:
-                fd = _try_shared(lock)
-            except OutputLocked as exc:
-                raise OutputLocked(f"--out {out}: inside {parent}, which another run (PID {exc}) is using; wait "
-                                   "for it to finish, or write to a folder outside it") from None
-            if fd is not None:
-                held.append(fd)
-                seen.add(lock)
+            pid = _holder_of(parent / LOCK_NAME)
+            if pid is not None:
+                raise OutputLocked(f"--out {out}: inside {parent}, which another run (PID {pid}) is using; wait "
+                                   "for it to finish, or write to a folder outside it")
 
-    def below(folder):
-        for lock in _run_locks_below(folder):
-            try:
-                inner = _try_shared(lock)
-            except OutputLocked as exc:
-                raise OutputLocked(f"--out {out}: around {lock.parent}, which another run (PID {exc}) is using; "
-                                   "wait for it to finish, or write to another folder") from None
-            if inner is not None:
-                held.append(inner)
+    def below():
+        for lock in _run_locks_below(out):
+            pid = _holder_of(lock)
+            if pid is not None:
+                raise OutputLocked(f"--out {out}: around {lock.parent}, which another run (PID {pid}) is using; "
+                                   "wait for it to finish, or write to another folder")
 
+    around()  # before writing anything: a refused run leaves no trace in another run's folder
     try:
-        seen: set = set()
-        around(seen)  # before writing anything: a refused run leaves no trace in another run's folder
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputRefused(f"--out: cannot write to the folder {str(out)!r} ({exc.strerror or exc})") from None
-        try:
-            fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputRefused(f"--out {out}: cannot use {out / LOCK_NAME} as the run lock ({exc.strerror or exc}); "
-                                "expected a file there (remove what is in the way)") from None
-        held.append(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:  # held exclusively (a run on out), or shared (runs inside out hold it while they run)
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputRefused(f"--out: cannot write to the folder {str(out)!r} ({exc.strerror or exc})") from None
+    try:
+        fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputRefused(f"--out {out}: cannot use {out / LOCK_NAME} as the run lock ({exc.strerror or exc}); "
+                            "expected a file there (remove what is in the way)") from None
+    try:
+        for attempt in range(100):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
-                raise OutputLocked(f"--out {out}: in use by another run (PID {_holder(fd)}); wait for it to "
-                                   "finish, or write to another folder") from None
-            below(out)  # names the run inside, if it is still there
-            raise OutputLocked(f"--out {out}: a run on a folder inside it is in progress; wait for it to finish, "
-                               "or write to another folder") from None
+                try:  # refused: a run holds it, or another run is only looking (a shared lock, for an instant)
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise OutputLocked(f"--out {out}: in use by another run (PID {_holder(fd)}); wait for it to "
+                                       "finish, or write to another folder") from None
+                time.sleep(0.01)
+        else:
+            raise OutputLocked(f"--out {out}: other runs kept looking at it for a second; try again")
         pid = f"{os.getpid():>12}\n".encode()  # one fixed-width write: a reader sees the old PID or ours, not a mix
         os.pwrite(fd, pid, 0)
         os.ftruncate(fd, len(pid))
-        around(seen)  # again: a run around out that started while we took our lock
-        below(out)
+        around()  # again, holding ours: a run around out that started meanwhile (it, or we, will see the other)
+        below()
         yield
     finally:
-        for fd in reversed(held):
-            os.close(fd)  # closing releases the lock; the file stays (removing it would race a newcomer)
+        os.close(fd)  # closing releases the lock; the file stays (removing it would race a newcomer)
 
 
 def configuration_folder(out, name: str) -> Path:

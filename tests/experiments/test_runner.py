@@ -154,8 +154,8 @@ def test_a_run_inside_or_around_a_live_run_is_refused_and_writes_nothing(tmp_pat
 
 
 def test_a_run_around_a_live_nested_run_finds_it_after_taking_its_lock(tmp_path, fake_experiments):
-    """Both orders: the run below started before ``out`` had a lock file (found by the walk after taking
-    ``out``'s lock), or after (it holds ``out``'s lock file shared, so ``out``'s exclusive lock fails)."""
+    """Both orders: the run below started before ``out`` had a lock file, or after: found by the walk below
+    ``out``, after taking ``out``'s lock."""
     out = tmp_path / "out"
     for inner in (out / "x" / "y", out / "z"):  # the first creates out's lock file, the second finds it
         with lock_output(inner):
@@ -165,6 +165,29 @@ def test_a_run_around_a_live_nested_run_finds_it_after_taking_its_lock(tmp_path,
                         pass
     with lock_output(out):  # both ended: out is free
         pass
+
+
+def test_of_two_nested_runs_started_at_once_one_is_refused(tmp_path, monkeypatch):
+    """The race: the inner run looks above before the outer holds its lock, and the outer looks below before
+    the inner's lock exists. The inner's second look, once it holds its own lock, refuses it."""
+    import contextlib
+
+    outer, inner = tmp_path / "out", tmp_path / "out" / "quick" / "a"
+    real_holder_of, stack, busy = output._holder_of, contextlib.ExitStack(), []
+
+    def holder_of(lock):
+        seen = real_holder_of(lock)
+        if not busy and lock.parent == lock.parent.parent:  # the end of the inner run's first look (at /):
+            busy.append(1)  # now the outer run starts and takes out's lock; its look below finds no lock yet
+            stack.enter_context(lock_output(outer))
+        return seen
+
+    monkeypatch.setattr(output, "_holder_of", holder_of)
+    with stack:
+        with pytest.raises(OutputLocked, match=f"--out {inner}: inside {outer}, which another run"):
+            with lock_output(inner):
+                pass
+        assert busy  # the outer run was started in between, and holds out
 
 
 def test_a_lock_that_is_a_folder_is_one_line(tmp_path, fake_experiments):
