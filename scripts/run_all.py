@@ -32,25 +32,42 @@ shows it.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
+import os  # loaded with the interpreter already, like sys and signal: nothing to interrupt
+import signal
 import sys
-import tempfile
-from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-try:
+
+def _interrupted_at_import(signum, frame):
+    """Ctrl-C while importing, noted: a C extension (NumPy's) may turn the KeyboardInterrupt into an ImportError."""
+    _interrupted_at_import.seen = True
+    raise KeyboardInterrupt
+
+
+_interrupted_at_import.seen = False
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+    signal.signal(signal.SIGINT, _interrupted_at_import)
+try:  # every other import inside: Ctrl-C in the first half-second is this one line too
+    import argparse
+    import logging
+    import tempfile
+    from pathlib import Path
+
     from minilplr import backend as B  # noqa: E402
     from minilplr.experiments import EXPERIMENTS  # noqa: E402
     from minilplr.data.cache import ENV_VAR as DATA_VAR  # noqa: E402
     from minilplr.experiments.output import OutputRefused  # noqa: E402
     from minilplr.experiments.runner import UNPLOTTED, configuration, run_experiments  # noqa: E402
     from minilplr.experiments.sweep import ClusterUnavailable, check_cluster  # noqa: E402
-except KeyboardInterrupt:  # Ctrl-C while importing: nothing has started, so nothing is lost
+except (KeyboardInterrupt, ImportError):  # Ctrl-C while importing: nothing has started, so nothing is lost
+    if not _interrupted_at_import.seen:
+        raise  # a real ImportError
     print("run_all.py: interrupted before any experiment started", file=sys.stderr)
     sys.exit(130)
+finally:
+    if signal.getsignal(signal.SIGINT) is _interrupted_at_import:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -475,3 +475,43 @@ def test_plot_only_on_damaged_results_neither_recomputes_nor_moves(run_all, save
     assert "recomputing" not in cap.out and npz.read_bytes() == bytes(b)
     assert not list(npz.parent.glob("*.damaged-*"))
     assert "nothing plotted for linear_init" in one_line(cap.err)
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "ImportError (as NumPy's C import turns it)"])
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(how):
+    """SIGINT delivered while ``minilplr.backend`` is being imported, in a fresh process (no timing involved)."""
+    wrap = "ImportError" in how
+    code = f"""
+import importlib.abc, os, runpy, signal, sys
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilplr.backend":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # the handler runs here: a KeyboardInterrupt
+            except KeyboardInterrupt:
+                if {wrap}:
+                    raise ImportError("PyCapsule_Import could not import module 'datetime'") from None
+                raise
+        return None
+sys.meta_path.insert(0, Interrupt())
+sys.argv = [{str(SCRIPT)!r}, "--only", "linear_init"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 130, p.stderr[-2000:]
+    assert one_line(p.stderr) == "run_all.py: interrupted before any experiment started"
+
+
+def test_a_real_import_error_is_not_taken_for_ctrl_c():
+    code = f"""
+import importlib.abc, runpy, sys
+class Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilplr.backend":
+            raise ImportError("numpy: a broken install")
+sys.meta_path.insert(0, Broken())
+sys.argv = [{str(SCRIPT)!r}, "--only", "linear_init"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 1 and "ImportError: numpy: a broken install" in p.stderr, p.stderr[-2000:]
