@@ -21,7 +21,6 @@ the seconds.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import subprocess
@@ -36,6 +35,8 @@ from threadpoolctl import threadpool_info  # noqa: E402
 from minilplr.experiments.runner import run_experiments  # noqa: E402
 from minilplr.experiments import linear_runs, linear_width  # noqa: E402
 from minilplr.theory.linear import trajectory  # noqa: E402
+from minilplr.experiments import EXPERIMENTS  # noqa: E402
+from bench_flags import Parser, positive_int  # noqa: E402
 
 LINEAR = ["linear_width", "linear_schedules", "linear_init", "linear_imbalance"]
 BUSY = "while True: pass"  # one core, no BLAS, no memory traffic: the plainest other job
@@ -77,18 +78,23 @@ def timed_run(names, limit: bool, load: int) -> float:
                                  log=lambda *a, **k: None)
         dt = time.perf_counter() - t0
     bad = [n for n, s in status.items() if s != "finished"]
-    if bad:
-        raise SystemExit(f"bench_concurrent: {', '.join(bad)} did not finish: {status}")
+    if bad:  # one line, exit 1: no slowdown is printed for a run that failed
+        raise SystemExit(f"bench_concurrent.py: {', '.join(bad)} did not finish: {status}")
     return dt
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", nargs="+", default=LINEAR, metavar="NAME", help="experiments (default: the four linear ones)")
-    ap.add_argument("--load", type=int, default=1, help="busy processes beside the loaded run (default 1)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs of each case, interleaved; the median is shown")
+    ap = Parser(prog="bench_concurrent.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", default=LINEAR, metavar="NAME", choices=EXPERIMENTS,
+                    help="experiments (default: the four linear ones)")
+    ap.add_argument("--load", type=positive_int, default=1, help="busy processes beside the loaded run (default 1)")
+    ap.add_argument("--repeat", type=positive_int, default=1,
+                    help="runs of each case, interleaved; the median is shown")
     ap.add_argument("--compare-threads", action="store_true", help="also run with the one-thread limit switched off")
     args = ap.parse_args(argv)
+    twice = sorted({n for n in args.only if args.only.count(n) > 1})
+    if twice:
+        ap.error(f"argument --only: expected each experiment once, got {', '.join(twice)} more than once")
     blas = [f"{i.get('internal_api')} {i.get('num_threads')} threads" for i in threadpool_info() if i.get("user_api") == "blas"]
     print(f"BLAS: {', '.join(blas) or 'none found'}; CPUs: {os.cpu_count()}; "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; experiments: {', '.join(args.only)}")

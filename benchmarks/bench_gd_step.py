@@ -29,7 +29,6 @@ PyTorch is a benchmark extra only: ``pip install -e ".[bench]"``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -42,6 +41,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from minilplr import backend as B  # noqa: E402
+from bench_flags import Parser, backend, output_file, positive_int  # noqa: E402
 from minilplr.nn import fast, losses, models  # noqa: E402
 from minilplr.train import optim  # noqa: E402
 
@@ -102,9 +102,10 @@ def resolve_torch_device(requested, backend_name: str):
         return None, None, "PyTorch not installed (pip install -e '.[bench]')"
     cuda = torch.cuda.is_available()
     device = requested or ("cuda" if backend_name == "cupy" and cuda else "cpu")
-    if device == "cuda" and not cuda:
-        raise SystemExit("--torch-device cuda: this PyTorch sees no CUDA device "
-                         f"(torch {torch.__version__}); use --torch-device cpu or none")
+    if device == "cuda" and not cuda:  # a bad flag for this machine: one line, exit 2
+        print(f"{os.path.basename(sys.argv[0])}: argument --torch-device cuda: this PyTorch sees no CUDA device "
+              f"(torch {torch.__version__}); use --torch-device cpu or none", file=sys.stderr)
+        raise SystemExit(2)
     return torch, device, ""
 
 
@@ -136,20 +137,21 @@ def matmul_peak(be, n, repeats=5):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="bench_gd_step.py", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (784 -> 256 x4 -> 1, N = 200)")
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"],
                     help="strict: the CPU stand-in for CuPy (a dry run of the GPU path)")
     ap.add_argument("--torch-device", default=None, choices=["cpu", "cuda", "none"],
                     help="PyTorch reference device (default: cuda with --backend cupy when PyTorch has a GPU, "
                          "else cpu); none: no reference")
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to PATH (JSON)")
+    ap.add_argument("--repeats", type=positive_int, default=None)
+    ap.add_argument("--json", type=output_file, default=None, metavar="PATH",
+                    help="also write the numbers to PATH (JSON)")
     args = ap.parse_args(argv)
 
     n, width, depth = (200, 256, 5) if args.quick else (1000, 2048, 5)
     repeats = args.repeats or (5 if args.quick else 7)
-    be = B.get_backend(args.backend)
+    be = backend(ap, args.backend)
     torch, tdev, why = resolve_torch_device(args.torch_device, be.name)  # before timing: a bad choice fails at once
     sizes = [784] + [width] * (depth - 1) + [1]
     flops = step_flops(sizes, n)

@@ -58,12 +58,14 @@ import os
 import subprocess
 import sys
 
+from bench_flags import Parser, positive_int
+
 
 def _parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="bench_ntk.py", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per variant")
-    ap.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all)")
+    ap.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per variant")
+    ap.add_argument("--threads", type=positive_int, default=None, help="threads for BLAS and PyTorch (default: all)")
     ap.add_argument("--paper-n", action="store_true", help="part (c) only: N = 12,665, the binary MNIST task")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: one part-(a) variant
     return ap.parse_args(argv)
@@ -169,6 +171,7 @@ def _child(spec: str, label: str):
         cmd += ["--threads", str(ARGS.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
+        FAILED.append(label)  # the benchmark goes on with the other variants, and exits 1 at the end
         print(f"    {label}: FAILED\n{res.stderr[-2000:]}")
         return None
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -177,6 +180,8 @@ def _child(spec: str, label: str):
 # --------------------------------------------------------------------------- (c): the paper's real n
 
 PAPER_N = 12665  # MNIST training digits 0 and 1
+#: The measurements that failed (their child process's error is printed where they fail).
+FAILED: list = []
 
 
 def child_paper_n() -> None:
@@ -300,23 +305,28 @@ def part_b(quick: bool, repeats: int) -> None:
         print(f"    torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
-def main():
+def main() -> int:
+    """Exit status: 0 every measurement ran; 1 one failed (named on stderr); 2 a bad flag (argparse)."""
     if ARGS.child == "paper-n":
         child_paper_n()
-        return
+        return 0
     if ARGS.child:
         child(ARGS.child)
-        return
+        return 0
     repeats = ARGS.repeats or (2 if ARGS.quick else 4)
     load = os.getloadavg()
     print(f"minilplr NTK benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"NumPy {np.__version__}, load average {load[0]:.2f} (shared machine: timings are noisy)")
     if ARGS.paper_n:
         part_c()
-        return
-    part_a(ARGS.quick, repeats)
-    part_b(ARGS.quick, max(2, repeats - 1))
+    else:
+        part_a(ARGS.quick, repeats)
+        part_b(ARGS.quick, max(2, repeats - 1))
+    if FAILED:
+        print(f"bench_ntk.py: failed: {', '.join(FAILED)} (see above)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,27 +34,31 @@ PyTorch is a benchmark extra only: ``pip install -e ".[bench]"``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from bench_flags import Parser, backend, output_file, positive_int
+
 
 def _parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="bench_resnet.py", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="N = 16, 16x16 images, few repeats")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
-    ap.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None, help="threads for BLAS and PyTorch (default: all)")
+    ap.add_argument("--batch", type=positive_int, default=128)
+    ap.add_argument("--blocks", type=positive_int, default=1, help="residual blocks per stage")
+    ap.add_argument("--widths", type=positive_int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--repeats", type=positive_int, default=None)
+    ap.add_argument("--threads", type=positive_int, default=None, help="threads for BLAS and PyTorch (default: all)")
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"],
                     help="strict: the CPU stand-in for CuPy (a dry run of the GPU path)")
     ap.add_argument("--torch-device", default=None, choices=["cpu", "cuda", "none"],
                     help="PyTorch reference device (default: cuda with --backend cupy when PyTorch has a GPU, "
                          "else cpu); none: no reference")
-    ap.add_argument("--json", default=None, metavar="PATH", help="also write the numbers to PATH (JSON)")
+    ap.add_argument("--json", type=output_file, default=None, metavar="PATH",
+                    help="also write the numbers to PATH (JSON)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our step and exit")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.parser = ap  # for the backend check, once minilplr is imported
+    return args
 
 
 ARGS = _parse(sys.argv[1:] if __name__ == "__main__" else [])
@@ -192,7 +196,7 @@ def main(args=ARGS):
     n, size = (16, 16) if args.quick else (args.batch, 32)
     repeats = args.repeats or (3 if args.quick else 10)
     k, lr = 5, 0.05
-    be = B.get_backend(args.backend)
+    be = backend(args.parser, args.backend)
     torch, tdev, why = resolve_torch_device("none" if args.profile else args.torch_device, be.name)
     model = resnet(3, k, tuple(args.widths), args.blocks, size, seed=0, dtype="float32", backend=be)
     rng = np.random.default_rng(0)

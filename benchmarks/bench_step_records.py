@@ -22,7 +22,6 @@ timing ends with a device synchronisation, so queued work is counted::
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -37,6 +36,7 @@ from minilplr import backend as B  # noqa: E402
 from minilplr.nn import losses, models  # noqa: E402
 from minilplr.nn.params import param_drift, sq_norm  # noqa: E402
 from minilplr.train.loops import step_records  # noqa: E402
+from bench_flags import Parser, backend, positive_int  # noqa: E402
 
 
 def param_drift_before(params_t, params_0) -> float:
@@ -55,13 +55,13 @@ def records_before(L, grads, params, theta0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default="numpy")
-    ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=9)
+    ap = Parser(prog="bench_step_records.py", description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "strict"])
+    ap.add_argument("--width", type=positive_int, default=2048)
+    ap.add_argument("--n", type=positive_int, default=1000)
+    ap.add_argument("--repeats", type=positive_int, default=9)
     args = ap.parse_args(argv)
-    be = B.get_backend(args.backend)
+    be = backend(ap, args.backend)
     rng = np.random.default_rng(0)
     model = models.mlp(784, args.width, 5, 1, seed=0, dtype="float32", backend=be)
     X = B.to_device(rng.random((args.n, 784)), be, "float32")

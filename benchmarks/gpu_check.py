@@ -77,6 +77,9 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from bench_flags import Parser  # noqa: E402
 
 NO_GPU = 3  # exit status: no usable GPU
 PAPER_N = 12665  # binary MNIST (digits 0 and 1 of the training set)
@@ -434,7 +437,7 @@ def ntk_child(n: int, backend: str, json_path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog="gpu_check.py", description=__doc__.splitlines()[0])
     ap.add_argument("--budget", type=float, default=480.0, metavar="SECONDS",
                     help="wall-clock budget for all steps together (default 480)")
     ap.add_argument("--backend", default="cupy", choices=["cupy", "strict"],
@@ -451,6 +454,12 @@ def main(argv=None) -> int:
         return 0
     if not args.budget > 0:
         ap.error(f"argument --budget: expected a positive number of seconds, got {args.budget}")
+    if args.keep is not None:
+        keep = Path(args.keep).absolute()
+        above = next((p for p in [keep, *keep.parents] if p.exists()), None)
+        if above is not None and not above.is_dir():
+            why = "which is not a folder" if above == keep else f"which lies under the file {str(above)!r}"
+            ap.error(f"argument --keep: expected a folder, got {args.keep!r}, {why}")
 
     dry = args.backend == "strict"
     if dry:

@@ -6,16 +6,26 @@ NumPy arrays, stored as two files::
 
     <name>.npz    the arrays (NumPy's zip format, read with allow_pickle=False)
     <name>.json   the rest of the tree, arrays replaced by {"__array__": key},
-                  and the SHA-256 and size of <name>.npz
+                  the SHA-256 and size of <name>.npz, and the SHA-256 of the
+                  JSON's own content (its canonical form: sorted keys, no spaces)
 
-Both are written atomically (a uniquely named temporary file in the same
-folder, flushed to disk, then ``os.replace``), the arrays first, the JSON last.
-A reader trusts the pair only if the JSON parses and the arrays file has the
-recorded size and hash, so a run killed between the two renames, two runs
-writing one folder, a truncated file or zeroed bytes are all detected:
-:func:`load_unit` raises :class:`Damaged`, and :func:`load_or_discard` moves
-the damaged files aside (never deletes them), says so in one line and
-returns ``None``, so the caller recomputes.
+The JSON's hash covers the arrays file's hash too, so one number ties the
+whole unit: an edited ``"iters_to_tol": 95.0`` in the JSON is as damaged as a
+zeroed byte in the arrays.  Both files are written atomically (a uniquely
+named temporary file in the same folder, flushed to disk, then
+``os.replace``), the arrays first, the JSON last.  A reader trusts the pair
+only if the JSON parses, its content has the recorded hash, and the arrays
+file has the recorded size and hash, so a run killed between the two
+renames, two runs writing one folder, a truncated file, zeroed bytes or a
+number edited by hand are all detected: :func:`load_unit` raises
+:class:`Damaged`, and :func:`load_or_discard` moves the damaged files aside
+(never deletes them), says so in one line and returns ``None``, so the
+caller recomputes.  Units of the first format (``minilplr-unit/1``, whose
+hash covered the arrays only) are refused the same way, never read.
+
+Temporary files are named ``.<name>.<random>.minilplr-tmp``
+(:func:`is_temporary`): a program that cleans up after killed runs removes
+those, never another program's ``.tmp`` files.
 
 Nothing here unpickles: a planted pickle is never executed.
 """
@@ -25,17 +35,24 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT", "Damaged", "atomic_write_bytes", "save_unit", "load_unit", "load_or_discard", "move_aside",
-           "unit_exists", "discard_unit", "to_jsonable", "fingerprint", "config_hash"]
+__all__ = ["FORMAT", "TEMPORARY_SUFFIX", "Damaged", "atomic_write_bytes", "is_temporary", "save_unit", "load_unit",
+           "load_or_discard", "move_aside", "unit_exists", "discard_unit", "to_jsonable", "fingerprint", "config_hash",
+           "content_hash"]
 
-#: Written into every unit's JSON; a file without it is not ours.
-FORMAT = "minilplr-unit/1"
+#: Written into every unit's JSON; a file without it is not ours.  ``/2``: the hash covers the JSON's numbers too.
+FORMAT = "minilplr-unit/2"
+#: The formats before :data:`FORMAT`, refused as damaged (recomputed), with why.
+_OLD_FORMATS = {"minilplr-unit/1": "its hash covered the arrays only, not the JSON's own numbers"}
+#: The ending of :func:`atomic_write_bytes`'s temporary files: ``.<name>.<random>.minilplr-tmp``.
+TEMPORARY_SUFFIX = ".minilplr-tmp"
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]+" + re.escape(TEMPORARY_SUFFIX) + "$")
 #: Files we write are readable by others (results folders get shared), like the figures.
 FILE_MODE = 0o644
 
@@ -56,7 +73,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -69,6 +86,11 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def is_temporary(name: str) -> bool:
+    """Whether the file name ``name`` is one of :func:`atomic_write_bytes`'s temporary files."""
+    return bool(_TEMPORARY.match(name))
 
 
 def to_jsonable(obj):
@@ -136,11 +158,26 @@ def save_unit(folder, name: str, tree: dict, *, compress: bool = False) -> Path:
     blob = buf.getvalue()
     js, npz = _paths(folder, name)
     atomic_write_bytes(npz, blob)
-    head = {"format": FORMAT, "arrays": {"file": npz.name, "bytes": len(blob),
+    body = {"format": FORMAT, "arrays": {"file": npz.name, "bytes": len(blob),
                                          "sha256": hashlib.sha256(blob).hexdigest()}, "data": meta}
+    digest = content_hash(json.loads(json.dumps(body, allow_nan=True)))  # of the content as a reader parses it
+    head = {"format": FORMAT, "sha256": digest, "arrays": body["arrays"], "data": meta}
     # the JSON goes last and names the arrays file's hash: a JSON beside other arrays is detected
     atomic_write_bytes(js, json.dumps(head, indent=1, allow_nan=True).encode())
     return js
+
+
+def content_hash(head: dict) -> str:
+    """SHA-256 of a unit's JSON content, every key but ``"sha256"``, in canonical form.
+
+    Canonical: keys sorted, no spaces, non-ASCII escaped, floats as Python's
+    shortest round-trip ``repr`` (so parsing and writing again gives the same
+    text, bit for bit, NaN and ±0.0 included).  Indentation and key order in
+    the file do not matter; any changed value, key or array reference does.
+    """
+    body = {k: v for k, v in head.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def unit_exists(folder, name: str) -> bool:
@@ -159,9 +196,16 @@ def load_unit(folder, name: str):
         raise Damaged(js, f"not valid JSON: {exc}") from None
     if isinstance(head, dict) and "format" not in head:
         raise Damaged(js, "written by an older minilplr, before results were tied to their arrays by hash")
+    if isinstance(head, dict) and head.get("format") in _OLD_FORMATS:
+        raise Damaged(js, f"written by an older minilplr as {head['format']}: {_OLD_FORMATS[head['format']]}")
     if not isinstance(head, dict) or head.get("format") != FORMAT or "data" not in head:
         raise Damaged(js, f"not a {FORMAT} file")
-    want = head.get("arrays", {})
+    if head.get("sha256") != content_hash(head):
+        raise Damaged(js, "its content differs from the content its SHA-256 was computed from (a number, key or "
+                          "array reference changed since it was written: edited by hand, or altered)")
+    want = head.get("arrays")
+    if not isinstance(want, dict):
+        raise Damaged(js, "no record of its arrays file")
     try:
         blob = npz.read_bytes()
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MINILPLR_BACKEND", "numpy")
@@ -304,10 +305,32 @@ def main(argv=None) -> int:
     unknown = [n for n in args.names if n not in PICTURES]
     if unknown:
         parser.error(f"names: expected some of {', '.join(PICTURES)}, got {', '.join(unknown)}")
+    problem = _unwritable(OUT)  # before drawing anything: a read-only folder is one line, not a traceback
+    if problem:
+        print(f"make_pictures.py: cannot write the pictures into {OUT} ({problem})", file=sys.stderr)
+        return 1
     for name in args.names or PICTURES:
-        path = PICTURES[name]()
+        try:
+            path = PICTURES[name]()
+        except OSError as exc:  # the disk filled, or the folder changed under us
+            print(f"make_pictures.py: {name}: cannot write {OUT / (name + '.png')} ({exc.strerror or exc})",
+                  file=sys.stderr)
+            return 1
         print(f"{path.relative_to(OUT.parent.parent)}: {path.stat().st_size / 1024:.0f} KB")
     return 0
+
+
+def _unwritable(folder: Path):
+    """Why ``folder`` cannot take the pictures (it is a file, or a write fails), or ``None``; creates it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test.", suffix=".probe"):
+            pass
+    except FileExistsError:
+        return "it is a file, not a folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 if __name__ == "__main__":

@@ -10,15 +10,21 @@ Examples::
     python scripts/run_all.py --workers 4           # grids of independent runs on 4 local processes
     python scripts/run_all.py --cluster tcp://scheduler:8786   # ... on a Dask cluster (.[cluster])
 
-Results go to ``--out`` (default ``results/``), one folder per experiment;
-an interrupted run resumes where it stopped, and finished experiments are
-reused unless their folder is deleted.
+Results go to ``--out`` (default ``results/``), into one folder per
+configuration (``results/quick/``, ``results/quick-seed1/``,
+``results/paper/``: the preset, and ``--seed``/``--data`` where they change
+anything), one folder per experiment inside it, with that configuration's
+``report.md``; another configuration never overwrites them.  An interrupted
+run resumes where it stopped, and finished experiments are reused unless
+their folder is deleted.
 
 Every problem is one line: a usage error or Ctrl-C on stderr, a failed
 experiment as ``[name] FAILED: <why>`` in the log (its name again on
 stderr at the end).  Exit status: 0 done; 1 an experiment failed, or
-``--plot-only`` found no saved results of the asked-for configuration; 2 a
-usage error (an option's value, ``--out``); 130 Ctrl-C (what finished is
+``--plot-only`` found no usable saved results of the asked-for configuration
+(none, damaged, or another configuration's); 2 a usage error (an option's
+value, ``--out`` or ``MINILPLR_DATA``, another run in, around or inside
+``--out``); 130 Ctrl-C (what finished is
 saved: run the same command again to resume).  A failure whose message
 explains it (data unavailable, a bad value naming its argument, a diverged
 run) shows no traceback unless ``--verbose``; an unexpected error always
@@ -26,24 +32,42 @@ shows it.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
+import os  # loaded with the interpreter already, like sys and signal: nothing to interrupt
 import signal
 import sys
-import tempfile
-from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-try:
+
+def _interrupted_at_import(signum, frame):
+    """Ctrl-C while importing, noted: a C extension (NumPy's) may turn the KeyboardInterrupt into an ImportError."""
+    _interrupted_at_import.seen = True
+    raise KeyboardInterrupt
+
+
+_interrupted_at_import.seen = False
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (a background job)
+    signal.signal(signal.SIGINT, _interrupted_at_import)
+try:  # every other import inside: Ctrl-C in the first half-second is this one line too
+    import argparse
+    import logging
+    import tempfile
+    from pathlib import Path
+
     from minilplr import backend as B  # noqa: E402
     from minilplr.experiments import EXPERIMENTS  # noqa: E402
-    from minilplr.experiments.runner import OutputLocked, run_experiments  # noqa: E402
+    from minilplr.data.cache import ENV_VAR as DATA_VAR  # noqa: E402
+    from minilplr.experiments.output import OutputRefused  # noqa: E402
+    from minilplr.experiments.runner import UNPLOTTED, configuration, run_experiments  # noqa: E402
     from minilplr.sweep import ClusterUnavailable, check_cluster, check_workers  # noqa: E402
-except KeyboardInterrupt:  # Ctrl-C while importing: nothing has started, so nothing is lost
+except (KeyboardInterrupt, ImportError):  # Ctrl-C while importing: nothing has started, so nothing is lost
+    if not _interrupted_at_import.seen:
+        raise  # a real ImportError
     print("run_all.py: interrupted before any experiment started", file=sys.stderr)
     sys.exit(130)
+finally:
+    if signal.getsignal(signal.SIGINT) is _interrupted_at_import:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,20 +111,39 @@ def _cluster(text: str) -> str:
 
 
 def _check_out(out: str):
-    """The problem with ``--out`` as one line, or ``None``; creates the folder and tries a write in it."""
+    """The problem with ``--out`` as one line, or ``None``; creates nothing (the run creates it once it holds it)."""
     if not out.strip():
         return f"--out: expected a folder path, got {out!r}"
     path = Path(out)
     if path.exists() and not path.is_dir():
         return f"--out: expected a folder, got the file {out!r}"
+    if not path.exists():
+        above = next((p for p in path.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            return f"--out: expected a folder path, got {out!r}, which lies under the file {str(above)!r}"
+        return None
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        # not named like a store temporary (.<name>.<random>.tmp): a run holding the folder sweeps those
+        # not named like a store temporary (.<name>.<random>.minilplr-tmp): those are swept, this is removed here
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         return f"--out: cannot write to the folder {out!r} ({exc.strerror or exc})"
+    return None
+
+
+def _check_data_var():
+    """The problem with ``$MINILPLR_DATA`` (the data cache folder) as one line, or ``None``; creates nothing."""
+    value = os.environ.get(DATA_VAR)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    for p in [path, *path.parents]:
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under the file {str(p)!r}"
+                return f"{DATA_VAR}: expected a folder for the data cache, got {value!r}, which {what}"
+            break
     return None
 
 
@@ -118,7 +161,9 @@ def build_parser():
                          "paper: the papers' settings (width 2048, 250 epochs, ...)")
     ap.add_argument("--only", nargs="+", metavar="NAME", default=None,
                     help="run only these experiments (default: all, in order)")
-    ap.add_argument("--out", default="results", help="output folder for results, figures and report.md (default: results/)")
+    ap.add_argument("--out", default="results",
+                    help="output folder (default: results/); each configuration in its own folder inside it "
+                         "(results/quick/, results/quick-seed1/, ...), with its results, figures and report.md")
     ap.add_argument("--seed", type=_seed, default=None,
                     help="override the seed of every experiment (multi-seed experiments use SEED, SEED+1, ...)")
     ap.add_argument("--data", default=None, choices=["auto", "download", "offline"],
@@ -147,8 +192,8 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # the runner's Interrupted says what is saved; a bare Ctrl-C came elsewhere
-        print(f"run_all.py: {exc or 'interrupted; what finished is saved: run the same command again to resume'}",
-              file=sys.stderr)
+        why = str(exc) or "interrupted; what finished is saved: run the same command again to resume"
+        print(f"run_all.py: {why}", file=sys.stderr)
         return 130
 
 
@@ -171,28 +216,36 @@ def _main(argv):
         print(f"run_all.py: --only: unknown experiment(s) {shown}; expected some of: {', '.join(EXPERIMENTS)}",
               file=sys.stderr)
         return 2
-    problem = _check_out(args.out)  # last: it creates the folder
+    twice = [n for i, n in enumerate(names) if n in names[:i]]
+    if twice:
+        print(f"run_all.py: --only: expected each experiment once, got {', '.join(dict.fromkeys(twice))} more than "
+              "once", file=sys.stderr)
+        return 2
+    problem = _check_data_var() or _check_out(args.out)
     if problem:
         print(f"run_all.py: {problem}", file=sys.stderr)
         return 2
-    print(f"minilplr run_all: preset={args.preset} backend={args.backend} out={args.out} experiments={', '.join(names)}")
+    overrides = {"seed": args.seed, "data_source": args.data}
+    folder = os.path.join(args.out, configuration(args.preset, overrides)["name"])
+    print(f"minilplr run_all: preset={args.preset} backend={args.backend} out={folder} experiments={', '.join(names)}")
     try:
         status = run_experiments(names, preset=args.preset, out=args.out, backend=args.backend,
-                                 plot_only=args.plot_only, overrides={"seed": args.seed, "data_source": args.data},
+                                 plot_only=args.plot_only, overrides=overrides,
                                  progress=not args.no_progress, workers=args.workers, cluster=args.cluster)
-    except OutputLocked as exc:
+    except OutputRefused as exc:
         print(f"run_all.py: {exc}", file=sys.stderr)
         return 2
     except ClusterUnavailable as exc:  # no scheduler answered at --cluster ADDRESS
         print(f"run_all.py: {exc}", file=sys.stderr)
         return 2
-    print(f"report: {os.path.join(args.out, 'report.md')}")
+    if not (args.plot_only and all(s in UNPLOTTED for s in status.values())):
+        print(f"report: {os.path.join(folder, 'report.md')}")
     bad = [n for n, s in status.items() if s == "failed"]
     if bad:
         print(f"failed: {', '.join(bad)}", file=sys.stderr)
-    unplotted = [n for n, s in status.items() if s in ("missing", "mismatch")]
+    unplotted = [n for n, s in status.items() if s in UNPLOTTED]
     if unplotted:
-        print(f"run_all.py: --plot-only: nothing plotted for {', '.join(unplotted)} (no saved results of this "
+        print(f"run_all.py: --plot-only: nothing plotted for {', '.join(unplotted)} (no usable saved results of this "
               "configuration: see the lines above)", file=sys.stderr)
     return 1 if bad or unplotted else 0
 

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from minilplr.store import load_unit
+from minilplr.experiments.output import LOCK_NAME
+from minilplr.experiments.runner import configuration
+from minilplr.store import is_temporary, load_unit
 
 from .helpers import assert_same_tree
 
@@ -44,6 +46,8 @@ BACKEND = "cupy" if os.environ.get("MINILPLR_BACKEND") == "cupy" else "numpy"
 KILL_SEED = int(os.environ.get("MINILPLR_KILL_SEED", "0"))
 #: One experiment of each kind: an MLP under full-batch GD, the ResNet under SGD, a linear network.
 KILLED = ["fig2_pl_loglog", "fig3_resnet_sgd", "linear_init"]
+#: The folder of the configuration the commands below name (quick preset, offline data).
+CONF = configuration("quick", {"data_source": "offline"})["name"]
 
 
 def _cmd(name, out):
@@ -58,7 +62,7 @@ def _env():
 
 
 def _files(out):
-    return [p for p in Path(out).rglob("*") if p.is_file() and p.name != ".lock"]
+    return [p for p in Path(out).rglob("*") if p.is_file() and p.name != LOCK_NAME]
 
 
 def _start(name, out, log):
@@ -72,7 +76,7 @@ def _is_checkpoint(f):
 
 def _unit_writes(out):
     """``{unit head: mtime}`` (checkpoints, cached runs, results; JSON last, so a new value is a whole unit)."""
-    return {f: f.stat().st_mtime_ns for f in _files(out) if f.suffix == ".json" and f.name != "report.json"}
+    return {f: f.stat().st_mtime_ns for f in _files(out) if f.suffix == ".json" and f.name != "configuration.json"}
 
 
 def _wait_for_units(p, out, k):
@@ -146,15 +150,15 @@ def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path,
         else:  # the instant a results unit is being written (a run's, a seed's or the experiment's): between
             # writing a temporary file and renaming it, between the two renames, or just after them
             while p.poll() is None and not any(
-                    (f.name.startswith(".results.") and f.name.endswith(".tmp"))
+                    (f.name.startswith(".results.") and is_temporary(f.name))
                     or (f.name in ("results.npz", "results.json") and f.exists() and f.stat().st_mtime >= wall)
                     for f in _files(out)):
                 time.sleep(0.0005)
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
         rc = p.wait(timeout=60)
-        left = sum(f.name.endswith(".tmp") for f in _files(out))
-        saved = "results saved" if (out / name / "results.json").exists() else "no results yet"
+        left = sum(is_temporary(f.name) for f in _files(out))
+        saved = "results saved" if (out / CONF / name / "results.json").exists() else "no results yet"
         story.append(f"{what}: {'SIGKILL' if rc == -signal.SIGKILL else f'exit {rc}'} at "
                      f"{time.perf_counter() - t0:.2f} s ({saved}{f', {left} temporary file(s) left' if left else ''})")
         assert rc in (0, -signal.SIGKILL), (story, (tmp_path / f"log{i}.txt").read_text()[-3000:])
@@ -167,9 +171,9 @@ def test_killed_then_rerun_gives_the_uninterrupted_numbers_bit_for_bit(tmp_path,
     assert sorted(got) == sorted(want), (story, sorted(got), sorted(want))
     for key in want:
         assert_same_tree(got[key], want[key], key)
-    left = [f.name for f in _files(out) if f.name.endswith(".tmp") or _is_checkpoint(f)]
+    left = [f.name for f in _files(out) if is_temporary(f.name) or _is_checkpoint(f)]
     assert not left, (story, left)
-    report = (out / "report.md").read_text()
+    report = (out / CONF / "report.md").read_text()
     assert f"## {name}" in report and "_No results" not in report and "_Not reported" not in report
 
 

@@ -6,9 +6,9 @@ everything.  On the backend under test (strict in CI), so the experiment code
 is checked for host/device mix-ups too.
 """
 import importlib.util
-import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,9 +21,11 @@ from minilplr import backend as B
 from minilplr.data.download import NetworkUnavailable
 from minilplr.experiments import EXPERIMENTS
 from minilplr.experiments.io import load_results
+from minilplr.experiments.output import LOCK_NAME
+from minilplr.experiments.runner import experiment_config, load_experiment
 from minilplr.store import config_hash
 
-from .helpers import one_line
+from .helpers import assert_same_tree, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_all.py"
@@ -41,14 +43,16 @@ def test_quick_preset_end_to_end(tmp_path):
     out = tmp_path / "results"
     p = _run("--preset", "quick", "--data", "offline", "--out", str(out), cwd=tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    report = (out / "report.md").read_text()
+    conf = out / "quick-offline"  # the configuration's folder: the preset, and --data where it changes anything
+    assert f"report: {conf / 'report.md'}" in p.stdout
+    report = (conf / "report.md").read_text()
     for name in EXPERIMENTS:
-        res = load_results(out / name)  # a verified unit, or None
+        res = load_results(conf / name)  # a verified unit, or None
         assert res["status"] in ("finished", "partly diverged"), (name, res["status"])
-        rep = json.loads((out / name / "report.json").read_text())
+        rep = load_experiment(name).report(res)
         assert rep["figures"], name
         for fig, caption in rep["figures"]:
-            assert (out / name / fig).stat().st_size > 10_000, fig
+            assert (conf / name / fig).stat().st_size > 10_000, fig
             assert f"({name}/{fig})" in report
             assert "offline" in caption or "Data:" in caption or "X ∈" in caption, caption[:200]
     assert "| experiment | claim | measured | holds |" in report
@@ -87,26 +91,25 @@ def test_cupy_requested_without_cupy_isone_line(tmp_path):
 
 
 def test_seed_and_data_overrides_reach_every_kind_of_config():
-    from minilplr.experiments.runner import _config, load_experiment
-
-    fig1 = _config(load_experiment("fig1_linear_convergence"), "quick", {"seed": 7, "data_source": "offline"})
+    fig1 = experiment_config(load_experiment("fig1_linear_convergence"), "quick", {"seed": 7, "data_source": "offline"})
     assert fig1["seed"] == 7 and fig1["data_source"] == "offline" and fig1["preset"] == "quick"
-    fig3 = _config(load_experiment("fig3_resnet_sgd"), "quick", {"seed": 7})
+    fig3 = experiment_config(load_experiment("fig3_resnet_sgd"), "quick", {"seed": 7})
     assert fig3["seeds"] == [7, 8, 9]
-    lin = _config(load_experiment("linear_width"), "quick", {"seed": 3, "data_source": "offline"})
+    lin = experiment_config(load_experiment("linear_width"), "quick", {"seed": 3, "data_source": "offline"})
     assert lin["init_seeds"][0] == 3 and "data_source" not in lin
     with pytest.raises(ValueError, match="preset: expected one of"):
-        _config(load_experiment("fig1_linear_convergence"), "huge", {})
+        experiment_config(load_experiment("fig1_linear_convergence"), "huge", {})
+    with pytest.raises(ValueError, match="overrides: expected keys among seed, data_source, got 'sed'"):
+        experiment_config(load_experiment("fig1_linear_convergence"), "quick", {"sed": 1})
 
 
 def test_a_second_run_on_the_same_out_is_refused_inone_line(tmp_path):
-    """``<out>/.lock`` is held for the whole run: a second run names the holder's PID and writes nothing."""
-    import re
-
-    from minilplr.experiments.runner import OutputLocked, lock_output, run_experiments
+    """``<out>/.minilplr.lock`` is held for the whole run: a second run names the holder's PID and writes nothing."""
+    from minilplr.experiments.output import OutputLocked, lock_output
+    from minilplr.experiments.runner import run_experiments
 
     out = tmp_path / "results"
-    code = ("import sys\nfrom minilplr.experiments.runner import lock_output\n"
+    code = ("import sys\nfrom minilplr.experiments.output import lock_output\n"
             "with lock_output(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)  # flock is per process: another process holds it
@@ -117,7 +120,7 @@ def test_a_second_run_on_the_same_out_is_refused_inone_line(tmp_path):
             run_experiments(["linear_init"], out=out, progress=False, log=lambda *_: None)
         p = _run("--only", "linear_init", "--out", str(out), cwd=tmp_path)
         assert p.returncode == 2 and p.stderr.strip() == f"run_all.py: {want}", p.stderr
-        assert sorted(f.name for f in out.iterdir()) == [".lock"]  # the refused runs wrote nothing
+        assert sorted(f.name for f in out.iterdir()) == [LOCK_NAME]  # the refused runs wrote nothing
     finally:
         holder.communicate("", timeout=60)
     with lock_output(out):  # released when its holder ended
@@ -162,45 +165,58 @@ def test_seed_must_be_a_non_negative_integer(run_all, tmp_path, capsys, seed):
     assert info.value.code == 2
     assert one_line(capsys.readouterr().err) == (
         f"run_all.py: argument --seed: expected a non-negative integer, got '{seed}' (see --help)")
-    from minilplr.experiments.runner import _config, load_experiment
-
     with pytest.raises(ValueError, match="seed: expected a non-negative integer, got -1"):
-        _config(load_experiment("linear_init"), "quick", {"seed": -1})
+        experiment_config(load_experiment("linear_init"), "quick", {"seed": -1})
 
 
 def test_data_auto_is_the_default_configuration():
     """``--data auto`` (documented as the default) must not change the hash, or it forces a retrain."""
-    from minilplr.experiments.runner import _config, load_experiment
+    from minilplr.experiments.runner import configuration
 
     for name in ("fig1_linear_convergence", "fig3_resnet_sgd"):
         mod = load_experiment(name)
-        default = _config(mod, "quick", {"seed": None, "data_source": None})
-        assert config_hash(_config(mod, "quick", {"seed": None, "data_source": "auto"})) == config_hash(default)
-        assert config_hash(_config(mod, "quick", {"data_source": "offline"})) != config_hash(default)
+        default = experiment_config(mod, "quick", {"seed": None, "data_source": None})
+        auto = experiment_config(mod, "quick", {"seed": None, "data_source": "auto"})
+        assert config_hash(auto) == config_hash(default)
+        assert config_hash(experiment_config(mod, "quick", {"data_source": "offline"})) != config_hash(default)
     with pytest.raises(ValueError, match="data_source: expected one of auto, download, offline"):
-        _config(load_experiment("fig1_linear_convergence"), "quick", {"data_source": "web"})
+        experiment_config(load_experiment("fig1_linear_convergence"), "quick", {"data_source": "web"})
+    # and the folder: --data auto and --seed 0 (every preset's own) are the default's; a real change is named
+    for overrides in ({}, {"data_source": "auto"}, {"seed": 0}, {"seed": 0, "data_source": "auto"}):
+        assert configuration("quick", overrides)["name"] == "quick", overrides
+    assert configuration("paper", {"seed": 2, "data_source": "offline"})["name"] == "paper-seed2-offline"
+    assert configuration("quick", {"data_source": "download"}) == dict(name="quick-download", preset="quick",
+                                                                       seed=None, data="download")
 
 
 def test_plot_only_with_nothing_saved_fails_with_a_line_per_experiment(run_all, tmp_path, capsys):
     assert run_all("--only", "linear_init", "linear_width", "--plot-only", "--out", str(tmp_path)) == 1
     cap = capsys.readouterr()
     for name in ("linear_init", "linear_width"):
-        assert f"[{name}] no saved results in {tmp_path / name}: run without --plot-only first" in cap.out
+        assert f"[{name}] no saved results of the configuration quick in {tmp_path}: run without --plot-only first\n" \
+            in cap.out
     assert "nothing plotted for linear_init, linear_width" in one_line(cap.err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # and nothing made
 
 
-def test_plot_only_refuses_the_results_of_another_configuration(run_all, tmp_path, capsys):
+def test_plot_only_refuses_the_results_of_another_configuration(run_all, tmp_path, capsys, monkeypatch):
     out = str(tmp_path)
     assert run_all("--only", "linear_init", "--out", out) == 0
-    saved = (tmp_path / "linear_init" / "results.json").read_bytes()
+    saved = (tmp_path / "quick" / "linear_init" / "results.json").read_bytes()
     capsys.readouterr()
     assert run_all("--only", "linear_init", "--plot-only", "--out", out) == 0  # same options: plotted
     assert run_all("--only", "linear_init", "--plot-only", "--out", out, "--seed", "4") == 1
     cap = capsys.readouterr()
-    assert "belong to another configuration (init_seeds: saved [0, 1, 2], asked [4, 5, 6])" in cap.out
+    assert (f"[linear_init] no saved results of the configuration quick-seed4 in {tmp_path}: run without "
+            "--plot-only first (saved there: quick)") in cap.out
     assert run_all("--only", "linear_init", "--plot-only", "--out", out, "--preset", "paper") == 1
-    assert "(preset: saved 'quick', asked 'paper';" in capsys.readouterr().out
-    assert (tmp_path / "linear_init" / "results.json").read_bytes() == saved  # nothing lost
+    assert "no saved results of the configuration paper" in capsys.readouterr().out
+    # the preset itself changed since (a newer minilplr): the saved results are another configuration's
+    mod = load_experiment("linear_init")
+    monkeypatch.setitem(mod.PRESETS, "quick", dict(mod.PRESETS["quick"], init_seeds=[0, 1]))
+    assert run_all("--only", "linear_init", "--plot-only", "--out", out) == 1
+    assert "belong to another configuration (init_seeds: saved [0, 1, 2], asked [0, 1])" in capsys.readouterr().out
+    assert (tmp_path / "quick" / "linear_init" / "results.json").read_bytes() == saved  # nothing lost
 
 
 def _fail_with(monkeypatch, exc):
@@ -247,7 +263,7 @@ def test_ctrl_c_in_an_experiment_is_exit_130_andone_line(run_all, tmp_path, monk
     assert status == 130
     assert one_line(capsys.readouterr().err) == (
         f"run_all.py: interrupted during linear_init: the runs and checkpoints linear_init finished are saved in "
-        f"{tmp_path}; run the same command again to resume")
+        f"{tmp_path / 'quick'}; run the same command again to resume")
 
 
 def test_ctrl_c_stops_a_real_run_with_one_line_and_the_rerun_resumes(tmp_path):
@@ -271,9 +287,9 @@ def test_ctrl_c_stops_a_real_run_with_one_line_and_the_rerun_resumes(tmp_path):
     assert p.returncode == 130, (out, err)
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == ("run_all.py: interrupted during linear_init: the runs and checkpoints "
-                                            "linear_init finished are saved in tmp; run the same command again "
-                                            "to resume")
-    assert list((tmp_path / "tmp" / "linear_init" / "runs").iterdir())  # the finished runs are on disk
+                                            "linear_init finished are saved in tmp/quick; run the same command "
+                                            "again to resume")
+    assert list((tmp_path / "tmp" / "quick" / "linear_init" / "runs").iterdir())  # the finished runs are on disk
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "[linear_init] finished in" in again.stdout, again.stdout
@@ -297,7 +313,7 @@ def test_the_time_budget_is_printed_by_phase_and_saved_with_the_results(run_all,
     monkeypatch.setattr(mod, "report", lambda res: {"figures": [], "claims": []})
     assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 0
     out = capsys.readouterr().out
-    res = load_results(tmp_path / "linear_init")
+    res = load_results(tmp_path / "quick" / "linear_init")
     timing = res["timing"]
     assert set(timing) <= {"train", "ntk", "other"} and "other" in timing, timing
     assert 0 < sum(timing.values()) <= res["seconds"]  # phases of the computation, within its wall time
@@ -310,4 +326,192 @@ def test_the_time_budget_is_printed_by_phase_and_saved_with_the_results(run_all,
     assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 0  # reused: not recomputed, still timed
     out = capsys.readouterr().out
     assert "reusing finished results" in out and "[linear_init] time " in out
-    assert load_results(tmp_path / "linear_init")["timing"] == timing  # the computation's record is kept
+    assert load_results(tmp_path / "quick" / "linear_init")["timing"] == timing  # the computation's record is kept
+
+
+# --- issue 21: nothing lost, nothing silently different (on a real experiment, through main) --------------------
+
+@pytest.fixture(scope="module")
+def linear_init_saved(tmp_path_factory):
+    """``--only linear_init`` run once on the default options (in a subprocess); tests copy the folder."""
+    out = tmp_path_factory.mktemp("saved") / "results"
+    p = _run("--only", "linear_init", "--out", str(out), cwd=out.parent)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out
+
+
+@pytest.fixture
+def saved_copy(linear_init_saved, tmp_path):
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(linear_init_saved, out)
+    return out
+
+
+def test_an_edited_number_in_results_json_is_damaged_not_reported(run_all, saved_copy, capsys):
+    """Issue 21, item 1: ``"iters_to_tol": 15.0`` → ``95.0`` gave exit 0 and a report of 41.0 (p=0.275)."""
+    js = saved_copy / "quick" / "linear_init" / "results.json"
+    report = saved_copy / "quick" / "report.md"
+    text, before, first = js.read_text(), report.read_text(), load_results(js.parent)
+    assert text.count('"iters_to_tol": 15.0') >= 1
+    js.write_text(text.replace('"iters_to_tol": 15.0', '"iters_to_tol": 95.0', 1))
+    assert run_all("--only", "linear_init", "--plot-only", "--out", str(saved_copy)) == 1
+    cap = capsys.readouterr()
+    assert "results.json: damaged (its content differs" in cap.out and "not plotted" in cap.out, cap.out
+    assert "recomputing" not in cap.out and js.exists()  # --plot-only computes nothing and moves nothing
+    assert report.read_text() == before
+    assert run_all("--only", "linear_init", "--out", str(saved_copy)) == 0  # a plain run: moved aside, recomputed
+    cap = capsys.readouterr()
+    assert "damaged (its content differs" in cap.out and "moved aside" in cap.out and "recomputing" in cap.out
+    assert "reusing finished results" not in cap.out
+    again = load_results(js.parent)
+    for res in (first, again):
+        del res["seconds"], res["timing"]  # the wall clock: the only values a recomputation changes
+    assert_same_tree(again, first, "results")
+    wall = re.compile(r"wall time [0-9.]+ s")
+    assert wall.sub("", report.read_text()) == wall.sub("", before)  # the true numbers, as before the edit
+
+
+def test_a_run_inside_a_live_runs_folder_is_refused_and_writes_nothing(saved_copy, tmp_path):
+    """Issue 21, item 3: ``--out out/<experiment>`` was accepted while a run held ``out``."""
+    code = ("import sys\nfrom minilplr.experiments.output import lock_output\n"
+            "with lock_output(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(saved_copy)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        inner = saved_copy / "quick" / "linear_init"
+        before = sorted(str(p) for p in saved_copy.rglob("*"))
+        p = _run("--only", "linear_init", "--out", str(inner), cwd=tmp_path)
+        assert p.returncode == 2, p.stderr
+        assert one_line(p.stderr) == (f"run_all.py: --out {inner}: inside {saved_copy}, which another run "
+                                      f"(PID {holder.pid}) is using; wait for it to finish, or write to a folder "
+                                      "outside it")
+        assert sorted(str(p) for p in saved_copy.rglob("*")) == before
+    finally:
+        holder.communicate("", timeout=60)
+
+
+def test_report_md_is_never_shrunk_by_only_or_a_refused_run(run_all, saved_copy, capsys):
+    """Issue 21, item 4: refused ``--plot-only`` runs and every ``--only`` run rewrote report.md to fewer sections."""
+    report = saved_copy / "quick" / "report.md"
+    before = report.read_text()
+    assert "## linear_init" in before
+    for args in (["--only", "fig1_linear_convergence"], ["--seed", "5"], ["--preset", "paper"]):
+        assert run_all("--plot-only", *args, "--out", str(saved_copy)) == 1, args
+        assert report.read_text() == before, args
+    capsys.readouterr()
+    # a computed experiment joins the report; the saved one stays in it
+    assert run_all("--only", "linear_imbalance", "--out", str(saved_copy)) == 0
+    text = report.read_text()
+    assert "## linear_init" in text and "## linear_imbalance" in text
+    assert run_all("--only", "linear_init", "--out", str(saved_copy)) == 0  # reused; the report keeps both
+    assert "## linear_imbalance" in report.read_text()
+
+
+def test_a_configuration_switch_keeps_the_other_configurations_results(run_all, saved_copy, capsys):
+    """Issue 21, item 5: ``--seed 1`` then the default on one --out overwrote each other's results in place."""
+    default = (saved_copy / "quick" / "linear_init" / "results.json").read_bytes()
+    assert run_all("--only", "linear_init", "--seed", "1", "--out", str(saved_copy)) == 0
+    seed1 = (saved_copy / "quick-seed1" / "linear_init" / "results.json").read_bytes()
+    capsys.readouterr()
+    for args in ([], ["--seed", "1"], ["--seed", "0"]):
+        assert run_all("--only", "linear_init", *args, "--out", str(saved_copy)) == 0
+        assert "reusing finished results" in capsys.readouterr().out, args
+    assert (saved_copy / "quick" / "linear_init" / "results.json").read_bytes() == default
+    assert (saved_copy / "quick-seed1" / "linear_init" / "results.json").read_bytes() == seed1
+    assert "Configuration `quick-seed1`: preset quick, seed 1, data auto." in \
+        (saved_copy / "quick-seed1" / "report.md").read_text()
+
+
+def test_an_experiment_named_twice_is_a_usage_error(run_all, tmp_path, capsys):
+    assert run_all("--only", "linear_init", "linear_width", "linear_init", "--out", str(tmp_path)) == 2
+    assert one_line(capsys.readouterr().err) == ("run_all.py: --only: expected each experiment once, got linear_init "
+                                                 "more than once")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_minilplr_data_that_is_not_a_folder_is_a_usage_error(run_all, tmp_path, monkeypatch, capsys, where):
+    (tmp_path / "notes.txt").write_text("keep me")
+    value = str(tmp_path / "notes.txt") + ("" if where == "a file" else "/data")
+    monkeypatch.setenv("MINILPLR_DATA", value)
+    assert run_all("--only", "fig1_linear_convergence", "--out", str(tmp_path / "out")) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"run_all.py: MINILPLR_DATA: expected a folder for the data cache, got {value!r}"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_lock_file_that_is_a_folder_is_a_usage_error(run_all, tmp_path, capsys):
+    (tmp_path / LOCK_NAME).mkdir()
+    assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"run_all.py: --out {tmp_path}: cannot use {tmp_path / LOCK_NAME} as the run lock (Is a directory); expected "
+        "a file there (remove what is in the way)")
+
+
+def test_ctrl_c_before_any_experiment_still_says_what_happened(tmp_path, monkeypatch, capsys):
+    """A bare KeyboardInterrupt (Ctrl-C in the first half-second) printed ``run_all.py: `` and nothing else."""
+    script = _script()
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "run_experiments", interrupted)
+    assert script.main(["--backend", "numpy", "--only", "linear_init", "--out", str(tmp_path)]) == 130
+    assert one_line(capsys.readouterr().err) == ("run_all.py: interrupted; what finished is saved: run the same "
+                                                 "command again to resume")
+
+
+def test_plot_only_on_damaged_results_neither_recomputes_nor_moves(run_all, saved_copy, capsys):
+    npz = saved_copy / "quick" / "linear_init" / "results.npz"
+    b = bytearray(npz.read_bytes())
+    b[40:60] = bytes(20)
+    npz.write_bytes(bytes(b))
+    assert run_all("--only", "linear_init", "--plot-only", "--out", str(saved_copy)) == 1
+    cap = capsys.readouterr()
+    assert "results.npz: damaged" in cap.out and "not plotted; run without --plot-only to recompute it" in cap.out
+    assert "recomputing" not in cap.out and npz.read_bytes() == bytes(b)
+    assert not list(npz.parent.glob("*.damaged-*"))
+    assert "nothing plotted for linear_init" in one_line(cap.err)
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "ImportError (as NumPy's C import turns it)"])
+def test_ctrl_c_while_importing_is_one_line_and_exit_130(how):
+    """SIGINT delivered while ``minilplr.backend`` is being imported, in a fresh process (no timing involved)."""
+    wrap = "ImportError" in how
+    code = f"""
+import importlib.abc, os, runpy, signal, sys
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilplr.backend":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # the handler runs here: a KeyboardInterrupt
+            except KeyboardInterrupt:
+                if {wrap}:
+                    raise ImportError("PyCapsule_Import could not import module 'datetime'") from None
+                raise
+        return None
+sys.meta_path.insert(0, Interrupt())
+sys.argv = [{str(SCRIPT)!r}, "--only", "linear_init"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 130, p.stderr[-2000:]
+    assert one_line(p.stderr) == "run_all.py: interrupted before any experiment started"
+
+
+def test_a_real_import_error_is_not_taken_for_ctrl_c():
+    code = f"""
+import importlib.abc, runpy, sys
+class Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilplr.backend":
+            raise ImportError("numpy: a broken install")
+sys.meta_path.insert(0, Broken())
+sys.argv = [{str(SCRIPT)!r}, "--only", "linear_init"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 1 and "ImportError: numpy: a broken install" in p.stderr, p.stderr[-2000:]

@@ -8,7 +8,8 @@ import stat
 import numpy as np
 import pytest
 
-from minilplr.store import Damaged, atomic_write_bytes, load_or_discard, load_unit, save_unit
+from minilplr.store import (Damaged, atomic_write_bytes, content_hash, is_temporary, load_or_discard, load_unit,
+                            save_unit)
 
 
 def _tree():
@@ -78,6 +79,7 @@ def test_arrays_are_never_unpickled(tmp_path):
 
     head = json.loads((tmp_path / "r.json").read_text())
     head["arrays"].update(bytes=len(buf.getvalue()), sha256=hashlib.sha256(buf.getvalue()).hexdigest())
+    head["sha256"] = content_hash(head)  # a forger who knows the format: every hash matches
     (tmp_path / "r.json").write_text(json.dumps(head))
     (tmp_path / "r.npz").write_bytes(buf.getvalue())
     with pytest.raises(Damaged, match="unreadable arrays"):
@@ -107,3 +109,67 @@ def test_saving_the_same_tree_twice_gives_the_same_bytes(tmp_path, monkeypatch):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     with np.load(tmp_path / "a" / "r.npz", allow_pickle=False) as z:  # still a plain .npz for NumPy
         assert np.array_equal(z["x32"], _tree()["x32"])
+
+
+def _edit(path, old: str, new: str):
+    text = path.read_text()
+    assert text.count(old) >= 1, old
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.mark.parametrize("edit", [
+    ('"n": 3', '"n": 4'),                          # a number stored only in the JSON (issue 21: iters_to_tol)
+    ('"status": "finished"', '"status": "running"'),
+    ('0.1,', '0.10000000000000002,'),              # one ulp
+    ('"ok": true', '"ok": false'),
+    ('"none": null,', '"none": null, "added": 1,'),  # a key added
+    ('"__array__": "x32"', '"__array__": "nested.a"'),  # another array under this name
+])
+def test_a_number_edited_in_the_json_is_damaged(tmp_path, edit):
+    """The hash covers the JSON's own content: an edited value is damage like a zeroed byte in the arrays."""
+    save_unit(tmp_path, "r", _tree())
+    _edit(tmp_path / "r.json", *edit)
+    with pytest.raises(Damaged, match=r"r\.json: damaged \(its content differs"):
+        load_unit(tmp_path, "r")
+    lines = []
+    assert load_or_discard(tmp_path, "r", log=lines.append) is None and len(lines) == 1, lines
+
+
+def test_layout_of_the_json_does_not_matter(tmp_path):
+    """Indentation and key order are not content: a reformatted file still reads, every bit the same."""
+    save_unit(tmp_path, "r", _tree())
+    head = json.loads((tmp_path / "r.json").read_text())
+    (tmp_path / "r.json").write_text(json.dumps(dict(reversed(list(head.items()))), indent=4, allow_nan=True))
+    back = load_unit(tmp_path, "r")
+    assert back["floats"][:3] == [0.1, 1 / 3, -0.0] and math.isnan(back["floats"][3])
+
+
+def test_a_unit_of_the_first_format_is_refused_in_one_line(tmp_path):
+    """``minilplr-unit/1`` hashed the arrays only: its numbers cannot be trusted, so it is recomputed, never read."""
+    save_unit(tmp_path, "r", {"x": np.zeros(2), "n": 3})
+    head = json.loads((tmp_path / "r.json").read_text())
+    del head["sha256"]
+    head["format"] = "minilplr-unit/1"
+    (tmp_path / "r.json").write_text(json.dumps(head, indent=1))
+    with pytest.raises(Damaged, match=r"older minilplr as minilplr-unit/1: its hash covered the arrays only"):
+        load_unit(tmp_path, "r")
+    lines = []
+    assert load_or_discard(tmp_path, "r", log=lines.append) is None
+    assert len(lines) == 1 and "moved aside" in lines[0] and not (tmp_path / "r.json").exists()
+
+
+def test_temporary_files_have_a_name_of_our_own(tmp_path, monkeypatch):
+    """A write killed before its rename leaves ``.<name>.<random>.minilplr-tmp``; nobody else's ``.tmp`` matches."""
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    monkeypatch.setattr(os, "unlink", lambda p: None)  # killed before the clean-up too
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / "results.json", b"{}")
+    monkeypatch.undo()
+    (left,) = tmp_path.iterdir()
+    assert is_temporary(left.name) and left.name.startswith(".results.json."), left.name
+    for foreign in (".draft.v2.tmp", ".env.local.tmp", ".session.1234.tmp", "results.json", ".x.minilplr-tmp.bak",
+                    "a.b.minilplr-tmp"):
+        assert not is_temporary(foreign), foreign

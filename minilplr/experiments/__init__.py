@@ -11,8 +11,9 @@ Every experiment module (or small package, as :mod:`.lplr_map`) in this package 
     types).  ``quick`` runs the same pipeline at small size (the README's
     "Time and memory" says how long each takes); ``paper`` uses the paper's settings.
 ``run(config, out_dir, backend=None, progress=True) -> dict``
-    ``out_dir`` is the experiment's own folder, ``<out>/<NAME>``; runs that
-    several experiments share are cached in ``<out>/runs``.
+    ``out_dir`` is the experiment's own folder, ``<out>/<configuration>/<NAME>``
+    (:mod:`minilplr.experiments.output`); runs that several experiments share
+    are cached beside it, in ``<out>/<configuration>/runs``.
     Trains/computes, saving results under ``out_dir`` *as it goes* (so an
     interrupted run resumes from its last checkpoint and never loses finished
     work), and returns the results: plain JSON types and NumPy arrays on the

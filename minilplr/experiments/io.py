@@ -2,9 +2,10 @@
 
 An experiment's results (a dict of plain JSON values and NumPy arrays) are
 the unit ``results.json`` + ``results.npz``: the JSON records the SHA-256 of
-the arrays file, so a JSON beside another run's arrays (a run killed between
-the two renames, two runs writing one folder), a truncated or garbled file,
-are all detected when read.  A damaged unit is moved aside with one line and
+the arrays file and of its own content, so a JSON beside another run's
+arrays (a run killed between the two renames, two runs writing one folder),
+a truncated or garbled file, or a number edited in the JSON, are all
+detected when read.  A damaged unit is moved aside with one line and
 read as absent, so the experiment is recomputed instead of failing on every
 rerun.  Splitting, joining, hashing and atomic writing live in
 :mod:`minilplr.store` only; this module names the results files.

@@ -2,20 +2,23 @@
 
 Used by ``scripts/run_all.py``; importable so tests can drive it.
 
-A run holds ``<out>/.lock`` (``fcntl.flock``) from start to end: a second
-run on the same ``--out`` is refused (:class:`OutputLocked`, naming the
-process that holds it) instead of interleaving its files with the first.
-While holding it, a run removes the temporary files that killed runs left
-behind (``.<name>.<random>.tmp``, :func:`minilplr.store.atomic_write_bytes`'s
-naming).
+Where a run writes (:mod:`minilplr.experiments.output`): it holds ``out``
+(a run in, around or inside it is refused in one line), removes only the
+leftovers of killed runs of its own, and writes into the folder of its
+configuration, ``out/<configuration>/`` (:func:`configuration`: the preset,
+and ``--seed`` and ``--data`` where they change anything: ``quick``,
+``quick-seed1``, ``paper-offline``).  So switching configuration on one
+``--out`` keeps the other's results, and switching back reuses them.
+
+``report.md`` (in the configuration folder) is rebuilt after every run from
+every experiment saved there for that configuration, whatever ``--only``
+asked, from the verified results (not from a file a reader could edit); a
+``--plot-only`` run that plotted nothing leaves it as it was.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
-import json
 import logging
-import os
 import re
 import sys
 import time
@@ -23,81 +26,21 @@ import traceback
 from pathlib import Path
 
 from .. import sweep
-from ..store import atomic_write_bytes, config_hash, to_jsonable
+from ..store import Damaged, atomic_write_bytes, config_hash, load_unit, to_jsonable
 from ..validate import check_int, one_line
 from . import EXPERIMENTS
 from .io import load_results, save_results
+from .output import (claim_configuration, configuration_folder, lock_output, older_layout, read_configuration,
+                     saved_configurations, sweep_temporaries)
 from .timing import CellUsage, format_memory, format_phases, format_table, measure, peak_memory_mib, phase
 
-try:
-    import fcntl
-except ImportError:  # not POSIX: runs are not locked
-    fcntl = None
+__all__ = ["Interrupted", "OVERRIDES", "load_experiment", "experiment_config", "configuration", "run_experiments",
+           "write_report"]
 
-__all__ = ["OutputLocked", "Interrupted", "load_experiment", "run_experiments", "write_report", "lock_output",
-           "sweep_temporaries"]
-
-#: The lock file inside ``--out``.
-LOCK_NAME = ".lock"
-#: Temporary files as :func:`minilplr.store.atomic_write_bytes` names them: ``.<name>.<random>.tmp``.
-_TEMPORARY = re.compile(r"^\..+\.[^.]+\.tmp$")
-
-
-class OutputLocked(RuntimeError):
-    """Another run holds the output folder (``scripts/run_all.py`` prints it as one line)."""
-
-
-@contextlib.contextmanager
-def lock_output(out: Path):
-    """Hold ``out/.lock`` exclusively for the duration of the block (non-blocking).
-
-    Raises
-    ------
-    OutputLocked
-        Another process holds it; the message names the folder and that process's PID.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = ""
-            for _ in range(100):  # the holder writes its PID just after taking the lock: give it a moment
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                if holder:
-                    break
-                time.sleep(0.01)
-            raise OutputLocked(f"--out {out}: in use by another run (PID {holder or 'unknown'}); wait for it to "
-                               "finish, or write to another folder") from None
-        pid = f"{os.getpid():>12}\n".encode()  # one fixed-width write: a reader sees the old PID or ours, not a mix
-        os.pwrite(fd, pid, 0)
-        os.ftruncate(fd, len(pid))
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock; the file stays (removing it would race a newcomer)
-
-
-def sweep_temporaries(out: Path, before: float) -> int:
-    """Delete our temporary files under ``out`` last modified before ``before``; returns how many.
-
-    Only call while holding :func:`lock_output`: then no run of ours is
-    writing there, and every such file is a leftover of a killed run.
-    """
-    n = 0
-    for root, _dirs, files in os.walk(out):
-        for f in files:
-            p = Path(root) / f
-            if _TEMPORARY.match(f):
-                with contextlib.suppress(FileNotFoundError):
-                    if p.stat().st_mtime < before:
-                        p.unlink()
-                        n += 1
-    return n
+#: The overrides the command line may give: ``--seed`` and ``--data``.
+OVERRIDES = ("seed", "data_source")
+#: Statuses of an experiment that a run did not plot (``--plot-only`` found nothing usable).
+UNPLOTTED = ("missing", "mismatch", "damaged")
 
 
 def load_experiment(name: str):
@@ -107,7 +50,7 @@ def load_experiment(name: str):
     return importlib.import_module(f"minilplr.experiments.{name}")
 
 
-def _config(mod, preset, overrides):
+def experiment_config(mod, preset, overrides):
     """The preset's configuration with the command line's overrides.
 
     ``seed`` replaces a single ``seed`` and shifts seed lists (``seeds``,
@@ -115,8 +58,11 @@ def _config(mod, preset, overrides):
     experiment reads a data set (the linear-network experiments make
     synthetic data).  ``data_source="auto"`` is the presets' ``None``, so the
     default and an explicit ``--data auto`` share one configuration hash and
-    reuse each other's results.
+    reuse each other's results.  Any other key of ``overrides`` is refused.
     """
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ValueError(f"overrides: expected keys among {', '.join(OVERRIDES)}, got {', '.join(map(repr, unknown))}")
     if preset not in mod.PRESETS:
         raise ValueError(f"preset: expected one of {', '.join(mod.PRESETS)}, got {preset!r}")
     cfg = dict(mod.PRESETS[preset])
@@ -137,6 +83,33 @@ def _config(mod, preset, overrides):
                     cfg[lk] = [int(v) + i for i in range(len(cfg[lk]))]
     cfg["preset"] = preset
     return cfg
+
+
+def configuration(preset: str, overrides: dict | None = None) -> dict:
+    """The configuration a run's options name: ``{"name", "preset", "seed", "data"}``.
+
+    ``name`` is the folder of its results: the preset, then ``seed<S>`` if
+    ``--seed S`` changes any experiment's configuration (every preset starts
+    at seed 0, so ``--seed 0`` is the default's folder), then the data source
+    if ``--data`` changes any (``auto`` never does): ``quick``,
+    ``quick-seed1``, ``paper-seed2-offline``.  The same for every ``--only``.
+    """
+    overrides = dict(overrides or {})
+    mods = [load_experiment(n) for n in EXPERIMENTS]
+    plain = [config_hash(experiment_config(m, preset, {})) for m in mods]
+
+    def changes(key):
+        v = overrides.get(key)
+        if v is None:
+            return None
+        hashes = [config_hash(experiment_config(m, preset, {key: v})) for m in mods]
+        return v if hashes != plain else None
+
+    seed, data = changes("seed"), changes("data_source")
+    seed = None if seed is None else int(seed)
+    data = None if data in (None, "auto") else data
+    name = "-".join([preset] + ([f"seed{seed}"] if seed is not None else []) + ([data] if data else []))
+    return {"name": name, "preset": preset, "seed": seed, "data": data}
 
 
 def _config_diff(saved, asked) -> str:
@@ -186,46 +159,88 @@ class Interrupted(KeyboardInterrupt):
                          f"{self.out}; run the same command again to resume")
 
 
-def run_experiments(names, *, out="results", log=print, workers=None, cluster=None, **options):
+def run_experiments(names, *, out="results", preset="quick", overrides=None, log=print, workers=None, cluster=None,
+                    **options):
     """Run (or resume, or only re-plot) each experiment; returns ``{name: status}``.
 
-    ``options``: ``preset``, ``backend``, ``plot_only``, ``overrides``,
-    ``progress`` (see :func:`_run_experiments`).  ``workers``/``cluster``:
-    where the experiments' grids run (:func:`minilplr.sweep.use`;
-    default one cell after another in this process).  The whole run holds
-    ``out/.lock``; a run on a folder another run holds raises
-    :class:`OutputLocked` before touching anything.  Temporary files left
-    by killed runs are removed first (one line says how many).
+    Results go to the configuration folder ``out/<configuration(preset, overrides)["name"]>``.
+    ``options``: ``backend``, ``plot_only``, ``progress`` (see
+    :func:`_run_experiments`).  ``workers``/``cluster``: where the
+    experiments' grids run (:func:`minilplr.sweep.use`; default
+    one cell after another in this process).  The whole run holds ``out``
+    (:func:`minilplr.experiments.output.lock_output`: a run in, around or
+    inside it raises :class:`~minilplr.experiments.output.OutputLocked` before
+    anything is written).  Temporary files left by killed runs are removed
+    first (one line says how many).
+
+    Raises
+    ------
+    ValueError
+        An unknown experiment or preset, an experiment named twice, a bad override.
     """
+    names = list(names)
+    for name in names:
+        load_experiment(name)
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"names: expected each experiment once, got {', '.join(twice)} more than once")
+    conf = configuration(preset, overrides)
     out = Path(out)
+    folder = configuration_folder(out, conf["name"])
+    plot_only = options.get("plot_only", False)
     with lock_output(out), sweep.use(workers=workers, cluster=cluster, usage=CellUsage()):
         swept = sweep_temporaries(out, before=time.time())
         if swept:
             log(f"removed {swept} temporary file(s) left in {out} by an interrupted run")
-        return _run_experiments(names, out=out, log=log, **options)
+        old = older_layout(out, EXPERIMENTS)
+        if old:
+            log(f"{out}: {', '.join(old)} hold results of an older minilplr (one folder per experiment, before "
+                f"configuration folders); not read: this run uses {folder} (delete them when you no longer need them)")
+        if plot_only and read_configuration(folder) is None:
+            others = saved_configurations(out)
+            for name in names:
+                log(f"[{name}] no saved results of the configuration {conf['name']} in {out}: run without --plot-only "
+                    "first" + (f" (saved there: {', '.join(others)})" if others else ""))
+            return {name: "missing" for name in names}
+        if not plot_only:
+            claim_configuration(folder, conf)
+        status = _run_experiments(names, preset=preset, overrides=overrides, out=folder, log=log, **options)
+        if plot_only and all(s in UNPLOTTED for s in status.values()):
+            return status  # refused: the report stays as it was
+        try:
+            write_report(folder, configs={n: experiment_config(load_experiment(n), preset, overrides or {})
+                                          for n in EXPERIMENTS}, log=log)
+        except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same
+            log(f"report.md: not written: {type(exc).__name__}: {exc}")
+        return status
 
 
 def _run_experiments(names, *, preset="quick", out="results", backend=None, plot_only=False, overrides=None,
                      progress=True, log=print):
-    """Run (or resume, or only re-plot) each experiment; returns ``{name: status}``.
+    """Run (or resume, or only re-plot) each experiment in the configuration folder ``out``; ``{name: status}``.
 
     Each experiment's results live in ``out/<name>/``; a finished result with
     the same configuration is reused, not recomputed.  A failing experiment is
-    reported and the others still run; nothing finished is lost.
+    reported and the others still run; nothing finished is lost.  With
+    ``plot_only`` nothing is computed or moved: damaged results are reported
+    (status ``"damaged"``) and left for the next full run to recompute.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     status, timings, workers = {}, {}, {}
     for name in names:
         mod = load_experiment(name)
-        cfg = _config(mod, preset, overrides or {})
+        cfg = experiment_config(mod, preset, overrides or {})
         folder = out / name
         t0 = time.perf_counter()
         with measure() as timer:  # where the time goes, by phase (minilplr.experiments.timing)
             try:
-                res = load_results(folder, log=log)  # damaged: moved aside with one line, recomputed
-                fresh = res is not None and res.get("config_hash") == config_hash(cfg) and res.get("status") != "running"
                 if plot_only:
+                    try:
+                        res = load_unit(folder, "results")  # read only: a damaged file stays where it is
+                    except Damaged as exc:
+                        log(f"[{name}] {exc}: not plotted; run without --plot-only to recompute it")
+                        status[name] = "damaged"
+                        continue
                     if res is None:
                         log(f"[{name}] no saved results in {folder}: run without --plot-only first")
                         status[name] = "missing"
@@ -236,26 +251,30 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
                             "or run without --plot-only to compute these")
                         status[name] = "mismatch"
                         continue
-                elif not fresh:
-                    log(f"[{name}] {mod.TITLE}")
-                    res = mod.run(cfg, folder, backend=backend, progress=progress)
-                    res.setdefault("status", "finished")
-                    res["config"] = cfg
-                    res["config_hash"] = config_hash(cfg)
-                    res["seconds"] = time.perf_counter() - t0
-                    res["timing"] = timer.stop()  # the computation's seconds by phase, saved with its results
-                    save_results(folder, res)
                 else:
-                    log(f"[{name}] reusing finished results in {folder} (delete the folder to recompute)")
+                    res = load_results(folder, log=log)  # damaged: moved aside with one line, recomputed
+                    same = res is not None and res.get("config_hash") == config_hash(cfg)
+                    if same and res.get("status") != "running":
+                        log(f"[{name}] reusing finished results in {folder} (delete the folder to recompute)")
+                    else:
+                        if res is not None and not same:
+                            log(f"[{name}] the results saved in {folder} are of another configuration "
+                                f"({_config_diff(res.get('config'), cfg)}): computing these in their place")
+                        log(f"[{name}] {mod.TITLE}")
+                        res = mod.run(cfg, folder, backend=backend, progress=progress)
+                        res.setdefault("status", "finished")
+                        res["config"] = cfg
+                        res["config_hash"] = config_hash(cfg)
+                        res["seconds"] = time.perf_counter() - t0
+                        res["timing"] = timer.stop()  # the computation's seconds by phase, saved with its results
+                        save_results(folder, res)
                 with phase("plot"):
                     figs = mod.plot(res, folder)
-                    rep = mod.report(res)
-                    atomic_write_bytes(folder / "report.json", json.dumps(to_jsonable(rep), indent=1).encode())
                 status[name] = res.get("status", "finished")
                 log(f"[{name}] {status[name]} in {time.perf_counter() - t0:.1f} s; figures: "
                     + ", ".join(str(folder / Path(f).name) for f in figs))
             except KeyboardInterrupt:
-                raise Interrupted(name, [n for n, s in status.items() if s not in ("failed", "missing", "mismatch")],
+                raise Interrupted(name, [n for n, s in status.items() if s not in ("failed",) + UNPLOTTED],
                                   out) from None
             except Exception as exc:  # report and go on with the next experiment
                 status[name] = "failed"
@@ -268,64 +287,82 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     if timings:
         log("where the time went, seconds by phase (minilplr/experiments/timing.py says what each counts):\n"
             + format_table(timings) + ("\n" + format_memory(workers) if peak_memory_mib() else ""))
-    try:
-        write_report(out, names, log=log)
-    except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same
-        log(f"report.md: not written: {type(exc).__name__}: {exc}")
     return status
 
 
-def write_report(out: Path, names, log=print) -> Path:
-    """``out/report.md``: every figure with its caption, and the claims table.
+def write_report(folder, names=None, *, configs=None, log=print) -> Path:
+    """``folder/report.md``: every experiment saved in the configuration folder ``folder``, figures and claims.
 
-    Each experiment's section stands alone: missing, damaged (moved aside,
-    one line to ``log``) or unreadable results give that section a one-line
-    note, and the other sections are written all the same.
+    ``names``: the experiments to look for (default all of
+    :data:`~minilplr.experiments.EXPERIMENTS`, in their order), whatever a run
+    asked: the report never shrinks to the last ``--only``.  ``configs``:
+    ``{name: configuration}``; results saved for another configuration get a
+    one-line note instead of a section.  Each section is built from the
+    verified results (:func:`minilplr.store.load_unit`; the experiment's
+    ``report(results)``), so an edited number never reaches the report, and
+    nothing is moved: damaged results get a note (the next run of that
+    experiment recomputes them).  Experiments not run for this configuration
+    are listed in one line.
     """
-    out = Path(out)
-    lines = ["# minilplr: results report", ""]
-    lines.append("Each section: the figure(s) an experiment produced, their captions (data, sizes, seeds), "
-                 "and the paper's claims against what we measured.")
-    lines.append("")
-    claims_all = []
+    folder = Path(folder)
+    names = list(EXPERIMENTS if names is None else names)
+    sections, claims_all, absent = [], [], []
     for name in names:
-        lines.append(f"## {name}")
-        lines.append("")
         try:
-            body, rows = _report_section(out, name, log)
+            body, rows = _report_section(folder, name, (configs or {}).get(name))
         except Exception as exc:  # this section only: the others are still written
             note = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             log(f"[{name}] report.md: section not written: {note}")
             body, rows = [f"_Not reported: {note}. Run it again to recompute._", ""], []
-        lines += body
+        if body is None:
+            absent.append(name)
+            continue
+        sections += [f"## {name}", ""] + body
         claims_all += rows
+    lines = ["# minilplr: results report", ""]
+    lines.append("Each section: the figure(s) an experiment produced, their captions (data, sizes, seeds), "
+                 "and the paper's claims against what we measured.")
+    lines.append("")
+    conf = read_configuration(folder)
+    if conf:
+        seed = "as in the preset" if conf.get("seed") is None else conf["seed"]
+        lines += [f"Configuration `{conf.get('name')}`: preset {conf.get('preset')}, seed {seed}, data "
+                  f"{conf.get('data') or 'auto'}.", ""]
+    if absent:
+        lines += [f"Not run for this configuration yet: {', '.join(absent)}.", ""]
+    lines += sections
     lines.append("## Claims against measurements")
     lines.append("")
     lines.append("| experiment | claim | measured | holds |")
     lines.append("|---|---|---|---|")
     lines += claims_all
     lines.append("")
-    path = out / "report.md"
+    path = folder / "report.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path
 
 
-def _report_section(out: Path, name: str, log) -> tuple[list, list]:
-    """One experiment's section of ``report.md`` and its rows of the claims table; raises if unreadable."""
-    res = load_results(out / name, log=log)
-    rep_path = out / name / "report.json"
-    if res is None or not rep_path.exists():
-        return ["_No results (not run, failed, or damaged and moved aside: see the log)._", ""], []
+def _report_section(folder: Path, name: str, cfg) -> tuple:
+    """One experiment's section of ``report.md`` and its rows of the claims table; ``(None, [])`` if not saved."""
     try:
-        rep = json.loads(rep_path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{rep_path} is damaged ({exc})") from None
+        res = load_unit(folder / name, "results")
+    except Damaged as exc:
+        return [f"_Not reported: {exc}. Run it again to recompute._", ""], []
+    if res is None:
+        return None, []
+    if cfg is not None and res.get("config_hash") != config_hash(cfg):
+        return [f"_Not reported: the results saved in {name}/ are of another configuration "
+                f"({_config_diff(res.get('config'), cfg)}). Run it again to recompute._", ""], []
     mod = load_experiment(name)
+    rep = mod.report(res)
     lines = [f"*{mod.TITLE}*  ",
              f"Data: {res.get('data', 'n/a')}. Preset: {res.get('config', {}).get('preset', '?')}; "
              f"status: **{res.get('status', '?')}**; wall time {res.get('seconds', float('nan')):.1f} s.", ""]
     for fig, cap in rep.get("figures", []):
-        lines += [f"![{name}]({name}/{fig})", "", f"{cap}", ""]
+        if (folder / name / fig).exists():
+            lines += [f"![{name}]({name}/{fig})", "", f"{cap}", ""]
+        else:
+            lines += [f"_Figure {name}/{fig} not drawn yet (run with --plot-only to draw it)._ {cap}", ""]
     rows = []
     for c in rep.get("claims", []):
         mark = {True: "yes", False: "**no**", None: "n/a"}[c.get("holds")]
