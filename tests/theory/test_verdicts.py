@@ -204,3 +204,27 @@ def test_render_row_has_every_column_and_flags_the_marginal():
     assert "**fails**" in f and "(marginal)" not in f
     u = V.render_row(V.untestable("linear", "the gap fell ×3", "a run of 300 steps"))
     assert "untestable: the gap fell ×3; decide: a run of 300 steps" in u
+
+
+# --------------------------------------------------------------------------- THEORY.md's rows for this section
+
+
+def test_this_sections_table_is_true():
+    """docs/THEORY.md, "Verdicts with power": every row's function resolves and its test exists and calls it.
+
+    The same checks as tests/test_theory_table.py, on the table that closes the section (that file reads only
+    the table under "## Equation → function → test").
+    """
+    from ..test_theory_table import HEADING, ROOT, THEORY, exercises, file_functions, resolve, table_rows
+
+    text = THEORY.read_text(encoding="utf-8")
+    sub = "### Equation → function → test: verdicts with power"
+    assert sub in text, f"{THEORY.name}: no table {sub!r}"
+    rows = table_rows(HEADING + text[text.index(sub) + len(sub):])
+    assert len(rows) >= 15
+    for row in rows:
+        module, obj = resolve(row["func"])
+        assert callable(obj), row
+        tests = file_functions(ROOT / row["file"])
+        assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
+        assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
