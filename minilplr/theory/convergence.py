@@ -63,15 +63,18 @@ def _gap(loss, l_star):
 
 
 def rounding_slack(loss, dtype="float32", n_terms: int = 1) -> np.ndarray:
-    r"""How much a computed loss may differ from the exact one: ``(⌈log₂ n_terms⌉ + 2)·ε·|L|``.
+    r"""The rounding of the loss's own sum: ``(⌈log₂ n_terms⌉ + 2)·ε·|L|``.
 
     .. math:: |\hat L - L| \le (\lceil \log_2 N \rceil + 2)\,\varepsilon\,L
 
-    ``L = Σ_i r_i²/(2n)``, ``n_terms`` squares summed pairwise (NumPy's
-    ``sum``: error ``⌈log₂ N⌉ ε`` relative to ``Σ|x_i|``, which is ``L``
-    itself for squares), plus one rounding for the square and one for the
-    division.  ``ε`` is the unit roundoff of ``dtype`` (the model's).
-    Returns a host float64 array of ``loss``'s shape.
+    ``L = Σ_i r_i²/(2n)`` from given residuals, ``n_terms`` squares summed
+    pairwise (NumPy's ``sum``: error ``⌈log₂ N⌉ ε`` relative to ``Σ|x_i|``,
+    which is ``L`` itself for squares), plus one rounding for the square and
+    one for the division.  ``ε`` is the unit roundoff of ``dtype`` (the
+    model's).  Not in it: the residuals' own rounding in the forward pass
+    (an absolute error of about ``ε·|y|`` per residual), which matters only
+    once ``L`` approaches ``ε²``-scale values; judge such a tail with a
+    larger ``L*`` or cut it.  Returns a host float64 array of ``loss``'s shape.
     """
     eps = float(np.finfo(np.dtype(dtype)).eps)
     if int(n_terms) < 1:
