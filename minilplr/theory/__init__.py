@@ -6,6 +6,10 @@
 * :mod:`.smoothness` — Hessian–vector products, ``β``, the descent lemma and
   the step-size condition of Theorem 5.4;
 * :mod:`.dynamics` — the envelope ``(1 − ημ)^t``, the kernel-regime loss curve, drift;
+* :mod:`.verdicts` — the words a claim may end in (holds, fails, vacuous, untestable,
+  identity), with threshold and margin, and the generic judges;
+* :mod:`.convergence` — Theorem 5.4 judged with power: the envelope's demand, the
+  per-step contraction, the kernel regime's dominance time, linear convergence;
 * :mod:`.linear` — the overparametrised two-layer linear networks of the second paper.
 
 Imports the engine and the training loops; never the experiments.
