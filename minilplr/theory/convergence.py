@@ -93,9 +93,9 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
     .. math:: L_t - L^* \le (1 - \eta\mu)^t (L_0 - L^*) \tag{10}
 
     Holds where every ``L_t − L*`` is under the envelope, up to the
-    rounding slack of the two losses (:func:`rounding_slack`); the margin is
-    ``min_t (env_t − gap_t)/env_t``, the tightest step's distance below the
-    envelope.  The envelope's *demand* is the decrease it asks for by the
+    rounding slack ``s_t`` of the two losses (:func:`rounding_slack`); the
+    margin is ``min_{t ≥ 1} (env_t + s_t − gap_t)/env_t``, the tightest
+    step's distance below the envelope (negative: above it).  The envelope's *demand* is the decrease it asks for by the
     last step, ``(1 − ημ)^{−(T−1)}``.  A passing check whose demand is below
     ``min_demand`` (a decade) is **vacuous**: any curve that fell by
     ``min_demand`` over the run, linear or not, passes it; the verdict
@@ -124,20 +124,17 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
     env = g[0] * (1.0 - eta * mu) ** t
     s = rounding_slack(np.asarray(loss, float), dtype, n_terms)
     slack = s + s[0] * (env / g[0])  # L_t's rounding, and L_0's carried along the envelope
-    excess = (g - env - slack) / env  # > 0: above the envelope
-    worst = int(np.argmax(excess))
-    rel = (env[1:] - g[1:]) / env[1:]  # t ≥ 1 (at t = 0 the gap is the envelope)
+    rel = (env[1:] + slack[1:] - g[1:]) / env[1:]  # t ≥ 1 (at t = 0 the gap is the envelope); < 0: above it
     tight = int(np.argmin(rel)) + 1
     m = float(rel[tight - 1])  # the tightest step, relative to the envelope
     demand = float(g[0] / env[-1])
     dec = float(g[0] / g[-1]) if g[-1] > 0 else math.inf
     rests = (f"ημ = {fmt(eta * mu)}, {g.size} steps: envelope {fmt(env[-1] / g[0])}·(L_0 − L*) at the end; the gap "
              f"fell by ×{fmt(dec)}; tightest at t = {tight}")
-    det = dict(eta_mu=eta * mu, demand=demand, envelope_end=float(env[-1] / g[0]), decrease=dec,
-               worst_step=worst, worst_excess=float(excess[worst]))
-    if excess[worst] > 0:
+    det = dict(eta_mu=eta * mu, demand=demand, envelope_end=float(env[-1] / g[0]), decrease=dec, worst_step=tight)
+    if m < 0:
         return Verdict(claim, "fails", "min_t (env_t − gap_t)/env_t", m, 0.0, "≥", m, rests,
-                       why=f"above the envelope at t = {worst} by {fmt(100 * float(excess[worst]))} % of it", details=det)
+                       why=f"above the envelope at t = {tight} by {fmt(-100 * m)} % of it", details=det)
     if demand < float(min_demand):
         return vacuous(claim, f"the envelope never drops below {fmt(env[-1] / g[0], 4)}·(L_0 − L*): it demands a "
                        f"decrease ×{fmt(demand, 4)} < {fmt(float(min_demand))} over {g.size} steps, so any loss that "
@@ -162,9 +159,9 @@ def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="fl
     (:func:`rounding_slack`).  Steps whose gap ``L_t − L*`` is within the
     slack (the loss at its rounding floor) say nothing and are not counted.
     Per counted step, the demanded decrease is ``ημ_t(L_t − L*)`` and the
-    achieved one ``L_t − L_{t+1}``; the margin is the tightest step's
+    achieved one ``L_t − L_{t+1}`` (plus the slack); the margin is the tightest step's
 
-    .. math:: m = \min_t \frac{(L_t - L_{t+1}) - \eta\mu_t (L_t - L^*)}{\eta\mu_t (L_t - L^*)}
+    .. math:: m = \min_t \frac{(L_t - L_{t+1} + s_t) - \eta\mu_t (L_t - L^*)}{\eta\mu_t (L_t - L^*)}
 
     (``−1``: the loss stood still; below ``−1``: it rose).  *holds* when
     every counted step holds, *fails* otherwise, with the fraction held
@@ -203,7 +200,7 @@ def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="fl
     demand = eta * mus * g[:-1]
     achieved = g[:-1] - g[1:]
     safe = np.where(judged, g[:-1], 1.0)  # the judged gaps are positive; the others are not divided by
-    rel = np.where(judged, (achieved - demand) / (eta * mus * safe), np.inf)
+    rel = np.where(judged, (achieved + slack - demand) / (eta * mus * safe), np.inf)  # < 0 exactly where it fails
     viol = np.where(judged, (lhs - q * g[:-1]) / safe, -np.inf)
     t_m, t_v = int(np.argmin(rel)), int(np.argmax(viol))
     n_j, n_ok = int(judged.sum()), int((ok & judged).sum())
