@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .fits import fit_loglog_slope, resolvable_mask
-from .format import fmt
+from ..theory.verdicts import fmt
 from .mnist_gd import MNIST_PRESETS, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 from .timing import phase

@@ -73,7 +73,7 @@ from ..train.optim import SGD, Cosine
 from ..nn.resnet import resnet
 from ..train.loops import Diverged, train_sgd
 from .fits import ema, fit_linear_rate, fit_loglog_slope, resolvable_mask
-from .format import fmt
+from ..theory.verdicts import fmt
 from .io import config_hash, load_results, save_results
 from .timing import phase
 from .plotting import figure, footer, save

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .fits import fit_linear_rate
-from .format import fmt
+from ..theory.verdicts import fmt
 from .mnist_gd import MNIST_PRESETS, gd_run, lean_config, mu_along_path, run_config, settings_text
 from .plotting import figure, footer, save
 from .timing import phase

@@ -40,7 +40,7 @@ from ..store import load_or_discard
 from ..theory import infinite_ntk as _inf
 from ..theory import ntk_shares as _shares
 from ..theory.spectrum import ntk_spectrum
-from .format import fmt
+from ..theory.verdicts import fmt
 from .io import config_hash
 from .mnist_gd import MNIST_PRESETS, gd_run, lean_config, load_task, run_config, settings_text
 from .plotting import figure, footer, save

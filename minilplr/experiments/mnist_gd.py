@@ -45,7 +45,7 @@ from ..train.optim import GD
 from ..train.loops import Diverged, train_gd
 from ..store import load_or_discard, save_unit
 from ..validate import check_int
-from .format import fmt
+from ..theory.verdicts import fmt
 from .io import config_hash, load_results, save_results
 from .timing import phase
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..theory import smoothness as _smoothness
 from ..theory.certificate import run_certificate
-from .format import fmt
+from ..theory.verdicts import fmt
 from .mnist_gd import MNIST_PRESETS, gd_run, run_config, settings_text
 from .plotting import figure, footer, save
 

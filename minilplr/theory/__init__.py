@@ -10,6 +10,10 @@
   the step-size condition of Theorem 5.4;
 * :mod:`.dynamics` — the envelope ``(1 − ημ)^t``, the kernel-regime loss curve, drift;
 * :mod:`.certificate` — v3's PL certificate ``(λ₀ − L_Θ r)/n`` and the a-priori radius, along a run;
+* :mod:`.verdicts` — the words a claim may end in (holds, fails, vacuous, untestable,
+  identity), with threshold and margin, and the generic judges;
+* :mod:`.convergence` — Theorem 5.4 judged with power: the envelope's demand, the
+  per-step contraction, the kernel regime's dominance time, linear convergence;
 * :mod:`.linear` — the overparametrised two-layer linear networks of the second paper.
 
 Imports the engine and the training loops; never the experiments.

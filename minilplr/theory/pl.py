@@ -51,7 +51,7 @@ import numpy as np
 from ..backend import to_scalar
 from ..nn.state import untouched
 from ..nn.losses import as_targets, mse
-from ..nn.params import as_flat, flatten, sq_norm
+from ..nn.params import as_flat, flatten, params_dtype, sq_norm
 from .ntk import empirical_ntk
 from .spectrum import Spectrum, ntk_spectrum
 
@@ -397,7 +397,7 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     with untouched(model):
         lg = forward_backward(model, X, y)
         theta = empirical_ntk(model, X, method=method, dtype=dtype)
-    spec = ntk_spectrum(theta, solver=solver)
+    spec = ntk_spectrum(theta, solver=solver, factors=params_dtype(model))  # the factors' floor: the model's dtype
     n = lg.n
     steps = {
         6: pl_step6_rayleigh(theta, lg.r, spec),

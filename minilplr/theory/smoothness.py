@@ -180,9 +180,15 @@ class HessianTop(NamedTuple):
         The solver converged and the measured ``residual`` is within ``tol``.
     residual : float
         ``‖Hv − (vᵀHv) v‖ / β``, measured with one more product after the
-        solve.  Some eigenvalue lies within ``residual · β`` of ``rayleigh``;
-        when it is the top one (a Krylov solver from a random start misses
-        that one only by bad luck), ``β ≤ ‖∇²L‖₂ ≤ β (1 + residual)``.
+        solve.  What it shows: *some* eigenvalue lies within ``residual · β``
+        of ``rayleigh``.  What it does not: that this eigenvalue is the top
+        one.  A Krylov solver from a random start misses the top only when
+        the start is nearly orthogonal to its eigenvector, which nothing here
+        rules out; if it is the top one, ``β ≤ ‖∇²L‖₂ ≤ β (1 + residual)``.
+        Report ``β`` as "converged Lanczos, residual r", not as certified.
+        (A ReLU network is not globally smooth either: the gradient jumps
+        where an activation pattern flips, and ``β`` is the curvature of the
+        linear piece that contains ``θ``, :func:`hessian_vector_product`.)
     tol : float
         The relative tolerance asked of the solver.
     """
@@ -196,12 +202,12 @@ class HessianTop(NamedTuple):
 
     @property
     def upper(self) -> float:
-        """``β (1 + residual)`` when converged (the bracket's top), else ``inf``: nothing is certified."""
+        """``β (1 + residual)`` when converged (the bracket's top if β is the top eigenvalue), else ``inf``."""
         return self.beta * (1.0 + self.residual) if self.converged else math.inf
 
     def __str__(self):
-        state = f"relative residual {self.residual:.1e}" + ("" if self.converged else
-                                                          f", NOT converged to tol {self.tol:.0e}")
+        state = (f"converged Lanczos, residual {self.residual:.1e}" if self.converged else
+                 f"Lanczos NOT converged to tol {self.tol:.0e}, residual {self.residual:.1e}")
         return f"β = {self.beta:.6g} ({state}; {self.matvecs} Hessian-vector products)"
 
 
@@ -263,8 +269,10 @@ def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxite
     constant of Theorem 5.4 (THEORY.md §1, consequence); test its step-size
     condition with :func:`step_size_condition`.
 
-    The answer is certified after the fact: one more product gives the
-    residual ``‖Hv − λv‖/|λ|`` of the returned pair (see :class:`HessianTop`).
+    One more product after the solve measures the residual
+    ``‖Hv − λv‖/|λ|`` of the returned pair (see :class:`HessianTop`): the
+    result is a *converged Lanczos* estimate with that residual, which
+    places an eigenvalue near ``β`` but does not show it is the top one.
     ARPACK giving up (``ArpackNoConvergence``) is caught: the result then has
     ``converged=False`` and ``beta`` is the Rayleigh quotient of its best
     vector, still a lower bound.  The model is left untouched.
@@ -311,7 +319,7 @@ def hessian_top_eigenvalue(model, X, y, tol: float = 1e-8, ncv: int = 20, maxite
         with frozen_activations(model):
             v, solver_ok = _top_ritz_vector(matvec, P, be, float(tol), int(ncv), int(maxiter), int(seed))
             v = v / math.sqrt(sq_norm(v))
-            Hv = matvec(v)  # one more product: the certificate
+            Hv = matvec(v)  # one more product: the residual
     lam = to_scalar(v @ Hv)  # vᵀHv, the Rayleigh quotient
     r = math.sqrt(sq_norm(Hv - lam * v))  # ‖Hv − λv‖
     residual = r / abs(lam) if lam != 0 else (0.0 if r == 0 else math.inf)
@@ -325,10 +333,11 @@ def step_size_condition(eta: float, beta) -> Check:
     comparison, no slack).
 
     ``beta`` a :class:`HessianTop`: the verdict rests on what the solver
-    certified.  ``β`` is a lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` *fails*
-    whatever the solver did; ``holds`` needs a converged solve and
-    ``η · β(1 + residual) ≤ 1`` (the bracket's top); anything else is
-    ``holds = None``: not certified.
+    showed.  ``β`` is a lower bound of ``‖∇²L‖₂``, so ``ηβ > 1`` *fails*
+    whatever the solver did; ``holds`` needs a converged Lanczos and
+    ``η · β(1 + residual) ≤ 1`` (the bracket's top, if ``β`` is the top
+    eigenvalue: the residual does not show that); anything else is
+    ``holds = None``: not established.
     """
     b = beta.beta if isinstance(beta, HessianTop) else float(beta)
     eta = float(eta)

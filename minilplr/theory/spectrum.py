@@ -15,23 +15,59 @@ Imports only the backend; never the training loops or the experiments.
 
 Precision, and an honest ``λ_min``
 ----------------------------------
-Θ is assembled in ``dtype`` (default: the model's).  Its spectrum is always
-computed in float64 (:func:`ntk_spectrum`), but an eigenvalue of a matrix
-known to ``ε`` relative can only be told from zero above a floor
-``ε · (N·K) · λ_max`` (Weyl: an entrywise perturbation of relative size
-``ε`` moves eigenvalues by up to ``ε · N · max|Θ_ij| ≤ ε · N · λ_max``).
-A ``λ_min`` under the floor is reported *unresolved*, with the bound
-``λ_min ≤ floor + computed``, never as a number.
+Θ is assembled in ``dtype`` (default: the model's) from factors (the
+layers' inputs ``A`` and sensitivities ``G``, i.e. the Jacobian ``J``)
+computed in the model's dtype.  Its spectrum is always computed in float64
+(:func:`ntk_spectrum`), but an eigenvalue is known only to a floor, the sum
+of two parts (THEORY.md, "Verdicts with power", (F1) and (F2)):
 
-The floor is a worst case.  For the paper's MLP at ``N = 1000`` a float32 Θ
-has floor ``≈ 200`` against ``λ_min ≈ 275``, yet agrees with the float64 Θ
-to six digits; ``empirical_ntk(..., dtype="float64")`` on the float32 model
-costs a little more (float64 Gram products) and lowers the floor to
-``≈ 4·10⁻⁷``.  Its factors ``A``, ``G`` are still float32: the result is the
-exact kernel of a Jacobian within ``≈ ε₃₂`` (relative) of the float32
-model's, so ``√λ_min`` is known to about ``ε₃₂ √λ_max``; pass
-``eps=np.finfo(np.float32).eps`` to :func:`ntk_spectrum` for the
-conservative floor.
+* the accumulation, ``ε_Θ · (N·K) · λ_max`` (F1) with ``ε_Θ`` the unit
+  roundoff of Θ's dtype (Weyl: an entrywise perturbation of relative size
+  ``ε`` moves eigenvalues by up to ``ε · N · max|Θ_ij| ≤ ε · N · λ_max``);
+* the factors, ``2γ√(λ_min λ_max) + γ²λ_max`` with ``γ = c·ε_f`` (F2):
+  ``J`` computed in a dtype of unit roundoff ``ε_f`` is ``J + δJ``; the
+  singular values of ``J`` move by at most ``‖δJ‖₂`` (Weyl for singular
+  values), and ``λ = σ²``, so ``|Δλ| ≤ 2‖δJ‖₂√λ + ‖δJ‖₂²``.  With
+  ``‖δJ‖₂ ≤ γ‖J‖₂ = γ√λ_max``.  The constant ``c`` (:data:`FACTOR_ROUNDING`)
+  is not known a priori (rounding through every layer, and ReLU masks that
+  flip where a pre-activation is within rounding of zero); it is set from a
+  measurement (below) with an order of magnitude to spare.
+
+A ``λ_min`` under the floor (plus the solver's residual) is reported
+*unresolved*, with the bound ``λ_min ≤ floor + computed``, never as a
+number, and the message says what would resolve it.  The floor is the ``±``
+that :class:`Spectrum` prints.
+
+Which dtype the factors had, Θ cannot tell (a float64 Θ may come from a
+float32 model, ``empirical_ntk(..., dtype="float64")``, or from a float64
+one): ``ntk_spectrum(theta, factors=...)`` says it, the model's dtype; by
+default the engine's training dtype, float32 — conservative for a float64
+model, which passes ``factors="float64"``.
+
+Measured on the Fig. 1 network (``784 → 2048 ×4 → 1``, He, float32, offline
+binary MNIST, ``θ_0``), the float32-factor kernel accumulated in float64
+against the kernel of the float64 twin (:func:`minilplr.nn.state.float64_copy`):
+at ``N = 200``, ``|Δλ_min| = 9.6·10⁻⁷`` (``λ_min = 52.86``, ``λ_max = 9.29·10⁴``);
+at ``N = 1000``, ``|Δλ_min| = 5.4·10⁻⁴`` and ``‖ΔΘ‖₂ = 18.2`` (``λ_min = 25.68``,
+``λ_max = 4.49·10⁵``), against an accumulation floor of ``1.0·10⁻⁷`` and
+``2ε₃₂√(λ_min λ_max) = 8.1·10⁻⁴``: an effective ``c`` of 0.67.  With
+``c = 8`` the floor there is ``6.5·10⁻³``.
+
+Smallest, and certified so
+--------------------------
+A residual ``‖Θv − λv‖`` shows that *an* eigenvalue lies near ``λ``, not
+that it is the smallest: a Lanczos run can miss an eigenvalue whose
+eigenvector its start barely touches.  :class:`Spectrum` says what
+certifies ``λ_min`` (:attr:`Spectrum.certificate`): the dense solver
+computes every eigenvalue (backward stable: each within the accumulation
+floor of an eigenvalue of Θ), so its smallest is the smallest; the Lanczos
+solvers factor ``Θ − s·I`` with ``s = λ − floor − residual`` (Cholesky,
+``n³/3`` flops): it succeeds exactly when every eigenvalue of Θ exceeds
+``s`` (to the factorisation's own rounding, of the order of the
+accumulation floor), so no eigenvalue was missed below the reported one.
+A failed factorisation means one was: ``λ_min`` is then unresolved.
+``certify=False`` skips the factorisation and the spectrum says "not
+certified".
 
 The solver by size
 ------------------
@@ -52,13 +88,13 @@ float64 copy (2 × 1.28 GB at ``N = 12,665``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..backend import backend_of, get_array_module, to_device, to_host, to_scalar
+from ..backend import backend_of, get_array_module, resolve_dtype, to_device, to_host, to_scalar
 
-__all__ = ["Spectrum", "ntk_spectrum", "symmetric_norm", "DENSE_MAX"]
+__all__ = ["Spectrum", "ntk_spectrum", "factor_floor", "symmetric_norm", "DENSE_MAX", "FACTOR_ROUNDING"]
 
 DENSE_MAX = 4096
 """``solver="auto"`` uses the dense eigen-solver up to this side length, shift-invert above.
@@ -74,14 +110,36 @@ SHIFT_INVERT_STEPS = 300
 """Most Lanczos steps of the shift-invert solver (full reorthogonalisation: the basis is ``steps × n``)."""
 TILE = 256
 """Side of the square pieces in which the shift-invert solver copies and multiplies Θ."""
+FACTOR_ROUNDING = 8.0
+"""``c`` in ``‖δJ‖₂ ≤ c·ε_f·‖J‖₂``, the Jacobian's rounding relative to its norm (F2).
+
+Measured on the Fig. 1 network at ``θ_0`` (module docstring): the effective
+``c`` that reproduces ``|Δλ_min|`` between the float32- and float64-factor
+kernels is 0.01 at ``N = 200`` and 0.67 at ``N = 1000`` (where ReLU masks
+flipped between the two precisions: ``‖ΔΘ‖₂ = 18.2``).  8 keeps an order of
+magnitude above the largest measured."""
 
 
 # --------------------------------------------------------------------------- the spectrum
 
 
+def factor_floor(lam: float, lam_max: float, factor_eps: float, c: float = FACTOR_ROUNDING) -> float:
+    r"""How far the float factors of Θ = J Jᵀ can move an eigenvalue ``λ`` (F2).
+
+    .. math:: |\tilde\lambda - \lambda| \le 2\gamma\sqrt{\lambda\,\lambda_{\max}} + \gamma^2 \lambda_{\max},
+              \qquad \gamma = c\,\varepsilon_f
+
+    From ``|σ_i(J + δJ) − σ_i(J)| ≤ ‖δJ‖₂`` (Weyl, singular values),
+    ``λ = σ²`` and ``‖δJ‖₂ ≤ γ‖J‖₂ = γ√λ_max``.  ``λ`` below 0 counts as 0.
+    """
+    g = float(c) * float(factor_eps)
+    lm = max(float(lam_max), 0.0)
+    return 2.0 * g * math.sqrt(max(float(lam), 0.0) * lm) + g * g * lm
+
+
 @dataclass(frozen=True, eq=False)
 class Spectrum:
-    """Extreme eigenvalues of Θ (float64), with the floor below which ``λ_min`` is not resolved.
+    """Extreme eigenvalues of Θ (float64), the floor below which ``λ_min`` is not resolved, and what certifies it.
 
     Attributes
     ----------
@@ -90,15 +148,16 @@ class Spectrum:
         read :attr:`lam_min` (``None`` when unresolved) instead.
     lam_max : float
     floor : float
-        ``ε · size · λ_max`` (dense) or ``max(ε · size, tol) · λ_max``
-        (Lanczos): eigenvalues within ``floor`` of each other, or of zero,
-        cannot be told apart in the dtype Θ was assembled in.
+        The ``±`` of ``λ_min``: :attr:`floor_accumulation` (``ε · size · λ_max``
+        dense, ``max(ε · size, tol) · λ_max`` Lanczos: the rounding of Θ's
+        own dtype) plus :attr:`floor_factors` (the float factors' share, (F2),
+        :func:`factor_floor`).
     size : int
         ``N·K``, Θ's side.
     eps : float
-        Unit roundoff used for the floor.
+        Unit roundoff of Θ's accumulation.
     solver : str
-        ``"dense"`` or ``"lanczos"``.
+        ``"dense"``, ``"shift-invert"`` or ``"lanczos"``.
     eigenvalues : numpy array or None
         All eigenvalues, ascending, on the host (dense solver only).
     converged : bool
@@ -109,8 +168,22 @@ class Spectrum:
     residual : float or None
         Shift-invert only: ``‖Θv − λv‖`` for the unit Ritz vector ``v`` of
         ``lam_min_computed``, computed with Θ itself; Θ has an eigenvalue
-        within ``residual`` of it.  ``λ_min`` counts as resolved only above
+        within ``residual`` of it (not necessarily the smallest: see
+        :attr:`certified`).  ``λ_min`` counts as resolved only above
         ``floor + residual``.
+    floor_factors : float
+        The factors' share of :attr:`floor` (0 when the factors are exact).
+    factor_eps : float
+        Unit roundoff of the factors' dtype (the model's).
+    certified : bool or None
+        That ``lam_min_computed`` is the *smallest* eigenvalue to within
+        ``floor + residual``: ``True`` (dense: every eigenvalue computed;
+        Lanczos: Cholesky of ``Θ − s·I`` succeeded, ``s = λ − floor −
+        residual``), ``False`` (the factorisation failed: an eigenvalue below
+        ``s`` exists and ``λ_min`` is unresolved), ``None`` (not attempted:
+        unresolved anyway, or ``certify=False``).
+    certificate : str
+        What :attr:`certified` rests on, in words.
     """
 
     lam_min_computed: float
@@ -122,6 +195,15 @@ class Spectrum:
     eigenvalues: np.ndarray | None = field(default=None, repr=False)
     converged: bool = True
     residual: float | None = None
+    floor_factors: float = 0.0
+    factor_eps: float = 0.0
+    certified: bool | None = None
+    certificate: str = ""
+
+    @property
+    def floor_accumulation(self) -> float:
+        """The accumulation's share of :attr:`floor` (F1)."""
+        return self.floor - self.floor_factors
 
     @property
     def _slack(self) -> float:
@@ -130,8 +212,8 @@ class Spectrum:
 
     @property
     def resolved(self) -> bool:
-        """``λ_min`` is above the floor (and residual): a positive number we can trust to ``± (floor + residual)``."""
-        return self.converged and self.lam_min_computed > self._slack
+        """``λ_min`` is above the floor (and residual), and no eigenvalue was found below it: trust it to ``± (floor + residual)``."""
+        return self.converged and self.certified is not False and self.lam_min_computed > self._slack
 
     @property
     def lam_min(self):
@@ -153,14 +235,41 @@ class Spectrum:
         """Condition number ``λ_max/λ_min``; ``inf`` when ``λ_min`` is unresolved."""
         return self.lam_max / self.lam_min_computed if self.resolved else math.inf
 
+    def how_to_resolve(self) -> str:
+        """An unresolved ``λ_min``: what would resolve it, in one sentence (empty when resolved)."""
+        if self.resolved:
+            return ""
+        if not self.converged:
+            return "Lanczos did not converge: try solver='dense' (or 'shift-invert' above a few thousand)"
+        if self.certified is False:
+            return ("Θ has an eigenvalue below the one Lanczos found (the Cholesky of Θ − s·I failed): use "
+                    "solver='dense'")
+        acc = self.floor_accumulation
+        eps64 = float(np.finfo(np.float64).eps)
+        if acc >= self.floor_factors and self.eps > eps64 * 1.5:
+            lower = eps64 * self.size * abs(self.lam_max) + factor_floor(self.lam_min_upper, self.lam_max,
+                                                                         max(self.factor_eps, eps64))
+            return (f"Θ was accumulated in a dtype of ε = {self.eps:.3g}: assemble it in float64 "
+                    f"(empirical_ntk(model, X, dtype='float64')) to lower the floor to ≈ {lower:.2g}")
+        if self.floor_factors > acc and self.factor_eps > eps64 * 1.5:
+            lower = acc + factor_floor(self.lam_min_upper, self.lam_max, eps64)
+            return (f"the floor is set by the factors' precision (ε_f = {self.factor_eps:.3g}): a float64 model "
+                    f"(minilplr.nn.state.float64_copy) and factors='float64' lower it to ≈ {lower:.2g}")
+        return ("λ_min is at float64's rounding floor: Θ is singular to working precision (N·K > P, duplicate "
+                "samples, or a network that cannot fit every target)")
+
     def __str__(self):
         if self.resolved:
             res = "" if self.residual is None else f", residual ‖Θv − λv‖ {self.residual:.3g}"
-            lo = f"λ_min = {self.lam_min_computed:.6g} (± floor {self.floor:.3g}{res})"
+            cert = f"; the smallest: {self.certificate}" if self.certificate else ""
+            lo = (f"λ_min = {self.lam_min_computed:.6g} ± {self.floor:.2g} (accumulation "
+                  f"{self.floor_accumulation:.2g} + factors {self.floor_factors:.2g}{res}{cert})")
         elif not self.converged:
-            lo = f"λ_min ≤ {self.lam_min_upper:.3g} (unresolved: Lanczos did not converge; try solver='dense')"
+            lo = f"λ_min ≤ {self.lam_min_upper:.3g} (unresolved: {self.how_to_resolve()})"
         else:
-            lo = f"λ_min ≤ {self.lam_min_upper:.3g} (unresolved: below the floor ε·N·λ_max = {self.floor:.3g}, ε = {self.eps:.3g})"
+            lo = (f"λ_min ≤ {self.lam_min_upper:.3g} (unresolved: below the floor {self.floor:.3g} = accumulation "
+                  f"ε·N·λ_max {self.floor_accumulation:.3g} (ε = {self.eps:.3g}) + factors "
+                  f"{self.floor_factors:.3g} (ε_f = {self.factor_eps:.3g}); {self.how_to_resolve()})")
         return f"{lo}, λ_max = {self.lam_max:.6g}, cond = {self.cond:.4g} [{self.solver}, {self.size}×{self.size}]"
 
 
@@ -314,8 +423,8 @@ def _lanczos_top(apply, n: int, xp, be, tol: float, steps: int = SHIFT_INVERT_ST
     return theta, y / xp.linalg.norm(y), ok
 
 
-def _shift_invert(theta, eps: float, tol: float) -> Spectrum:
-    """``λ_max`` by Lanczos on Θ, ``λ_min`` by Lanczos on ``Θ⁻¹`` through a Cholesky factor, and its residual."""
+def _shift_invert(theta, eps: float, tol: float, factor_eps: float, certify: bool) -> Spectrum:
+    """``λ_max`` by Lanczos on Θ, ``λ_min`` by Lanczos on ``Θ⁻¹`` through a Cholesky factor, its residual, the certificate."""
     xp = get_array_module(theta)
     be = backend_of(theta)
     n = theta.shape[0]
@@ -323,21 +432,61 @@ def _shift_invert(theta, eps: float, tol: float) -> Spectrum:
     lam_max, _, ok_max = _lanczos_top(lambda v: c64 @ v, n, xp, be, tol)
     if not ok_max:
         raise RuntimeError(f"theta: Lanczos did not converge for λ_max in {SHIFT_INVERT_STEPS} steps; use solver='dense'")
-    floor = eps * n * abs(lam_max)
+    acc = eps * n * abs(lam_max)
     L = _cholesky_lower(c64)  # c64 is overwritten (NumPy)
     del c64
     if L is None:  # not positive definite to working precision: λ_min is at or under the floor
-        return Spectrum(0.0, lam_max, floor, n, eps, "shift-invert")
+        ff = factor_floor(0.0, lam_max, factor_eps)
+        return Spectrum(0.0, lam_max, acc + ff, n, eps, "shift-invert", floor_factors=ff, factor_eps=factor_eps)
     mu, v, ok = _lanczos_top(_cholesky_solver(L), n, xp, be, tol)  # μ = 1/λ_min, the top of Θ⁻¹
     del L
     lam_min = 1.0 / mu if mu > 0 else 0.0
     residual = to_scalar(xp.linalg.norm(_sym_matvec(theta, v) - lam_min * v))  # ‖Θv − λv‖, with Θ itself
-    return Spectrum(lam_min, lam_max, floor, n, eps, "shift-invert", converged=ok, residual=residual)
+    ff = factor_floor(lam_min, lam_max, factor_eps)
+    spec = Spectrum(lam_min, lam_max, acc + ff, n, eps, "shift-invert", converged=ok, residual=residual,
+                    floor_factors=ff, factor_eps=factor_eps)
+    return _certified(spec, theta, certify)
+
+
+def _subtract_diagonal(c64, shift: float) -> None:
+    """``c64 -= shift·I`` in place, one ``TILE``-sided diagonal piece at a time (no ``n × n`` identity)."""
+    xp = get_array_module(c64)
+    n = c64.shape[0]
+    for i0 in range(0, n, TILE):
+        I = slice(i0, min(n, i0 + TILE))
+        c64[I, I] -= float(shift) * xp.eye(I.stop - I.start, dtype=np.float64)
+
+
+def _certified(spec: Spectrum, theta, certify: bool) -> Spectrum:
+    r"""A Lanczos ``λ_min`` certified the smallest: Cholesky of ``(Θ + Θᵀ)/2 − s·I``, ``s = λ − floor − residual``.
+
+    .. math:: \Theta - sI = LL^\top \text{ exists} \iff \lambda_{\min}(\Theta) > s
+
+    (to the factorisation's own rounding, of the order of the accumulation
+    floor).  Only for a ``λ_min`` that is otherwise resolved; one more float64
+    copy of Θ and ``n³/3`` flops.  ``certify=False``: returned as is,
+    ``certified = None``.
+    """
+    if not (spec.converged and spec.lam_min_computed > spec._slack):
+        return spec  # unresolved anyway: nothing to certify
+    if not certify:
+        return replace(spec, certified=None, certificate="not certified (certify=False): a Lanczos residual shows an "
+                                                         "eigenvalue near λ_min, not that none lies below")
+    shift = spec.lam_min_computed - spec._slack
+    c64 = _sym64(theta)
+    _subtract_diagonal(c64, shift)
+    ok = _cholesky_lower(c64) is not None
+    del c64
+    if ok:
+        return replace(spec, certified=True, certificate=f"Cholesky of Θ − s·I succeeded, s = {shift:.6g}: no "
+                                                         "eigenvalue below s")
+    return replace(spec, certified=False, certificate=f"Cholesky of Θ − s·I failed, s = {shift:.6g}: Θ has an "
+                                                      "eigenvalue below the reported λ_min")
 
 
 def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_max: int = DENSE_MAX,
-                 tol: float = 1e-10) -> Spectrum:
-    r"""``λ_min``, ``λ_max`` and the condition number of Θ, in float64.
+                 tol: float = 1e-10, factors=None, certify: bool = True) -> Spectrum:
+    r"""``λ_min``, ``λ_max`` and the condition number of Θ, in float64, with the floor and the certificate of ``λ_min``.
 
     .. math:: \lambda_{\min}(\Theta) = \min_{\lVert v\rVert = 1} v^\top \Theta v, \qquad
               \kappa = \lambda_{\max}/\lambda_{\min}
@@ -348,7 +497,7 @@ def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_ma
         Cast to float64 and symmetrised ``(Θ + Θᵀ)/2`` before solving.
     eps : float, optional
         Unit roundoff of the arithmetic that assembled Θ; default
-        ``finfo(theta.dtype).eps``.  Sets the floor ``ε · N·K · λ_max``.
+        ``finfo(theta.dtype).eps``.  Sets the accumulation floor ``ε · N·K · λ_max`` (F1).
     solver : {"auto", "dense", "shift-invert", "lanczos"}
         ``dense``: ``xp.linalg.eigvalsh`` (all eigenvalues, on the array's own
         backend); ``shift-invert``: Lanczos on Θ for ``λ_max`` and on ``Θ⁻¹``
@@ -358,6 +507,16 @@ def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_ma
     tol : float
         Lanczos relative tolerance; for ``"lanczos"`` the floor is at least
         ``tol · λ_max`` (``"shift-invert"`` measures its residual instead).
+    factors : dtype, optional
+        The dtype the Jacobian's factors were computed in: the model's
+        (:func:`minilplr.nn.params.params_dtype`).  Sets the factors' floor
+        (F2, :func:`factor_floor`).  Default: the engine's training dtype,
+        float32 (Θ cannot tell; conservative for a float64 model).
+    certify : bool
+        Lanczos solvers: certify that ``λ_min`` is the smallest eigenvalue by
+        a Cholesky of ``Θ − s·I`` (module docstring); ``False`` skips it (the
+        spectrum then says "not certified").  The dense solver computes every
+        eigenvalue and needs no factorisation.
 
     Returns
     -------
@@ -372,13 +531,19 @@ def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_ma
         raise ValueError(f"eps: expected a positive unit roundoff, got {eps!r}")
     if not (float(tol) > 0):
         raise ValueError(f"tol: expected a positive tolerance, got {tol!r}")
+    try:
+        factor_eps = float(np.finfo(resolve_dtype(factors)).eps)
+    except ValueError:
+        raise ValueError(f"factors: expected the model's dtype, 'float32' or 'float64', got {factors!r}") from None
+    if not isinstance(certify, (bool, np.bool_)):
+        raise ValueError(f"certify: expected True or False, got {certify!r}")
     n = theta.shape[0]
     if solver == "auto":
         solver = "dense" if n <= max(int(dense_max), 2) else "shift-invert"
     if solver == "lanczos" and n < 3:
         solver = "dense"  # ARPACK needs k < N - 1
     if solver == "shift-invert":
-        return _shift_invert(theta, float(eps), float(tol))
+        return _shift_invert(theta, float(eps), float(tol), factor_eps, bool(certify))
     t64 = theta.astype(np.float64)  # spectra in float64 whatever the training dtype
     t64 = (t64 + t64.T) * 0.5  # symmetric to the last bit
     if solver == "dense":
@@ -386,16 +551,23 @@ def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_ma
         ev = xp.linalg.eigvalsh(t64)  # ascending
         ev = to_host(ev)  # one sync: the spectrum crosses once, both ends read on the host
         lam_min, lam_max = float(ev[0]), float(ev[-1])
-        floor = eps * n * max(abs(lam_max), abs(lam_min))
-        return Spectrum(lam_min, lam_max, floor, n, float(eps), "dense", ev)
+        acc = eps * n * max(abs(lam_max), abs(lam_min))
+        ff = factor_floor(lam_min, lam_max, factor_eps)
+        return Spectrum(lam_min, lam_max, acc + ff, n, float(eps), "dense", ev, floor_factors=ff,
+                        factor_eps=factor_eps, certified=True,
+                        certificate="every eigenvalue computed")
     lam_max, ok_max = _lanczos(t64, "LA", tol)
     if not ok_max:
         raise RuntimeError(f"theta: Lanczos did not converge for λ_max in {LANCZOS_MAXITER} restarts; use solver='dense'")
     lam_min, ok_min = _lanczos(t64, "SA", tol)
     if math.isnan(lam_min):
         lam_min, ok_min = lam_max, False  # no Ritz value at all: only λ_min ≤ λ_max is known
-    floor = max(eps * n, float(tol)) * max(abs(lam_max), abs(lam_min))
-    return Spectrum(lam_min, lam_max, floor, n, float(eps), "lanczos", converged=ok_min)
+    del t64
+    acc = max(eps * n, float(tol)) * max(abs(lam_max), abs(lam_min))
+    ff = factor_floor(lam_min, lam_max, factor_eps)
+    spec = Spectrum(lam_min, lam_max, acc + ff, n, float(eps), "lanczos", converged=ok_min, floor_factors=ff,
+                    factor_eps=factor_eps)
+    return _certified(spec, theta, bool(certify))
 
 
 def symmetric_norm(A, solver: str = "auto", dense_max: int = DENSE_MAX, tol: float = 1e-10) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..format import fmt
+from ...theory.verdicts import fmt
 from .cells import cell_name
 from .figure import fixed_step_note, settings_text
 from .summary import CellSummary

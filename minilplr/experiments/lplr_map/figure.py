@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..format import fmt
+from ...theory.verdicts import fmt
 from ..plotting import figure, footer, plt, save
 from .cells import cell_name
 from .summary import CellSummary

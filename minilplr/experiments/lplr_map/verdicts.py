@@ -7,7 +7,7 @@ saved cells (nothing is retrained).
 """
 from __future__ import annotations
 
-from ..format import fmt
+from ...theory.verdicts import fmt
 from .summary import CellSummary
 
 __all__ = ["RULES", "VERDICTS", "geometric_late", "classify", "cross_table"]
