@@ -95,7 +95,7 @@ def theta_spectrum():
     tiny = mlp(2, 2, 2, 1, seed=0, dtype="float64")
     cases = [(spectrum.ntk_spectrum(ntk.empirical_ntk(model, X)), "3 → 5 → 5 → 2, N = 4: N·K = 8 < P = 62"),
              (spectrum.ntk_spectrum(ntk.empirical_ntk(tiny, _dev(rng.standard_normal((12, 2))))),
-              "2 → 2 → 2 → 1, N = 12: N·K = 12 > P = 9")]
+              "2 → 2 → 1, N = 12: N·K = 12 > P = 9")]
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), sharey=True)
     for ax, (s, title) in zip(axes, cases):
         ev = np.asarray(s.eigenvalues)
