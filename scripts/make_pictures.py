@@ -34,6 +34,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
 from minilplr.backend import to_device, to_host  # noqa: E402
 from minilplr.experiments.fits import fit_loglog_slope, resolvable_mask  # noqa: E402
 from minilplr.nn.conv import im2col  # noqa: E402
+from minilplr.nn.layers import Dense, ReLU, Sequential  # noqa: E402
 from minilplr.nn.losses import mse  # noqa: E402
 from minilplr.nn.models import mlp  # noqa: E402
 from minilplr.nn.params import flatten, load_flat, param_slices  # noqa: E402
@@ -57,6 +58,107 @@ def _save(fig, name: str) -> Path:
 
 def _dev(a):
     return to_device(np.asarray(a, dtype=float), dtype="float64")
+
+
+# --------------------------------------------------------------------------- chapter 1
+
+
+def backprop_graph():
+    """Chapter 1's worked example, unit by unit: forward values and the gradients the backward pass delivers."""
+    net = Sequential([("fc1", Dense(_dev([[1.0, -1.0], [0.5, 2.0]]), _dev([0.0, -5.0]))), ("relu1", ReLU()),
+                      ("fc2", Dense(_dev([[3.0], [1.0]]), _dev([0.5])))])
+    x = np.array([[1.0, 2.0]])
+    z1 = to_host(net.layers["fc1"].forward(_dev(x)))[0]
+    net.forward(_dev(x))
+    f = to_host(net.forward(_dev(x)))[0, 0]
+    loss, dpred = mse(net.forward(_dev(x)), _dev([[4.5]]))
+    dx = to_host(net.backward(dpred))[0]
+    g = {k: to_host(v) for k, v in net.grads.items()}
+    W1, W2 = to_host(net.params["fc1.W"]), to_host(net.params["fc2.W"])
+    h = np.maximum(z1, 0)
+    dz1 = g["fc1.b"]                      # ∂L/∂z₁ = the bias gradient of fc1 (one sample)
+    dh = to_host(dpred)[0, 0] * W2[:, 0]  # ∂L/∂h = δ_f W₂ᵀ
+    fig, ax = plt.subplots(figsize=(8.6, 3.9))
+    pos = {"x0": (0.0, 2.0), "x1": (0.0, 0.0), "u0": (3.6, 2.0), "u1": (3.6, 0.0), "f": (6.8, 1.0), "L": (9.0, 1.0)}
+    off = "0.55"
+
+    def node(key, top, bottom, on=True, w=1.55, hgt=1.05):
+        cx, cy = pos[key]
+        ax.add_patch(Rectangle((cx - w / 2, cy - hgt / 2), w, hgt, fc="#dbe9f6" if on else "0.92",
+                               ec="0.3" if on else off, lw=1.0))
+        ax.text(cx, cy + 0.2, top, ha="center", va="center", fontsize=10, color="k" if on else off)
+        ax.text(cx, cy - 0.24, bottom, ha="center", va="center", fontsize=10, color="C3" if on else off)
+
+    def edge(a, b, label, on=True, frac=0.5, dy=0.0):
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        x0, x1 = x0 + 0.8, x1 - 0.8
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10,
+                                     color="0.25" if on else off, lw=1.0))
+        mx, my = x0 + frac * (x1 - x0), y0 + frac * (y1 - y0) + dy
+        ax.text(mx, my, label, ha="center", va="center", fontsize=9, color="k" if on else off,
+                bbox=dict(fc="white", ec="none", pad=0.5))
+
+    for d in range(2):
+        node(f"x{d}", f"x{d} = {x[0, d]:g}", f"∂L/∂x = {dx[d]:g}")
+    for u in range(2):
+        on = bool(z1[u] > 0)
+        node(f"u{u}", f"z = {z1[u]:g}, h = {h[u]:g}", f"∂L/∂h = {dh[u]:g}\n∂L/∂z = {dz1[u]:g}" if on
+             else f"∂L/∂z = {dz1[u]:g} (off)", on=on, hgt=1.25)
+        ax.text(pos[f"u{u}"][0], pos[f"u{u}"][1] + 0.82, f"b = {to_host(net.params['fc1.b'])[u]:g},"
+                f" ∂L/∂b = {g['fc1.b'][u]:g}", ha="center", fontsize=8.5, color="k" if on else off)
+    for d in range(2):
+        for u in range(2):
+            on = bool(z1[u] > 0)
+            edge(f"x{d}", f"u{u}", f"W={W1[d, u]:g} | {g['fc1.W'][d, u]:g}", on=on,
+                 frac=0.5 if d == u else 0.2, dy=0.0)
+    node("f", f"f = {f:g}", f"∂L/∂f = r/N = {to_host(dpred)[0, 0]:g}")
+    ax.text(pos["f"][0], pos["f"][1] + 0.82, f"b = {to_host(net.params['fc2.b'])[0]:g}, ∂L/∂b = {g['fc2.b'][0]:g}",
+            ha="center", fontsize=8.5)
+    for u in range(2):
+        edge(f"u{u}", "f", f"W={W2[u, 0]:g} | {g['fc2.W'][u, 0]:g}", on=bool(z1[u] > 0))
+    node("L", f"L = {float(loss):g}", "y = 4.5, r = 2")
+    ax.add_patch(FancyArrowPatch((pos["f"][0] + 0.8, 1.0), (pos["L"][0] - 0.8, 1.0), arrowstyle="-|>",
+                                 mutation_scale=10, color="0.25"))
+    ax.text(4.4, 3.05, "black: forward value    red: gradient from the backward pass    edge label: weight | ∂L/∂weight",
+            ha="center", fontsize=9, color="0.2")
+    ax.set_xlim(-0.9, 9.9)
+    ax.set_ylim(-0.8, 3.3)
+    ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, "backprop_graph")
+
+
+# --------------------------------------------------------------------------- chapter 2
+
+
+def fd_tradeoff():
+    """Central differences of x³ at x = 1: measured relative error against h, float64 and float32, with the model."""
+    cube = lambda v: v * v * v  # noqa: E731
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    for dtype, color, hs in ((np.float64, "C0", np.logspace(-1, -12, 45)), (np.float32, "C3", np.logspace(-0.5, -7, 27))):
+        one = dtype(1)
+        err = [abs(float((cube(one + dtype(h)) - cube(one - dtype(h))) / (dtype(2) * dtype(h))) - 3) / 3 for h in hs]
+        err = np.maximum(err, 1e-17)
+        eps = float(np.finfo(dtype).eps)
+        name = "float64" if dtype is np.float64 else "float32"
+        ax.loglog(hs, err, "o", ms=3.5, color=color, label=f"{name}, measured")
+        ax.loglog(hs, hs ** 2 / 3 + eps / (3 * hs), "-", color=color, lw=1, alpha=0.7,
+                  label=f"{name}: h²/3 + ε/(3h), ε = {eps:.1e}")
+        hbest = (eps / 2) ** (1 / 3)  # where h²/3 + ε/(3h) is smallest
+        ax.axvline(hbest, color=color, ls=":", lw=1)
+        f64 = dtype is np.float64
+        ax.text(hbest, 1e-16 if f64 else 1e-8, f" best h = (ε/2)^(1/3) ≈ {hbest:.0e} " if f64 else
+                f"best h ≈ {hbest:.0e} ", color=color, fontsize=8.5, ha="left" if f64 else "right")
+    ax.set_xlabel("step h")
+    ax.set_ylabel("relative error of f'(1)")
+    ax.set_ylim(1e-17, 10)
+    ax.invert_xaxis()
+    ax.set_title("Central differences of f(x) = x³ at x = 1: truncation h²/3 falls, rounding ε/(3h) grows",
+                 fontsize=9.5)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, "fd_tradeoff")
 
 
 # --------------------------------------------------------------------------- chapter 3
@@ -288,6 +390,8 @@ def block_graph():
 
 
 PICTURES = {
+    "backprop_graph": backprop_graph,
+    "fd_tradeoff": fd_tradeoff,
     "j_layout": j_layout,
     "theta_spectrum": theta_spectrum,
     "pl_lstar": pl_lstar,
