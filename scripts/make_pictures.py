@@ -171,9 +171,11 @@ def j_layout():
     X = _dev(np.random.default_rng(0).standard_normal((N, D)))
     J = to_host(ntk.jacobian(model, X))  # (N·K, P)
     cols = param_slices(model.params)
-    fig, ax = plt.subplots(figsize=(7.6, 3.0))
+    fig, ax = plt.subplots(figsize=(8.4, 3.2))
     lim = np.abs(J).max()
-    ax.imshow(J, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    im = ax.imshow(J, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+    bar = fig.colorbar(im, ax=ax, fraction=0.035, pad=0.02)
+    bar.set_label("∂f_k(x_i)/∂θ_p  (zero: white)")
     for name, sl in cols.items():
         ax.axvline(sl.start - 0.5, color="k", lw=1.2)
         ax.text((sl.start + sl.stop - 1) / 2, -0.85, f"{name}\n({sl.stop - sl.start})", ha="center", va="bottom",
