@@ -219,6 +219,56 @@ def theta_spectrum():
     return _save(fig, "theta_spectrum")
 
 
+# --------------------------------------------------------------------------- chapter 4
+
+
+def pl_ratio():
+    """Chapter 4's network: the PL ratio is a Rayleigh quotient of Θ over N, tight only along the bottom eigenvector."""
+    from minilplr.theory import pl
+    rng = np.random.default_rng(0)
+    X = _dev(rng.standard_normal((10, 3)))
+    y = _dev(rng.choice([-1.0, 1.0], (10, 1)))
+    model = mlp(3, 16, 3, 1, seed=0, dtype="float64")
+    theta = to_host(ntk.empirical_ntk(model, X))
+    evals, evecs = np.linalg.eigh(theta)
+    N = 10
+    f0 = to_host(model.forward(X))
+
+    def ratio(r):
+        lg = pl.loss_and_gradient(model, X, _dev(f0 - r.reshape(N, 1)))
+        return pl.pl_ratio(lg.grad, lg.loss)
+
+    pick = np.random.default_rng(1)
+    shares, ratios = [], []
+    v0 = evecs[:, 0]
+    for rest in np.logspace(-6, 0, 120):
+        s = 1 - rest
+        u = pick.standard_normal(N)
+        u -= (u @ v0) * v0
+        u /= np.linalg.norm(u)
+        r = 0.5 * (np.sqrt(s) * v0 + np.sqrt(1 - s) * u)
+        shares.append(1 - float((v0 @ r) ** 2 / (r @ r)))
+        ratios.append(ratio(r))
+    chapter = to_host(model.forward(X) - y).reshape(-1)
+    fig, ax = plt.subplots(figsize=(6.6, 3.9))
+    for j, lam in enumerate(evals):
+        ax.axhline(lam / N, color="0.75", lw=0.8, zorder=0)
+    ax.axhline(evals[0] / N, color="C3", lw=1.6, label=f"μ = λ_min/N = {evals[0] / N:.4f}: the PL bound")
+    ax.axhline(evals[-1] / N, color="C0", lw=1.2, ls="--", label=f"λ_max/N = {evals[-1] / N:.2f}")
+    ax.semilogy(shares, ratios, ".", color="k", ms=4, label="PL ratio ‖∇L‖²/(2L) of a residual r")
+    ax.semilogy([1 - (v0 @ chapter) ** 2 / (chapter @ chapter)], [ratio(chapter)], "*", color="C1", ms=13,
+                label=f"the chapter's ±1 labels: {ratio(chapter):.2f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("share of ‖r‖² off the bottom eigenvector v_0 of Θ,  1 − (v_0ᵀr)²/‖r‖²")
+    ax.set_ylabel("PL ratio (L* = 0)")
+    ax.set_title("3 → 16 → 16 → 1 ReLU MLP, N = 10: grey lines λ_j/N; the ratio is rᵀΘr/(N‖r‖²)",
+                 fontsize=9.5)
+    ax.legend(fontsize=8, loc="center left")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, "pl_ratio")
+
+
 # --------------------------------------------------------------------------- chapter 4 / 8
 
 
@@ -396,6 +446,7 @@ PICTURES = {
     "fd_tradeoff": fd_tradeoff,
     "j_layout": j_layout,
     "theta_spectrum": theta_spectrum,
+    "pl_ratio": pl_ratio,
     "pl_lstar": pl_lstar,
     "envelope_vs_kernel": envelope_vs_kernel,
     "im2col": im2col_picture,
