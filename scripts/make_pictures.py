@@ -348,25 +348,25 @@ def im2col_picture():
     x = np.arange(1, 17, dtype=float).reshape(1, 1, 4, 4)
     cols, (ho, wo) = im2col(_dev(x), 3)
     cols = to_host(cols)
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(8.0, 2.9), gridspec_kw={"width_ratios": [1, 2.3]})
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.6, 3.6), gridspec_kw={"width_ratios": [1, 2.5]})
     colors = ["C0", "C1", "C2", "C3"]
     a0.imshow(np.zeros((4, 4)), cmap="Greys", vmin=0, vmax=1)
     for (r, c), v in np.ndenumerate(x[0, 0]):
-        a0.text(c, r, f"{v:.0f}", ha="center", va="center")
+        a0.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=12)
     for row, (i, j) in enumerate(np.ndindex(ho, wo)):
         off = 0.08 * row - 0.12
         a0.add_patch(Rectangle((j - 0.5 + off, i - 0.5 + off), 3 - 0.04, 3 - 0.04, fill=False,
-                               ec=colors[row], lw=1.6))
-    a0.set_title("image x (N = C = 1, 4 × 4)\npatch (i, j) under a 3 × 3 kernel", fontsize=9)
+                               ec=colors[row], lw=1.8))
+    a0.set_title("image x (N = C = 1, 4 × 4);\npatch (i, j) under a 3 × 3 kernel", fontsize=11)
     a0.set_xticks([]), a0.set_yticks([])
     a1.imshow(np.zeros_like(cols), cmap="Greys", vmin=0, vmax=1, aspect="auto")
     for (r, c), v in np.ndenumerate(cols):
-        a1.text(c, r, f"{v:.0f}", ha="center", va="center", color=colors[r])
-    a1.set_yticks(range(ho * wo), [f"(i, j) = {ij}" for ij in np.ndindex(ho, wo)], fontsize=8)
-    a1.set_xticks(range(9), [f"{a},{b}" for a in range(3) for b in range(3)], fontsize=7)
-    a1.set_xlabel("column (a, b, c): kernel row a, kernel column b (channel c = 0)")
+        a1.text(c, r, f"{v:.0f}", ha="center", va="center", color=colors[r], fontsize=12)
+    a1.set_yticks(range(ho * wo), [f"patch (i, j) = {ij}" for ij in np.ndindex(ho, wo)], fontsize=10)
+    a1.set_xticks(range(9), [f"({a},{b},0)" for a in range(3) for b in range(3)], fontsize=9.5)
+    a1.set_xlabel("column (u, v, c): kernel row u, kernel column v, channel c", fontsize=10.5)
     a1.set_title(f"X_col = im2col(x, 3), shape {cols.shape} = (N·H_o·W_o, k·k·C)\n"
-                 "conv(x) = X_col @ W.reshape(k·k·C, C_out): a dense layer on patches", fontsize=9)
+                 "conv(x) = X_col @ W.reshape(k·k·C, C_out): a dense layer on patches", fontsize=11)
     fig.tight_layout()
     return _save(fig, "im2col")
 
@@ -396,18 +396,18 @@ def block_graph():
         "shortcut.bn": "shortcut.bn\n(γ, β)", "add": "F(x) + S(x)", "relu_out": "relu_out",
     }
     main = ["conv1", "bn1", "relu1", "conv2", "bn2"]
-    pos = {name: (1.6 + 1.55 * i, 1.55) for i, name in enumerate(main)}
-    pos.update({"shortcut.conv": (3.6, 0.25), "shortcut.bn": (6.2, 0.25), "add": (9.6, 0.9),
-                "relu_out": (11.15, 0.9), "x": (0.0, 0.9), "out": (12.5, 0.9)})
-    fig, ax = plt.subplots(figsize=(9.6, 2.9))
-    w, h = 1.4, 0.72
+    pos = {name: (1.7 + 1.9 * i, 1.55) for i, name in enumerate(main)}
+    pos.update({"shortcut.conv": (4.0, 0.2), "shortcut.bn": (7.0, 0.2), "add": (11.7, 0.9),
+                "relu_out": (13.6, 0.9), "x": (0.0, 0.9), "out": (15.1, 0.9)})
+    fig, ax = plt.subplots(figsize=(11.6, 4.0))
+    w, h = 1.6, 0.95
 
     def box(name, text, color):
         cx, cy = pos[name]
         ax.add_patch(Rectangle((cx - w / 2, cy - h / 2), w, h, fc=color, ec="0.3", lw=0.8))
-        ax.text(cx, cy + 0.08, text, ha="center", va="center", fontsize=7)
+        ax.text(cx, cy + 0.12, text, ha="center", va="center", fontsize=9.5)
         if name in shapes:
-            ax.text(cx, cy - h / 2 + 0.06, str(tuple(shapes[name])), ha="center", va="bottom", fontsize=6,
+            ax.text(cx, cy - h / 2 + 0.05, str(tuple(shapes[name])), ha="center", va="bottom", fontsize=8.5,
                     color="0.3")
 
     def arrow(a, b):
@@ -422,20 +422,21 @@ def block_graph():
         box(name, labels[name], "#fde3c8")
     box("add", labels["add"], "#e2f0d9")
     box("relu_out", labels["relu_out"], "#e2f0d9")
-    ax.text(*pos["x"], f"x\n{tuple(x.shape)}", ha="center", va="center", fontsize=7)
-    ax.text(*pos["out"], "out", ha="center", va="center", fontsize=8)
+    ax.text(*pos["x"], f"x\n{tuple(x.shape)}", ha="center", va="center", fontsize=9.5)
+    ax.text(*pos["out"], "out", ha="center", va="center", fontsize=10)
     chain = ["x"] + main + ["add", "relu_out", "out"]
     for a, b in zip(chain, chain[1:]):
         arrow(a, b)
     for a, b in (("x", "shortcut.conv"), ("shortcut.conv", "shortcut.bn"), ("shortcut.bn", "add")):
         arrow(a, b)
-    ax.text(4.7, 2.05, "main branch F(x)", ha="center", fontsize=8, color="C0")
-    ax.text(4.9, -0.25, "shortcut S(x) (projection; the identity when stride 1 and C_in = C_out)", ha="center",
-            fontsize=8, color="C1")
-    ax.text(6.2, 2.4, "backward: both branches receive δ = ∂L/∂out ⊙ 1[F + S > 0]; ∂L/∂x = the sum of their "
-            "input gradients.  Shapes (N, C, H, W) from a forward run.", ha="center", fontsize=8, color="0.25")
-    ax.set_xlim(-0.6, 13.0)
-    ax.set_ylim(-0.45, 2.6)
+    ax.text(5.5, 2.15, "main branch F(x)", ha="center", fontsize=10.5, color="C0")
+    ax.text(5.5, -0.47, "shortcut S(x) (projection; the identity when stride 1 and C_in = C_out)", ha="center",
+            fontsize=10, color="C1")
+    ax.text(7.2, 2.85, "backward: both branches receive δ = ∂L/∂out ⊙ 1[F + S > 0];\n"
+            "∂L/∂x = the sum of their input gradients.  Shapes (N, C, H, W) from a forward run.", ha="center",
+            fontsize=10, color="0.25")
+    ax.set_xlim(-0.6, 15.6)
+    ax.set_ylim(-0.65, 3.2)
     ax.axis("off")
     fig.tight_layout()
     return _save(fig, "block_graph")
