@@ -442,6 +442,61 @@ def block_graph():
     return _save(fig, "block_graph")
 
 
+# --------------------------------------------------------------------------- chapter 7
+
+
+def _gamma(W1, W2) -> float:
+    """γ(𝒟) = λ_{H−D}(𝒟) − λ_{K−1}(𝒟) of the imbalance 𝒟 = W₁ᵀW₁ − W₂ᵀW₂ (eigenvalues ascending from 0)."""
+    (D, H), K = W1.shape, W2.shape[0]
+    Q, _ = np.linalg.qr(np.concatenate([W1, W2]).T)
+    A, B = W1 @ Q, W2 @ Q
+    ev = np.sort(np.concatenate([np.linalg.eigvalsh(A.T @ A - B.T @ B), np.zeros(H - Q.shape[1])]))
+    return float(ev[H - D] - ev[K - 1])
+
+
+def imbalance_story():
+    """Chapter 7's worked network along GD: σ²(𝒯_t) between the bounds the imbalance gives, at two step sizes."""
+    from minilplr.theory import linear
+    rng = np.random.default_rng(0)
+    X, Y = linear.synthetic_regression(6, 3, 2, rng)
+    W1, W2 = linear.gaussian_init(3, 2, 8, 0.375, rng)
+    gamma0 = _gamma(W1, W2)
+    D0 = W1.T @ W1 - W2.T @ W2
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(9.6, 3.9))
+    for eta, ls in ((0.1, "-"), (0.05, "--")):
+        net = linear.make_network(X, Y, W1, W2)
+        rec = {"gamma": [], "delta": [], "upper": []}
+
+        def watch(t, net=net, rec=rec):
+            V1, V2 = to_host(net.W1), to_host(net.W2)
+            Dt = V1.T @ V1 - V2.T @ V2
+            dn = float(np.linalg.norm(Dt, 2))
+            rec["gamma"].append(_gamma(V1, V2))
+            rec["delta"].append(float(np.linalg.norm(Dt - D0, 2)))
+            rec["upper"].append(dn + (dn ** 2 + 4 * float(np.linalg.norm(V1 @ V2.T, 2)) ** 2) ** 0.5)
+
+        run = linear.run_gd(net, linear.Constant(eta), steps=1000, callback=watch)
+        t = np.arange(len(run["sigma2_min"]))
+        a0.plot(t, run["sigma2_min"], ls, color="C0", lw=1.8, label=rf"$\sigma^2_{{\min}}(\mathcal{{T}}_t)$, η = {eta}")
+        a0.plot(t, rec["gamma"], ls, color="C2", lw=1.2, label=rf"$\gamma(\mathcal{{D}}(t))$, η = {eta}")
+        a0.plot(t, gamma0 - 2 * np.array(rec["delta"]), ls, color="C1", lw=1.2,
+                label=rf"$\gamma(\mathcal{{D}}_0) - 2\delta_t$, η = {eta}")
+        a1.plot(t, run["sigma2_max"], ls, color="C0", lw=1.8, label=rf"$\sigma^2_{{\max}}(\mathcal{{T}}_t)$, η = {eta}")
+        a1.plot(t, rec["upper"], ls, color="C3", lw=1.2, label=rf"$\|\mathcal{{D}}\| + \sqrt{{\|\mathcal{{D}}\|^2 + 4\|W\|^2}}$, η = {eta}")
+    a0.axhline(gamma0 / 2, color="0.4", ls=":", lw=1.2, label="γ₀/2: what the induction keeps")
+    a0.set_ylim(0, None)
+    a0.set_title(r"lower side: $\sigma^2_{\min}(\mathcal{T}_t) \geq \gamma(\mathcal{D}(t)) \geq \gamma(\mathcal{D}_0) - 2\delta_t$", fontsize=10)
+    a1.set_title(r"upper side: $\sigma^2_{\max}(\mathcal{T}_t) \leq \|\mathcal{D}\| + \sqrt{\|\mathcal{D}\|^2 + 4\|W\|^2}$", fontsize=10)
+    for ax in (a0, a1):
+        ax.set_xlabel("GD step t (constant η, run to L − L* ≤ 1e-12 Δ₀)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7.5, loc="best")
+    fig.suptitle("Two-layer linear network, D = 3, K = 2, H = 8, p = 0.375 (chapter 7's worked example)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, "imbalance_story")
+
+
 PICTURES = {
     "backprop_graph": backprop_graph,
     "fd_tradeoff": fd_tradeoff,
@@ -452,6 +507,7 @@ PICTURES = {
     "envelope_vs_kernel": envelope_vs_kernel,
     "im2col": im2col_picture,
     "block_graph": block_graph,
+    "imbalance_story": imbalance_story,
 }
 
 
