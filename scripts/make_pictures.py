@@ -12,7 +12,7 @@ a chapter links exists.
     python scripts/make_pictures.py              # all of them, into docs/img/
     python scripts/make_pictures.py j_layout     # one (names: see PICTURES)
 
-Runs on the host (NumPy backend); timings belong to the README, not here.
+Runs on the host (NumPy backend).
 """
 from __future__ import annotations
 
