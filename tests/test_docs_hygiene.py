@@ -13,6 +13,12 @@ Over ``docs/*.md`` and ``docs/solutions/*.md``:
   Every expected output is printed in full (rounded where the digits depend
   on the BLAS).
 * **Every picture a page links exists**, and pictures stay small.
+* **Maths is LaTeX, in the syntax the rendered site expects.** Outside code:
+  display maths opens and closes with ``$$`` on lines of their own, inline
+  maths is ``$...$`` (an even number of ``$`` per line), no LaTeX command
+  stands outside maths, and no formula hides in a code span as Unicode
+  (a code span holding ``λ_min(Θ)``): a code span is for code, which never
+  needs ``λ`` or ``‖``.
 
 Each failure names the file, the line and what was found.
 """
@@ -63,6 +69,43 @@ def linked_images(text: str) -> list[str]:
     return [p for p in paths if not re.match(r"^[a-z]+://", p)]
 
 
+_MATH_UNICODE = set("²³ᵀ∂‖√≤≥λμθΘεδηκσΣφπρτωγβαΔ∇⊙⊗≈∈⪰≠∞½ℝ⁻⁰¹⁴⁵⁶⁷⁸⁹⁽⁾ˡ₀₁₂₃₄₅₆₇₈₉")
+
+
+def maths_syntax(text: str) -> list[str]:
+    """``line N: problem`` for each break of the maths contract, outside fenced code blocks."""
+    found = []
+    in_code = in_display = False
+    for n, line in enumerate(text.split("\n"), start=1):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        if line.strip() == "$$":
+            in_display = not in_display
+            continue
+        if in_display:
+            if "$" in line:
+                found.append(f"line {n}: a $ inside a display: {line.strip()[:60]!r}")
+            continue
+        if "$$" in line:
+            found.append(f"line {n}: $$ must stand on a line of its own: {line.strip()[:60]!r}")
+            continue
+        spans = re.findall(r"`([^`]*)`", line)
+        prose = re.sub(r"`[^`]*`", "", line)
+        if prose.count("$") % 2:
+            found.append(f"line {n}: an odd number of $ (unclosed inline maths): {line.strip()[:60]!r}")
+        elif re.search(r"\\[A-Za-z]+", re.sub(r"\$[^$]*\$", "", prose)):
+            found.append(f"line {n}: a LaTeX command outside $...$: {line.strip()[:60]!r}")
+        for span in spans:
+            if any(ch in _MATH_UNICODE for ch in span):
+                found.append(f"line {n}: Unicode maths in a code span (write it as $...$): `{span}`")
+    if in_display:
+        found.append("end of file: a $$ display is never closed")
+    return found
+
+
 def test_pages_found():
     assert any(p.name == "03-jacobian-and-ntk.md" for p in PAGES), PAGES
 
@@ -78,6 +121,12 @@ def test_no_elided_example_outputs(path):
     found = elided_outputs(path.read_text(encoding="utf-8"), path.name)
     assert not found, (f"{_ids(path)}: expected outputs elided with '...' (print them in full, rounded):\n"
                        + "\n".join(found))
+
+
+@pytest.mark.parametrize("path", PAGES, ids=_ids)
+def test_maths_is_latex_in_the_agreed_syntax(path):
+    found = maths_syntax(path.read_text(encoding="utf-8"))
+    assert not found, f"{_ids(path)}: maths outside the LaTeX contract:\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("path", PAGES, ids=_ids)
@@ -103,3 +152,15 @@ def test_the_checks_catch_what_they_guard_against():
     assert elided_outputs(">>> for i in range(2):\n...     print(i)\n0\n1\n", "continuation") == []
     assert linked_images("![J](img/j_layout.png) and ![web](https://x.org/a.png) <img src=\"img/b.png\">") == [
         "img/j_layout.png", "img/b.png"]
+    good = "Inline $\\lambda_{\\min}$ and `code_name`.\n\n$$\n\\frac{a}{b}\n$$\n```python\n>>> x = 1  # λ in code is fine\n```\n"
+    assert maths_syntax(good) == []
+    planted = {
+        "$$ \\frac{a}{b} $$\n": "own",                  # display delimiters on the formula's line
+        "the rate $1 - \\eta\\mu per step\n": "odd",    # unclosed inline maths
+        "the rate \\eta\\mu per step\n": "LaTeX command",  # LaTeX outside maths
+        "the PL constant `μ = λ_min/N`\n": "Unicode",   # Unicode maths in a code span
+        "$$\n\\frac{a}{b}\n": "never closed",          # an unclosed display
+    }
+    for text, what in planted.items():
+        (hit,) = maths_syntax(text)
+        assert what in hit, (text, hit)
