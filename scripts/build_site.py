@@ -358,10 +358,9 @@ def check_pages(pages: list[Page], out: Path) -> list[str]:
                 target = (out / p.out).parent / unquote(parts.path)
                 try:
                     site_rel = target.resolve().relative_to(out.resolve()).as_posix()
-                except ValueError:
-                    site_rel = None
+                except ValueError:  # leaves the site: a file of the repository, left as the source wrote it
+                    site_rel, target = None, p.src.parent / unquote(parts.path)
                 if not target.exists():
-                    # outside the site: a file of the repository (the site sits at its top)
                     problems.append(f"{p.src.relative_to(ROOT)}: {'image' if kind == 'img' else 'link'} "
                                     f"{url} does not exist")
                     continue
