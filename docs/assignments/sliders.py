@@ -99,12 +99,12 @@ def pl_example(steps: int = 250, l_true: float = 0.01, mu: float = 0.02, q: floa
 def pl_plot_data(loss, grad_sq, loss_star: float) -> dict:
     """The PL log–log plot for an assumed ``L*``: ``gap = L − L*``, ``‖∇L‖²``, the resolvable steps and the fit.
 
-    Returns dict with ``gap``, ``grad_sq``, ``mask`` (steps whose gap is resolvable and positive),
+    Returns dict with ``gap``, ``grad_sq``, ``mask`` (steps whose gap is positive and above the loss's rounding),
     ``slope`` and ``r2`` of ``log ‖∇L‖²`` against ``log(L − L*)`` on those steps (``nan`` when fewer than two).
     """
     loss, grad_sq = np.asarray(loss, float), np.asarray(grad_sq, float)
     gap = loss - float(loss_star)
-    mask = resolvable_mask(loss, float(loss_star)) & (gap > 0)
+    mask = resolvable_mask(loss, float(loss_star))  # positive and above the rounding of L itself
     fit = fit_loglog_slope(gap, grad_sq, mask) if mask.sum() >= 2 else dict(slope=np.nan, r2=np.nan)
     return dict(gap=gap, grad_sq=grad_sq, mask=mask, slope=float(fit["slope"]), r2=float(fit["r2"]),
                 loss_star=float(loss_star))
