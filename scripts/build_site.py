@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import html
+import posixpath
 import re
+import xml.etree.ElementTree as ET
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -71,6 +73,8 @@ _SIZED_DELIMS = {"lVert": "‖", "rVert": "‖", "Vert": "‖", "|": "‖", "lve
 _SIZED = re.compile(r"(\\[Bb]igg?[lrm]?)\s*\\(lVert|rVert|Vert|lvert|rvert|vert|lfloor|rfloor|lceil|rceil|"
                     r"langle|rangle|\||\{|\})")
 _TEXT_NODE = re.compile(r">([^<]*)<")
+#: MathML elements and the number of children each must have
+_ARITY = {"mfrac": 2, "msub": 2, "msup": 2, "msubsup": 3, "mover": 2, "munder": 2, "munderover": 3, "mroot": 2}
 
 
 #: Unicode's mathematical alphanumerics: (capital A, small a, digit 0) per variant, and the letters that live elsewhere
@@ -127,6 +131,11 @@ def tex_to_mathml(tex: str, display: bool) -> str:
     leaked = sorted({m for t in _TEXT_NODE.findall(out) for m in re.findall(r"\\[A-Za-z]+|\\.", html.unescape(t))})
     if leaked:
         raise BuildError(f"formula ${tex.strip()}$: not understood: {' '.join(leaked)}")
+    for el in ET.fromstring(out).iter():
+        tag = el.tag.rsplit("}", 1)[-1]
+        if tag in _ARITY and len(el) != _ARITY[tag]:
+            raise BuildError(f"formula ${tex.strip()}$: <{tag}> with {len(el)} parts instead of {_ARITY[tag]} "
+                             f"(a missing argument?)")
     return _fix_variants(out)
 
 
@@ -206,9 +215,8 @@ def _docs_target(href: str, src_dir: Path) -> str | None:
 
 
 def _relative(from_out: str, to_out: str) -> str:
-    """A relative URL from one site path to another."""
-    depth = from_out.count("/")
-    return "../" * depth + to_out
+    """A relative URL from one site path to another (``assignments/a.html`` -> ``index.html``: ``../index.html``)."""
+    return posixpath.relpath(to_out, posixpath.dirname(from_out) or ".")
 
 
 def render_markdown(text: str, src: Path, out: str, md=None) -> Page:

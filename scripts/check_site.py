@@ -137,7 +137,8 @@ class Browser:
         for e in self.events:
             p = e.get("params", {})
             if e["method"] == "Runtime.exceptionThrown":
-                errors.append("exception: " + p["exceptionDetails"].get("text", "?"))
+                d = p["exceptionDetails"]
+                errors.append("exception: " + d.get("exception", {}).get("description", d.get("text", "?")))
             elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", "")))
                                                             for a in p.get("args", [])))
