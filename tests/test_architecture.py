@@ -37,6 +37,18 @@ def _module_of(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _from_target(node: ast.ImportFrom, pkg: str | None) -> str | None:
+    """The minilplr module a ``from ... import`` reads from (relative levels resolved against ``pkg``), else ``None``."""
+    if node.level:
+        if pkg is None:
+            return None  # a test's relative import: the tests' own helpers
+        base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+        return ".".join(base + ([node.module] if node.module else []))
+    if node.module and node.module.startswith("minilplr"):
+        return node.module
+    return None
+
+
 def _imports(path: Path, source: str | None = None):
     """Absolute names of every minilplr module ``path`` imports (relative imports resolved)."""
     mod = _module_of(path)
@@ -45,12 +57,8 @@ def _imports(path: Path, source: str | None = None):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("minilplr"))
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("minilplr"):
-                target = node.module
-            else:
+            target = _from_target(node, pkg)
+            if target is None:
                 continue
             if node.module is None:  # from . import a, b: the names are modules of the package
                 yield from (f"{target}.{a.name}" for a in node.names)
@@ -164,14 +172,8 @@ def private_reaches(path: Path, source: str | None = None) -> list[tuple[int, st
                 if a.name.startswith("minilplr"):
                     bound[a.asname or a.name.split(".")[0]] = a.name if a.asname else "minilplr"
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                if pkg is None:
-                    continue  # a test's relative import: the tests' own helpers
-                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("minilplr"):
-                target = node.module
-            else:
+            target = _from_target(node, pkg)
+            if target is None:
                 continue
             for a in node.names:
                 dotted = f"{target}.{a.name}"
