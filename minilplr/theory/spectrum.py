@@ -1,9 +1,9 @@
 r"""The spectrum of the empirical NTK Θ, with an honest ``λ_min`` (THEORY.md §1).
 
 Θ = J Jᵀ ``(N·K, N·K)`` comes from :mod:`.ntk`.  Its smallest eigenvalue
-gives the PL constant ``μ = λ_min(Θ)/n`` of Theorem 5.1
+gives the PL constant ``μ = λ_min(Θ)/N`` of Theorem 5.1
 (:func:`minilplr.theory.pl.pl_constant`, steps (6)–(9)), its largest the
-Gauss–Newton smoothness ``λ_max(Θ)/n``:
+Gauss–Newton smoothness ``λ_max(Θ)/N``:
 
 .. math:: \lambda_{\min}(\Theta) = \min_{\lVert v\rVert = 1} v^\top \Theta v, \qquad
           \kappa = \lambda_{\max}/\lambda_{\min}
