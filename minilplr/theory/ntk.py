@@ -32,7 +32,7 @@ Two ways to Θ, one function (:func:`empirical_ntk`)
     gathered in one backward sweep of ``K`` seeds: cost two ``N × N`` Gram
     matrices per layer, memory ``O(N²K²)``.
 
-Θ in tiles: the paper's real ``n``
+Θ in tiles: the paper's real ``N``
 -----------------------------------
 A large Θ (the binary MNIST task's ``N = 12,665``) is built in square tiles
 of samples, upper tiles only, so that its temporaries stay under
