@@ -3,11 +3,12 @@
 Static checks (always): every page is built, the maths becomes MathML with no
 TeX left over, links, anchors and images resolve, and the checks themselves
 catch a planted raw ``$$``, ``\\frac``, an unknown command, an environment the
-converter would drop, malformed MathML (each one line naming the page and
-the formula), a broken link or image. Browser checks (where Chromium is
-installed; CI installs Debian's): every page loads in headless Chromium without console errors or failed
-loads, every image loads, every formula is laid out as MathML with each
-fraction's numerator above its denominator, and no raw TeX is visible.
+converter would drop, malformed MathML (each one line naming the page and the
+formula), a broken link or image. Browser checks (where Chromium is installed;
+CI installs Debian's): every page loads in headless Chromium without console
+errors or failed loads, every image loads, every formula is laid out as MathML
+with each fraction's numerator above its denominator, and no raw TeX is
+visible.
 """
 from __future__ import annotations
 
