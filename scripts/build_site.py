@@ -17,8 +17,9 @@ folder mirrors ``docs/`` (``docs/solutions/01-backprop.md`` ->
 file of the repository (``../scripts/...``) still resolves from the site
 when ``_site/`` sits at the repository's top.
 
-The build refuses (exit status 1, one line per problem) a formula the
-converter does not understand, raw TeX or a ``$`` left in the text outside
+The build refuses (exit status 1, one line per problem, naming the page and
+the formula) a formula the converter does not understand, drops (an
+environment it does not know) or garbles (malformed MathML), raw TeX or a ``$`` left in the text outside
 code, a link to a file or an anchor that does not exist, or an image that is
 not there. ``pip install -e ".[site]"``; ``scripts/check_site.py`` then
 opens every page in headless Chromium.
@@ -121,20 +122,47 @@ def _fix_variants(mathml: str) -> str:
     return _VARIANT.sub(one, mathml)
 
 
+#: amsmath environments latex2mathml does not know, and the one it does that lays them out the same
+#: (``aligned`` inside ``$$`` is ``align*``: right/left column pairs, ``&&`` starting the next pair)
+_ENV_ALIASES = {"aligned": "align*"}
+#: the environments latex2mathml lays out as a table (any other it drops silently, leaving a bare ``&``)
+_ENVIRONMENTS = {"align", "align*", "split", "array", "cases", "smallmatrix"} | {
+    m + s for m in ("matrix", "pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix") for s in ("", "*")}
+_BEGIN_END = re.compile(r"\\(begin|end)\s*\{([^}]*)\}")
+
+
+def _environments(tex: str, name: str) -> str:
+    """``\\begin{aligned}`` -> ``\\begin{align*}``; BuildError naming an environment the converter would drop."""
+    def one(m):
+        env = _ENV_ALIASES.get(m.group(2), m.group(2))
+        if env not in _ENVIRONMENTS:
+            raise BuildError(f"formula {name}: environment {{{m.group(2)}}} is not supported by the converter "
+                             f"(use one of {', '.join(sorted(set(_ENV_ALIASES) | _ENVIRONMENTS))})")
+        return f"\\{m.group(1)}{{{env}}}"
+    return _BEGIN_END.sub(one, tex)
+
+
 def tex_to_mathml(tex: str, display: bool) -> str:
-    """A LaTeX formula -> a ``<math>`` element; BuildError if any command is left untranslated."""
+    """A LaTeX formula -> a ``<math>`` element; BuildError (one line naming the formula) if it is not rendered."""
+    name = "$" + " ".join(tex.split()) + "$"  # on one line, however many the display spans
     src = _SIZED.sub(lambda m: m.group(1) + _SIZED_DELIMS[m.group(2)], tex.strip())
+    src = _environments(src, name)
     try:
         out = _latex2mathml(src, display="block" if display else "inline")
     except Exception as exc:  # noqa: BLE001 - the converter raises many types; name the formula
-        raise BuildError(f"formula ${tex.strip()}$: {type(exc).__name__}: {exc}") from None
+        raise BuildError(f"formula {name}: {type(exc).__name__}: {exc}") from None
+    try:
+        tree = ET.fromstring(out)
+    except ET.ParseError as exc:  # e.g. a bare '&' from a construct the converter skipped
+        raise BuildError(f"formula {name}: the converter wrote malformed MathML ({exc}: "
+                         f"...{out[max(0, exc.position[1] - 40):exc.position[1] + 20]}...)") from None
     leaked = sorted({m for t in _TEXT_NODE.findall(out) for m in re.findall(r"\\[A-Za-z]+|\\.", html.unescape(t))})
     if leaked:
-        raise BuildError(f"formula ${tex.strip()}$: not understood: {' '.join(leaked)}")
-    for el in ET.fromstring(out).iter():
+        raise BuildError(f"formula {name}: not understood: {' '.join(leaked)}")
+    for el in tree.iter():
         tag = el.tag.rsplit("}", 1)[-1]
         if tag in _ARITY and len(el) != _ARITY[tag]:
-            raise BuildError(f"formula ${tex.strip()}$: <{tag}> with {len(el)} parts instead of {_ARITY[tag]} "
+            raise BuildError(f"formula {name}: <{tag}> with {len(el)} parts instead of {_ARITY[tag]} "
                              f"(a missing argument?)")
     return _fix_variants(out)
 
@@ -169,7 +197,10 @@ def _math(content: str, opts: dict) -> str:
 def _renderer() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": True, "highlight": _highlight, "typographer": False})
     md.enable("table")
-    md.use(dollarmath_plugin, allow_labels=False, allow_space=True, allow_digits=False, double_inline=False,
+    # allow_digits=True: mdit-py-plugins 0.7's "no digit before the opening $" reads src[pos - 1] even at pos 0,
+    # i.e. the LAST character of the cell or paragraph, so "| $\Sigma^{(l+1)}$, ... of degree 1 |" stayed raw
+    # text. Nothing is lost: the docs have no currency, and tests/test_docs_hygiene.py refuses a stray $.
+    md.use(dollarmath_plugin, allow_labels=False, allow_space=True, allow_digits=True, double_inline=False,
            renderer=_math)
     md.use(anchors_plugin, min_level=1, max_level=6)
     return md

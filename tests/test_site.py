@@ -2,15 +2,18 @@
 
 Static checks (always): every page is built, the maths becomes MathML with no
 TeX left over, links, anchors and images resolve, and the checks themselves
-catch a planted raw ``$$``, ``\\frac``, an unknown command, a broken link or
-image. Browser checks (where Chromium is installed; CI installs Debian's):
-every page loads in headless Chromium without console errors or failed
-loads, every image loads, every formula is laid out as MathML with each
-fraction's numerator above its denominator, and no raw TeX is visible.
+catch a planted raw ``$$``, ``\\frac``, an unknown command, an environment the
+converter would drop, malformed MathML (each one line naming the page and the
+formula), a broken link or image. Browser checks (where Chromium is installed;
+CI installs Debian's): every page loads in headless Chromium without console
+errors or failed loads, every image loads, every formula is laid out as MathML
+with each fraction's numerator above its denominator, and no raw TeX is
+visible.
 """
 from __future__ import annotations
 
 import importlib.util
+import re
 import struct
 import sys
 from pathlib import Path
@@ -99,6 +102,36 @@ def test_double_struck_letters_are_characters():
 def test_an_unknown_command_is_refused(tex):
     with pytest.raises(build_site.BuildError, match="formula"):
         build_site.tex_to_mathml(tex, display=False)
+
+
+def test_an_aligned_display_becomes_a_table():
+    """``aligned`` (amsmath; THEORY.md's radius derivation) is laid out as ``align*``: latex2mathml drops the
+    environment it does not know and leaves bare ``&`` -- malformed XML that broke the whole build."""
+    out = build_site.tex_to_mathml("\\begin{aligned}\na &\\le b && \\text{why}\\\\\nc &\\le d && (10)\n\\end{aligned}",
+                                   display=True)
+    assert out.count("<mtr>") == 2 and out.count("<mtd") == 8 and "<mi>&" not in out
+
+
+@pytest.mark.parametrize("tex, why", [
+    ("\\begin{gathered} a \\\\ b \\end{gathered}", "environment {gathered} is not supported"),
+    ("a & b", "the converter wrote malformed MathML"),
+])
+def test_what_the_converter_would_garble_is_refused(tex, why):
+    with pytest.raises(build_site.BuildError, match=re.escape(why)):
+        build_site.tex_to_mathml(tex, display=True)
+
+
+def test_a_bad_display_is_one_line_naming_the_page_and_the_formula():
+    with pytest.raises(build_site.BuildError) as err:
+        _render("# T\n\n$$\nx\n  &= y\n$$\n", "docs/y.md")
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("docs/y.md: formula $x &= y$: "), line
+
+
+def test_a_cell_that_starts_with_maths_and_ends_with_a_digit():
+    """THEORY.md's table row "(R2) | $\\Sigma^{(l+1)}$, arc-cosine of degree 1": the maths stayed raw text."""
+    page = _render("| a | b |\n|-|-|\n| (R2) | $\\Sigma^{(l+1)}$, arc-cosine of degree 1 |\n\n$x$ is 1\n")
+    assert page.body.count('display="inline"') == 2 and "$" not in page.body
 
 
 def _render(text, name="docs/x.md"):

@@ -6,19 +6,19 @@ The v3 abstract (May 2026) states the local PL constant as
 
 .. math:: \mu \;=\; \lambda_0 - L_\Theta\, r(R) \;>\; 0
 
-(divided by ``n`` in our normalisation ``L = ‖r‖²/(2n)``): ``λ₀`` the
+(divided by ``N`` in our normalisation ``L = ‖r‖²/(2N)``): ``λ₀`` the
 smallest eigenvalue of the NTK ``Θ (N·K, N·K)`` at initialisation,
 ``L_Θ`` the Lipschitz constant of ``θ ↦ Θ(θ)`` on the region, ``r`` the
 region's radius.  Why it works: on the ball ``‖θ − θ_0‖ ≤ r``,
 ``‖Θ(θ) − Θ_0‖₂ ≤ L_Θ r``, and Weyl's inequality moves no eigenvalue by
 more than that, so ``λ_min(Θ(θ)) ≥ λ₀ − L_Θ r`` and steps (6)–(9) give the PL
-inequality with ``μ = (λ₀ − L_Θ r)/n`` everywhere on the ball.
+inequality with ``μ = (λ₀ − L_Θ r)/N`` everywhere on the ball.
 
 What is here, each one equation:
 
 * :func:`ntk_lipschitz_estimate` — ``L̂_Θ = max_t ‖Θ_t − Θ_0‖₂ / ‖θ_t − θ_0‖``
   over the run's NTK checkpoints;
-* :func:`pl_certificate` -> :class:`Certificate` — ``μ_cert = (λ₀ − L̂_Θ r)/n``
+* :func:`pl_certificate` -> :class:`Certificate` — ``μ_cert = (λ₀ − L̂_Θ r)/N``
   and whether it is positive;
 * :func:`a_priori_radius` — ``R = 2√(2β(L₀ − L*))/μ``, how far GD can go
   if the PL inequality holds with ``μ`` all along;
@@ -42,8 +42,8 @@ off the path, or between checkpoints, may be worse).  Hence ``μ_cert`` is an
 
 The certificate is also never better than what the run itself saw: since
 ``r ≥ ‖θ_t − θ_0‖`` at every checkpoint, ``L̂_Θ r ≥ ‖Θ_t − Θ_0‖₂`` and Weyl give
-``n·μ_cert ≤ λ₀ − ‖Θ_t − Θ_0‖₂ ≤ λ_min(Θ_t)`` for every ``t`` — a worst case
-over the ball, where the measured ``λ_min(Θ_t)/n`` is the value on the path.
+``N·μ_cert ≤ λ₀ − ‖Θ_t − Θ_0‖₂ ≤ λ_min(Θ_t)`` for every ``t`` — a worst case
+over the ball, where the measured ``λ_min(Θ_t)/N`` is the value on the path.
 
 Imports numpy and :mod:`minilplr.validate` only; all inputs are host numbers.
 """
@@ -129,7 +129,7 @@ def ntk_lipschitz_estimate(ntk_diff_spec, param_drift) -> float:
 
 
 class Certificate(NamedTuple):
-    """The v3 PL certificate ``μ_cert = (λ₀ − L_Θ r)/n`` and what it rests on.
+    """The v3 PL certificate ``μ_cert = (λ₀ − L_Θ r)/N`` and what it rests on.
 
     ``mu_cert`` is ``nan`` when ``λ₀`` is unresolved; ``certified`` is true
     only for a resolved ``λ₀`` and ``μ_cert > 0``.  With ``L_Θ`` a lower
@@ -150,7 +150,7 @@ class Certificate(NamedTuple):
     def radius_max(self) -> float:
         r"""The largest radius this ``λ₀`` and ``L_Θ`` certify: ``ρ* = λ₀/L_Θ``, where ``μ_cert(ρ)`` reaches 0.
 
-        .. math:: \mu_{\rm cert}(\rho) = \frac{\lambda_0 - L_\Theta\,\rho}{n} > 0 \iff \rho < \rho^* = \frac{\lambda_0}{L_\Theta}
+        .. math:: \mu_{\rm cert}(\rho) = \frac{\lambda_0 - L_\Theta\,\rho}{N} > 0 \iff \rho < \rho^* = \frac{\lambda_0}{L_\Theta}
 
         With ``L_Θ`` a lower estimate, ``ρ*`` is an upper estimate; ``inf`` for
         ``L_Θ = 0`` (a kernel that does not move), ``nan`` without a certificate's inputs.
@@ -163,11 +163,11 @@ class Certificate(NamedTuple):
 def pl_certificate(lam0, L_theta: float, r: float, n: int) -> Certificate:
     r"""v3's PL constant on the ball ``‖θ − θ_0‖ ≤ r``, in our normalisation.
 
-    .. math:: \mu_{\rm cert} = \frac{\lambda_0 - L_\Theta\, r}{n}, \qquad
+    .. math:: \mu_{\rm cert} = \frac{\lambda_0 - L_\Theta\, r}{N}, \qquad
               \text{certified} \iff \mu_{\rm cert} > 0
 
     From Weyl: ``λ_min(Θ(θ)) ≥ λ_min(Θ_0) − ‖Θ(θ) − Θ_0‖₂ ≥ λ₀ − L_Θ r`` on the
-    ball, and (6)–(9): ``½‖∇L‖² ≥ (λ_min(Θ(θ))/n) L``.
+    ball, and (6)–(9): ``½‖∇L‖² ≥ (λ_min(Θ(θ))/N) L``.
 
     Parameters
     ----------
@@ -312,12 +312,12 @@ def run_certificate(res: dict) -> dict:
       checkpoints, a *lower* estimate of the NTK's Lipschitz constant (pairs
       off the path, or between checkpoints, are not measured);
     * ``r``: the largest drift ``‖θ_t − θ_0‖`` reached at any step;
-    * ``mu_cert = (λ₀ − L_Θ r)/n`` and ``certified`` (:func:`~minilplr.theory.certificate.pl_certificate`);
+    * ``mu_cert = (λ₀ − L_Θ r)/N`` and ``certified`` (:func:`~minilplr.theory.certificate.pl_certificate`);
       with ``L_Θ`` underestimated, ``μ_cert ≤ 0`` refutes the certificate for
       sure and ``μ_cert > 0`` is only consistent with a PL region;
     * ``R = 2√(2β(L₀ − L*))/μ`` (:func:`~minilplr.theory.certificate.a_priori_radius`)
       with ``β = beta0`` (the Hessian's top eigenvalue at ``θ_0``), ``L* = 0``
-      and ``μ = λ₀/n``: the radius the proof would give if the PL inequality
+      and ``μ = λ₀/N``: the radius the proof would give if the PL inequality
       held with the kernel's own constant at initialisation, the value the
       run starts with and the most optimistic one (NaN, and ``beta_source``
       says "not measured", for a run made without β, ``hessian_iters = 0``); ``R_cert`` the same with

@@ -69,14 +69,14 @@ def kernel_regime_loss(theta0, r0, eta: float, n: int, steps: int) -> np.ndarray
     r"""The loss curve GD would follow if the NTK stayed at ``Θ_0`` (not in the paper; derived).
 
     Linearising the network at ``θ_0``, ``f(θ) ≈ f(θ_0) + J_0(θ − θ_0)``, one
-    GD step on ``L = ‖r‖²/(2n)`` moves the residual by
-    ``r_{t+1} = r_t − (η/n) J_0 J_0ᵀ r_t = (I − ηΘ_0/n) r_t``.  In the
+    GD step on ``L = ‖r‖²/(2N)`` moves the residual by
+    ``r_{t+1} = r_t − (η/N) J_0 J_0ᵀ r_t = (I − ηΘ_0/N) r_t``.  In the
     eigenbasis ``Θ_0 = Σ_i λ_i u_i u_iᵀ``:
 
-    .. math:: L_t = \frac{1}{2n}\sum_i (u_i^\top r_0)^2\,\Big(1 - \frac{\eta\lambda_i}{n}\Big)^{2t}
+    .. math:: L_t = \frac{1}{2N}\sum_i (u_i^\top r_0)^2\,\Big(1 - \frac{\eta\lambda_i}{N}\Big)^{2t}
 
     a *sum* of geometric sequences, one per eigen-direction.  Its slowest
-    term has ratio ``(1 − ημ)²`` with ``μ = λ_min/n`` — the envelope of
+    term has ratio ``(1 − ημ)²`` with ``μ = λ_min/N`` — the envelope of
     Theorem 5.4 (squared, because that bound uses ``½‖∇L‖² ≥ μL`` once per
     step).  When the measured curve follows this one, the network is in the
     lazy (kernel) regime and its loss curve is set by the NTK spectrum: fast

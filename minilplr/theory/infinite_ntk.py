@@ -8,12 +8,12 @@ samples).
 
 The network, in minilplr's own (standard) parameterisation
 ----------------------------------------------------------
-``L`` dense layers of widths ``n_0 = D``, ``n_1 = … = n_{L−1} = H``,
-``n_L = K``; ``a^{(0)} = x``, ``φ = ReLU``:
+``depth`` dense layers of widths ``H_0 = D``, ``H_1 = … = H_{depth−1} = H``,
+``H_depth = K`` (fan-in of layer ``l``: ``H_{l−1}``; docs/notation.md); ``a^{(0)} = x``, ``φ = ReLU``:
 
-.. math:: z^{(l)} = a^{(l-1)} W^{(l)} + b^{(l)}, \qquad a^{(l)} = \varphi(z^{(l)}), \qquad f = z^{(L)},
+.. math:: z^{(l)} = a^{(l-1)} W^{(l)} + b^{(l)}, \qquad a^{(l)} = \varphi(z^{(l)}), \qquad f = z^{(\mathrm{depth})},
 
-He initialisation ``W^{(l)}_{ij} ~ N(0, σ²/n_{l−1})`` with ``σ² = 2``
+He initialisation ``W^{(l)}_{ij} ~ N(0, σ²/H_{l−1})`` with ``σ² = 2``
 (:func:`minilplr.nn.init.he_normal`; ``enhanced_he`` is ``σ² = 2c``), and the
 bias convention of :class:`minilplr.nn.layers.Dense`: ``b^{(l)}`` is a plain
 parameter (multiplier 1), **zero at initialisation** and trained.  Two
@@ -25,26 +25,26 @@ The recursion (one function per line)
 -------------------------------------
 Σ⁽ˡ⁾ is the covariance of the pre-activations ``z^{(l)}`` over the random
 initialisation, Σ̇⁽ˡ⁾ that of ``σ φ'(z^{(l)})``; for a pair ``(u, v) ~ N(0,
-[[Σ_xx, Σ_xx'], [Σ_xx', Σ_x'x']])`` with ``cos θ = Σ_xx'/√(Σ_xx Σ_x'x')``:
+[[Σ_xx, Σ_xx'], [Σ_xx', Σ_x'x']])`` with ``cos ϑ = Σ_xx'/√(Σ_xx Σ_x'x')``:
 
 .. math::
 
    \Sigma^{(1)}(x,x') &= \tfrac{\sigma^2}{D}\, x\cdot x'
         &&\text{(R1, } \texttt{input\_kernel}\text{)}\\
    \Sigma^{(l+1)}(x,x') &= \sigma^2\,\mathbb E[\varphi(u)\varphi(v)]
-        = \tfrac{\sigma^2}{2\pi}\sqrt{\Sigma_{xx}\Sigma_{x'x'}}\,\big(\sin\theta + (\pi-\theta)\cos\theta\big)
+        = \tfrac{\sigma^2}{2\pi}\sqrt{\Sigma_{xx}\Sigma_{x'x'}}\,\big(\sin\vartheta + (\pi-\vartheta)\cos\vartheta\big)
         &&\text{(R2, } \texttt{relu\_nngp\_step}\text{)}\\
-   \dot\Sigma^{(l)}(x,x') &= \sigma^2\,\mathbb E[\varphi'(u)\varphi'(v)] = \tfrac{\sigma^2}{2\pi}(\pi-\theta)
+   \dot\Sigma^{(l)}(x,x') &= \sigma^2\,\mathbb E[\varphi'(u)\varphi'(v)] = \tfrac{\sigma^2}{2\pi}(\pi-\vartheta)
         &&\text{(R3, } \texttt{relu\_derivative\_step}\text{)}\\
    \Theta^{(1)} &= \Sigma^{(1)} + 1, \quad
-   \Theta^{(l+1)} = \Theta^{(l)}\odot\dot\Sigma^{(l)} + \Sigma^{(l+1)} + 1, \quad \Theta_\infty = \Theta^{(L)}
+   \Theta^{(l+1)} = \Theta^{(l)}\odot\dot\Sigma^{(l)} + \Sigma^{(l+1)} + 1, \quad \Theta_\infty = \Theta^{(\mathrm{depth})}
         &&\text{(R4, } \texttt{ntk\_step}\text{)}
 
 Unrolled, R4 is a sum of one share per layer (:func:`infinite_ntk_shares`):
 
-.. math:: \Theta_\infty = \sum_{l=1}^{L} \big(S_l + P_l\big), \qquad
-          S_l = \Sigma^{(l)} \odot P_l \ \text{(weights)}, \qquad
-          P_l = \textstyle\prod_{m=l}^{L-1} \dot\Sigma^{(m)} \ \text{(bias; } P_L = 1\text{)}.
+.. math:: \Theta_\infty = \sum_{l=1}^{\mathrm{depth}} \big(S_l + \Pi_l\big), \qquad
+          S_l = \Sigma^{(l)} \odot \Pi_l \ \text{(weights)}, \qquad
+          \Pi_l = \textstyle\prod_{m=l}^{\mathrm{depth}-1} \dot\Sigma^{(m)} \ \text{(bias; } \Pi_{\mathrm{depth}} = 1\text{)}.
 
 With He's ``σ² = 2`` the diagonal is preserved, ``Σ⁽ˡ⁾(x, x) = 2‖x‖²/D`` and
 ``Σ̇⁽ˡ⁾(x, x) = 1`` at every layer.  ``K > 1`` outputs: the output columns are
@@ -54,7 +54,7 @@ independent, so the limit is ``Θ_∞ ⊗ I_K`` (``kron(Θ_∞, I_K)`` in
 What converges to it
 --------------------
 A finite network's empirical Θ, each layer's weight share rescaled by its
-own fan-in, ``Θ̃(H) = Σ_l ((σ²/n_{l−1}) Θ_W^{(l)} + Θ_b^{(l)})``, tends to
+own fan-in, ``Θ̃(H) = Σ_l ((σ²/H_{l−1}) Θ_W^{(l)} + Θ_b^{(l)})``, tends to
 ``Θ_∞`` at rate ``O(1/√H)``; minilplr's own (standard-parameterisation)
 kernel grows like ``H``.  The derivation, the per-layer shares and the
 rescaled kernel are in :mod:`minilplr.theory.ntk_shares`.
@@ -135,16 +135,16 @@ def input_kernel(X, weight_var: float = HE_WEIGHT_VAR):
 
 
 def _angle(S):
-    r"""``(√det, θ, zero)`` of a covariance matrix ``S (N, N)``, each ``(N, N)``: the pair geometry of R2 and R3.
+    r"""``(√det, ϑ, zero)`` of a covariance matrix ``S (N, N)``, each ``(N, N)``: the pair geometry of R2 and R3.
 
-    The plain expressions are ``cos θ = Σ_xx'/√(Σ_xx Σ_x'x')`` and
-    ``θ = arccos(cos θ)``.  Written so, the diagonal loses half the digits:
-    ``cos θ`` rounds to ``1 − ε`` and ``arccos`` turns that into
-    ``θ ≈ √(2ε) ≈ 2·10⁻⁸`` (seen: ``Σ̇(x, x) = 1 − 7·10⁻⁹``).  Here instead
-    ``θ = atan2(√det, Σ_xx')`` with ``det = Σ_xx Σ_x'x' − Σ_xx'²``
-    ``= (Σ_xx Σ_x'x') sin²θ``, which is exactly 0 on the diagonal; R2 then
-    needs no division (``√(Σ_xx Σ_x'x')·sin θ = √det``,
-    ``√(Σ_xx Σ_x'x')·cos θ = Σ_xx'``).  ``zero`` marks pairs with a zero
+    The plain expressions are ``cos ϑ = Σ_xx'/√(Σ_xx Σ_x'x')`` and
+    ``ϑ = arccos(cos ϑ)``.  Written so, the diagonal loses half the digits:
+    ``cos ϑ`` rounds to ``1 − ε`` and ``arccos`` turns that into
+    ``ϑ ≈ √(2ε) ≈ 2·10⁻⁸`` (seen: ``Σ̇(x, x) = 1 − 7·10⁻⁹``).  Here instead
+    ``ϑ = atan2(√det, Σ_xx')`` with ``det = Σ_xx Σ_x'x' − Σ_xx'²``
+    ``= (Σ_xx Σ_x'x') sin²ϑ``, which is exactly 0 on the diagonal; R2 then
+    needs no division (``√(Σ_xx Σ_x'x')·sin ϑ = √det``,
+    ``√(Σ_xx Σ_x'x')·cos ϑ = Σ_xx'``).  ``zero`` marks pairs with a zero
     variance (a zero input: its pre-activations are identically 0).
     """
     xp = get_array_module(S)
@@ -160,17 +160,17 @@ def relu_nngp_step(S, weight_var: float = HE_WEIGHT_VAR):
 
     .. math:: \Sigma^{(l+1)}(x,x') = \sigma^2\, \mathbb E_{(u,v)\sim N(0,\Lambda)}[\varphi(u)\varphi(v)]
               = \frac{\sigma^2}{2\pi}\sqrt{\Sigma_{xx}\Sigma_{x'x'}}\,
-                \big(\sin\theta + (\pi - \theta)\cos\theta\big) \tag{R2}
+                \big(\sin\vartheta + (\pi - \vartheta)\cos\vartheta\big) \tag{R2}
 
     ``Λ = [[Σ_xx, Σ_xx'], [Σ_xx', Σ_x'x']]`` from ``S = Σ⁽ˡ⁾``,
-    ``cos θ = Σ_xx'/√(Σ_xx Σ_x'x')`` (the degree-1 arc-cosine kernel of
+    ``cos ϑ = Σ_xx'/√(Σ_xx Σ_x'x')`` (the degree-1 arc-cosine kernel of
     Cho & Saul 2009).  ``z^{(l+1)} = φ(z^{(l)}) W + b``, ``W ~ N(0, σ²/H)``,
     ``b = 0`` at init, so the covariance is ``σ²`` times the mean of
     ``φ(u)φ(v)`` over the ``H`` units.
     """
     S = _check_sigma("S", S)
     weight_var = check_positive("weight_var", weight_var)
-    root, theta, _ = _angle(S)  # √(Σ_xxΣ_x'x')·sin θ = root,  √(Σ_xxΣ_x'x')·cos θ = Σ_xx'
+    root, theta, _ = _angle(S)  # √(Σ_xxΣ_x'x')·sin ϑ = root,  √(Σ_xxΣ_x'x')·cos ϑ = Σ_xx'
     return (weight_var / (2 * math.pi)) * (root + (math.pi - theta) * S)
 
 
@@ -178,9 +178,9 @@ def relu_derivative_step(S, weight_var: float = HE_WEIGHT_VAR):
     r"""R3: the covariance of the ReLU's derivative, ``(N, N)``.
 
     .. math:: \dot\Sigma^{(l)}(x,x') = \sigma^2\, \mathbb E_{(u,v)\sim N(0,\Lambda)}[\varphi'(u)\varphi'(v)]
-              = \frac{\sigma^2}{2\pi}\,(\pi - \theta) \tag{R3}
+              = \frac{\sigma^2}{2\pi}\,(\pi - \vartheta) \tag{R3}
 
-    (``P(u > 0, v > 0) = (π − θ)/(2π)``, the degree-0 arc-cosine kernel).  It
+    (``P(u > 0, v > 0) = (π − ϑ)/(2π)``, the degree-0 arc-cosine kernel).  It
     is the factor by which ``g·g'`` (the back-propagated sensitivities) shrinks
     through one ReLU layer and the ``σ²/H`` weights above it.  A zero input
     gets ``0`` (its pre-activations are 0, and ``φ'(0) = 0`` in minilplr).
@@ -214,13 +214,13 @@ def ntk_step(theta_l, sigma_dot_l, sigma_next):
 
 
 def infinite_ntk_shares(X, depth: int, weight_var: float = HE_WEIGHT_VAR):
-    r"""Every layer's share of Θ_∞: ``(S, P)``, each ``(L, N, N)`` float64.
+    r"""Every layer's share of Θ_∞: ``(S, P)``, each ``(depth, N, N)`` float64.
 
-    .. math:: S_l = \Sigma^{(l)} \odot P_l, \qquad P_l = \prod_{m=l}^{L-1}\dot\Sigma^{(m)},
-              \qquad \Theta_\infty = \sum_{l=1}^{L} (S_l + P_l)
+    .. math:: S_l = \Sigma^{(l)} \odot \Pi_l, \qquad \Pi_l = \prod_{m=l}^{\mathrm{depth}-1}\dot\Sigma^{(m)},
+              \qquad \Theta_\infty = \sum_{l=1}^{\mathrm{depth}} (S_l + \Pi_l)
 
     ``S[l-1]`` is the limit of layer ``l``'s weight share rescaled by
-    ``σ²/n_{l−1}``, ``P[l-1]`` that of its bias share (module docstring).
+    ``σ²/H_{l−1}``, ``P[l-1]`` that of its bias share (module docstring).
     """
     X = _check_X(X)
     depth = check_int("depth", depth, 1)
@@ -245,7 +245,7 @@ def infinite_ntk(X, depth: int, *, weight_var: float = HE_WEIGHT_VAR, scaling: s
                  d_out: int = 1):
     r"""The infinite-width NTK of ``mlp(D, H, depth, K)``, float64, ``(N·K, N·K)``.
 
-    .. math:: \Theta_\infty = \Theta^{(L)}, \qquad \Theta^{(1)} = \Sigma^{(1)} + 1, \qquad
+    .. math:: \Theta_\infty = \Theta^{(\mathrm{depth})}, \qquad \Theta^{(1)} = \Sigma^{(1)} + 1, \qquad
               \Theta^{(l+1)} = \Theta^{(l)}\odot\dot\Sigma^{(l)} + \Sigma^{(l+1)} + 1
 
     (R1–R4 of the module docstring).
@@ -253,13 +253,13 @@ def infinite_ntk(X, depth: int, *, weight_var: float = HE_WEIGHT_VAR, scaling: s
     Parameters
     ----------
     X : array (N, D), any backend (the result lives there too)
-    depth : int, ``L`` (dense layers, as :func:`minilplr.nn.models.mlp` counts them)
+    depth : int, the number of dense layers (as :func:`minilplr.nn.models.mlp` counts them)
     weight_var : float, ``σ²`` of the weights times fan-in (He: 2)
     scaling : {"ntk", "standard"}
         ``"ntk"``: ``Θ_∞``, the limit of the layer-wise rescaled empirical kernel
         ``Θ̃(H)`` (:func:`minilplr.theory.ntk_shares.scaled_empirical_ntk`).  ``"standard"``: the leading
         part of minilplr's own (unscaled) kernel at width ``width``,
-        ``Σ_l ((n_{l−1}/σ²) S_l + P_l)``, which grows like ``H``.
+        ``Σ_l ((H_{l−1}/σ²) S_l + Π_l)``, which grows like ``H``.
     width : int, ``H``; required for ``"standard"``, unused for ``"ntk"``
     d_out : int, ``K``; the result is ``kron(Θ, I_K)`` (outputs independent)
 

@@ -4,7 +4,7 @@ THEORY.md §1: for ``N`` samples with ``K`` outputs each, the residual
 ``r = f(X; θ) − y`` has ``N·K`` entries, ``J = ∂r/∂θ = ∂f/∂θ`` is
 ``(N·K, P)`` and the empirical neural tangent kernel is ``Θ = J Jᵀ``,
 ``(N·K, N·K)``.  Its smallest eigenvalue gives the PL constant
-``μ = λ_min(Θ)/n`` of Theorem 5.1 (:mod:`minilplr.theory.pl`).
+``μ = λ_min(Θ)/N`` of Theorem 5.1 (:mod:`minilplr.theory.pl`).
 
 Orders
 ------
@@ -32,7 +32,7 @@ Two ways to Θ, one function (:func:`empirical_ntk`)
     gathered in one backward sweep of ``K`` seeds: cost two ``N × N`` Gram
     matrices per layer, memory ``O(N²K²)``.
 
-Θ in tiles: the paper's real ``n``
+Θ in tiles: the paper's real ``N``
 -----------------------------------
 A large Θ (the binary MNIST task's ``N = 12,665``) is built in square tiles
 of samples, upper tiles only, so that its temporaries stay under

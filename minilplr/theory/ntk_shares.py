@@ -2,7 +2,7 @@ r"""Each layer's share of a finite network's empirical NTK, and the rescaled ker
 
 The finite-width side of :mod:`minilplr.theory.infinite_ntk`: that module
 computes the limit ``Θ_∞`` of the ReLU MLP by the arc-cosine recursion
-(R1–R4, its shares ``S_l``, ``P_l``, the weight variance ``σ²``); this one
+(R1–R4, its shares ``S_l``, ``Π_l``, the weight variance ``σ²``); this one
 splits the empirical Θ of a network :func:`minilplr.nn.models.mlp` builds
 into its layers' weight and bias shares (:func:`empirical_ntk_shares`), and
 rescales them so that they can be set beside the limit
@@ -20,18 +20,18 @@ of per-layer shares.  With ``g^{(l)} = ∂f/∂z^{(l)}`` (``K = 1``):
 As ``H → ∞`` (layer by layer, Jacot et al. Thm 1), with fluctuations of
 relative size ``O(1/√H)``:
 
-* ``(σ²/n_{l−1}) a^{(l−1)}·a'^{(l−1)} → Σ⁽ˡ⁾`` (a mean of ``n_{l−1}``
+* ``(σ²/H_{l−1}) a^{(l−1)}·a'^{(l−1)} → Σ⁽ˡ⁾`` (a mean of ``H_{l−1}``
   i.i.d. terms ``σ² φ(z)φ(z')``; exact for ``l = 1``, where it is R1);
-* ``g^{(l)}·g'^{(l)} → P_l`` (``g^{(l)} = (g^{(l+1)} W^{(l+1)ᵀ}) ⊙ φ'(z^{(l)})``,
+* ``g^{(l)}·g'^{(l)} → Π_l`` (``g^{(l)} = (g^{(l+1)} W^{(l+1)ᵀ}) ⊙ φ'(z^{(l)})``,
   a mean of ``H`` terms ``σ² φ'φ' · (g^{(l+1)}·g'^{(l+1)})``; exact (``= 1``)
-  for ``l = L``).
+  for ``l = depth``).
 
-So ``Θ_W^{(l)} → (n_{l−1}/σ²) S_l`` and ``Θ_b^{(l)} → P_l``, and minilplr's
+So ``Θ_W^{(l)} → (H_{l−1}/σ²) S_l`` and ``Θ_b^{(l)} → Π_l``, and minilplr's
 kernel, in standard parameterisation, is
 
-.. math:: \Theta_{SP}(H) = \frac{H}{\sigma^2}\sum_{l=2}^{L} S_l
-          \;+\; \underbrace{\tfrac{D}{\sigma^2} S_1}_{\text{first layer: } (XX^\top)\odot P_1}
-          \;+\; \underbrace{\textstyle\sum_{l} P_l}_{\text{biases}} \;+\; O_P(\sqrt H).
+.. math:: \Theta_{SP}(H) = \frac{H}{\sigma^2}\sum_{l=2}^{\mathrm{depth}} S_l
+          \;+\; \underbrace{\tfrac{D}{\sigma^2} S_1}_{\text{first layer: } (XX^\top)\odot \Pi_1}
+          \;+\; \underbrace{\textstyle\sum_{l} \Pi_l}_{\text{biases}} \;+\; O_P(\sqrt H).
 
 It **grows like H**.  What converges in SP is ``Θ_SP/H → (1/σ²) Σ_{l≥2} S_l``,
 a kernel without the first layer's and the biases' shares: those are
@@ -41,13 +41,13 @@ a kernel without the first layer's and the biases' shares: those are
 The like-for-like comparison rescales each layer's weight share by its own
 fan-in (:func:`scaled_empirical_ntk`, ``scaling="ntk"``):
 
-.. math:: \tilde\Theta(H) = \sum_{l=1}^{L} \Big(\frac{\sigma^2}{n_{l-1}}\,\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
+.. math:: \tilde\Theta(H) = \sum_{l=1}^{\mathrm{depth}} \Big(\frac{\sigma^2}{H_{l-1}}\,\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
           \;\xrightarrow[H\to\infty]{}\; \Theta_\infty,
           \qquad \frac{\lVert\tilde\Theta(H) - \Theta_\infty\rVert_F}{\lVert\Theta_\infty\rVert_F} = O_P(H^{-1/2}).
 
 ``Θ̃`` is exactly the empirical NTK of the *same function* written in NTK
-parameterisation, ``W^{(l)} = (σ/√n_{l−1}) W̃^{(l)}``, ``W̃ ~ N(0, 1)``,
-biases unchanged (``∂f/∂W̃ = (σ/√n) ∂f/∂W``), so it is the kernel the
+parameterisation, ``W^{(l)} = (σ/√H_{l−1}) W̃^{(l)}``, ``W̃ ~ N(0, 1)``,
+biases unchanged (``∂f/∂W̃ = (σ/√H_{l−1}) ∂f/∂W``), so it is the kernel the
 theorems are about; every one of its shares is ``O(1)``, the first layer's
 weight share is exact at every width, and a depth-1 (linear) model has
 ``Θ̃ = Θ_∞ = (σ²/D) XXᵀ + 1`` exactly.  The fluctuation is ``O(1/√H)``; the
@@ -55,7 +55,7 @@ mean of ``Θ̃`` differs from ``Θ_∞`` by ``O(1/H)`` more, so the measured log
 slope of the error against ``H`` is about ``−1/2``
 (``tests/theory/test_ntk_shares.py``).  The other scaling, ``"standard"``, keeps
 minilplr's Θ as it is and compares it with its own leading part at width
-``H``, ``Σ_l ((n_{l−1}/σ²) S_l + P_l)`` (:func:`~minilplr.theory.infinite_ntk.infinite_ntk` with
+``H``, ``Σ_l ((H_{l−1}/σ²) S_l + Π_l)`` (:func:`~minilplr.theory.infinite_ntk.infinite_ntk` with
 ``scaling="standard", width=H``); divided by ``H`` both tend to the SP limit
 above.  Ratios such as the drift ``‖Θ_T − Θ_0‖/‖Θ_0‖`` do not change under a
 global scale; ``λ_min`` scales with it.
@@ -77,7 +77,7 @@ __all__ = ["empirical_ntk_shares", "scaled_empirical_ntk", "combine_shares", "mo
 
 
 def model_weight_var(model, weight_var=None) -> float:
-    """``σ²`` given, or read from the model's config (``he``: 2; ``enhanced_he``: 2·c(L))."""
+    """``σ²`` given, or read from the model's config (``he``: 2; ``enhanced_he``: 2·c(depth))."""
     if weight_var is not None:
         return check_positive("weight_var", weight_var)
     cfg = getattr(model, "config", {}) or {}
@@ -110,8 +110,8 @@ def empirical_ntk_shares(model, X, dtype="float64"):
 
     Returns
     -------
-    fan_in : list of L ints, ``n_{l−1}``
-    weight, bias : arrays (L, N·K, N·K), ``dtype``, layers first to last
+    fan_in : list of ``depth`` ints, ``H_{l−1}``
+    weight, bias : arrays (depth, N·K, N·K), ``dtype``, layers first to last
     """
     layers = list(getattr(model, "layers", {}).values())
     if not layers or not hasattr(model, "ntk_backward"):
@@ -147,7 +147,7 @@ def empirical_ntk_shares(model, X, dtype="float64"):
 def scaled_empirical_ntk(model, X, scaling: str = "ntk", weight_var=None, dtype="float64"):
     r"""The finite-width kernel to set beside :func:`~minilplr.theory.infinite_ntk.infinite_ntk` with the same ``scaling``.
 
-    .. math:: \tilde\Theta(H) = \sum_{l=1}^{L}\Big(\frac{\sigma^2}{n_{l-1}}\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
+    .. math:: \tilde\Theta(H) = \sum_{l=1}^{\mathrm{depth}}\Big(\frac{\sigma^2}{H_{l-1}}\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
               \quad(\texttt{"ntk"}), \qquad \Theta_{SP} = \sum_l \Theta_W^{(l)} + \Theta_b^{(l)}
               \quad(\texttt{"standard"})
 
@@ -161,7 +161,7 @@ def scaled_empirical_ntk(model, X, scaling: str = "ntk", weight_var=None, dtype=
     X : array (N, D) on the model's backend
     scaling : {"ntk", "standard"}
     weight_var : float or None, ``σ²``; ``None`` reads it from ``model.config``
-        (``he``: 2, ``enhanced_he``: ``2 c(L)``)
+        (``he``: 2, ``enhanced_he``: ``2 c(depth)``)
     dtype : accumulation dtype (default float64)
 
     Returns
@@ -176,12 +176,12 @@ def scaled_empirical_ntk(model, X, scaling: str = "ntk", weight_var=None, dtype=
 def combine_shares(fan_in, weight, bias, scaling: str = "ntk", weight_var: float | None = HE_WEIGHT_VAR):
     r"""The kernel of :func:`scaled_empirical_ntk` from the shares of :func:`empirical_ntk_shares`.
 
-    .. math:: \tilde\Theta = \sum_l \Big(\frac{\sigma^2}{n_{l-1}}\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
+    .. math:: \tilde\Theta = \sum_l \Big(\frac{\sigma^2}{H_{l-1}}\Theta_W^{(l)} + \Theta_b^{(l)}\Big)
               \quad(\texttt{"ntk"}), \qquad \Theta_{SP} = \sum_l \Theta_W^{(l)} + \Theta_b^{(l)}
               \quad(\texttt{"standard"}; \texttt{weight\_var} unused)
 
     For a caller that wants both scalings (or the shares) from one sweep.
-    ``weight, bias``: ``(L, N·K, N·K)``; ``fan_in``: ``L`` ints.
+    ``weight, bias``: ``(depth, N·K, N·K)``; ``fan_in``: ``depth`` ints.
     """
     check_scaling(scaling)
     if len(fan_in) != weight.shape[0] or weight.shape != bias.shape:

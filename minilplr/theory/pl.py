@@ -1,20 +1,22 @@
 r"""Theorem 5.1 of the LPLR paper (THEORY.md §1): the PL inequality from the NTK, one function per step.
 
-Notation (THEORY.md): ``n = N`` samples, ``k = K`` outputs per sample, the
+Notation (docs/notation.md): ``N`` samples, ``K`` outputs per sample, the
 residual ``r = f(X; θ) − y`` of shape ``N·K``, ``J = ∂r/∂θ`` ``(N·K, P)``,
 ``Θ = J Jᵀ`` ``(N·K, N·K)``, and the squared loss normalised per *sample*
 
-.. math:: L(\theta) = \frac{1}{2n}\lVert f(X;\theta) - y\rVert^2
-          \qquad\text{(reconstruction; } n = N \text{ even when } K > 1\text{)},
+.. math:: L(\theta) = \frac{1}{2N}\lVert f(X;\theta) - y\rVert^2
+          \qquad\text{(reconstruction; } N \text{ even when } K > 1\text{)},
 
-which is :func:`minilplr.nn.losses.mse`.  With that ``n``,
+which is :func:`minilplr.nn.losses.mse`.  With that ``N``,
 
-.. math:: \nabla L = \tfrac1n J^\top r,\qquad
-          \lVert\nabla L\rVert^2 = \tfrac{1}{n^2} r^\top\Theta r,\qquad
-          \lVert r\rVert^2 = 2nL,
+.. math:: \nabla L = \tfrac1N J^\top r,\qquad
+          \lVert\nabla L\rVert^2 = \tfrac{1}{N^2} r^\top\Theta r,\qquad
+          \lVert r\rVert^2 = 2NL,
 
-so the PL constant is ``μ = λ_min(Θ)/n`` with ``λ_min`` taken over all
-``N·K`` directions (``λ_min = 0`` whenever ``N·K > P``).
+so the PL constant is ``μ = λ_min(Θ)/N`` with ``λ_min`` taken over all
+``N·K`` directions (``λ_min = 0`` whenever ``N·K > P``).  The functions'
+argument ``n`` is ``N`` (the paper's letter), and :class:`PLReport` prints
+``n`` too (docs/04 says so); every formula here writes ``N``.
 
 Every inequality comes back as a :class:`Check` ``(lhs, rhs, holds)``.  Where
 a step uses ``λ_min`` and is handed a :class:`~minilplr.theory.spectrum.Spectrum`, it uses
@@ -23,9 +25,9 @@ the spectrum's *lower bound* ``max(λ_computed − floor, 0)`` (0 when
 the eigen-solver's rounding.
 
 What is here: ``L``, ``∇L`` and ``r`` at a point (:func:`loss_and_gradient`);
-``∇L = (1/n)Jᵀr`` and ``‖∇L‖² = rᵀΘr/n²``; the steps (6)–(9) of the proof;
-``μ = λ_min/n`` (:func:`pl_constant`) and its other end, the Gauss–Newton
-smoothness ``λ_max/n``; the empirical PL ratio; all of it at one point
+``∇L = (1/N)Jᵀr`` and ``‖∇L‖² = rᵀΘr/N²``; the steps (6)–(9) of the proof;
+``μ = λ_min/N`` (:func:`pl_constant`) and its other end, the Gauss–Newton
+smoothness ``λ_max/N``; the empirical PL ratio; all of it at one point
 (:func:`pl_diagnostics`, :class:`PLReport`); and :class:`Check`, the result
 type every inequality of the theory returns.  Theorem 5.4 (the descent
 lemma, ``β``, ``η ≤ 1/β``) is in :mod:`minilplr.theory.smoothness`; the
@@ -141,7 +143,7 @@ def _n(n) -> int:
 
 
 class LossGrad(NamedTuple):
-    """``L`` (float), ``∇L`` ``(P,)``, ``r`` ``(N·K,)`` (device arrays) and ``n = N``."""
+    """``L`` (float), ``∇L`` ``(P,)``, ``r`` ``(N·K,)`` (device arrays) and ``n``, the number of samples ``N``."""
 
     loss: float
     grad: object
@@ -150,7 +152,7 @@ class LossGrad(NamedTuple):
 
 
 def loss_and_gradient(model, X, y) -> LossGrad:
-    r"""One forward and one backward pass: ``L = 1/(2n)‖f − y‖²``, ``∇L`` and ``r``.
+    r"""One forward and one backward pass: ``L = 1/(2N)‖f − y‖²``, ``∇L`` and ``r``.
 
     The gradient is the hand-written backward's, flattened in ``model.params``
     order (the columns of ``J``).  ``r = f(X; θ) − y`` flattened, row
@@ -180,7 +182,7 @@ def forward_backward(model, X, y) -> LossGrad:
 
 
 def gradient_from_jacobian(J, r, n: int):
-    r"""``∇L = (1/n) Jᵀ r`` (THEORY.md §1, proof of Theorem 5.1: "the gradient is ∇L = (1/n)Jᵀr").
+    r"""``∇L = (1/N) Jᵀ r`` (THEORY.md §1, proof of Theorem 5.1: "the gradient is ∇L = (1/n)Jᵀr", the paper's n = N).
 
     Parameters
     ----------
@@ -199,10 +201,10 @@ def gradient_from_jacobian(J, r, n: int):
 
 
 def gradient_norm_identity(grad, theta, r, n: int, rtol=None) -> Check:
-    r"""``‖∇L‖² = (1/n²) rᵀ Θ r`` (THEORY.md §1, proof of Theorem 5.1; an identity).
+    r"""``‖∇L‖² = (1/N²) rᵀ Θ r`` (THEORY.md §1, proof of Theorem 5.1; an identity).
 
     ``lhs = ‖∇L‖²`` from the gradient handed in (the backward pass's),
-    ``rhs = rᵀΘr/n²``; ``holds`` if they agree to ``rtol`` relative
+    ``rhs = rᵀΘr/N²`` with ``N = n``, the number of samples; ``holds`` if they agree to ``rtol`` relative
     (default ``1e-9`` in float64, ``1e-4`` in float32).
     """
     n = _n(n)
@@ -247,31 +249,31 @@ def pl_step6_rayleigh(theta, r, lam_min, rtol=None) -> Check:
 def pl_step7_gradient_bound(grad, r, lam_min, n: int, rtol=None) -> Check:
     r"""Step (7): the bound substituted into the gradient norm.
 
-    .. math:: \lVert\nabla L\rVert^2 = \frac{1}{n^2} r^\top\Theta r
-              \;\ge\; \frac{\lambda_{\min}(\Theta)}{n^2}\lVert r\rVert^2 \tag{7}
+    .. math:: \lVert\nabla L\rVert^2 = \frac{1}{N^2} r^\top\Theta r
+              \;\ge\; \frac{\lambda_{\min}(\Theta)}{N^2}\lVert r\rVert^2 \tag{7}
 
     (reconstruction of the blank (7)).  ``lhs`` is ``‖∇L‖²`` of the gradient
     handed in (the hand-written backward's), so this checks (6) and the
-    identity ``∇L = (1/n)Jᵀr`` together.
+    identity ``∇L = (1/N)Jᵀr`` together; ``n`` is ``N``.
 
     Returns
     -------
-    Check(lhs = ‖∇L‖², rhs = λ_min‖r‖²/n², holds)
+    Check(lhs = ‖∇L‖², rhs = λ_min‖r‖²/N², holds)
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     return Check.geq(sq_norm(g), lam / n**2 * sq_norm(r), rounding_rtol(g, r, rtol=rtol))
 
 
 def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
-    r"""Step (8): with ``‖r‖² = 2nL`` (the loss's definition), the bound in terms of ``L``.
+    r"""Step (8): with ``‖r‖² = 2NL`` (the loss's definition), the bound in terms of ``L``.
 
-    .. math:: \lVert\nabla L\rVert^2 \;\ge\; \frac{2\lambda_{\min}(\Theta)}{n}\, L \tag{8}
+    .. math:: \lVert\nabla L\rVert^2 \;\ge\; \frac{2\lambda_{\min}(\Theta)}{N}\, L \tag{8}
 
-    (reconstruction of the blank (8)).
+    (reconstruction of the blank (8)); ``n`` is ``N``.
 
     Returns
     -------
-    Check(lhs = ‖∇L‖², rhs = 2 λ_min L / n, holds)
+    Check(lhs = ‖∇L‖², rhs = 2 λ_min L / N, holds)
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
     L = float(loss)
@@ -279,13 +281,13 @@ def pl_step8_loss_bound(grad, loss, lam_min, n: int, rtol=None) -> Check:
 
 
 def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, rtol=None) -> Check:
-    r"""Step (9), the PL inequality of Theorem 5.1 with ``μ = λ_min(Θ)/n``.
+    r"""Step (9), the PL inequality of Theorem 5.1 with ``μ = λ_min(Θ)/N``.
 
     .. math:: \tfrac12\lVert\nabla L\rVert^2 \;\ge\; \mu\,(L - L^*),
-              \qquad \mu = \frac{\lambda_{\min}(\Theta)}{n} \tag{9}
+              \qquad \mu = \frac{\lambda_{\min}(\Theta)}{N} \tag{9}
 
     (the local form of (1)/(2); reconstruction of the blank (9)).  Follows from
-    (8) for any ``L* ≥ 0``.
+    (8) for any ``L* ≥ 0``; ``n`` is ``N``.
 
     Returns
     -------
@@ -297,7 +299,7 @@ def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, 
 
 
 def pl_constant(lam_min, n: int) -> float:
-    r"""The local PL constant of Theorem 5.1, ``μ = λ_min(Θ)/n`` (THEORY.md §1, step (9)).
+    r"""The local PL constant of Theorem 5.1, ``μ = λ_min(Θ)/N`` (THEORY.md §1, step (9)); ``n`` is ``N``.
 
     ``lam_min``: a float, or a :class:`~minilplr.theory.spectrum.Spectrum` (then its lower
     bound: ``0`` when ``λ_min`` is unresolved, so ``μ`` is never claimed from
@@ -309,9 +311,9 @@ def pl_constant(lam_min, n: int) -> float:
 def pl_ratio(grad, loss, loss_star: float = 0.0) -> float:
     r"""The empirical PL ratio ``‖∇L‖² / (2(L − L*))`` (THEORY.md §1, arXiv v3 diagnostics).
 
-    .. math:: \rho = \frac{\lVert\nabla L\rVert^2}{2\,(L - L^*)} \;\ge\; \mu \text{ wherever (9) holds}
+    .. math:: \frac{\lVert\nabla L\rVert^2}{2\,(L - L^*)} \;\ge\; \mu \text{ wherever (9) holds}
 
-    By (8) it is at least ``λ_min(Θ)/n`` at every point (with ``L* = 0``): a
+    By (8) it is at least ``λ_min(Θ)/N`` at every point (with ``L* = 0``): a
     free consistency check of any eigen-solver.  ``nan`` where ``L ≤ L*``
     (the ratio is undefined at the minimum).
 
@@ -327,13 +329,13 @@ def pl_ratio(grad, loss, loss_star: float = 0.0) -> float:
 
 
 def gauss_newton_smoothness(lam_max, n: int) -> float:
-    r"""Smoothness of the Gauss–Newton part of the Hessian, ``λ_max(Θ)/n`` (THEORY.md §1, consequence).
+    r"""Smoothness of the Gauss–Newton part of the Hessian, ``λ_max(Θ)/N`` (THEORY.md §1, consequence).
 
-    .. math:: \nabla^2 L = \underbrace{\tfrac1n J^\top J}_{\text{Gauss–Newton}}
-              + \tfrac1n\sum_i r_i \nabla^2 r_i,
-              \qquad \lambda_{\max}\big(\tfrac1n J^\top J\big) = \frac{\lambda_{\max}(\Theta)}{n}
+    .. math:: \nabla^2 L = \underbrace{\tfrac1N J^\top J}_{\text{Gauss–Newton}}
+              + \tfrac1N\sum_i r_i \nabla^2 r_i,
+              \qquad \lambda_{\max}\big(\tfrac1N J^\top J\big) = \frac{\lambda_{\max}(\Theta)}{N}
 
-    (not in the paper).  It lives here, beside ``μ = λ_min/n``, because both
+    (not in the paper; ``n`` is ``N``).  It lives here, beside ``μ = λ_min/N``, because both
     are read off the same spectrum and :func:`pl_diagnostics` reports both;
     the Hessian's own top eigenvalue ``β`` is
     :func:`minilplr.theory.smoothness.hessian_top_eigenvalue`.  Equals the Hessian's top eigenvalue when the

@@ -15,7 +15,7 @@ Hessian–vector products by central differences of the hand-written gradient
 (:func:`hessian_vector_product`), the local smoothness constant
 ``β = ‖∇²L‖₂`` by Lanczos (:func:`hessian_top_eigenvalue`, :class:`HessianTop`)
 and the verdict on ``η ≤ 1/β`` (:func:`step_size_condition`).  The
-Gauss–Newton estimate ``λ_max(Θ)/n`` is
+Gauss–Newton estimate ``λ_max(Θ)/N`` is
 :func:`minilplr.theory.pl.gauss_newton_smoothness`, beside ``μ``.
 
 Imports the engine (:mod:`minilplr.nn`) and :mod:`.pl` (:class:`~.pl.Check`

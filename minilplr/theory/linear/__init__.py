@@ -1,7 +1,7 @@
 r"""Overparametrised two-layer linear networks: local PL and smoothness (THEORY.md §2).
 
 Xu, Min, Tarmoun, Mallada, Vidal (arXiv 2505.11664): gradient descent on
-``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``, ``ℓ`` μ-strongly convex and K-smooth, converges
+``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``, ``ℓ`` μ_ℓ-strongly convex and β_ℓ-smooth, converges
 linearly although ``L`` is neither globally PL nor globally smooth, because
 both hold *locally* with constants that stay bounded along the trajectory.
 
@@ -9,18 +9,20 @@ Modules, in reading order:
 
 * :mod:`.model` — the losses ``ℓ`` (interface :class:`ConvexLoss`; least
   squares, ridge) and the network :class:`TwoLayerLinear`;
-* :mod:`.operator` — ``T(G) = (GW₂, GᵀW₁)``, ``∇L = T(∇ℓ)``, its singular values;
-* :mod:`.constants` — imbalance ``D``, local PL ``μ_t``, local smoothness
-  ``K_t`` and ``K̄_t``;
+* :mod:`.operator` — ``𝒯(G) = (GW₂, GᵀW₁)``, ``∇L = 𝒯(∇ℓ)``, its singular values;
+* :mod:`.constants` — imbalance ``𝒟``, local PL ``μ_t``, local smoothness
+  ``β_t`` and ``β̄_t``;
 * :mod:`.schedules` — constant, adaptive (eq. 19), the 2023 schedule, Armijo;
-* :mod:`.init` — Gaussian ``N(0, h^{−2p})`` and imbalance-controlled starts, the data;
+* :mod:`.init` — Gaussian ``N(0, H^{−2p})`` and imbalance-controlled starts, the data;
 * :mod:`.trajectory` — the GD loop that records all of the above.
 
 The experiments ``minilplr.experiments.linear_*`` build their runs from
 configurations in :mod:`minilplr.experiments.linear_runs`.
 
-Shape letters here follow the paper: ``n × m`` is ``W``, ``h`` the width,
-``N`` samples (``K`` is the smoothness constant, not an output count).
+The docstrings write the course's letters (chapter 7): ``W`` is ``D × K``,
+``H`` the width, ``N`` samples, ``β_ℓ`` the smoothness constant of ``ℓ``; the
+code's names keep the paper's (``n``, ``m``, ``h``, ``mu``, ``K``): see
+:mod:`.model` for the table.
 """
 from .constants import (
     descent_bound,

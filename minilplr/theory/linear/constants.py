@@ -1,22 +1,22 @@
 r"""Local PL and smoothness constants, and the imbalance, of ``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``.
 
-THEORY.md §2.  ``ℓ`` is μ-strongly convex and K-smooth; ``L`` is neither
+THEORY.md §2.  ``ℓ`` is μ_ℓ-strongly convex and β_ℓ-smooth; ``L`` is neither
 globally PL nor globally smooth, but at the weights of step ``t``
 
-* **local PL** (exact, from ``∇L = T(∇ℓ)``):
-  ``½‖∇L‖² ≥ μ_t (L − L*)`` with ``μ_t = μ σ²_min(T_t)``;
+* **local PL** (exact, from ``∇L = 𝒯(∇ℓ)``):
+  ``½‖∇L‖² ≥ μ_t (L − L*)`` with ``μ_t = μ_ℓ σ²_min(𝒯_t)``;
 * **local smoothness** along the step ``θ → θ − η∇L``: the Hessian of ``L``
-  is bounded by ``K_t = K σ²_max(T_t) + √(2K L(t)) + O(η√L(t))``; the
+  is bounded by ``β_t = β_ℓ σ²_max(𝒯_t) + √(2β_ℓ L(t)) + O(η√L(t))``; the
   ``O(η√L)`` term is lost in our copy and :func:`local_smoothness` derives
   one (reconstruction);
-* the **imbalance** ``D = W₁ᵀW₁ − W₂ᵀW₂`` is constant under gradient flow and
+* the **imbalance** ``𝒟 = W₁ᵀW₁ − W₂ᵀW₂`` is constant under gradient flow and
   moves by ``η²`` times the imbalance of the gradient under GD.
 
-Two identities keep every quantity cheap whatever the width ``h``:
-``σ(T)`` needs only ``n×n`` and ``m×m`` Gram matrices (:mod:`.operator`), and
-the Frobenius norm of an ``h×h`` matrix ``UᵀV`` with few rows in ``U`` and
+Two identities keep every quantity cheap whatever the width ``H``:
+``σ(𝒯)`` needs only ``D×D`` and ``K×K`` Gram matrices (:mod:`.operator`), and
+the Frobenius norm of an ``H×H`` matrix ``UᵀV`` with few rows in ``U`` and
 ``V`` is that of a small matrix in a basis of their row space
-(:func:`fro_UtV`).  The explicit ``h×h`` forms (:func:`imbalance`,
+(:func:`fro_UtV`).  The explicit ``H×H`` forms (:func:`imbalance`,
 :func:`imbalance_increment`) are kept for small checks.
 """
 from __future__ import annotations
@@ -50,30 +50,30 @@ __all__ = [
 
 
 def imbalance(W1, W2):
-    r"""The imbalance ``D = W₁ᵀW₁ − W₂ᵀW₂`` (THEORY.md §2), shape ``(h, h)``.
+    r"""The imbalance ``𝒟 = W₁ᵀW₁ − W₂ᵀW₂`` (THEORY.md §2), shape ``(H, H)``.
 
     Under gradient flow ``Ẇ₁ = −GW₂``, ``Ẇ₂ = −GᵀW₁`` (``G = ∇ℓ(W₁W₂ᵀ)``):
-    ``Ḋ = −W₁ᵀGW₂ − W₂ᵀGᵀW₁ + W₂ᵀGᵀW₁ + W₁ᵀGW₂ = 0``, so ``D`` is conserved.
-    Explicit ``h×h`` matrix: for checks on small widths.
+    ``Ḋ = −W₁ᵀGW₂ − W₂ᵀGᵀW₁ + W₂ᵀGᵀW₁ + W₁ᵀGW₂ = 0``, so ``𝒟`` is conserved.
+    Explicit ``H×H`` matrix: for checks on small widths.
     """
     return W1.T @ W1 - W2.T @ W2
 
 
 def imbalance_increment(dW1, dW2, lr: float):
-    r"""The exact one-step change of the imbalance under GD, shape ``(h, h)``.
+    r"""The exact one-step change of the imbalance under GD, shape ``(H, H)``.
 
     With ``W₁' = W₁ − η∇₁``, ``W₂' = W₂ − η∇₂`` (``∇₁ = GW₂``, ``∇₂ = GᵀW₁``)
     the first-order terms cancel as in gradient flow and what is left is
 
-    .. math:: D(k+1) - D(k) = \eta_k^2\,\big(\nabla_1^\top\nabla_1 - \nabla_2^\top\nabla_2\big),
+    .. math:: \mathcal D(k+1) - \mathcal D(k) = \eta_k^2\,\big(\nabla_1^\top\nabla_1 - \nabla_2^\top\nabla_2\big),
 
     ``η²`` times the imbalance of the gradient.  Hence
-    ``‖D(k+1) − D(k)‖_F ≤ η²‖∇L‖² ≤ η² σ²_max(T)‖∇ℓ‖² ≤ 2Kη²σ²_max(T)(L − L*)``,
+    ``‖𝒟(k+1) − 𝒟(k)‖_F ≤ η²‖∇L‖² ≤ η² σ²_max(𝒯)‖∇ℓ‖² ≤ 2β_ℓη²σ²_max(𝒯)(L − L*)``,
     the per-step bound of THEORY.md §2 (:func:`imbalance_step_bound`).
 
     Parameters
     ----------
-    dW1 : array (n, h), dW2 : array (m, h)
+    dW1 : array (D, H), dW2 : array (K, H)
         ``∇_{W₁}L`` and ``∇_{W₂}L`` at step ``k``.
     lr : float
         ``η_k``.
@@ -82,10 +82,10 @@ def imbalance_increment(dW1, dW2, lr: float):
 
 
 def fro_UtV(U, V) -> float:
-    r"""``‖UᵀV‖_F`` for ``U, V (r, h)`` without forming the ``h×h`` product.
+    r"""``‖UᵀV‖_F`` for ``U, V (r, H)`` without forming the ``H×H`` product.
 
-    The rows of ``U`` and ``V`` span at most ``2r`` dimensions of ``ℝ^h``; with
-    ``Q (h, k)`` an orthonormal basis of that span (reduced QR of
+    The rows of ``U`` and ``V`` span at most ``2r`` dimensions of ``ℝ^H``; with
+    ``Q (H, k)`` an orthonormal basis of that span (reduced QR of
     ``[U; V]ᵀ``), ``U = ŨQᵀ`` and ``V = ṼQᵀ`` with ``Ũ = UQ``, ``Ṽ = VQ`` ``(r, k)``, so
 
     .. math:: U^\top V = Q\,\tilde U^\top \tilde V\,Q^\top, \qquad
@@ -102,12 +102,12 @@ def fro_UtV(U, V) -> float:
 
 
 def imbalance_drift(W1, W2, W1_0, W2_0) -> float:
-    r"""``‖D(t) − D(0)‖_F`` for ``W₁ (n, h)``, ``W₂ (m, h)`` and their initial values.
+    r"""``‖𝒟(t) − 𝒟(0)‖_F`` for ``W₁ (D, H)``, ``W₂ (K, H)`` and their initial values.
 
     Written as ``UᵀV`` with the increments ``E_i = W_i − W_i(0)`` so that no
     large terms cancel in floating point:
 
-    .. math:: D(t) - D(0) = E_1^\top W_1 + W_1(0)^\top E_1 - E_2^\top W_2 - W_2(0)^\top E_2 ,
+    .. math:: \mathcal D(t) - \mathcal D(0) = E_1^\top W_1 + W_1(0)^\top E_1 - E_2^\top W_2 - W_2(0)^\top E_2 ,
 
     ``U = [E₁; W₁(0); −E₂; −W₂(0)]``, ``V = [W₁; E₁; W₂; E₂]`` (rows stacked), and
     :func:`fro_UtV`.
@@ -120,7 +120,7 @@ def imbalance_drift(W1, W2, W1_0, W2_0) -> float:
 
 
 def imbalance_step_norm(dW1, dW2, lr: float) -> float:
-    r"""``‖D(k+1) − D(k)‖_F = η²‖∇₁ᵀ∇₁ − ∇₂ᵀ∇₂‖_F`` (see :func:`imbalance_increment`)."""
+    r"""``‖𝒟(k+1) − 𝒟(k)‖_F = η²‖∇₁ᵀ∇₁ − ∇₂ᵀ∇₂‖_F`` (see :func:`imbalance_increment`)."""
     xp = get_array_module(dW1, dW2)
     U = xp.concatenate([dW1, -dW2], axis=0)
     V = xp.concatenate([dW1, dW2], axis=0)
@@ -130,11 +130,11 @@ def imbalance_step_norm(dW1, dW2, lr: float) -> float:
 def imbalance_step_bound(K: float, lr: float, sigma2_max: float, gap: float) -> float:
     r"""Per-step imbalance bound of THEORY.md §2 (the paper's Lemma E.2).
 
-    .. math:: \lVert D(k+1) - D(k)\rVert_F \le 2K\eta_k^2\,\sigma^2_{\max}(\mathcal T_k)\,(L(k) - L^*)
+    .. math:: \lVert \mathcal D(k+1) - \mathcal D(k)\rVert_F \le 2\beta_\ell\eta_k^2\,\sigma^2_{\max}(\mathcal T_k)\,(L(k) - L^*)
 
-    THEORY.md writes ``L(k)``; with ``L* = 0`` (the paper's ``Y = XΘ`` data)
+    THEORY.md writes ``L(k)``; with ``L* = 0`` (the paper's ``Y = XW_⋆`` data)
     the two agree and with ``L* > 0`` the gap is the tighter valid bound
-    (``‖∇ℓ‖² ≤ 2K(ℓ − ℓ*)`` for a K-smooth convex ``ℓ``).
+    (``‖∇ℓ‖² ≤ 2β_ℓ(ℓ − ℓ*)`` for a β_ℓ-smooth convex ``ℓ``).
     """
     return 2.0 * K * lr * lr * sigma2_max * max(gap, 0.0)
 
@@ -145,45 +145,45 @@ def imbalance_step_bound(K: float, lr: float, sigma2_max: float, gap: float) -> 
 
 
 def local_pl_constant(mu: float, W1, W2) -> float:
-    r"""Local PL constant ``μ_t = μ σ²_min(T_t)`` (THEORY.md §2; the paper's Theorem 3.1).
+    r"""Local PL constant ``μ_t = μ_ℓ σ²_min(𝒯_t)`` (THEORY.md §2; the paper's Theorem 3.1).
 
     .. math:: \tfrac12\lVert\nabla L\rVert^2 = \tfrac12\lVert\mathcal T(\nabla\ell)\rVert^2
               \ge \tfrac12\sigma^2_{\min}(\mathcal T)\lVert\nabla\ell\rVert^2
-              \ge \mu\,\sigma^2_{\min}(\mathcal T)\,(L - L^*)
+              \ge \mu_\ell\,\sigma^2_{\min}(\mathcal T)\,(L - L^*)
 
-    (the last step is the global PL inequality of the μ-strongly convex ``ℓ``).
+    (the last step is the global PL inequality of the μ_ℓ-strongly convex ``ℓ``).
     """
     return mu * sigma2_T(W1, W2)[0]
 
 
 def gradient_norm_bound(K: float, gap: float) -> float:
-    r"""``‖∇ℓ(W)‖_F ≤ √(2K(ℓ(W) − ℓ*))`` for a K-smooth convex ``ℓ`` (the paper's ``√(2KL)``)."""
+    r"""``‖∇ℓ(W)‖_F ≤ √(2β_ℓ(ℓ(W) − ℓ*))`` for a β_ℓ-smooth convex ``ℓ`` (the paper's ``√(2KL)``)."""
     return math.sqrt(2.0 * K * max(gap, 0.0))
 
 
 def local_smoothness(K: float, sigma2_max: float, grad_norm: float, lr: float = 0.0,
                      second_order: bool = True) -> float:
-    r"""Local smoothness ``K_t(η)``: a bound on ``‖∇²L‖`` along the GD step (reconstruction).
+    r"""Local smoothness ``β_t(η)``: a bound on ``‖∇²L‖`` along the GD step (reconstruction).
 
-    THEORY.md §2 gives ``K_t = Kσ²_max(T_t) + √(2K L(t)) + O(η_t √L(t))``; the
+    THEORY.md §2 gives ``β_t = β_ℓσ²_max(𝒯_t) + √(2β_ℓ L(t)) + O(η_t √L(t))``; the
     ``O(η√L)`` term is lost in our copy.  This is our derivation, with
-    ``σ² = σ²_max(T_t)`` and ``g ≥ ‖∇ℓ(W_t)‖_F``:
+    ``σ² = σ²_max(𝒯_t)`` and ``g ≥ ‖∇ℓ(W_t)‖_F``:
 
     * at any point, for a direction ``Δ = (Δ₁, Δ₂)``,
-      ``∇²L[Δ, Δ] = ∇²ℓ[T*Δ, T*Δ] + 2⟨∇ℓ, Δ₁Δ₂ᵀ⟩ ≤ (Kσ²_max(T) + ‖∇ℓ‖_F)‖Δ‖²``
+      ``∇²L[Δ, Δ] = ∇²ℓ[𝒯*Δ, 𝒯*Δ] + 2⟨∇ℓ, Δ₁Δ₂ᵀ⟩ ≤ (β_ℓσ²_max(𝒯) + ‖∇ℓ‖_F)‖Δ‖²``
       — the paper's two leading terms;
     * along ``θ(s) = θ − s∇L``, ``0 ≤ s ≤ η``: ``‖W₁(s)‖ ≤ ‖W₁‖ + sg‖W₂‖`` (and
-      symmetrically), so ``σ²_max(T(s)) ≤ σ²(1 + ηg)²``; and
+      symmetrically), so ``σ²_max(𝒯(s)) ≤ σ²(1 + ηg)²``; and
       ``‖W(s) − W‖_F ≤ ηgσ² + η²g²σ²/2``, so
-      ``‖∇ℓ(W(s))‖_F ≤ g + Kηgσ²(1 + ηg/2)``.
+      ``‖∇ℓ(W(s))‖_F ≤ g + β_ℓηgσ²(1 + ηg/2)``.
 
     Together:
 
-    .. math:: K_t(\eta) = K\sigma^2 (1 + \eta g)^2 + g\,\big(1 + K\eta\sigma^2(1 + \eta g/2)\big)
+    .. math:: \beta_t(\eta) = \beta_\ell\sigma^2 (1 + \eta g)^2 + g\,\big(1 + \beta_\ell\eta\sigma^2(1 + \eta g/2)\big)
 
     and the descent lemma ``L(θ − η∇L) ≤ L − η(1 − ηK_t(η)/2)‖∇L‖²`` holds
-    (:func:`descent_bound`), so the loss decreases whenever ``η K_t(η) < 2``.
-    ``second_order=False`` drops the ``O(η)`` terms (``Kσ² + g``, the
+    (:func:`descent_bound`), so the loss decreases whenever ``η β_t(η) < 2``.
+    ``second_order=False`` drops the ``O(η)`` terms (``β_ℓσ² + g``, the
     paper's leading part).
 
     Parameters
@@ -191,7 +191,7 @@ def local_smoothness(K: float, sigma2_max: float, grad_norm: float, lr: float = 
     K : float
         Smoothness of ``ℓ``.
     sigma2_max : float
-        ``σ²_max(T_t)`` (or an upper bound of it).
+        ``σ²_max(𝒯_t)`` (or an upper bound of it).
     grad_norm : float
         ``g``: ``‖∇ℓ(W_t)‖_F`` or the bound :func:`gradient_norm_bound`.
     lr : float
@@ -205,18 +205,18 @@ def local_smoothness(K: float, sigma2_max: float, grad_norm: float, lr: float = 
 
 def local_smoothness_bound(K: float, alpha2: float, gap: float, eta0: float, lr: float = 0.0,
                            sigma2_max: float | None = None, second_order: bool = True) -> float:
-    r"""``K̄_t``, an upper bound of ``K_t`` that falls with the loss (reconstruction).
+    r"""``β̄_t``, an upper bound of ``β_t`` that falls with the loss (reconstruction).
 
-    The paper bounds ``σ²_max(T_t) ≤ α₂ exp(√η₀)`` along its trajectories
-    (summary, Lemma 3.1; ``α₂`` bounds ``σ²_max(T₀)``) and ``‖∇ℓ‖ ≤ √(2KL(t))``;
-    ``K̄_t`` then decreases to ``K exp(√η₀) α₂`` as ``L(t) → 0``.  Our
+    The paper bounds ``σ²_max(𝒯_t) ≤ α₂ exp(√η₀)`` along its trajectories
+    (summary, Lemma 3.1; ``α₂`` bounds ``σ²_max(𝒯₀)``) and ``‖∇ℓ‖ ≤ √(2β_ℓL(t))``;
+    ``β̄_t`` then decreases to ``β_ℓ exp(√η₀) α₂`` as ``L(t) → 0``.  Our
     reconstruction substitutes both bounds into :func:`local_smoothness`:
 
-    .. math:: \bar K_t(\eta) = K_t(\eta)\big|_{\sigma^2 = \alpha_2 e^{\sqrt{\eta_0}},\;
-              g = \sqrt{2K(L(t) - L^*)}}
+    .. math:: \bar\beta_t(\eta) = \beta_t(\eta)\big|_{\sigma^2 = \alpha_2 e^{\sqrt{\eta_0}},\;
+              g = \sqrt{2\beta_\ell(L(t) - L^*)}}
 
-    with ``α₂ = σ²_max(T₀)`` (our choice).  Pass ``sigma2_max`` to use the
-    measured ``σ²_max(T_t)`` instead of ``α₂ exp(√η₀)`` (the "current" variant).
+    with ``α₂ = σ²_max(𝒯₀)`` (our choice).  Pass ``sigma2_max`` to use the
+    measured ``σ²_max(𝒯_t)`` instead of ``α₂ exp(√η₀)`` (the "current" variant).
     """
     s = alpha2 * math.exp(math.sqrt(eta0)) if sigma2_max is None else float(sigma2_max)
     return local_smoothness(K, s, gradient_norm_bound(K, gap), lr, second_order)
@@ -224,13 +224,13 @@ def local_smoothness_bound(K: float, alpha2: float, gap: float, eta0: float, lr:
 
 def lr_for_smoothness(K: float, sigma2_max: float, grad_norm: float, second_order: bool = True,
                       target: float = 1.0) -> float:
-    r"""The step ``η > 0`` with ``η K_t(η) = target`` (``target = 1``: "``η = 1/K_t``").
+    r"""The step ``η > 0`` with ``η β_t(η) = target`` (``target = 1``: "``η = 1/β_t``").
 
-    ``K_t(η)`` depends on ``η`` itself (:func:`local_smoothness`), so ``1/K_t``
+    ``β_t(η)`` depends on ``η`` itself (:func:`local_smoothness`), so ``1/β_t``
     is read as the fixed point; expanding,
 
-    .. math:: \eta K_t(\eta) = \tfrac32 K\sigma^2 g^2\,\eta^3 + 3K\sigma^2 g\,\eta^2
-              + (K\sigma^2 + g)\,\eta ,
+    .. math:: \eta \beta_t(\eta) = \tfrac32 \beta_\ell\sigma^2 g^2\,\eta^3 + 3\beta_\ell\sigma^2 g\,\eta^2
+              + (\beta_\ell\sigma^2 + g)\,\eta ,
 
     increasing in ``η``, so the root is unique (:func:`positive_root`; host scalars).
     """
@@ -272,7 +272,7 @@ def positive_root(c0: float, coeffs) -> float:
 def descent_bound(loss: float, lr: float, grad_sq: float, K_t: float) -> float:
     r"""The descent lemma with the local constant: ``L − η(1 − ηK_t/2)‖∇L‖²``.
 
-    .. math:: L(\theta - \eta\nabla L) \le L(\theta) - \eta\Big(1 - \frac{\eta K_t}{2}\Big)\lVert\nabla L\rVert^2
+    .. math:: L(\theta - \eta\nabla L) \le L(\theta) - \eta\Big(1 - \frac{\eta \beta_t}{2}\Big)\lVert\nabla L\rVert^2
     """
     return loss - lr * (1.0 - 0.5 * lr * K_t) * grad_sq
 
@@ -282,9 +282,9 @@ def pl_contraction_bound(lr: float, mu_t: float, K_t: float) -> float:
 
     Descent lemma plus local PL (``‖∇L‖² ≥ 2μ_t(L − L*)``):
 
-    .. math:: \frac{L_{t+1} - L^*}{L_t - L^*} \le 1 - \eta_t\,\mu_t\,(2 - \eta_t K_t)
+    .. math:: \frac{L_{t+1} - L^*}{L_t - L^*} \le 1 - \eta_t\,\mu_t\,(2 - \eta_t \beta_t)
 
-    With ``η = 1/K_t`` this is ``1 − μ_t/K_t``, the paper's rate.
+    With ``η = 1/β_t`` this is ``1 − μ_t/β_t``, the paper's rate.
     """
     if lr * K_t > 2.0:
         return float("inf")

@@ -1,15 +1,15 @@
-r"""Initialisations of ``W₁ (n, h)``, ``W₂ (m, h)`` and the synthetic regression data.
+r"""Initialisations of ``W₁ (D, H)``, ``W₂ (K, H)`` and the synthetic regression data.
 
 Drawn on the host in float64 from a seeded generator (so every backend starts
 from the same weights); :func:`make_network` moves them to the device once.
 
-* :func:`gaussian_init` — ``N(0, h^{−2p})`` entries, ``1/4 < p < 1/2`` (THEORY.md §2).
-  For ``h ≫ n, m`` the singular values of ``W₁`` concentrate at
-  ``h^{−p}(√h ± √n)``, so ``σ²(T₀) ∈ h^{1−2p}[(1 − √(n/h))², (1 + √(n/h))²]·2``
-  and ``κ(T₀) → 1`` as ``h`` grows.
+* :func:`gaussian_init` — ``N(0, H^{−2p})`` entries, ``1/4 < p < 1/2`` (THEORY.md §2).
+  For ``H ≫ D, K`` the singular values of ``W₁`` concentrate at
+  ``H^{−p}(√H ± √D)``, so ``σ²(𝒯₀) ∈ H^{1−2p}[(1 − √(D/H))², (1 + √(D/H))²]·2``
+  and ``κ(𝒯₀) → 1`` as ``H`` grows.
 * :func:`imbalance_init` — the 2023 experiments' imbalance-controlled start.
-* :func:`synthetic_regression` — ``X`` with orthonormal columns, ``Y = XΘ``,
-  ``Θ ~ N(0, 1/n)`` (the 2023 experiments; THEORY.md §2).
+* :func:`synthetic_regression` — ``X`` with orthonormal columns, ``Y = XW_⋆``,
+  ``W_⋆ ~ N(0, 1/D)`` (the 2023 experiments; THEORY.md §2).
 """
 from __future__ import annotations
 
@@ -26,17 +26,17 @@ __all__ = ["gaussian_init", "imbalance_init", "imbalance_ratio", "synthetic_regr
 
 
 def gaussian_init(n: int, m: int, h: int, p: float, rng: np.random.Generator):
-    r"""``W₁, W₂`` with i.i.d. ``N(0, h^{−2p})`` entries (THEORY.md §2).
+    r"""``W₁, W₂`` with i.i.d. ``N(0, H^{−2p})`` entries (THEORY.md §2).
 
     Each is the engine's :func:`minilplr.nn.init.gaussian_power`; this adds the
     pair's shapes and holds ``p`` to the paper's range.
 
-    .. math:: [W_1]_{ij}, [W_2]_{ij} \sim \mathcal N(0, h^{-2p}), \qquad \tfrac14 < p < \tfrac12
+    .. math:: [W_1]_{ij}, [W_2]_{ij} \sim \mathcal N(0, H^{-2p}), \qquad \tfrac14 < p < \tfrac12
 
     The paper needs ``1/4 < p < 1/2`` (the init is large enough that
-    ``σ_min(T₀) > 0`` dominates, small enough that ``W₀ = W₁W₂ᵀ`` is ``o(1)``).
+    ``σ_min(𝒯₀) > 0`` dominates, small enough that ``W₀ = W₁W₂ᵀ`` is ``o(1)``).
 
-    Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
+    Returns host float64 arrays ``(D, H)`` and ``(K, H)``.
     """
     n, m, h = check_int("n", n, 1), check_int("m", m, 1), check_int("h", h, 1)
     if not (0.25 < float(p) < 0.5):
@@ -54,15 +54,15 @@ def imbalance_ratio(sigma: float) -> float:
 def imbalance_init(n: int, m: int, h: int, sigma: float, rng: np.random.Generator, scale: float = 1.0):
     r"""The 2023 experiments' imbalance-controlled initialisation.
 
-    ``U (n, h)``, ``V (m, h)`` with ``N(0, scale²)`` entries and
+    ``U (D, H)``, ``V (K, H)`` with ``N(0, scale²)`` entries and
     ``W₁ = r U``, ``W₂ = V / r`` with ``r² − r^{−2} = σ`` (:func:`imbalance_ratio`),
     as in the public code of Xu et al. (2023) (``scale = 1`` there).  The
     product ``W₁W₂ᵀ = UVᵀ`` does not depend on ``σ``, only the imbalance does:
 
-    .. math:: \mathbb E[D(0)] = \mathrm{scale}^2\,(n r^2 - m r^{-2})\, I_h
-              \;=\; \mathrm{scale}^2\, n\,\sigma\, I_h \quad (n = m).
+    .. math:: \mathbb E[\mathcal D(0)] = \mathrm{scale}^2\,(D r^2 - K r^{-2})\, I_H
+              \;=\; \mathrm{scale}^2\, D\,\sigma\, I_H \quad (D = K).
 
-    Returns host float64 arrays ``(n, h)`` and ``(m, h)``.
+    Returns host float64 arrays ``(D, H)`` and ``(K, H)``.
     """
     n, m, h = check_int("n", n, 1), check_int("m", m, 1), check_int("h", h, 1)
     if not (float(sigma) >= 0.0) or math.isinf(sigma):
@@ -75,11 +75,11 @@ def imbalance_init(n: int, m: int, h: int, sigma: float, rng: np.random.Generato
 
 
 def synthetic_regression(N: int, n: int, m: int, rng: np.random.Generator, x_cond: float = 1.0):
-    r"""The 2023 synthetic data: ``X (N, n)``, ``Y = XΘ (N, m)``, ``Θ (n, m) ~ N(0, 1/n)``.
+    r"""The 2023 synthetic data: ``X (N, D)``, ``Y = XW_⋆ (N, K)``, ``W_⋆ (D, K) ~ N(0, 1/D)``.
 
-    ``X`` has orthonormal columns (``x_cond = 1``, THEORY.md §2: ``μ = K = 1``)
+    ``X`` has orthonormal columns (``x_cond = 1``, THEORY.md §2: ``μ_ℓ = β_ℓ = 1``)
     or, for ``x_cond > 1``, singular values spread evenly in ``[1, x_cond]``
-    (``μ = 1``, ``K = x_cond²``; our addition).  Needs ``N ≥ n``.  Host float64.
+    (``μ_ℓ = 1``, ``β_ℓ = x_cond²``; our addition).  Needs ``N ≥ D``.  Host float64.
     """
     N, n, m = check_int("N", N, 1), check_int("n", n, 1), check_int("m", m, 1)
     if N < n:
@@ -98,7 +98,7 @@ def synthetic_regression(N: int, n: int, m: int, rng: np.random.Generator, x_con
 def make_network(X, Y, W1, W2, backend=None, dtype="float64", lam: float | None = None) -> TwoLayerLinear:
     """Host arrays -> a :class:`TwoLayerLinear` on ``backend`` in ``dtype`` (least squares, or ridge if ``lam``).
 
-    ``X (N, n)``, ``Y (N, m)``, ``W1 (n, h)``, ``W2 (m, h)``; the weights are copied.
+    ``X (N, D)``, ``Y (N, K)``, ``W1 (D, H)``, ``W2 (K, H)``; the weights are copied.
     """
     from .model import RidgeLeastSquares
 

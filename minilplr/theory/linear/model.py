@@ -1,22 +1,27 @@
 r"""The overparametrised two-layer linear network ``W = W₁W₂ᵀ`` over a loss ``ℓ(W)``.
 
 THEORY.md §2 (Xu, Min, Tarmoun, Mallada, Vidal, arXiv 2505.11664).  A loss
-``ℓ(W)`` of a matrix ``W ∈ ℝ^{n×m}`` that is μ-strongly convex and K-smooth is
+``ℓ(W)`` of a matrix ``W ∈ ℝ^{D×K}`` that is μ_ℓ-strongly convex and β_ℓ-smooth is
 *overparametrised* by writing ``W`` as a product:
 
 .. math:: L(W_1, W_2) = \ell(W_1 W_2^\top), \qquad
-          W_1 \in \mathbb R^{n\times h},\ W_2 \in \mathbb R^{m\times h}.
+          W_1 \in \mathbb R^{D\times H},\ W_2 \in \mathbb R^{K\times H}.
 
 ``L`` is not convex, not globally PL and not globally smooth, yet gradient
 descent on it converges linearly; :mod:`minilplr.theory.linear.constants` has the
 local constants that explain why.
 
-Shape letters in this subpackage
---------------------------------
-They follow the paper, not the package letters, because the paper's ``K``
-is the smoothness constant: ``n`` rows of ``W`` (input features, the
-package's ``D``), ``m`` columns of ``W`` (outputs, the package's ``K``),
-``h`` the hidden width (``H``), ``N`` samples.
+Letters in this subpackage
+--------------------------
+The docstrings write the course's letters (docs/notation.md, chapter 7's
+table): ``D`` rows of ``W`` (input features), ``K`` columns (outputs), ``H``
+the hidden width, ``N`` samples; ``μ_ℓ``, ``β_ℓ`` the strong-convexity and
+smoothness constants of ``ℓ``; ``β_t``, ``β̄_t`` the local smoothness of ``L``
+and its bound; ``𝒯`` the operator, ``𝒟`` the imbalance, ``W_⋆`` the planted
+solution.  The code's names keep the paper's letters: arguments and
+attributes ``n`` (= ``D``), ``m`` (= ``K``), ``h`` (= ``H``), ``mu``
+(= ``μ_ℓ``), ``K`` (= ``β_ℓ``, not an output count), ``K_t`` (= ``β_t``),
+and ``*_T`` / ``imbalance`` for ``𝒯`` / ``𝒟``.
 
 The losses here implement a small interface, :class:`ConvexLoss`; any loss
 with ``value``, ``grad``, ``mu``, ``K`` and ``min_value`` plugs into
@@ -45,11 +50,11 @@ __all__ = [
 
 
 class ConvexLoss:
-    r"""Interface of a μ-strongly convex, K-smooth loss ``ℓ(W)``, ``W (n, m)``.
+    r"""Interface of a μ_ℓ-strongly convex, β_ℓ-smooth loss ``ℓ(W)``, ``W (D, K)``.
 
-    .. math:: \mu I \preceq \nabla^2 \ell(W) \preceq K I \quad\text{for all } W
+    .. math:: \mu_\ell I \preceq \nabla^2 \ell(W) \preceq \beta_\ell I \quad\text{for all } W
 
-    A subclass sets ``n``, ``m``, ``mu``, ``K`` and ``min_value`` (``ℓ* = min ℓ``)
+    A subclass sets ``n`` (= ``D``), ``m`` (= ``K``), ``mu``, ``K`` (= ``β_ℓ``) and ``min_value`` (``ℓ* = min ℓ``)
     and implements :meth:`value` and :meth:`grad`.  Everything in
     :mod:`minilplr.theory.linear` uses only these.
     """
@@ -65,7 +70,7 @@ class ConvexLoss:
         raise NotImplementedError
 
     def grad(self, W):  # pragma: no cover - abstract
-        """``∇ℓ(W)``, shape ``(n, m)``."""
+        """``∇ℓ(W)``, shape ``(D, K)``."""
         raise NotImplementedError
 
     def value_and_grad(self, W):
@@ -73,7 +78,7 @@ class ConvexLoss:
         return self.value(W), self.grad(W)
 
     def check_W(self, W, name: str = "W"):
-        """Raise a clear error unless ``W`` has shape ``(n, m)`` on this loss's backend."""
+        """Raise a clear error unless ``W`` has shape ``(D, K)`` on this loss's backend."""
         if not hasattr(W, "shape"):
             raise TypeError(f"{name}: expected an array of shape ({self.n}, {self.m}), got {type(W).__name__}")
         if tuple(W.shape) != (self.n, self.m):
@@ -87,7 +92,7 @@ class ConvexLoss:
 
 
 def _check_data(X, Y):
-    """Validate the design ``X (N, n)`` and targets ``Y (N, m)``: rank, rows, backend, finite."""
+    """Validate the design ``X (N, D)`` and targets ``Y (N, K)``: rank, rows, backend, finite."""
     for name, A in (("X", X), ("Y", Y)):
         if not hasattr(A, "shape"):
             raise TypeError(f"{name}: expected a 2-D array, got {type(A).__name__}")
@@ -112,7 +117,7 @@ class LeastSquares(ConvexLoss):
 
     .. math:: \ell(W) = \tfrac12 \lVert Y - XW\rVert_F^2, \qquad
               \nabla\ell(W) = X^\top (XW - Y), \qquad
-              \mu = \sigma_{\min}(X)^2,\quad K = \lVert X\rVert_2^2
+              \mu_\ell = \sigma_{\min}(X)^2,\quad \beta_\ell = \lVert X\rVert_2^2
 
     (the Hessian is ``XᵀX ⊗ I_m``, whose extreme eigenvalues are those of
     ``XᵀX``).  Not normalised by ``N``: this is the paper's (and the 2023
@@ -120,8 +125,8 @@ class LeastSquares(ConvexLoss):
 
     Parameters
     ----------
-    X : array (N, n), full column rank (``N ≥ n``), else ``ℓ`` is not strongly convex
-    Y : array (N, m), same backend and dtype
+    X : array (N, D), full column rank (``N ≥ D``), else ``ℓ`` is not strongly convex
+    Y : array (N, K), same backend and dtype
     """
 
     def __init__(self, X, Y):
@@ -156,7 +161,7 @@ class LeastSquares(ConvexLoss):
         return 0.5 * (r * r).sum()
 
     def grad(self, W):
-        """``∇ℓ(W) = Xᵀ(XW − Y)``, shape ``(n, m)``."""
+        """``∇ℓ(W) = Xᵀ(XW − Y)``, shape ``(D, K)``."""
         return self.X.T @ (self.X @ W - self.Y)
 
     def value_and_grad(self, W):
@@ -165,7 +170,7 @@ class LeastSquares(ConvexLoss):
 
     @property
     def sigma_min_X(self) -> float:
-        """``s = σ_min(X)``, the 2023 paper's notation (``μ = s²``)."""
+        """``s = σ_min(X)``, the 2023 paper's notation (``μ_ℓ = s²``)."""
         return self.mu ** 0.5
 
     def __repr__(self):
@@ -176,9 +181,9 @@ class RidgeLeastSquares(LeastSquares):
     r"""Least squares plus a ridge: a second loss through the same interface.
 
     .. math:: \ell(W) = \tfrac12 \lVert Y - XW\rVert_F^2 + \tfrac\lambda2 \lVert W\rVert_F^2,
-              \qquad \mu = \lambda_{\min}(X^\top X) + \lambda,\quad K = \lVert X\rVert^2 + \lambda
+              \qquad \mu_\ell = \lambda_{\min}(X^\top X) + \lambda,\quad \beta_\ell = \lVert X\rVert^2 + \lambda
 
-    Strongly convex for any ``X`` (also ``N < n``) once ``λ > 0``.
+    Strongly convex for any ``X`` (also ``N < D``) once ``λ > 0``.
     """
 
     def __init__(self, X, Y, lam: float):
@@ -208,18 +213,18 @@ class RidgeLeastSquares(LeastSquares):
 
 
 def product_forward(W1, W2):
-    """``W = W₁ W₂ᵀ``: ``W1 (n, h)``, ``W2 (m, h)`` -> ``W (n, m)``."""
+    """``W = W₁ W₂ᵀ``: ``W1 (D, H)``, ``W2 (K, H)`` -> ``W (D, K)``."""
     return W1 @ W2.T
 
 
 def product_backward(G, W1, W2):
-    r"""Chain rule through ``W = W₁W₂ᵀ``: ``G = ∂ℓ/∂W (n, m)`` -> ``(∂L/∂W₁, ∂L/∂W₂)``.
+    r"""Chain rule through ``W = W₁W₂ᵀ``: ``G = ∂ℓ/∂W (D, K)`` -> ``(∂L/∂W₁, ∂L/∂W₂)``.
 
     .. math:: \nabla_{W_1} L = \nabla\ell(W)\, W_2, \qquad
               \nabla_{W_2} L = \nabla\ell(W)^\top W_1
 
-    i.e. ``∇L = T(∇ℓ)`` with the operator ``T`` of :mod:`minilplr.theory.linear.operator`.
-    Returns ``(n, h)`` and ``(m, h)``.
+    i.e. ``∇L = 𝒯(∇ℓ)`` with the operator ``𝒯`` of :mod:`minilplr.theory.linear.operator`.
+    Returns ``(D, H)`` and ``(K, H)``.
     """
     dW1 = G @ W2  # ∂L/∂W₁ = G W₂
     dW2 = G.T @ W1  # ∂L/∂W₂ = Gᵀ W₁
@@ -229,15 +234,15 @@ def product_backward(G, W1, W2):
 class TwoLayerLinear:
     r"""``L(W₁, W₂) = ℓ(W₁W₂ᵀ)``: parameters, loss, and gradients in place.
 
-    ``params`` and ``grads`` are ordered ``{"W1": (n, h), "W2": (m, h)}``
+    ``params`` and ``grads`` are ordered ``{"W1": (D, H), "W2": (K, H)}``
     mappings, so the common optimisers (:class:`minilplr.train.optim.SGD`) update
     the network in place.
 
     Parameters
     ----------
     loss : ConvexLoss
-        ``ℓ``, with ``loss.n``, ``loss.m``.
-    W1 : array (n, h), W2 : array (m, h)
+        ``ℓ``, with ``loss.n`` (= ``D``), ``loss.m`` (= ``K``).
+    W1 : array (D, H), W2 : array (K, H)
         Initial weights on the loss's backend (see :mod:`minilplr.theory.linear.init`).
     """
 
@@ -279,7 +284,7 @@ class TwoLayerLinear:
         return int(self.W1.shape[1])
 
     def product(self, params=None):
-        """The end-to-end matrix ``W = W₁W₂ᵀ`` (n, m), of ``params`` or the network's own."""
+        """The end-to-end matrix ``W = W₁W₂ᵀ`` (D, K), of ``params`` or the network's own."""
         p = self.params if params is None else params
         return product_forward(p["W1"], p["W2"])
 

@@ -11,13 +11,13 @@ whatever ``info`` its ``step`` received (``loss=`` the current ``L``)::
 * :class:`~minilplr.train.optim.Constant` — fixed ``η`` (:func:`initial_safe_lr` is
   the largest step the local smoothness certifies at initialisation);
 * :class:`AdaptiveStep` — the paper's eq. 19,
-  ``η_t = min((1 + η₀²)^t / (2η₀), 1/K̄_t)``;
+  ``η_t = min((1 + η₀²)^t / (2η₀), 1/β̄_t)``;
 * :class:`Xu2023Step` — the 2023 baseline: ``η_t`` minimises the rate
   polynomial ``f(η) = 1 − a₁η + a₂η² + a₃η³ + a₄η⁴``;
 * :class:`Armijo` — backtracking line search; it evaluates the loss at trial
   points through a closure and counts those evaluations.
 
-The per-step quantities (``σ²(T)``, the loss) are host scalars: one
+The per-step quantities (``σ²(𝒯)``, the loss) are host scalars: one
 device sync per step, negligible next to the matrix products.
 
 A schedule with state (:class:`AdaptiveStep`'s ``α₂``, :class:`Armijo`'s
@@ -74,7 +74,7 @@ def _check_loss(loss_fn):
 def initial_safe_lr(loss_fn: ConvexLoss, W1, W2, second_order: bool = True) -> float:
     r"""``η = 1/K_0``: the fixed point of ``η K_0(η) = 1`` at the initial weights.
 
-    With ``σ² = σ²_max(T₀)`` and ``g = ‖∇ℓ(W₀)‖_F`` in
+    With ``σ² = σ²_max(𝒯₀)`` and ``g = ‖∇ℓ(W₀)‖_F`` in
     :func:`~minilplr.theory.linear.constants.local_smoothness`.  Held fixed, this is
     our "constant" baseline (our choice: the paper does not say which constant
     step it compares against).
@@ -89,32 +89,32 @@ def initial_safe_lr(loss_fn: ConvexLoss, W1, W2, second_order: bool = True) -> f
 class AdaptiveStep(Schedule):
     r"""The paper's adaptive step size, eq. 19 (THEORY.md §2).
 
-    .. math:: \eta_t = \min\Big(\frac{(1 + \eta_0^2)^t}{2\eta_0},\; \frac{1}{\bar K_t}\Big)
+    .. math:: \eta_t = \min\Big(\frac{(1 + \eta_0^2)^t}{2\eta_0},\; \frac{1}{\bar\beta_t}\Big)
 
-    ``K̄_t`` is :func:`~minilplr.theory.linear.constants.local_smoothness_bound`
-    (reconstruction), and "``1/K̄_t``" is the fixed point ``η K̄_t(η) = 1``
+    ``β̄_t`` is :func:`~minilplr.theory.linear.constants.local_smoothness_bound`
+    (reconstruction), and "``1/β̄_t``" is the fixed point ``η β̄_t(η) = 1``
     (:func:`~minilplr.theory.linear.constants.lr_for_smoothness`), because our
-    ``K̄_t`` covers the step it is used for.  The paper picks ``η₀`` by solving
+    ``β̄_t`` covers the step it is used for.  The paper picks ``η₀`` by solving
     its eqs. 101–102, which our copy lacks: ``η₀`` is a parameter
     (reconstruction; default ``0.01``).
 
     Parameters
     ----------
     loss_fn : ConvexLoss
-        ``ℓ`` (gives ``K``, ``μ``, ``L*``).
+        ``ℓ`` (gives ``β_ℓ``, ``μ_ℓ``, ``L*``).
     eta0 : float > 0
     sigma_bound : ``"paper"`` or ``"current"``
-        ``"paper"``: ``σ²_max(T_t) ≤ α₂ exp(√η₀)`` with ``α₂ = σ²_max(T₀)`` taken
+        ``"paper"``: ``σ²_max(𝒯_t) ≤ α₂ exp(√η₀)`` with ``α₂ = σ²_max(𝒯₀)`` taken
         at the first call (a bound the paper proves for small enough ``η₀``;
         :mod:`minilplr.theory.linear.trajectory` records whether it held);
-        ``"current"``: the measured ``σ²_max(T_t)`` (always valid).
+        ``"current"``: the measured ``σ²_max(𝒯_t)`` (always valid).
     grad_bound : ``"loss"`` or ``"exact"``
         ``g = √(2K(L − L*))`` (the paper's ``√(2KL)``) or the measured ``‖∇ℓ‖_F``.
     second_order : bool
-        Keep the ``O(η√L)`` terms of ``K̄_t`` (reconstruction).
+        Keep the ``O(η√L)`` terms of ``β̄_t`` (reconstruction).
 
     Needs ``params=`` (``W1``, ``W2``) and, to save a loss evaluation, ``loss=``.
-    After each call ``self.last`` holds ``cap``, ``smooth`` (= ``1/K̄_t``),
+    After each call ``self.last`` holds ``cap``, ``smooth`` (= ``1/β̄_t``),
     ``sigma2_min``, ``sigma2_max`` and which of the two bounds was active.
     """
 
@@ -155,7 +155,7 @@ class AdaptiveStep(Schedule):
         return min(cap, smooth)
 
     def state_dict(self) -> dict:
-        """``α₂``, fixed at the first call: a resumed run must keep ``σ²_max(T₀)``, not take ``σ²_max(T_t)``."""
+        """``α₂``, fixed at the first call: a resumed run must keep ``σ²_max(𝒯₀)``, not take ``σ²_max(𝒯_t)``."""
         return {"alpha2": self.alpha2}
 
     def load_state_dict(self, state: dict) -> None:
@@ -174,7 +174,7 @@ def xu2023_coefficients(mu: float, K: float, alpha: float, beta: float, p2: floa
                         c1: float = 1.5, c2: float = 0.5) -> tuple[float, float, float, float]:
     r"""``(a₁, a₂, a₃, a₄)`` of the 2023 rate polynomial (THEORY.md §2; Xu et al., AISTATS 2023).
 
-    With ``s = σ_min(X)``, ``κ = (‖X‖/s)²``, ``α = σ_r(W₁)² + σ_m(W₂)²``,
+    With ``s = σ_min(X)``, ``κ = (‖X‖/s)²``, ``α = σ_r(W₁)² + σ_K(W₂)²``,
     ``β = ‖W₁‖² + ‖W₂‖²``, ``p₂ = ‖W₁W₂ᵀ‖``:
 
     .. math::
@@ -183,7 +183,7 @@ def xu2023_coefficients(mu: float, K: float, alpha: float, beta: float, p2: floa
         a_3 &= \sqrt8\, \beta p_2 c_1 \sqrt L\, \lVert X\rVert^3 s^2, \\
         a_4 &= 2\kappa^2 p_2^2 L s^6 .
 
-    Written through ``s² = μ``, ``‖X‖² = K`` so that any :class:`ConvexLoss`
+    Written through ``s² = μ_ℓ``, ``‖X‖² = β_ℓ`` so that any :class:`ConvexLoss`
     plugs in: for least squares it is exactly the 2023 formula, for other
     losses it is our adaptation (reconstruction), not the 2023 paper's
     statement.  ``L`` is the gap ``L − L*`` (the 2023 data have ``L* = 0``,
@@ -218,11 +218,12 @@ def xu2023_step(coeffs) -> float:
 
 
 class Xu2023Step(Schedule):
-    r"""The 2023 schedule: ``η_t = argmin_η f_t(η)`` with the current ``α_t, β_t, p₂, L(t)``.
+    r"""The 2023 schedule: ``η_t = argmin_η f_t(η)`` with the current ``α_t, β_t, p₂, L(t)`` (the 2023 paper's letters).
 
     See :func:`xu2023_coefficients` (``c₁ = 1.5``, ``c₂ = 0.5`` as in
-    THEORY.md).  ``α_t = σ_r(W₁)² + σ_m(W₂)²`` with ``r = rank X = n`` (our
-    losses are strongly convex) is ``σ²_min(T_t)``; ``β_t = σ²_max(T_t)``.
+    THEORY.md).  ``α_t = σ_r(W₁)² + σ_K(W₂)²`` with ``r = rank X = D`` (our
+    losses are strongly convex) is ``σ²_min(𝒯_t)``; its ``β_t`` is ``σ²_max(𝒯_t)``, not
+    the local smoothness ``β_t`` of :mod:`.constants` (chapter 7 writes ``σ²_max(𝒯_t)``).
     Needs ``params=`` and (optionally) ``loss=``.
     """
 

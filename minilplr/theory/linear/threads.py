@@ -1,8 +1,8 @@
 r"""One BLAS thread for the linear networks' small matrices: :func:`small_blas`.
 
-Every product in these experiments is small: ``W₁ (n, h)`` times
-``W₂ᵀ (h, m)`` with ``n = m = 20`` and ``h`` a few thousand, the Gram
-matrices ``W₁W₁ᵀ (n, n)``, a QR of ``(h, 2(n+m))``.  Each is microseconds of
+Every product in these experiments is small: ``W₁ (D, H)`` times
+``W₂ᵀ (H, K)`` with ``D = K = 20`` and ``H`` a few thousand, the Gram
+matrices ``W₁W₁ᵀ (D, D)``, a QR of ``(H, 2(D+K))``.  Each is microseconds of
 work.  A multithreaded BLAS (OpenBLAS by default starts one thread per
 core) splits even these across its threads, and the threads busy-wait for
 the next call between them.  On a quiet machine that costs a little; beside

@@ -6,14 +6,14 @@ At each step ``t`` it records (host floats, one sync per step)
 ==================  =========================================================
 ``loss``, ``gap``   ``L(t)`` and ``L(t) − L*``
 ``lr``              ``η_t`` from the schedule
-``sigma2_min/max``  ``σ²_min(T_t)``, ``σ²_max(T_t)``
-``mu_t``            local PL constant ``μσ²_min(T_t)``
-``K_t``             local smoothness ``K_t(η_t)`` with ``g = ‖∇ℓ(W_t)‖_F`` (reconstruction)
+``sigma2_min/max``  ``σ²_min(𝒯_t)``, ``σ²_max(𝒯_t)``
+``mu_t``            local PL constant ``μ_ℓσ²_min(𝒯_t)``
+``K_t``             local smoothness ``β_t(η_t)`` with ``g = ‖∇ℓ(W_t)‖_F`` (reconstruction)
 ``grad_sq``         ``‖∇L‖²``
 ``pl_ratio``        ``½‖∇L‖² / (L − L*)``, which the local PL inequality says is ``≥ μ_t``
 ``rate_bound``      ``1 − η_tμ_t(2 − η_tK_t)``, the contraction the constants guarantee
-``drift_step``      ``‖D(t+1) − D(t)‖_F`` and ``drift_step_bound`` ``2Kη²σ²_max(L − L*)``
-``drift``           ``‖D(t) − D(0)‖_F`` and ``drift_bound``, the running sum of step bounds
+``drift_step``      ``‖𝒟(t+1) − 𝒟(t)‖_F`` and ``drift_step_bound`` ``2β_ℓη²σ²_max(L − L*)``
+``drift``           ``‖𝒟(t) − 𝒟(0)‖_F`` and ``drift_bound``, the running sum of step bounds
 ``evals``           gradient evaluations plus the schedule's extra loss evaluations so far
 ==================  =========================================================
 
@@ -120,8 +120,8 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
     tol : float
         Stop once ``L − L* ≤ tol · (L(0) − L*)`` (float64 reaches ~1e-15 relative).
     track_drift : bool
-        Compute the imbalance drift ``‖D(t) − D(0)‖_F`` and step ``‖D(t+1) − D(t)‖_F``
-        each step (two QRs of ``(h, 2(n+m))``, ``O((n+m)²h)``: more than the rest of
+        Compute the imbalance drift ``‖𝒟(t) − 𝒟(0)‖_F`` and step ``‖𝒟(t+1) − 𝒟(t)‖_F``
+        each step (two QRs of ``(H, 2(D+K))``, ``O((D+K)²H)``: more than the rest of
         the step; ``nan`` when off).
     diverge_factor : float
         Stop (``stopped = "diverged"``) if ``L`` is not finite or exceeds this times ``L(0)``.
@@ -139,8 +139,8 @@ def run_gd(net: TwoLayerLinear, schedule, steps: int, *, tol: float = 1e-12, tra
     -------
     dict
         ``FIELDS`` as float64 host arrays, plus ``steps`` (steps taken),
-        ``stopped`` (``"tol"``, ``"steps"``, ``"diverged"``), ``K``, ``mu``,
-        ``min_value`` and ``h``.
+        ``stopped`` (``"tol"``, ``"steps"``, ``"diverged"``), ``K`` (= ``β_ℓ``), ``mu``,
+        ``min_value`` and ``h`` (= ``H``).
 
     Raises
     ------
