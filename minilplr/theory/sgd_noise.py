@@ -28,7 +28,8 @@ The estimators, from per-sample gradients (exact, no sampling):
 * :func:`gradient_moments` — ``E_i‖∇ℓ_i‖²``, ``‖∇L‖²``, the per-sample
   spread ``σ_1² = (1/N) Σ ‖∇ℓ_i − ∇L‖²``, the mini-batch noise
   ``σ_b² = c_b σ_1²`` (:func:`minibatch_noise`) and the strong-growth ratio
-  ``ρ = E_i‖∇ℓ_i‖² / ‖∇L‖²`` (:func:`strong_growth_ratio`);
+  ``ρ = E_i‖∇ℓ_i‖² / ‖∇L‖²`` (:func:`strong_growth_ratio`) and its bound
+  from the NTK, ``N max_i Θ_ii/λ_min(Θ)`` (:func:`rho_kernel_bound`);
 * :func:`plateau` — mean and spread of the loss over the last window, and
   whether it still falls; :func:`transient_rate` — the per-step factor of
   the transient, to hold against ``1 − ημ``.
@@ -49,7 +50,7 @@ from ..validate import check_int, check_real
 
 __all__ = ["batch_factor", "noise_ball", "quadratic_plateau", "kns_bound", "growth_of_batch", "sgc_step_limit", "sgc_bound",
            "per_sample_gram", "gram_of_gradients", "GradientMoments", "gradient_moments", "minibatch_noise",
-           "strong_growth_ratio", "Plateau", "plateau", "transient_rate"]
+           "strong_growth_ratio", "rho_kernel_bound", "Plateau", "plateau", "transient_rate"]
 
 
 def _host64(x) -> np.ndarray:
@@ -273,6 +274,28 @@ def strong_growth_ratio(G) -> float:
     if m.full_sq > 0:
         return m.mean_sq / m.full_sq
     return 1.0 if m.mean_sq == 0 else math.inf
+
+
+def rho_kernel_bound(theta) -> float:
+    r"""A bound on ``ρ`` at every residual, from the NTK alone (THEORY.md, eq. (N9)); ``K = 1``.
+
+    .. math:: \rho = \frac{N\sum_i r_i^2\,\Theta_{ii}}{r^\top\Theta\,r}
+              \le \frac{N \max_i \Theta_{ii}}{\lambda_{\min}(\Theta)}
+
+    (numerator ``≤ max_i Θ_ii ‖r‖²``, denominator ``≥ λ_min(Θ)‖r‖²``):
+    strong growth holds wherever ``Θ_t`` stays well conditioned, the LPLR
+    hypothesis.  Equality at ``Θ = cI`` (``ρ = N`` for every ``r``).
+    ``inf`` when ``λ_min(Θ) ≤ 0``.
+
+    Parameters
+    ----------
+    theta : array (N, N), the empirical NTK of a one-output model, float64
+    """
+    T = _host64(theta)
+    if T.ndim != 2 or T.shape[0] != T.shape[1]:
+        raise ValueError(f"theta: expected a square NTK (N, N) of a one-output model, got shape {T.shape}")
+    lam = float(np.linalg.eigvalsh((T + T.T) / 2)[0])
+    return T.shape[0] * float(np.max(np.diag(T))) / lam if lam > 0 else math.inf
 
 
 # --------------------------------------------------------------------------- reading a loss curve

@@ -151,6 +151,24 @@ def test_per_sample_gram_of_an_mlp_equals_the_explicit_per_sample_gradients(K):
     np.testing.assert_allclose(sn.per_sample_gram(theta, R), sn.gram_of_gradients(grads), rtol=1e-10, atol=1e-12)
 
 
+def test_rho_is_bounded_by_the_kernel_bound_and_attains_it_at_a_multiple_of_the_identity():
+    be = B.get_backend("numpy")
+    rng = np.random.default_rng(4)
+    N, D = 8, 5
+    m = models.mlp(D, 16, 3, 1, seed=1, dtype="float64", backend=be)
+    X = rng.standard_normal((N, D))
+    theta = B.to_host(_ntk.empirical_ntk(m, X, method="structured", dtype="float64"))
+    bound = sn.rho_kernel_bound(theta)
+    rhos = [sn.strong_growth_ratio(sn.per_sample_gram(theta, rng.standard_normal(N))) for _ in range(200)]
+    w, V = np.linalg.eigh(theta)
+    rhos.append(sn.strong_growth_ratio(sn.per_sample_gram(theta, V[:, 0])))  # the residual on λ_min's vector
+    assert max(rhos) <= bound
+    assert max(rhos) > N  # beyond the ρ = N of disjoint samples: the bound is not N
+    for r in (rng.standard_normal(N), np.eye(N)[2]):
+        assert sn.strong_growth_ratio(sn.per_sample_gram(3.0 * np.eye(N), r)) == pytest.approx(N, rel=1e-12)
+    assert sn.rho_kernel_bound(3.0 * np.eye(N)) == pytest.approx(N, rel=1e-12)
+
+
 def test_per_sample_gram_refuses_a_kernel_of_the_wrong_size():
     with pytest.raises(ValueError, match="^theta: "):
         sn.per_sample_gram(np.eye(4), np.ones((3, 1)))
