@@ -305,3 +305,20 @@ def test_plateau_mean_spread_and_drift():
     assert abs(p.drift - 1) < 0.01
     falling = 0.99 ** np.arange(400)
     assert sn.plateau(falling, 0.5).drift == pytest.approx(0.99 ** 100, rel=0.02)
+
+
+def test_the_theory_sections_table_is_true():
+    """docs/THEORY.md, "the noise ball": every row's function resolves and its test exists and calls it."""
+    from ..test_theory_table import HEADING, ROOT, THEORY, exercises, file_functions, resolve, table_rows
+
+    text = THEORY.read_text(encoding="utf-8")
+    sub = "### Equation → function → test: the noise ball"
+    assert sub in text, f"{THEORY.name}: no table {sub!r}"
+    rows = table_rows(HEADING + text[text.index(sub) + len(sub):])
+    assert len(rows) >= 14
+    for row in rows:
+        module, obj = resolve(row["func"])
+        assert callable(obj), row
+        tests = file_functions(ROOT / row["file"])
+        assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
+        assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
