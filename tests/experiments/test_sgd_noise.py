@@ -42,6 +42,23 @@ def test_the_full_batch_cell_is_train_gd_bit_for_bit():
     assert res["batch"] == 16 and np.all(res["sigma2_b"] == 0)
 
 
+def test_one_sgd_step_is_theta_minus_eta_times_the_batch_mean_gradient():
+    from minilplr.nn.losses import mse
+
+    res = cells.sgd_cell(_cell(steps=1, record_every=1, noise_every=1, lr=0.05))
+    data = cells.load_task(TASK)
+    X, y = data.X, data.y.reshape(-1, 1)
+    m = models.mlp(784, 8, 3, 1, init="he", seed=0, dtype="float64", backend="numpy")
+    idx = cells.batch_indices(np.random.default_rng([0, 24]), 16, 4)
+    grads = []
+    for i in idx:  # the batch mean of the per-sample gradients, one sample at a time
+        m.backward(m.forward(X[i:i + 1]) - y[i:i + 1], need_dx=False)
+        grads.append({k: v.copy() for k, v in m.grads.items()})
+    for k in m.params:
+        m.params[k] -= 0.05 * np.mean([g[k] for g in grads], axis=0)
+    assert res["loss"][1] == pytest.approx(float(mse(m.forward(X), y)[0]), rel=1e-12)
+
+
 def test_noise_at_equals_the_moments_of_explicit_per_sample_gradients():
     data = cells.load_task(TASK)
     m = models.mlp(784, 8, 3, 1, init="he", seed=0, dtype="float64", backend="numpy")
