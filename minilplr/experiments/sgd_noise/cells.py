@@ -1,0 +1,129 @@
+"""The noise-ball study's cells: one constant-step SGD run per (batch size, step size, seed), as host data.
+
+The Fig. 1 task (an MLP ``784 -> H x (depth-1) -> 1``, ReLU, He init, the
+squared loss ``L = ‖f − y‖²/(2N)`` over binary MNIST with labels ±1), in
+float64.  A *pilot* per task measures ``β_0 = ‖∇²L(θ_0)‖₂`` and
+``μ_0 = λ_min(Θ_0)/N`` (:func:`minilplr.experiments.lplr_map.cells.pilot_cell`);
+the steps are ``η = c/β_0``.  A *cell* (:func:`sgd_cell`) runs SGD with
+its own loop, because the theory needs each step's batch to be an
+*independent* uniform ``b``-subset drawn without replacement (the training
+loop :func:`minilplr.train.loops.train_sgd` reshuffles once per epoch
+instead: its batches within an epoch are disjoint, not independent).
+
+Cell configuration keys (for the study specs): every key of
+:data:`TASK_KEYS` (the task and the network: ``digits``, ``n``,
+``data_source``, ``preprocess``, ``width``, ``depth``, ``init``,
+``init_factor``, ``seed`` — data subset and initialisation —, ``dtype``),
+``backend`` (its name), and :data:`RUN_KEYS`: ``batch`` (``b``; ``b ≥ n``
+is full-batch GD), ``lr`` (the absolute ``η``), ``sgd_seed`` (the batch
+draws), ``steps``, ``record_every`` (full-batch loss every so many steps),
+``noise_every`` (``Θ_t`` and the per-sample gradient moments every so many
+steps), ``beta0`` and ``mu0`` (the pilot's, carried for the record).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...backend import to_device, to_host
+from ...nn.losses import mse
+from ...nn.models import mlp
+from ...theory import ntk as _ntk
+from ...theory import sgd_noise as sn
+from ...theory import spectrum as _spectrum
+from ...train.optim import SGD
+from ..mnist_gd import load_task
+from ..timing import phase
+
+__all__ = ["TASK_KEYS", "RUN_KEYS", "sgd_cell", "noise_at", "batch_indices", "cell_name"]
+
+#: The task and the network (the pilot's keys, :func:`minilplr.experiments.lplr_map.cells.pilot_cell`, plus ``width``).
+TASK_KEYS = ("digits", "n", "data_source", "preprocess", "width", "depth", "init", "init_factor", "seed", "dtype")
+#: One SGD run's keys besides the task.
+RUN_KEYS = ("batch", "lr", "sgd_seed", "steps", "record_every", "noise_every", "beta0", "mu0")
+#: The loss may grow by this factor over ``L_0`` before the run is declared diverged.
+DIVERGENCE = 1e6
+
+
+def batch_indices(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
+    """One step's batch: a uniform ``b``-subset of ``range(n)`` drawn without replacement, independent of the
+    other steps' (``b ≥ n``: every sample, full-batch GD)."""
+    if b >= n:
+        return np.arange(n)
+    return np.sort(rng.permutation(n)[:b])
+
+
+@phase("ntk")
+def noise_at(model, X, y) -> dict:
+    r"""The per-sample gradient moments at the model's ``θ``, exactly, from ``Θ (N, N)`` in float64 and ``r (N, 1)``.
+
+    Returns ``mean_sq`` (``E_i‖∇ℓ_i‖²``), ``grad_sq`` (``‖∇L‖²``), ``spread``
+    (``σ_1²``), ``rho`` (``ρ``), and ``lam_min`` (``λ_min(Θ)``, NaN when below
+    its floor) with ``diag_max`` (``max_i Θ_ii``): ``ρ ≤ N max_i Θ_ii/λ_min(Θ)``
+    (THEORY.md, eq. (N9)); host floats (:mod:`minilplr.theory.sgd_noise`).
+    """
+    theta = _ntk.empirical_ntk(model, X, method="structured", dtype="float64")
+    r = to_host(model.forward(X) - y).astype(np.float64)
+    G = sn.per_sample_gram(theta, r)
+    m = sn.gradient_moments(G)
+    spec = _spectrum.ntk_spectrum(theta)
+    return dict(mean_sq=m.mean_sq, grad_sq=m.full_sq, spread=m.spread, rho=sn.strong_growth_ratio(G),
+                lam_min=float(spec.lam_min) if spec.resolved else float("nan"),
+                diag_max=float(np.max(to_host(theta).diagonal())))
+
+
+def sgd_cell(cell: dict) -> dict:
+    """One constant-step SGD run (module docstring: the keys); host data.
+
+    Returns ``status`` ("finished" | "diverged"), ``message``, ``record_steps``
+    and ``loss`` (the full-batch ``L(θ_t)`` every ``record_every`` steps and at
+    the end), ``noise_steps`` with ``mean_sq``, ``grad_sq``, ``spread``, ``rho``,
+    ``lam_min``, ``diag_max`` (:func:`noise_at`) and ``sigma2_b`` (``c_b σ_1²``), ``n``, ``batch``
+    (the ``b`` used, ``n`` for full batch), ``lr``, ``beta0``, ``mu0``, ``data``.
+    """
+    data = load_task(cell)
+    n = int(data.n)
+    model = mlp(784, cell["width"], cell["depth"], 1, init=cell["init"], seed=cell["seed"], dtype=cell["dtype"],
+                backend=cell["backend"], init_factor=cell.get("init_factor"))
+    be = model.backend
+    X = to_device(data.X, be, model.dtype)
+    y = to_device(data.y.reshape(-1, 1), be, model.dtype)
+    b = min(int(cell["batch"]), n)
+    lr, steps = float(cell["lr"]), int(cell["steps"])
+    rec, every = int(cell["record_every"]), int(cell["noise_every"])
+    cb = sn.batch_factor(n, b)
+    rng = np.random.default_rng([int(cell["sgd_seed"]), 24])
+    opt = SGD(lr)
+    out = dict(record_steps=[], loss=[], noise_steps=[], mean_sq=[], grad_sq=[], spread=[], rho=[], lam_min=[],
+               diag_max=[])
+    status, message, loss0 = "finished", "", None
+    with phase("train"):
+        for t in range(steps + 1):
+            if t % rec == 0 or t == steps:
+                L = float(mse(model.forward(X), y)[0])  # the full-batch loss L(θ_t)
+                loss0 = L if loss0 is None else loss0
+                out["record_steps"].append(t)
+                out["loss"].append(L)
+                if not math.isfinite(L) or L > DIVERGENCE * loss0:
+                    status, message = "diverged", f"loss {L:.4g} at step {t} (from {loss0:.4g}), η = {lr:.4g}, b = {b}"
+                    break
+            if t % every == 0 or t == steps:
+                for k, v in noise_at(model, X, y).items():
+                    out[k].append(v)
+                out["noise_steps"].append(t)
+            if t == steps:
+                break
+            idx = to_device(batch_indices(rng, n, b), be)
+            _, dout = mse(model.forward(X[idx]), y[idx])  # ∂L_B/∂f = r_B/b
+            model.backward(dout, need_dx=False)
+            opt.step(model.params, model.grads)
+    res = {k: np.asarray(v, dtype=float) for k, v in out.items()}
+    res["sigma2_b"] = cb * res["spread"]
+    return dict(res, status=status, message=message, n=n, batch=b, lr=lr, beta0=float(cell["beta0"]),
+                mu0=float(cell["mu0"]), data=data.description)
+
+
+def cell_name(b: int, fraction: float, seed: int, n: int) -> str:
+    """``b<b>-f<c>-s<seed>`` (``bfull`` for the full batch)."""
+    return f"b{'full' if b >= n else b}-f{fraction:g}-s{seed}"

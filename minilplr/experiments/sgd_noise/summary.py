@@ -1,0 +1,84 @@
+r"""What one SGD cell says, from its saved result only (:func:`summarise`).
+
+Per cell: the plateau of the full-batch loss over the last ``window`` of the
+run (mean, spread, and ``drift``, how much it still falls), the mini-batch
+noise ``σ_b²`` averaged over the NTK checkpoints in that window, the KNS
+ball ``ηβ_0σ_b²/(2μ_0)`` and the quadratic's ``ησ_b²/4`` at that noise,
+``ρ_t`` along the path with its kernel bound ``N max_i Θ_ii/λ_min(Θ_t)``,
+and the transient rate against ``1 − ημ_0`` (:mod:`minilplr.theory.sgd_noise`).
+Pure: the claims and the figures read nothing else of a cell.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...theory import sgd_noise as sn
+
+__all__ = ["CellSummary", "summarise"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellSummary:
+    """One cell's numbers (host floats); stored as a dict (:meth:`to_dict`)."""
+
+    batch: int  #: b (N for the full batch)
+    n: int  #: N
+    lr: float  #: η
+    fraction: float  #: η β_0
+    diverged: bool
+    c_b: float  #: (N − b)/(b(N − 1))
+    plateau: float  #: mean of L over the last window
+    plateau_std: float  #: its spread (standard deviation over the window's records)
+    drift: float  #: mean(second half of the window)/mean(first half): ≈ 1 on a ball, < 1 still falling
+    final_loss: float  #: L(θ_T)
+    sigma2_b: float  #: mean σ_b² over the NTK checkpoints in the window
+    ball: float  #: η β_0 σ_b² / (2 μ_0), the KNS ball at that noise (NaN for the full batch: no noise)
+    tightness: float  #: plateau / ball
+    quad: float  #: η σ_b²/4, the quadratic's stationary gap at that noise
+    quad_ratio: float  #: plateau / quad
+    rho_max: float  #: max_t ρ_t along the path
+    rho_end: float  #: ρ_T
+    rho_b_max: float  #: 1 + c_b (ρ_max − 1)
+    rho_bound0: float  #: N max_i Θ_ii(θ_0)/λ_min(Θ_0), the kernel-regime strong-growth constant at θ_0
+    sgc_step: float  #: η β_0 ρ_b,max (≤ 1: Vaswani et al.'s theorem covers the step)
+    rate: float  #: q, the transient's per-step factor (least squares on log L_t until L < 2·plateau)
+    bound_rate: float  #: 1 − η μ_0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellSummary":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+
+
+def summarise(res: dict, window: float = 0.25) -> CellSummary:
+    """The :class:`CellSummary` of one :func:`~.cells.sgd_cell` result; ``window`` the plateau's fraction of the run."""
+    n, b, lr = int(res["n"]), int(res["batch"]), float(res["lr"])
+    beta0, mu0 = float(res["beta0"]), float(res["mu0"])
+    diverged = res["status"] != "finished"
+    loss, steps = np.asarray(res["loss"], float), np.asarray(res["record_steps"], float)
+    p = sn.plateau(loss, window)
+    t_start = steps[p.start]
+    ns = np.asarray(res["noise_steps"], float)
+    in_w = ns >= t_start
+    s2 = float(np.mean(np.asarray(res["sigma2_b"], float)[in_w])) if in_w.any() else float("nan")
+    cb = sn.batch_factor(n, b)
+    ball = sn.noise_ball(lr, beta0, mu0, s2) if (s2 > 0 and math.isfinite(s2)) else float("nan")
+    quad = sn.quadratic_plateau(lr, s2) if (s2 > 0 and math.isfinite(s2)) else float("nan")
+    rho = np.asarray(res["rho"], float)
+    rho_max = float(np.max(rho[np.isfinite(rho)])) if np.isfinite(rho).any() else float("nan")
+    rho_b = sn.growth_of_batch(rho_max, n, b) if math.isfinite(rho_max) else float("nan")
+    lam0, dmax0 = float(res["lam_min"][0]), float(res["diag_max"][0])
+    return CellSummary(
+        batch=b, n=n, lr=lr, fraction=lr * beta0, diverged=diverged, c_b=cb,
+        plateau=p.mean, plateau_std=p.std, drift=p.drift, final_loss=float(loss[-1]), sigma2_b=s2,
+        ball=ball, tightness=p.mean / ball if ball > 0 else float("nan"),
+        quad=quad, quad_ratio=p.mean / quad if quad > 0 else float("nan"),
+        rho_max=rho_max, rho_end=float(rho[-1]), rho_b_max=rho_b,
+        rho_bound0=n * dmax0 / lam0 if lam0 > 0 else float("nan"), sgc_step=lr * beta0 * rho_b,
+        rate=sn.transient_rate(steps, loss, stop=2 * p.mean), bound_rate=1.0 - lr * mu0)
