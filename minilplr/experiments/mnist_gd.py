@@ -55,7 +55,7 @@ log = logging.getLogger("minilplr.experiments")
 
 __all__ = ["RUN_KEYS", "MNIST_PRESETS", "CHECKPOINTS_PER_RUN", "gd_run", "load_task", "run_config", "lean_config",
            "checkpoint_interval", "envelope", "mu_along_path", "settings_text", "kernel_modes_of",
-           "convergence_verdicts", "theta0_norm"]
+           "convergence_verdicts", "theta0_norm", "init_model"]
 
 #: The paper's MNIST setting (Sec. 6.1) and a small version of it.  The digits, n, the pixel scaling and
 #: the label encoding are not in the paper: our choices, shown in every caption.
@@ -134,7 +134,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
         done["certificate"] = run_certificate(done)  # recomputed: results saved before (a field of) it existed have it too
         if "theta0_norm" not in done:  # runs saved before issue 20: θ_0 rebuilt from its seed (deterministic init)
-            done["theta0_norm"] = theta0_norm(_init_model(rc, be))
+            done["theta0_norm"] = theta0_norm(init_model(rc, be))
         if "kernel_lam" not in done:  # runs saved before issue 20: from the saved Θ_0 and r_0 units
             done.update(kernel_modes_of(load_or_discard(folder, "ntk0", log=log.warning),
                                         load_or_discard(folder, "r0", log=log.warning)))
@@ -142,7 +142,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
 
     data = load_task(rc)
     n = data.n
-    model = _init_model(rc, be)
+    model = init_model(rc, be)
     norm0 = theta0_norm(model)
     X = to_device(data.X, be, model.dtype)
     y = to_device(data.y.reshape(-1, 1), be, model.dtype)
@@ -252,7 +252,7 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     return res
 
 
-def _init_model(rc: dict, be):
+def init_model(rc: dict, be):
     """The run's MLP at θ_0 (its seed makes it the same every time)."""
     return mlp(784, rc["width"], rc["depth"], 1, init=rc["init"], seed=rc["seed"], dtype=rc["dtype"], backend=be,
                init_factor=rc.get("init_factor"))

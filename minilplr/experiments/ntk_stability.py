@@ -37,7 +37,8 @@ from ..theory import smoothness as _smoothness
 from ..theory.certificate import run_certificate
 from ..theory.convergence import step_size_verdict
 from ..theory.verdicts import compare, fmt, margin_one_sided, untestable, vacuous
-from .mnist_gd import MNIST_PRESETS, gd_run, run_config, settings_text
+from ..backend import get_backend
+from .mnist_gd import MNIST_PRESETS, gd_run, init_model, run_config, settings_text, theta0_norm
 from .plotting import figure, footer, save
 
 NAME = "ntk_stability"
@@ -234,6 +235,9 @@ def report(results):
            f"min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}, final NTK drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}, "
            f"β (start, end) = {', '.join(beta_text(t) for t in tops) or 'n/a'}, 1/η = {1 / lr:g}. "
            f"v3 certificate: {certificate_text(cert)}.")
+    norm0 = res.get("theta0_norm")
+    if norm0 is None and "run_config" in res:  # results saved before issue 20: θ_0 rebuilt from its seed (no training)
+        norm0 = theta0_norm(init_model(res["run_config"], get_backend("numpy")))
     drift = float(d["ntk_drift_fro"][-1]) if d and len(d["ntk_drift_fro"]) else float("nan")
     betas = [(lab, t) for lab, t in zip(("t = 0", "t = T"), tops)]
     claims = [
@@ -245,7 +249,7 @@ def report(results):
                 quantity="‖Θ_T − Θ_0‖_F/‖Θ_0‖_F", rests_on="float64 kernels at the first and last NTK checkpoints"),
         step_size_verdict(lr, betas, claim="Theorem 5.4's step condition η ≤ 1/β (β: the Hessian's top eigenvalue "
                                            "by Lanczos, at the start and the end)"),
-        radius_verdicts(cert, res.get("theta0_norm"), beta_known="beta0" in hs),
+        radius_verdicts(cert, norm0, beta_known="beta0" in hs),
     ]
     claims = [claims[0], claims[1], claims[2], *claims[3]]
     return {"figures": [("ntk_stability.png", cap)], "claims": claims}
