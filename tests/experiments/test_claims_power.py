@@ -7,6 +7,7 @@ from minilplr.experiments import fig1_linear_convergence as fig1
 from minilplr.experiments import fig2_pl_loglog as fig2
 from minilplr.experiments import ntk_stability
 from minilplr.experiments.mnist_gd import convergence_verdicts, gd_run, mu_along_path
+from minilplr.theory.convergence import mu_per_step
 from minilplr.theory.verdicts import STATUSES, Verdict, render_row
 
 from ..helpers import TINY_MNIST_GD as TINY
@@ -54,6 +55,12 @@ def test_fig1_rows_flip_on_planted_curves(run):
     risen[5] = risen[4] * 1.05  # the loss rises once: (14) fails at step 4
     con = _row(_fig1(run, risen), "Theorem 5.4, eq. (14)")
     assert con.status == "fails" and 4 in con.details["failed_steps"]
+    mus = mu_per_step(run["diag"]["step"], run["diag"]["lam_min"], run["n"], T)
+    lazy = loss[0] * np.concatenate([[1.0], np.cumprod(1 - 0.5 * run["lr"] * mus)])  # half the demanded decrease
+    con = _row(_fig1(run, lazy), "Theorem 5.4, eq. (14)")
+    assert con.status == "fails" and con.details["steps_held"] == 0 and con.measured == pytest.approx(-0.5, abs=1e-3)
+    brisk = loss[0] * np.concatenate([[1.0], np.cumprod(1 - 1.5 * run["lr"] * mus)])  # 1.5 times the demand
+    assert _row(_fig1(run, brisk), "Theorem 5.4, eq. (14)").status == "holds"
     above = loss[0] * np.ones(T)  # a loss that never falls: above any envelope with ημ > 0
     assert _row(_fig1(run, above), "Theorem 5.4, eq. (10)").status == "fails"
     slow = dict(run, kernel_lam=np.array([1e-6, 1.0]), kernel_c2=np.array([1.0, 1.0]))  # t_dom far beyond T
