@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import sweep
 from ..store import Damaged, atomic_write_bytes, config_hash, load_unit, to_jsonable
+from ..theory.verdicts import TABLE_HEADER, Verdict, render_row
 from ..validate import check_int, one_line
 from . import EXPERIMENTS
 from .io import load_results, save_results
@@ -333,8 +334,7 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     lines += sections
     lines.append("## Claims against measurements")
     lines.append("")
-    lines.append("| experiment | claim | measured | holds |")
-    lines.append("|---|---|---|---|")
+    lines.append(TABLE_HEADER)
     lines += claims_all
     lines.append("")
     path = folder / "report.md"
@@ -365,6 +365,9 @@ def _report_section(folder: Path, name: str, cfg) -> tuple:
             lines += [f"_Figure {name}/{fig} not drawn yet (run with --plot-only to draw it)._ {cap}", ""]
     rows = []
     for c in rep.get("claims", []):
+        if isinstance(c, Verdict):  # interim, until the claims contract of branch V1 is merged
+            rows.append(render_row(c, experiment=name))
+            continue
         mark = {True: "yes", False: "**no**", None: "n/a"}[c.get("holds")]
-        rows.append(f"| {name} | {c['claim']} | {c['measured']} | {mark} |")
+        rows.append(f"| {name} | {c['claim']} | {c['measured']} | — | — | {mark} |")
     return lines, rows
