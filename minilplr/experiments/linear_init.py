@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from ..theory.verdicts import monotone
+from ..theory.verdicts import Verdict, monotone, untestable
 
 from .linear_runs import SCHEDULE_LABELS, cached_run, data_caption
 from ..theory.linear.trajectory import observed_rate, steps_to_tolerance
@@ -116,11 +116,21 @@ def plot(results, out_dir) -> list:
     return [save(fig, folder / "init.png")]
 
 
+def trend(claim: str, x, y, direction: str, *, quantity: str) -> Verdict:
+    """:func:`~minilplr.theory.verdicts.monotone` over seed means; *untestable* when a mean is not finite (a seed
+    that never reached the tolerance within the run's steps)."""
+    y = np.asarray(y, float)
+    if not np.all(np.isfinite(y)):
+        return untestable(claim, f"{quantity} is n/a at {int(np.sum(~np.isfinite(y)))} of {y.size} points (a seed "
+                          "did not reach the tolerance within the run)", "a run with more steps")
+    return monotone(claim, x, y, direction, quantity=quantity)
+
+
 def report(results) -> dict:
     claims = []
     for sched in results["config"]["schedules"]:
         ps, it = _mean(results, sched, "iters_to_tol")
-        claims.append(monotone(f"Smaller p (larger initial variance) converges in fewer iterations, "
+        claims.append(trend(f"Smaller p (larger initial variance) converges in fewer iterations, "
                                f"{SCHEDULE_LABELS[sched]} (Xu et al. 2025, App. G.1): mean iterations to "
                                f"{results['config']['report_tol']:g} increase with p at every step",
                                ps, it, "increasing", quantity="mean iterations"))

@@ -21,7 +21,7 @@ import pathlib
 
 import numpy as np
 
-from ..theory.verdicts import monotone
+from ..theory.verdicts import Verdict, monotone, untestable
 
 from ..theory.linear.operator import kappa_T
 from .linear_runs import (
@@ -175,6 +175,16 @@ def plot(results, out_dir) -> list:
     return [save(fig, folder / "width.png")]
 
 
+def trend(claim: str, x, y, direction: str, *, quantity: str) -> Verdict:
+    """:func:`~minilplr.theory.verdicts.monotone` over seed means; *untestable* when a mean is not finite (a seed
+    that never reached the tolerance within the run's steps)."""
+    y = np.asarray(y, float)
+    if not np.all(np.isfinite(y)):
+        return untestable(claim, f"{quantity} is n/a at {int(np.sum(~np.isfinite(y)))} of {y.size} points (a seed "
+                          "did not reach the tolerance within the run)", "a run with more steps")
+    return monotone(claim, x, y, direction, quantity=quantity)
+
+
 def report(results) -> dict:
     runs = results["runs"]
     widths = sorted({r["h"] for r in runs})
@@ -183,9 +193,9 @@ def report(results) -> dict:
     _, rate = _mean_by(runs, "adaptive", "rate")
     # κ ≥ 1 is an identity (a condition number): the claim's power is in the decrease, judged at every width step
     claims = [
-        monotone("Width improves conditioning: κ(T₀) decreases (towards 1) at every width step (Xu et al. 2025, "
+        trend("Width improves conditioning: κ(T₀) decreases (towards 1) at every width step (Xu et al. 2025, "
                  "Thm 3.3; seed means)", widths, kap, "decreasing", quantity="κ(T₀)"),
-        monotone("Wider networks converge faster: the per-step contraction ρ (adaptive schedule, seed means) "
+        trend("Wider networks converge faster: the per-step contraction ρ (adaptive schedule, seed means) "
                  "decreases at every width step", widths, rate, "decreasing", quantity="ρ"),
     ]
     cap = ("κ(T₀) against width (measured and random-matrix prediction), loss curves under the adaptive schedule, "
