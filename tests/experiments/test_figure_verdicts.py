@@ -64,7 +64,7 @@ def test_fig3_cosine_verdict_flips_when_the_rate_falls():
     v = fig3.cosine_verdict([_seed(slowing, lr=0.05 * eta)])
     assert v.status == "fails" and v.measured < 1 / (1 + fig3.DELTA)
     # the rate halves in the first half and stays put in the second: the second half is one rate (holds)
-    rate = np.where(t < 150, 0.04, 0.02)
+    rate = np.where(t < 120, 0.04, 0.02)  # epochs 7–14, the judged half, start at step 140
     v = fig3.cosine_verdict([_seed(2 * np.exp(-np.cumsum(rate)))])
     assert v.status == "holds" and v.measured == pytest.approx(1.0, abs=1e-6)
 
