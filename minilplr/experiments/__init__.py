@@ -21,9 +21,11 @@ Every experiment module (or small package, as :mod:`.lplr_map`) in this package 
 ``plot(results, out_dir) -> list[pathlib.Path]``
     Figures from saved results only (re-plotting never re-trains).
 ``report(results) -> dict``
-    ``{"figures": [(file name relative to out_dir, caption)], "claims": [
-    {"claim": str, "measured": str, "holds": True | False | None}]}`` for
-    ``report.md``.
+    ``{"figures": [(file name relative to out_dir, caption)], "claims": [Verdict, ...],
+    "checks": [Verdict, ...]}`` for ``report.md``: each claim a
+    :class:`minilplr.theory.verdicts.Verdict` (status, measured, threshold,
+    margin), ``checks`` (optional) the identities shown apart; the runner
+    renders them (:mod:`minilplr.experiments.runner`, "The claims contract").
 
 The modules are listed in :data:`EXPERIMENTS` in the order ``run_all`` runs them.
 """

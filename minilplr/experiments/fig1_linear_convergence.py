@@ -24,7 +24,10 @@ import numpy as np
 
 from .fits import fit_linear_rate
 from ..theory.verdicts import fmt
-from .mnist_gd import MNIST_PRESETS, envelope, gd_run, mu_along_path, run_config, settings_text
+from ..theory.convergence import linear_convergence
+from ..theory.verdicts import Verdict, compare, vacuous
+from .mnist_gd import (MNIST_PRESETS, convergence_verdicts, envelope, gd_run, mu_along_path, run_config,
+                       settings_text)
 from .plotting import figure, footer, save
 from .timing import phase
 
@@ -80,36 +83,52 @@ def plot(results, out_dir):
 
 
 def report(results):
+    """The caption and the claims (:class:`~minilplr.theory.verdicts.Verdict`, the runner's claims contract).
+
+    Linear convergence is judged by
+    :func:`~minilplr.theory.convergence.linear_convergence` (untestable when
+    the run is shorter than the kernel-regime dominance time ``t_dom`` of
+    ``Θ_0``), the envelope (10) is vacuous where it demands under a decade,
+    and the per-step contraction (14), the proof's own step, is the row with
+    power (:func:`~minilplr.experiments.mnist_gd.convergence_verdicts`).
+    The fitted rates and R² stay in the caption: a description, not a test.
+    """
     res, fits = results["run"], results["fits"]
-    loss = res["history"]["loss"]
-    lr, mu = res["lr"], results["mu"]
+    loss = np.asarray(res["history"]["loss"], float)
+    lr, mu, n = res["lr"], results["mu"], int(res["n"])
     fz, fm = fits.get("zero", {}), fits.get("min_seen", {})
+    dtype = res["run_config"].get("dtype", "float32")
+    v = convergence_verdicts(loss, lr, n, res["diag"], lam=res.get("kernel_lam"), c2=res.get("kernel_c2"),
+                             dtype=dtype)
+    dom = v["t_dom"]
+    tdom = (f"t_dom = {fmt(dom.t_dom)} steps (δ = {fmt(dom.delta)})" if dom is not None else
+            "t_dom not computed (results saved before Θ_0's modes were kept)")
     cap = (f"Fig. 1 (LPLR): training loss gap of full-batch GD, semi-log. {settings_text(res)}. "
            f"Fitted rate with L* = 0: q = {fmt(fz.get('rate'), 6)} per step (R² = {fmt(fz.get('r2'))}); with L* = min "
-           f"seen: q = {fmt(fm.get('rate'), 6)} (R² = {fmt(fm.get('r2'))}). Envelope (1 − ημ)^t with "
-           f"μ = min_t λ_min(Θ_t)/n = {fmt(mu)}.")
-    env = envelope(loss[0], lr, mu, loss.size) if np.isfinite(mu) else None
-    below = bool(np.all(loss <= env * (1 + 1e-6))) if env is not None else None
-    claims = [
-        dict(claim="GD converges linearly: log(L_t − L*) is a straight line in t (L* = 0; holds if R² ≥ 0.95)",
-             measured=f"q = {fmt(fz.get('rate'), 6)}/step, R² = {fmt(fz.get('r2'))} over steps "
-                      f"{fz.get('lo')}–{fz.get('hi')}; loss {fmt(loss[0])} → {fmt(loss[-1])}",
-             holds=None if not fz else bool(fz["r2"] >= 0.95)),
-        dict(claim="The same with the paper's proxy L* = min seen (R² ≥ 0.95 on the steps the proxy does not bend)",
-             measured=f"q = {fmt(fm.get('rate'), 6)}/step, R² = {fmt(fm.get('r2'))} over steps {fm.get('lo')}–{fm.get('hi')}",
-             holds=None if not fm or fm.get("lo") is None else bool(fm["r2"] >= 0.95)),
-        dict(claim="Theorem 5.4: L_t ≤ (1 − ημ)^t L_0 with μ = λ_min(Θ)/n along the path",
-             measured=f"μ = {fmt(mu)}, ημ = {fmt(lr * mu)}; measured loss below the envelope at every step: {below}",
-             holds=below),
-    ]
+           f"seen: q = {fmt(fm.get('rate'), 6)} (R² = {fmt(fm.get('r2'))}); a fit's R² describes the curve, it does "
+           f"not test linearity. Envelope (1 − ημ)^t with μ = min_t λ_min(Θ_t)/n = {fmt(mu)}. Kernel-regime dominance "
+           f"time of Θ_0: {tdom}.")
+    claims = [v["linear"]]
+    if loss.size >= 3 and float(loss.min()) < float(loss[0]):
+        proxy = linear_convergence(loss, l_star=float(loss.min()), dominance=dom, dtype=dtype, n_terms=n,
+                                   claim="The same with the paper's proxy L* = min seen")
+        if proxy.status == "holds" and proxy.measured > 1:  # the rate rose: the proxy's own bias, not the curve's
+            proxy = vacuous(proxy.claim, f"the local rate rose ×{fmt(proxy.measured)} over the window: with L* the "
+                            "run's own minimum the gap is forced to 0 at its last step, so the rate rises at the end "
+                            "for any decreasing curve", "the same judge with L* = 0 (the row above)",
+                            quantity=proxy.quantity, measured=proxy.measured, threshold=proxy.threshold,
+                            relation=proxy.relation, margin=proxy.margin, rests_on=proxy.rests_on,
+                            details=proxy.details)
+        claims.append(proxy)
+    claims += [v["envelope"], v["contraction"]]
     kp = np.asarray(res.get("kernel_pred", []), float)
     if kp.size == loss.size and kp.size:
         dev = float(np.max(np.abs(np.log(loss / kp))))
-        claims.append(dict(
-            claim="(beyond the paper) The loss follows the linearised NTK dynamics of Θ_0: "
-                  "L_t = Σ_i (u_iᵀr_0)²(1 − ηλ_i/n)^{2t}/(2n), a sum of geometric terms (holds if within 10% at every step)",
-            measured=f"largest |log(L_t / L_t^kernel)| = {fmt(dev)} (final: measured {fmt(loss[-1])}, kernel {fmt(kp[-1])})",
-            holds=bool(dev <= np.log(1.1))))
+        claims.append(compare(
+            "(beyond the paper) The loss follows the linearised NTK dynamics of Θ_0: L_t = Σ_i (u_iᵀr_0)²"
+            "(1 − ηλ_i/n)^{2t}/(2n), a sum of geometric terms, within 10 % at every step",
+            dev, float(np.log(1.1)), "≤", quantity="max_t |log(L_t/L_t^kernel)|",
+            rests_on=f"{loss.size} steps; final: measured {fmt(loss[-1])}, kernel {fmt(kp[-1])}"))
     if res["status"] != "finished":
-        claims.append(dict(claim="The run finished", measured=res["message"], holds=False))
+        claims.append(Verdict("The run finished", "fails", why=res["message"]))
     return {"figures": [("fig1_linear_convergence.png", cap)], "claims": claims}

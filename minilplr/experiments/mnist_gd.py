@@ -34,12 +34,14 @@ from ..theory import dynamics as _dynamics
 from ..theory import ntk as _ntk
 from ..theory import smoothness as _smoothness
 from ..theory import spectrum as _spectrum
+from ..theory import convergence as _convergence
 from ..theory.certificate import run_certificate
 from ..theory.dynamics import KernelMove
 from ..backend import get_backend, to_device, to_host
 from ..train.checkpoint import remove_checkpoint
 from ..data import binary_mnist
 from ..nn.models import mlp
+from ..nn.params import sq_norm_on_device
 from ..nn.state import float64_copy
 from ..train.optim import GD
 from ..train.loops import Diverged, train_gd
@@ -52,7 +54,8 @@ from .timing import phase
 log = logging.getLogger("minilplr.experiments")
 
 __all__ = ["RUN_KEYS", "MNIST_PRESETS", "CHECKPOINTS_PER_RUN", "gd_run", "load_task", "run_config", "lean_config",
-           "checkpoint_interval", "envelope", "mu_along_path", "settings_text"]
+           "checkpoint_interval", "envelope", "mu_along_path", "settings_text", "kernel_modes_of",
+           "convergence_verdicts", "theta0_norm", "init_model"]
 
 #: The paper's MNIST setting (Sec. 6.1) and a small version of it.  The digits, n, the pixel scaling and
 #: the label encoding are not in the paper: our choices, shown in every caption.
@@ -130,12 +133,17 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
     if done is not None and done.get("status") in ("finished", "diverged"):
         remove_checkpoint(folder / "checkpoint")  # left behind if a run was killed right after saving
         done["certificate"] = run_certificate(done)  # recomputed: results saved before (a field of) it existed have it too
+        if "theta0_norm" not in done:  # runs saved before issue 20: θ_0 rebuilt from its seed (deterministic init)
+            done["theta0_norm"] = theta0_norm(init_model(rc, be))
+        if "kernel_lam" not in done:  # runs saved before issue 20: from the saved Θ_0 and r_0 units
+            done.update(kernel_modes_of(load_or_discard(folder, "ntk0", log=log.warning),
+                                        load_or_discard(folder, "r0", log=log.warning)))
         return done
 
     data = load_task(rc)
     n = data.n
-    model = mlp(784, rc["width"], rc["depth"], 1, init=rc["init"], seed=rc["seed"], dtype=rc["dtype"], backend=be,
-                init_factor=rc.get("init_factor"))
+    model = init_model(rc, be)
+    norm0 = theta0_norm(model)
     X = to_device(data.X, be, model.dtype)
     y = to_device(data.y.reshape(-1, 1), be, model.dtype)
     lr = float(rc["lr"])
@@ -236,10 +244,23 @@ def gd_run(rc: dict, runs_dir: Path, backend=None, progress=True, label="run") -
         final_param_drift=float(h.get("final_param_drift", float("nan"))), diag=diag, hessian=hess,
         width=rc["width"], init=rc["init"],
     )
+    res.update(kernel_modes_of(state, r0))
+    res["theta0_norm"] = norm0
     res["certificate"] = run_certificate(res)
     save_results(folder, res)
     remove_checkpoint(folder / "checkpoint")  # finished: the saved results replace it
     return res
+
+
+def init_model(rc: dict, be):
+    """The run's MLP at θ_0 (its seed makes it the same every time)."""
+    return mlp(784, rc["width"], rc["depth"], 1, init=rc["init"], seed=rc["seed"], dtype=rc["dtype"], backend=be,
+               init_factor=rc.get("init_factor"))
+
+
+def theta0_norm(model) -> float:
+    """``‖θ_0‖`` (Euclidean, summed in float64): the scale an a-priori radius ``R`` is compared with."""
+    return float(math.sqrt(float(to_host(sq_norm_on_device(model.params)))))
 
 
 def envelope(loss0_gap: float, lr: float, mu: float, steps: int) -> np.ndarray:
@@ -263,3 +284,61 @@ def settings_text(res: dict) -> str:
                          " (factor 1/L)" if rc["init"] == "enhanced_he" else "")
     return (f"MLP {arch} ReLU, {init} init, full-batch GD, η = {rc['lr']:g}, {rc['epochs']} epochs, "
             f"{rc['dtype']}, seed {rc['seed']}; data: {res['data']}")
+
+
+def kernel_modes_of(ntk0, r0) -> dict:
+    """``{"kernel_lam" (N,), "kernel_c2" (N,)}``: the terms of the kernel-regime curve of ``Θ_0``
+    (:func:`minilplr.theory.convergence.kernel_modes`), from the saved ``ntk0`` and ``r0`` units; empty if either is
+    missing.  What :func:`convergence_verdicts` needs for the dominance time ``t_dom``."""
+    if not ntk0 or not r0 or ntk0.get("ntk0") is None or r0.get("r0") is None:
+        return {}
+    lam, c2 = _convergence.kernel_modes(ntk0["ntk0"], r0["r0"])
+    return {"kernel_lam": lam, "kernel_c2": c2}
+
+
+def convergence_verdicts(loss, lr: float, n: int, diag: dict, *, lam=None, c2=None, dtype="float32",
+                         label: str = "") -> dict:
+    """Theorem 5.4's three rows for one GD run, from its saved arrays (issue 20).
+
+    ``{"envelope", "contraction", "linear"}``, each a
+    :class:`~minilplr.theory.verdicts.Verdict`, and ``"t_dom"`` (the
+    :class:`~minilplr.theory.convergence.DominanceTime`, or None):
+
+    * ``envelope``: eq. (10), :func:`~minilplr.theory.convergence.envelope_bound`
+      with ``μ = min_t λ_min(Θ_t)/n`` (vacuous where the envelope demands
+      under a decade);
+    * ``contraction``: eq. (14), the proof's step,
+      :func:`~minilplr.theory.convergence.per_step_contraction` with ``μ_t``
+      the smaller ``λ_min/n`` of the two NTK checkpoints around each step
+      (:func:`~minilplr.theory.convergence.mu_per_step`);
+    * ``linear``: :func:`~minilplr.theory.convergence.linear_convergence`
+      from ``t_dom`` of ``Θ_0``'s kernel-regime curve (``lam``, ``c2``:
+      :func:`kernel_modes_of`); without them the window is the second half
+      and a failing ratio reads untestable.
+
+    ``loss (T,)``, ``diag``: the run's NTK checkpoints (``step``, ``lam_min``);
+    ``dtype`` the model's (the losses' rounding, ``n`` squares summed).
+    """
+    loss = np.asarray(loss, float)
+    pre = f"{label}: " if label else ""
+    steps = np.asarray(diag.get("step", []), float)
+    lam_min = np.asarray(diag.get("lam_min", []), float)
+    resolved = lam_min[np.isfinite(lam_min)]
+    mu = float(resolved.min() / n) if resolved.size == lam_min.size and lam_min.size else float("nan")
+    mu = min(mu, 1.0 / lr) if np.isfinite(mu) else mu  # ημ ≤ 1 always holds for a PL constant (μ ≤ β ≤ 1/η)
+    env = _convergence.envelope_bound(loss, lr, mu, dtype=dtype, n_terms=n,
+                                      claim=f"{pre}Theorem 5.4, eq. (10): L_t ≤ (1 − ημ)^t L_0 at every step, "
+                                            "μ = min_t λ_min(Θ_t)/n")
+    mus = (_convergence.mu_per_step(steps, lam_min, n, loss.size) if steps.size and loss.size >= 2
+           else np.full(max(loss.size - 1, 1), np.nan))
+    con = _convergence.per_step_contraction(loss, lr, np.minimum(mus, 1.0 / lr), dtype=dtype, n_terms=n,
+                                            claim=f"{pre}Theorem 5.4, eq. (14), the proof's step: L_(t+1) ≤ "
+                                                  "(1 − ημ_t) L_t at every step, μ_t = λ_min(Θ)/n at the "
+                                                  "checkpoints around it")
+    dom = None
+    if lam is not None and c2 is not None and np.size(lam):
+        dom = _convergence.dominance_time(lam, c2, lr, n)
+    lin = _convergence.linear_convergence(loss, dominance=dom, dtype=dtype, n_terms=n,
+                                          claim=f"{pre}GD converges linearly: L_t falls like a geometric sequence "
+                                                "(L* = 0), judged after the kernel-regime dominance time t_dom")
+    return dict(envelope=env, contraction=con, linear=lin, t_dom=dom)

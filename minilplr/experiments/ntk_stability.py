@@ -35,8 +35,10 @@ import numpy as np
 
 from ..theory import smoothness as _smoothness
 from ..theory.certificate import run_certificate
-from ..theory.verdicts import fmt
-from .mnist_gd import MNIST_PRESETS, gd_run, run_config, settings_text
+from ..theory.convergence import step_size_verdict
+from ..theory.verdicts import compare, fmt, margin_one_sided, untestable, vacuous
+from ..backend import get_backend
+from .mnist_gd import MNIST_PRESETS, gd_run, init_model, run_config, settings_text, theta0_norm
 from .plotting import figure, footer, save
 
 NAME = "ntk_stability"
@@ -233,26 +235,52 @@ def report(results):
            f"min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}, final NTK drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}, "
            f"β (start, end) = {', '.join(beta_text(t) for t in tops) or 'n/a'}, 1/η = {1 / lr:g}. "
            f"v3 certificate: {certificate_text(cert)}.")
+    norm0 = res.get("theta0_norm")
+    if norm0 is None and "run_config" in res:  # results saved before issue 20: θ_0 rebuilt from its seed (no training)
+        norm0 = theta0_norm(init_model(res["run_config"], get_backend("numpy")))
+    drift = float(d["ntk_drift_fro"][-1]) if d and len(d["ntk_drift_fro"]) else float("nan")
+    betas = [(lab, t) for lab, t in zip(("t = 0", "t = T"), tops)]
     claims = [
-        dict(claim="Assumption 5.2: λ_min(Θ_t) stays bounded away from 0 along GD (min over t ≥ half its start)",
-             measured=f"λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, min_t λ_min(Θ_t)/λ_min(Θ_0) = {fmt(ratio)}",
-             holds=None if not np.isfinite(ratio) else bool(ratio >= 0.5)),
-        dict(claim="The NTK stays close to its initial value (relative Frobenius drift < 0.1)",
-             measured=f"final drift {fmt(d['ntk_drift_fro'][-1] if d else float('nan'))}",
-             holds=bool(d["ntk_drift_fro"][-1] < 0.1) if d else None),
-        dict(claim="Theorem 5.4's step condition η ≤ 1/β holds (β: Hessian top eigenvalue, start and end)",
-             measured="; ".join(f"η·β = {fmt(lr * t.beta)}, β = {beta_text(t)}: {verdict_word(c)}"
-                                for t, c in zip(tops, checks)) or "β not computed",
-             holds=step_holds),
-        dict(claim="μ_cert = (λ₀ − L_Θ·r)/n > 0 (v3 certificate measured on the path; L_Θ a lower estimate, so "
-                   "'no' refutes it and 'yes' is consistent, not proven)",
-             measured=certificate_text(cert),
-             holds=bool(cert["certified"]) if np.isfinite(cert["mu_cert"]) else None),
-        dict(claim="The drift stays within the a-priori radius R = 2√(2β(L₀−L*))/μ (β = β₀, L* = 0, μ = λ₀/n)",
-             measured=(f"drift reached r = {fmt(cert['r'])} ≤ path length Σ η‖∇L‖ = {fmt(cert['path_length'])}; "
-                       + (f"R = {fmt(cert['R'])}" + (f", R with μ_cert = {fmt(cert['R_cert'])}"
-                                                     if np.isfinite(cert["R_cert"]) else "")
-                          if "beta0" in hs else "R not measured (the run was made without β, hessian_iters = 0)")),
-             holds=cert["drift_within_R"]),
+        compare("Assumption 5.2: λ_min(Θ_t) stays bounded away from 0 along GD (min over t ≥ half its start)",
+                ratio, 0.5, "≥", quantity="min_t λ_min(Θ_t)/λ_min(Θ_0)",
+                rests_on=f"λ_min(Θ_0) = {fmt(lam[0] if lam.size else float('nan'))}, float64 kernels at "
+                         f"{lam.size} NTK checkpoints", missing="λ_min(Θ_t) unresolved at some checkpoint"),
+        compare("The NTK stays close to its initial value (relative Frobenius drift ≤ 0.1)", drift, 0.1, "≤",
+                quantity="‖Θ_T − Θ_0‖_F/‖Θ_0‖_F", rests_on="float64 kernels at the first and last NTK checkpoints"),
+        step_size_verdict(lr, betas, claim="Theorem 5.4's step condition η ≤ 1/β (β: the Hessian's top eigenvalue "
+                                           "by Lanczos, at the start and the end)"),
+        radius_verdicts(cert, norm0, beta_known="beta0" in hs),
     ]
+    claims = [claims[0], claims[1], claims[2], *claims[3]]
     return {"figures": [("ntk_stability.png", cap)], "claims": claims}
+
+
+def radius_verdicts(cert: dict, norm0, *, beta_known: bool = True) -> list:
+    """The drift against the two radii (issue 20, item 1): the a-priori ``R`` (vacuous when ``R ≥ ‖θ_0‖``) and
+    the certifiable ``λ₀/L̂_Θ`` (the row with power: the same test as v3's ``μ_cert > 0``)."""
+    r, R, rmax = float(cert["r"]), float(cert["R"]), float(cert["radius_max"])
+    claim_R = "The drift stays within the a-priori radius R = 2√(2β(L₀−L*))/μ (β = β₀, L* = 0, μ = λ₀/n)"
+    rests_R = f"r = ‖θ_T − θ_0‖ ≤ path length Σ η‖∇L‖ = {fmt(cert['path_length'])}; R = {fmt(R)}" + (
+        f", R with μ_cert = {fmt(cert['R_cert'])}" if np.isfinite(cert["R_cert"]) else "")
+    if not beta_known or not np.isfinite(R):
+        row_R = untestable(claim_R, "R not measured (the run was made without β, hessian_iters = 0)"
+                           if not beta_known else "R not measured (λ₀ unresolved)", "a run with β₀ and a resolved λ₀",
+                           quantity="r", measured=r)
+    elif norm0 is not None and np.isfinite(float(norm0)) and R >= float(norm0) and r <= R:
+        row_R = vacuous(claim_R, f"R = {fmt(R)} ≥ ‖θ_0‖ = {fmt(float(norm0))}: the ball around θ_0 contains the "
+                        f"origin, so only a drift larger than the parameters' own norm could leave it (r = {fmt(r)})",
+                        "the drift against the certifiable radius λ₀/L̂_Θ (next row)", quantity="r = ‖θ_T − θ_0‖",
+                        measured=r, threshold=R, relation="≤", margin=margin_one_sided(r, R, "≤"), rests_on=rests_R,
+                        details=dict(theta0_norm=float(norm0), R=R))
+    else:
+        row_R = compare(claim_R, r, R, "≤", quantity="r = ‖θ_T − θ_0‖", rests_on=rests_R + (
+            f"; ‖θ_0‖ = {fmt(float(norm0))}" if norm0 is not None else "; ‖θ_0‖ not saved"))
+    claim_c = ("v3's certificate: the drift stays within the certifiable radius λ₀/L̂_Θ, i.e. μ_cert = "
+               "(λ₀ − L̂_Θ·r)/n > 0 (L̂_Θ a lower estimate of the NTK's Lipschitz constant: a failure refutes the "
+               "certificate, a pass is consistent with it, not a proof)")
+    if not np.isfinite(rmax):
+        row_c = untestable(claim_c, certificate_text(cert), "a resolved λ₀ and at least one NTK checkpoint after t = 0",
+                           quantity="r = ‖θ_T − θ_0‖", measured=r)
+    else:
+        row_c = compare(claim_c, r, rmax, "≤", quantity="r = ‖θ_T − θ_0‖", rests_on=certificate_text(cert))
+    return [row_R, row_c]

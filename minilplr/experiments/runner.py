@@ -14,6 +14,42 @@ and ``--seed`` and ``--data`` where they change anything: ``quick``,
 every experiment saved there for that configuration, whatever ``--only``
 asked, from the verified results (not from a file a reader could edit); a
 ``--plot-only`` run that plotted nothing leaves it as it was.
+
+The claims contract (issue 20): what ``report(results)`` returns
+-----------------------------------------------------------------
+Every experiment's ``report(results)`` returns a dict::
+
+    {"figures": [(file name relative to the experiment's folder, caption), ...],
+     "claims": [Verdict, ...],        # the paper's claims, judged
+     "checks": [Verdict, ...]}        # optional: identities, solver checks
+
+Each entry of ``claims`` and ``checks`` is a
+:class:`minilplr.theory.verdicts.Verdict`, built by one of that module's
+judges (``compare``, ``within``, ``identity``, ``vacuous``, ``untestable``,
+``too_short``, ``monotone``, ``rank_correlation``, ``power_law_exponent``)
+or of :mod:`minilplr.theory.convergence` (``envelope_bound``,
+``per_step_contraction``, ``linear_convergence``): a status among
+``holds | fails | vacuous | untestable | identity``, the measured number,
+the threshold, the signed margin and the marginal flag.  No experiment
+writes a table row itself: :func:`write_report` renders every row with
+:func:`~minilplr.theory.verdicts.render_row` under
+:data:`~minilplr.theory.verdicts.TABLE_HEADER` (one format for every
+experiment), in two tables:
+
+* *Claims against measurements*: every ``claims`` entry of every
+  experiment, in :data:`~minilplr.experiments.EXPERIMENTS` order, with a
+  count of each status and of the marginal rows above it;
+* *Solver checks (identities)*: every ``checks`` entry, kept apart because an
+  identity (e.g. Theorem 5.1 (6)–(8), a Rayleigh quotient) is true for every
+  network and tests the code, not the theory.  A failing identity says
+  ``fails`` there.
+
+``report()`` computes its verdicts from the saved results only (it never
+trains), so ``--plot-only`` re-judges saved arrays with the current judges.
+A claim that is not a :class:`Verdict` (the old ``{"claim", "measured",
+"holds"}`` dict) is not rendered as a "yes": its row says ``untestable``,
+"not judged: the experiment returns an old-format claim without threshold
+or margin" (:func:`claim_verdict`), until its experiment is converted.
 """
 from __future__ import annotations
 
@@ -27,7 +63,7 @@ from pathlib import Path
 
 from .. import sweep
 from ..store import Damaged, atomic_write_bytes, config_hash, load_unit, to_jsonable
-from ..theory.verdicts import TABLE_HEADER, Verdict, render_row
+from ..theory.verdicts import STATUSES, TABLE_HEADER, Verdict, render_row, untestable
 from ..validate import check_int, one_line
 from . import EXPERIMENTS
 from .io import load_results, save_results
@@ -36,7 +72,7 @@ from .output import (claim_configuration, configuration_folder, lock_output, old
 from .timing import CellUsage, format_memory, format_phases, format_table, measure, peak_memory_mib, phase
 
 __all__ = ["Interrupted", "OVERRIDES", "load_experiment", "experiment_config", "configuration", "run_experiments",
-           "write_report"]
+           "write_report", "claim_verdict", "status_counts"]
 
 #: The overrides the command line may give: ``--seed`` and ``--data``.
 OVERRIDES = ("seed", "data_source")
@@ -291,6 +327,35 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     return status
 
 
+def claim_verdict(claim) -> Verdict:
+    """One entry of ``report()["claims"]`` as a :class:`~minilplr.theory.verdicts.Verdict` (the claims contract).
+
+    A :class:`Verdict`, or its :meth:`~minilplr.theory.verdicts.Verdict.to_dict`
+    form, is returned as it is.  The old ``{"claim", "measured", "holds"}``
+    dict has neither threshold nor margin: it becomes an ``untestable`` row
+    that says so, never a "yes".  Anything else is refused in one line.
+    """
+    if isinstance(claim, Verdict):
+        return claim
+    if isinstance(claim, dict) and claim.get("status") in STATUSES and "claim" in claim:
+        return Verdict.from_dict(claim)
+    if isinstance(claim, dict) and isinstance(claim.get("claim"), str) and "holds" in claim:
+        return untestable(claim["claim"], "not judged: the experiment returns an old-format claim (reported "
+                          f"{ {True: 'yes', False: 'no', None: 'n/a'}.get(claim['holds'], '?')} without threshold "
+                          "or margin)", "its experiment's report() returning a Verdict of minilplr.theory.verdicts",
+                          quantity=str(claim.get("measured", "")))
+    raise TypeError(f"claims: expected a minilplr.theory.verdicts.Verdict, got {type(claim).__name__} "
+                    f"{str(claim)[:80]!r}")
+
+
+def status_counts(verdicts) -> str:
+    """``"3 holds, 1 fails, 2 vacuous; 1 marginal"``: how many rows say each status (those that occur)."""
+    verdicts = list(verdicts)
+    n = [f"{sum(v.status == s for v in verdicts)} {s}" for s in STATUSES if any(v.status == s for v in verdicts)]
+    marg = sum(v.marginal for v in verdicts)
+    return (", ".join(n) or "no rows") + (f"; {marg} marginal (|margin| < 10 %)" if marg else "")
+
+
 def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     """``folder/report.md``: every experiment saved in the configuration folder ``folder``, figures and claims.
 
@@ -303,23 +368,26 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     ``report(results)``), so an edited number never reaches the report, and
     nothing is moved: damaged results get a note (the next run of that
     experiment recomputes them).  Experiments not run for this configuration
-    are listed in one line.
+    are listed in one line.  The claims and the solver checks are two tables
+    of :func:`~minilplr.theory.verdicts.render_row` rows (the module
+    docstring's claims contract).
     """
     folder = Path(folder)
     names = list(EXPERIMENTS if names is None else names)
-    sections, claims_all, absent = [], [], []
+    sections, claims_all, checks_all, absent = [], [], [], []
     for name in names:
         try:
-            body, rows = _report_section(folder, name, (configs or {}).get(name))
+            body, claims, checks = _report_section(folder, name, (configs or {}).get(name))
         except Exception as exc:  # this section only: the others are still written
             note = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             log(f"[{name}] report.md: section not written: {note}")
-            body, rows = [f"_Not reported: {note}. Run it again to recompute._", ""], []
+            body, claims, checks = [f"_Not reported: {note}. Run it again to recompute._", ""], [], []
         if body is None:
             absent.append(name)
             continue
         sections += [f"## {name}", ""] + body
-        claims_all += rows
+        claims_all += [(name, v) for v in claims]
+        checks_all += [(name, v) for v in checks]
     lines = ["# minilplr: results report", ""]
     lines.append("Each section: the figure(s) an experiment produced, their captions (data, sizes, seeds), "
                  "and the paper's claims against what we measured.")
@@ -332,29 +400,40 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     if absent:
         lines += [f"Not run for this configuration yet: {', '.join(absent)}.", ""]
     lines += sections
-    lines.append("## Claims against measurements")
+    lines += ["## Claims against measurements", "",
+              "Each row: the measured number and what it rests on, the threshold, the margin (signed, relative: how "
+              "far from flipping; marginal within 10 %) and one of five words: holds, fails, vacuous (could not have "
+              "failed on this run: why, and the check with power), untestable (the run cannot decide: what would), "
+              "identity (minilplr/theory/verdicts.py defines each).", "",
+              f"Rows: {status_counts(v for _, v in claims_all)}.", "", TABLE_HEADER]
+    lines += [render_row(v, experiment=name) for name, v in claims_all]
     lines.append("")
-    lines.append(TABLE_HEADER)
-    lines += claims_all
-    lines.append("")
+    if checks_all:
+        lines += ["## Solver checks (identities)", "",
+                  "Mathematical identities, true for every network: they check the code and the solver, not the "
+                  "papers' claims, and are kept out of the table above.", "", TABLE_HEADER]
+        lines += [render_row(v, experiment=name) for name, v in checks_all]
+        lines.append("")
     path = folder / "report.md"
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path
 
 
 def _report_section(folder: Path, name: str, cfg) -> tuple:
-    """One experiment's section of ``report.md`` and its rows of the claims table; ``(None, [])`` if not saved."""
+    """One experiment's section of ``report.md``, its claims and its checks (Verdicts); ``(None, [], [])`` if not saved."""
     try:
         res = load_unit(folder / name, "results")
     except Damaged as exc:
-        return [f"_Not reported: {exc}. Run it again to recompute._", ""], []
+        return [f"_Not reported: {exc}. Run it again to recompute._", ""], [], []
     if res is None:
-        return None, []
+        return None, [], []
     if cfg is not None and res.get("config_hash") != config_hash(cfg):
         return [f"_Not reported: the results saved in {name}/ are of another configuration "
-                f"({_config_diff(res.get('config'), cfg)}). Run it again to recompute._", ""], []
+                f"({_config_diff(res.get('config'), cfg)}). Run it again to recompute._", ""], [], []
     mod = load_experiment(name)
     rep = mod.report(res)
+    claims = [claim_verdict(c) for c in rep.get("claims", [])]
+    checks = [claim_verdict(c) for c in rep.get("checks", [])]
     lines = [f"*{mod.TITLE}*  ",
              f"Data: {res.get('data', 'n/a')}. Preset: {res.get('config', {}).get('preset', '?')}; "
              f"status: **{res.get('status', '?')}**; wall time {res.get('seconds', float('nan')):.1f} s.", ""]
@@ -363,11 +442,4 @@ def _report_section(folder: Path, name: str, cfg) -> tuple:
             lines += [f"![{name}]({name}/{fig})", "", f"{cap}", ""]
         else:
             lines += [f"_Figure {name}/{fig} not drawn yet (run with --plot-only to draw it)._ {cap}", ""]
-    rows = []
-    for c in rep.get("claims", []):
-        if isinstance(c, Verdict):  # interim, until the claims contract of branch V1 is merged
-            rows.append(render_row(c, experiment=name))
-            continue
-        mark = {True: "yes", False: "**no**", None: "n/a"}[c.get("holds")]
-        rows.append(f"| {name} | {c['claim']} | {c['measured']} | — | — | {mark} |")
-    return lines, rows
+    return lines, claims, checks

@@ -41,12 +41,13 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import to_host
-from .verdicts import Verdict, fmt, untestable, vacuous
+from .verdicts import Verdict, fmt, margin_one_sided, untestable, vacuous
 
 __all__ = [
     "rounding_slack", "envelope_bound", "per_step_contraction",
     "kernel_modes", "local_rate_excess", "DominanceTime", "dominance_time",
-    "local_rate_ratio", "power_law_ratio", "power_law_exponent_floor", "linear_convergence",
+    "local_rate_ratio", "power_law_ratio", "power_law_exponent_floor", "linear_convergence", "mu_per_step",
+    "step_size_verdict",
 ]
 
 MIN_DEMAND = 10.0
@@ -506,3 +507,96 @@ def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | 
                       f"{fmt(thr)}): a sublinear decay, or a sum of geometric terms whose fast ones have not died out",
                       "the kernel-regime dominance time t_dom of Θ_0 (dominance_time) for the window's start",
                       quantity=q, measured=R, threshold=thr, relation="≥", rests_on=rests, details=det)
+
+
+# --------------------------------------------------------------------------- μ_t between NTK checkpoints
+
+
+def mu_per_step(steps, lam_min, n: int, T: int) -> np.ndarray:
+    r"""``μ_t`` for each GD step ``t → t+1`` (``t = 0 … T−2``) from ``λ_min(Θ)`` measured at NTK checkpoints.
+
+    .. math:: \mu_t = \frac{1}{n}\min\big(\lambda_{\min}(\Theta_{a}), \lambda_{\min}(\Theta_{b})\big),
+              \qquad a = \max\{s \le t\},\ b = \min\{s \ge t + 1\}
+
+    over the checkpoint steps ``s`` (``steps (C,)``, ascending, ``lam_min (C,)``):
+    the smaller of the two checkpoints that bracket the step, so the demanded
+    decrease ``ημ_t(L_t − L*)`` of :func:`per_step_contraction` is never
+    larger than either end measured (a failure is not an artefact of
+    interpolating ``λ_min`` between checkpoints).  A step after the last
+    checkpoint uses the last one.  NaN (unresolved) spreads to the steps it
+    brackets, which makes :func:`per_step_contraction` untestable.  Host
+    float64 ``(T − 1,)``.
+    """
+    s = np.asarray(steps, float).ravel()
+    lam = np.asarray(lam_min, float).ravel()
+    if s.size == 0 or s.size != lam.size or np.any(np.diff(s) <= 0):
+        raise ValueError(f"steps, lam_min: expected as many checkpoints as values, ascending, got {s.size} and "
+                         f"{lam.size}")
+    if int(T) < 2 or int(n) < 1:
+        raise ValueError(f"T, n: expected at least two losses and one sample, got {T!r}, {n!r}")
+    t = np.arange(int(T) - 1, dtype=float)
+    a = np.clip(np.searchsorted(s, t, side="right") - 1, 0, s.size - 1)  # last checkpoint ≤ t
+    b = np.clip(np.searchsorted(s, t + 1, side="left"), 0, s.size - 1)  # first checkpoint ≥ t + 1
+    return np.minimum(lam[a], lam[b]) / int(n)
+
+
+# --------------------------------------------------------------------------- η ≤ 1/β along the path
+
+
+def step_size_verdict(eta: float, betas, *, gn_max: float | None = None, gn_step=None,
+                      claim: str = "Theorem 5.4's step size η ≤ 1/β along the path") -> Verdict:
+    r"""Theorem 5.4's ``η ≤ 1/β`` judged at every point where it was measured (issue 20, item 4).
+
+    ``betas``: ``[(label, HessianTop), …]``, the Lanczos solves (e.g. at
+    ``t = 0``, at the NTK checkpoint where the Gauss–Newton proxy peaks, and at
+    ``T``).  ``gn_max``: ``max_t η·λ_max(Θ_t)/n`` over the NTK checkpoints
+    (at ``gn_step``), the Gauss–Newton part of ``η·β_t``: a necessary check
+    between the Lanczos points (it is the Hessian's top eigenvalue when the
+    residual term ``Σ_i r_i ∇²f_i/n`` vanishes; not a bound on ``β`` otherwise).
+
+    * **fails** when some ``η·β > 1`` (a Lanczos ``β`` is a Rayleigh quotient,
+      a lower bound of ``‖∇²L‖₂``: this is certain) or the proxy exceeds 1;
+    * **untestable** when a solve did not converge (its ``β`` is a lower
+      bound only) or none was made;
+    * **holds** when every solve converged with ``η·β(1 + residual) ≤ 1``
+      and the proxy ``≤ 1``; the measured number is the largest
+      ``η·β(1 + residual)``, threshold 1.
+
+    A converged Lanczos with residual ``r`` shows that *an* eigenvalue of
+    ``∇²L`` lies within ``r·β`` of ``β``, not that it is the top one: the
+    row says "converged Lanczos, residual r", never "certified".
+    """
+    eta = float(eta)
+    betas = list(betas)
+    parts = [f"{lab}: η·β = {fmt(eta * b.beta)} (converged Lanczos, residual {fmt(b.residual, 2)})" if b.converged
+             else f"{lab}: η·β ≥ {fmt(eta * b.beta)} (Lanczos not converged: a lower bound)" for lab, b in betas]
+    if gn_max is not None and math.isfinite(float(gn_max)):
+        parts.append(f"Gauss–Newton proxy max_t η·λ_max(Θ_t)/n = {fmt(float(gn_max))}"
+                     + (f" at t = {int(gn_step)}" if gn_step is not None else ""))
+    rests = "; ".join(parts)
+    q = "max η·β(1 + residual)"
+    det = dict(points=[lab for lab, _ in betas], gn_max=None if gn_max is None else float(gn_max))
+    if not betas:
+        return untestable(claim, "β was not computed (hessian_iters = 0)", "a run with Lanczos at t = 0 and T",
+                          quantity=q, rests_on=rests, details=det)
+    lower = max(eta * b.beta for _, b in betas)
+    if lower > 1.0:
+        worst = max(betas, key=lambda x: x[1].beta)[0]
+        return Verdict(claim, "fails", "max η·β", lower, 1.0, "≤", margin_one_sided(lower, 1.0, "≤"), rests,
+                       why=f"η·β = {fmt(lower)} > 1 at {worst} (a Rayleigh quotient: β ≤ ‖∇²L‖₂, so this is certain)",
+                       details=det)
+    if gn_max is not None and float(gn_max) > 1.0:
+        return Verdict(claim, "fails", "max_t η·λ_max(Θ_t)/n", float(gn_max), 1.0, "≤",
+                       margin_one_sided(float(gn_max), 1.0, "≤"), rests,
+                       why="the Gauss–Newton proxy, a necessary check between the Lanczos points, exceeds 1",
+                       details=det)
+    if not all(b.converged and math.isfinite(b.residual) for _, b in betas):
+        bad = [lab for lab, b in betas if not (b.converged and math.isfinite(b.residual))]
+        return untestable(claim, f"Lanczos did not converge at {', '.join(bad)}: β there is a lower bound only",
+                          "a converged solve (more hessian_iters)", quantity=q, measured=lower, threshold=1.0,
+                          relation="≤", rests_on=rests, details=det)
+    upper = max(eta * b.upper for _, b in betas)
+    m = margin_one_sided(upper, 1.0, "≤")
+    return Verdict(claim, "holds" if m >= 0 else "untestable", q, upper, 1.0, "≤", m if m >= 0 else None, rests,
+                   why="" if m >= 0 else "η·β ≤ 1 but η·β(1 + residual) > 1: the solve's accuracy cannot decide",
+                   decide="" if m >= 0 else "a tighter Lanczos tolerance", details=det)

@@ -2,6 +2,7 @@
 tiny real grid, plotting from saved results, resuming."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 
 from minilplr.experiments import lplr_map as M
 from minilplr.experiments.io import load_results, save_results
+from minilplr.store import load_unit
 from minilplr.experiments.lplr_map import cells, figure
 from minilplr.experiments.lplr_map.summary import CellSummary, summarise
 from minilplr.experiments.lplr_map.verdicts import classify, cross_table
+from minilplr.theory.verdicts import Verdict
 
 TINY = dict(M.PRESETS["quick"], n=20, data_source="offline", widths=[8, 16], eta_fractions=[0.5, 1.9],
             fixed_lrs=[1e-3], steps=12, diag_every=4, hessian_iters=20, preset="test")
@@ -21,67 +24,107 @@ TINY = dict(M.PRESETS["quick"], n=20, data_source="offline", widths=[8, 16], eta
 
 
 def _summary(**kw):
-    """A summary of a cell whose hypotheses hold on the path and whose loss is linear; ``kw`` overrides."""
-    s = dict(width=8, lr=0.01, diverged=False, steps=40, r2=0.99, rate=0.9, r2_late=0.999, rate_late=0.9,
-             r2_late_power=0.98, decrease=100.0, rate_kernel=0.9, rate_vs_kernel=1.0, mu=0.3, bound=0.997,
-             rate_vs_bound=35.0, envelope_holds=True, ntk_drift=0.1, lam_resolved=True, lam_ratio=0.9,
-             eta_beta0=0.4, eta_beta_max=0.5, beta_checkpoints=2, eta_beta_certified=True,
-             eta_beta_conditions=[True, True], eta_gn_max=0.3, mu_cert=0.1, certified=True, cert_fraction=0.3,
-             final_param_drift=1.0)
-    s.update(kw)
-    return CellSummary(**s)
+    """The summary of :func:`_result` (hypotheses hold, (14) holds, linear); ``kw`` overrides fields."""
+    return dataclasses.replace(summarise(_result()), **kw)
 
 
-@pytest.mark.parametrize("kw, path, held, loss, verdict, path_verdict", [
-    (dict(), True, True, "linear", "confirmed", "confirmed"),
-    (dict(r2_late=0.8), True, True, "not linear", "contradicted", "contradicted"),
-    (dict(rate_late=1.01), True, True, "not linear", "contradicted", "contradicted"),
-    (dict(r2_late_power=0.9995), True, True, "not linear", "contradicted", "contradicted"),  # 1/t-like
-    (dict(r2=0.7), True, True, "linear", "confirmed", "confirmed"),  # bent over the run, straight late
-    (dict(diverged=True), True, True, "diverged", "contradicted", "contradicted"),
-    (dict(decrease=5.0), True, True, "too short", "untested", "untested"),
-    (dict(certified=False, cert_fraction=-3.0), True, False, "linear", "vacuous", "confirmed"),
-    (dict(lam_ratio=0.4), False, False, "linear", "vacuous", "vacuous"),
-    (dict(lam_resolved=False, lam_ratio=float("nan")), False, False, "linear", "vacuous", "vacuous"),
-    (dict(eta_beta_certified=False, eta_beta_max=1.5), False, False, "linear", "vacuous",
-     "vacuous"),
-    (dict(eta_beta_certified=False, r2_late=0.5), False, False, "not linear", "vacuous", "vacuous"),
+def _risen(res, t=13, by=1.018):
+    """``res`` with its loss raised at step ``t`` to ``by`` times the step before: (14) must fail at step t − 1."""
+    loss = np.array(res["loss"], float)
+    loss[t] = loss[t - 1] * by
+    return dict(res, loss=loss)
+
+
+@pytest.mark.parametrize("kw, path, held, concl, loss, verdict, path_verdict", [
+    (dict(), True, True, "holds", "linear", "confirmed", "confirmed"),
+    (dict(certified=False, cert_fraction=-3.0), True, False, "holds", "linear", "vacuous", "confirmed"),
+    (dict(lam_ratio=0.4), False, False, "holds", "linear", "vacuous", "vacuous"),
+    (dict(lam_resolved=False, lam_ratio=float("nan")), False, False, "holds", "linear", "vacuous", "vacuous"),
+    (dict(diverged=True), True, True, "holds", "diverged", "confirmed", "confirmed"),
 ])
-def test_classify_reaches_every_entry_of_the_cross_table(kw, path, held, loss, verdict, path_verdict):
+def test_classify_reaches_every_entry_of_the_cross_table(kw, path, held, concl, loss, verdict, path_verdict):
     v = classify(_summary(**kw))
-    assert (v["path"], v["hypotheses"], v["loss"], v["verdict"], v["path_verdict"]) == (
-        path, held, loss, verdict, path_verdict), v
+    assert (v["path"], v["hypotheses"], v["conclusion"], v["loss"], v["verdict"], v["path_verdict"]) == (
+        path, held, concl, loss, verdict, path_verdict), v
 
 
-def test_classify_says_which_condition_failed_first():
-    assert classify(_summary(lam_ratio=0.4))["path_why"].startswith("min λ_min(Θ_t)/λ_min(Θ_0) = 0.4 < 0.5")
-    assert "not certified" in classify(_summary(eta_beta_certified=False))["path_why"]
-    assert classify(_summary(certified=False))["hypotheses_why"].startswith("μ_cert ≤ 0")
-    assert classify(_summary(lam_ratio=0.5))["path"]  # the threshold itself passes (≥)
+def test_a_loss_that_rises_once_contradicts_the_theorem_only_where_its_hypotheses_held():
+    """Planted: the loss rises 1.8 % at t = 13 (the map's h128, c = 1.9 cell). (14) fails there; (10), which demands
+    ×1.12 over the run, does not notice; the cell is contradicted only if its hypotheses held."""
+    s = summarise(_risen(_result()))
+    con, env = Verdict.from_dict(s.contraction_verdict), Verdict.from_dict(s.envelope_verdict)
+    assert con.status == "fails" and con.details["worst_step"] == 12 and con.details["failed_steps"] == [12]
+    assert env.status == "vacuous"  # the whole-run envelope could not have failed
+    v = classify(s)
+    assert v["conclusion"] == "fails" and v["path_verdict"] == v["verdict"] == "contradicted"
+    assert "worst at t = 12" in v["conclusion_why"]
+    out = classify(summarise(_risen(_result(lam=(5.0, 4.0, 2.0)))))  # λ_min fell below half its start
+    assert not out["path"] and out["conclusion"] == "fails" and out["path_verdict"] == "vacuous"
+    held = classify(summarise(_risen(_result(), by=0.99)))  # a smaller decrease than usual, still ≥ ημ_t: holds
+    assert held["conclusion"] == "holds"
+
+
+def test_the_step_size_hypothesis_is_checked_along_the_path():
+    """Planted: the Gauss–Newton proxy peaks above 1 between the Lanczos points; Lanczos at the peak finds ηβ > 1;
+    a solve that did not converge is not a pass."""
+    proxy = classify(summarise(_result(lam_max=1100.0)))  # η·λ_max/n = 1.1
+    assert not proxy["path"] and "η ≤ 1/β fails" in proxy["path_why"] and "Gauss–Newton" in proxy["path_why"]
+    peak = _result()
+    peak["beta_peak"] = dict(peak["beta0"], beta=150.0, step=10)  # η·β = 1.5 at the peak, 0.2 at 0 and T
+    sp = summarise(peak)
+    assert sp.eta_beta_peak == pytest.approx(1.5) and Verdict.from_dict(sp.step_verdict).status == "fails"
+    assert not classify(sp)["path"]
+    loose = _result()
+    loose["beta0"] = dict(loose["beta0"], converged=False)
+    v = classify(summarise(loose))
+    assert not v["path"] and "η ≤ 1/β untestable" in v["path_why"]
+    ok = Verdict.from_dict(summarise(_result()).step_verdict)
+    assert ok.status == "holds" and ok.measured == pytest.approx(0.01 * 22.0 * (1 + 1e-9))
+    assert "converged Lanczos, residual" in ok.rests_on and "certified" not in ok.rests_on
+
+
+def test_linear_is_untestable_before_t_dom_and_a_sublinear_loss_is_not_linear():
+    """Planted: a run shorter than the kernel-regime dominance time reads untestable, never "not linear"; a 1/t
+    loss after t_dom reads "not linear" (the old R² rule called such curves linear)."""
+    short = _result()
+    short["kernel_lam"], short["kernel_c2"] = np.array([1e-3, 50.0]), np.array([1.0, 1.0])  # a very slow term
+    s = summarise(short)
+    assert s.t_dom > 40 and classify(s)["loss"] == "untestable" and "t_dom" in classify(s)["loss_why"]
+    sub = _result(T=400)
+    sub["loss"] = 0.5 / (1.0 + np.arange(400))
+    sub["kernel_lam"], sub["kernel_c2"] = np.array([50.0, 60.0]), np.array([1.0, 1e-9])  # t_dom = 0
+    s3 = summarise(sub)
+    assert s3.t_dom == 0 and classify(s3)["loss"] == "not linear"
+    two = _result()  # a sum of two geometric terms: linear (or untestable), never "not linear"
+    two["loss"] = 0.5 * (0.5 ** np.arange(40) + 0.01 * 0.95 ** np.arange(40))
+    assert classify(summarise(two))["loss"] in ("linear", "untestable")
 
 
 def test_cross_table_counts_each_cell_once():
-    ver = [classify(_summary(**kw)) for kw in (dict(), dict(r2_late=0.5), dict(decrease=2.0), dict(lam_ratio=0.1),
-                                                 dict(certified=False))]
+    ver = [classify(s) for s in (_summary(), summarise(_risen(_result())), _summary(lam_ratio=0.1),
+                                 _summary(certified=False), summarise(_risen(_result(lam=(5.0, 4.0, 2.0)))))]
     path = cross_table(ver, "path")
-    assert path["verdicts"] == dict(confirmed=2, contradicted=1, untested=1, vacuous=1)
-    assert path["table"]["held"] == {"linear": 2, "not linear": 1, "too short": 1, "diverged": 0}
+    assert path["verdicts"] == dict(confirmed=2, contradicted=1, untestable=0, vacuous=2)
+    assert path["table"]["held"] == {"holds": 2, "fails": 1, "untestable": 0}
+    assert path["table"]["not held"] == {"holds": 1, "fails": 1, "untestable": 0}
     v3 = cross_table(ver, "hypotheses")
-    assert v3["verdicts"] == dict(confirmed=1, contradicted=1, untested=1, vacuous=2)
-    assert v3["table"]["held"] == {"linear": 1, "not linear": 1, "too short": 1, "diverged": 0}
-    assert v3["table"]["not held"]["linear"] == 2
+    assert v3["verdicts"] == dict(confirmed=1, contradicted=1, untestable=0, vacuous=3)
+    assert v3["loss"]["held"]["linear"] == 2
     with pytest.raises(ValueError, match="which: expected"):
         cross_table(ver, "v4")
 
 
-def _result(q=0.8, qk=0.9, T=40, lr=0.01, n=10, lam=(5.0, 4.0, 3.0), beta=20.0, status="finished"):
-    """A constructed :func:`map_cell` result: loss q^t, kernel curve qk^t, λ_min(Θ_t) = lam."""
+def _result(q=0.8, qk=0.9, T=40, lr=0.01, n=10, lam=(5.0, 4.0, 3.0), beta=20.0, status="finished", lam_max=90.0):
+    """A constructed :func:`map_cell` result: loss q^t, kernel curve qk^t, λ_min(Θ_t) = lam; Lanczos β at 0 and T.
+
+    ημ_t ≤ 0.005 per step against a loss that falls 20 % per step: (14) holds; (10) demands only ×1.12 over
+    40 steps: vacuous; no kernel modes saved: the linear judge reads the second half."""
     t = np.arange(T)
     steps = np.linspace(0, T, len(lam))
     b = dict(beta=beta, rayleigh=beta, matvecs=12, converged=True, residual=1e-9, tol=1e-6)
     return dict(status=status, message="", data="constructed", n=n, lr=lr, width=8, loss=0.5 * q ** t,
                 grad_norm_sq=np.ones(T), param_drift=np.linspace(0, 1, T), final_param_drift=1.0,
-                diag=dict(step=steps, lam_min=np.array(lam), resolved=np.ones(len(lam)), lam_max=np.full(len(lam), 90.0),
+                diag=dict(step=steps, lam_min=np.array(lam), resolved=np.ones(len(lam)), lam_max=np.full(len(lam), lam_max),
                           ntk_drift_fro=np.linspace(0, 0.2, len(lam)), ntk_drift_spec=np.zeros(len(lam)),
                           ntk_diff_spec=np.zeros(len(lam))),
                 kernel_pred=0.5 * qk ** t, beta0=b, betaT=dict(b, beta=beta * 1.1) if status == "finished" else None,
@@ -98,25 +141,19 @@ def test_summarise_reads_the_rates_the_bound_and_eta_beta():
     assert s.envelope_holds is True  # 0.8^t ≤ (1 − 0.003)^t
     assert s.lam_ratio == pytest.approx(3.0 / 5.0)
     assert s.eta_beta_max == pytest.approx(0.01 * 22.0) and s.beta_checkpoints == 2
-    assert s.eta_gn_max == pytest.approx(0.01 * 90.0 / 10)
+    assert s.eta_gn_max == pytest.approx(0.01 * 90.0 / 10) and s.eta_gn_step == 0
     assert s.cert_fraction == pytest.approx(0.2 * 10 / 5.0)
     assert s.ntk_drift == pytest.approx(0.2)
-    two = _result()  # a fast and a slow geometric term: bent over the run, straight once the fast one is gone
-    two["loss"] = 0.5 * (0.5 ** np.arange(40) + 0.01 * 0.95 ** np.arange(40))
-    s2 = summarise(two)
-    assert s2.r2 < 0.95 and s2.r2_late > 1 - 1e-6 and s2.rate_late == pytest.approx(0.95, rel=1e-4)  # the fast term leaves ~1e-5
-    assert classify(s2)["loss"] == "linear"  # linear convergence at the slow term's rate
-    sub = _result()  # a sublinear loss 1/(1 + t): nearly straight on a log axis over the second half, yet not linear
-    sub["loss"] = 0.5 / (1.0 + np.arange(400)) ** 1.0
-    sub["kernel_pred"] = sub["loss"]
-    s3 = summarise(sub)
-    assert s3.decrease > 10 and s3.r2_late_power > s3.r2_late
-    assert classify(s3)["loss"] == "not linear" and "power law" in classify(s3)["loss_why"]
+    assert s.t_dom is None and s.eta_beta_peak is None
     slow = summarise(_result(q=0.9999))  # slower than the bound: the envelope fails
     assert slow.envelope_holds is False and slow.rate_vs_bound < 1
+    assert Verdict.from_dict(slow.envelope_verdict).status == "fails"
     d = summarise(_result(status="diverged", beta=60.0))  # ηβ_0 = 0.6; a diverged run has no β_T
     assert d.beta_checkpoints == 1 and d.eta_beta_max == pytest.approx(0.6) and d.diverged
     assert not summarise(_result(beta=150.0)).eta_beta_certified  # η·β_0 = 1.5 > 1
+    inf = _result(status="diverged")  # a diverged run's loss ends non-finite: judged on its finite part
+    inf["loss"] = np.concatenate([inf["loss"][:20], [np.inf] * 20])
+    assert Verdict.from_dict(summarise(inf).contraction_verdict).details["steps_judged"] == 19
 
 
 #: The stored summary's keys, in the order results.json has held them since the map was written: a field moved
@@ -125,14 +162,15 @@ STORED_KEYS = ["width", "lr", "diverged", "steps", "r2", "rate", "r2_late", "rat
                "kernel_r2_late", "kernel_rate_late", "kernel_r2_late_power", "decrease", "rate_kernel", "rate_vs_kernel",
                "mu", "bound", "rate_vs_bound", "envelope_holds", "ntk_drift", "lam_resolved", "lam_ratio", "eta_beta0",
                "eta_beta_max", "beta_checkpoints", "eta_beta_certified", "eta_beta_conditions", "eta_gn_max", "mu_cert",
-               "certified", "cert_fraction", "final_param_drift"]
+               "certified", "cert_fraction", "final_param_drift", "envelope_verdict", "contraction_verdict",
+               "linear_verdict", "t_dom", "eta_gn_step", "eta_beta_peak", "step_verdict"]
 
 
 def test_the_summary_is_stored_in_its_historical_key_order_and_read_back_unchanged():
     s = summarise(_result())
     d = s.to_dict()
     assert list(d) == STORED_KEYS
-    assert all(type(v) in (int, float, bool, list) for k, v in d.items() if k != "envelope_holds"), d
+    assert all(type(v) in (int, float, bool, list, dict, type(None)) for k, v in d.items()), d
     assert CellSummary.from_dict(d) == s
     old = {k: v for k, v in d.items() if not k.startswith("kernel_")}  # results saved before the kernel fields
     assert CellSummary.from_dict(old).kernel_r2_late is None
@@ -151,7 +189,7 @@ def tiny(tmp_path_factory):
 
 
 def test_tiny_grid_runs_every_cell_with_its_diagnostics(tiny):
-    _, res = tiny
+    out, res = tiny
     assert "offline" in res["data"] and res["n"] == 20
     assert len(res["cells"]) == 2 * 3
     for w in (8, 16):
@@ -166,6 +204,17 @@ def test_tiny_grid_runs_every_cell_with_its_diagnostics(tiny):
             # the kernel-regime curve starts at the measured L_0 = ‖r_0‖²/(2n) (float32 forward)
             assert c["kernel_pred"][0] == pytest.approx(c["loss"][0], rel=1e-5)
             assert np.isfinite(s.ntk_drift) and s.steps >= 1
+            assert s.t_dom is not None and s.step_verdict["status"] in ("holds", "fails", "untestable")
+            assert s.eta_gn_step in (0, 4, 8, 12)  # an NTK checkpoint
+            raw = load_unit(out / "cells", cells.cell_name(w, col))["result"]  # what the cell saved
+            assert raw["kernel_lam"].shape == raw["kernel_c2"].shape == (20,)
+            assert np.sum(raw["kernel_c2"]) == pytest.approx(2 * 20 * raw["loss"][0], rel=1e-4)  # Σ c_i = ‖r_0‖²
+            bp = raw["beta_peak"]  # Lanczos where λ_max(Θ_t) peaked among the checkpoints 0 < t < T
+            inner = raw["diag"]["step"][1:-1]
+            assert (bp is None) == (raw["status"] != "finished")
+            if bp is not None:
+                assert bp["step"] == inner[np.argmax(raw["diag"]["lam_max"][1:-1])]
+                assert s.eta_beta_peak == pytest.approx(s.lr * bp["beta"]) and bp["converged"]
     total = sum(sum(row.values()) for row in res["cross_path"]["table"].values())
     assert total == len(res["cells"]) == sum(res["cross"]["verdicts"].values())
 
@@ -189,8 +238,13 @@ def test_plot_and_report_from_saved_results_only(tiny, tmp_path, monkeypatch):
     assert M.plot(loaded, tmp_path / "diverged")[0].stat().st_size > 10_000
     rep = M.report(loaded)
     assert rep["figures"][0][0] == "lplr_map.png" and "offline" in rep["figures"][0][1]
-    claims = {c["claim"].split(" (")[0]: c for c in rep["claims"]}
-    assert claims["v3 width ablation: at width 1024 the fixed step η = 0.001 leaves the local regime"]["holds"] is None
+    assert all(isinstance(c, Verdict) for c in rep["claims"])
+    claims = {c.claim.split(" (")[0]: c for c in rep["claims"]}
+    assert claims["v3 width ablation: at width 1024 the fixed step η = 0.001 leaves the local regime"].status == \
+        "untestable"
+    old = dict(loaded, rules={k: v for k, v in loaded["rules"].items() if k != "conclusion"})  # saved by old rules
+    (row,) = M.report(old)["claims"]
+    assert row.status == "untestable" and "nothing is retrained" in row.decide
 
 
 def raise_if_run(cell):

@@ -42,8 +42,8 @@ def test_a_run_without_beta_trains_the_same_and_says_R_is_not_measured(full, tmp
     for k in ("lam0", "L_theta", "r", "mu_cert", "radius_max", "path_length"):
         assert c[k] == ref[k], k
     row = [r for r in ntk_stability.report(dict(status="finished", data=lean["data"], run=lean))["claims"]
-           if r["claim"].startswith("The drift stays")][0]
-    assert "R not measured" in row["measured"] and "nan" not in row["measured"] and row["holds"] is None
+           if r.claim.startswith("The drift stays")][0]
+    assert "R not measured" in row.why and "nan" not in row.why and row.status == "untestable"
     with pytest.raises(ValueError, match="hessian_iters"):
         gd_run(dict(TINY, hessian_iters=-1), tmp_path / "bad", progress=False)
 

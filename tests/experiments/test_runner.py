@@ -17,6 +17,7 @@ import pytest
 from minilplr.experiments import output, runner
 from minilplr.experiments.io import load_results
 from minilplr.experiments.output import OutputLocked, OutputRefused, lock_output
+from minilplr.theory.verdicts import TABLE_HEADER, compare, identity, render_row
 
 
 def _fake(name, calls):
@@ -37,8 +38,9 @@ def _fake(name, calls):
     def report(res):
         seed = int(res["curve"][0])
         return {"figures": [["curve.png", f"{name}: the curve of seed {seed}"]],
-                "claims": [{"claim": f"{name} ran", "measured": f"seed {seed}", "holds": True},
-                           {"claim": f"{name} rate", "measured": f"rate {res['rate']}", "holds": True}]}
+                "claims": [compare(f"{name} ran", seed, 0, "≥", quantity="seed", scale=1, rests_on=f"seed {seed}"),
+                           compare(f"{name} rate", res["rate"], 10.0, "≤", quantity="rate",
+                                   rests_on=f"rate {res['rate']}")]}
 
     return types.SimpleNamespace(NAME=name, TITLE=f"stand-in {name}", PRESETS={"quick": {"seed": 0, "n": 4}},
                                  run=run, plot=plot, report=report)
@@ -282,9 +284,9 @@ def test_a_damaged_experiment_gets_a_note_and_the_report_keeps_the_others(tmp_pa
     (q / "c" / "results.json").write_text("{")  # truncated
     path = runner.write_report(q, ["a", "b", "c"])
     text = path.read_text()
-    assert "the curve of seed 0" in text and "| a | a ran | seed 0 | yes |" in text
+    assert "the curve of seed 0" in text and "| a | a ran | seed = 0; seed 0 | ≥ 0 | +0 % (marginal) | holds |" in text
     b_section = text.split("## b")[1].split("## c")[0]
-    assert "Figure b/curve.png not drawn yet" in b_section and "| b | b ran | seed 0 | yes |" in text
+    assert "Figure b/curve.png not drawn yet" in b_section and "| b | b ran | seed = 0; seed 0 |" in text
     c_section = text.split("## c")[1].split("## Claims")[0]
     assert "results.json: damaged (not valid JSON" in c_section and "| c |" not in text
     assert (q / "c" / "results.json").exists()  # the report moves nothing
@@ -297,5 +299,31 @@ def test_a_broken_section_does_not_stop_the_run_or_the_report(tmp_path, fake_exp
     status = _run(tmp_path, names=("a", "b"), lines=lines)
     assert status == {"a": "finished", "b": "finished"}
     text = (_q(tmp_path) / "report.md").read_text()
-    assert "_Not reported: KeyError" in text.split("## a")[1].split("## b")[0]
-    assert "the curve of seed 0" in text.split("## b")[1] and "| b | b ran | seed 0 | yes |" in text
+    assert "_Not reported: TypeError: claims: expected a minilplr.theory.verdicts.Verdict, got dict" in \
+        text.split("## a")[1].split("## b")[0]
+    assert "the curve of seed 0" in text.split("## b")[1] and "| b | b ran | seed = 0; seed 0 |" in text
+
+
+def test_the_claims_contract_renders_verdicts_in_one_table_and_identities_apart(tmp_path, fake_experiments,
+                                                                                  monkeypatch):
+    """Issue 20: report() returns Verdicts; the runner renders every row with render_row (threshold, margin, word),
+    counts the statuses, keeps identities in their own table, and an old-format dict is never a "yes"."""
+    def report(res):
+        return {"figures": [], "claims": [compare("rate small", 0.5, 1.0, "≤", quantity="q"),
+                                          compare("rate large", 0.95, 1.0, "≥", quantity="q"),
+                                          {"claim": "old style", "measured": "q = 3", "holds": True}],
+                "checks": [identity("Rayleigh", 1e-9, 1e-6)]}
+
+    monkeypatch.setattr(fake_experiments.mods["a"], "report", report)
+    _run(tmp_path, names=("a",))
+    text = (_q(tmp_path) / "report.md").read_text()
+    claims = text.split("## Claims against measurements")[1].split("## Solver checks")[0]
+    checks = text.split("## Solver checks (identities)")[1]
+    assert TABLE_HEADER in claims and TABLE_HEADER in checks
+    assert render_row(compare("rate small", 0.5, 1.0, "≤", quantity="q"), experiment="a") in claims
+    assert "| a | rate large | q = 0.95 | ≥ 1 | -5 % (marginal) | **fails** |" in claims
+    assert "| a | old style | q = 3 | — | — | untestable: not judged: the experiment returns an old-format claim " \
+           "(reported yes without threshold or margin)" in claims
+    assert "Rows: 1 holds, 1 fails, 1 untestable; 1 marginal" in claims
+    assert "| a | Rayleigh |" in checks and "identity" in checks and "Rayleigh" not in claims
+    assert "| yes |" not in text

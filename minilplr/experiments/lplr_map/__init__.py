@@ -11,7 +11,7 @@ The package, one topic per module:
 * :mod:`.cells` — the grid and its cells: the pilots (``β_0``, ``Θ_0``) and
   the GD runs, run through the sweep (:mod:`minilplr.sweep`);
 * :mod:`.summary` — what one cell says (:class:`~.summary.CellSummary`);
-* :mod:`.verdicts` — the rules: hypotheses, loss, cross-table;
+* :mod:`.verdicts` — the rules: hypotheses, Theorem 5.4's conclusion, loss, cross-table;
 * :mod:`.figure` — the heat maps; :mod:`.claims` — the caption and the claims.
 
 This module is the experiment's interface (:mod:`minilplr.experiments`):

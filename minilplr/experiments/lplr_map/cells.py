@@ -19,6 +19,8 @@ import numpy as np
 from ...backend import to_device, to_host
 from ...nn.models import mlp
 from ...nn.state import float64_copy
+from ...nn.params import load_params
+from ...theory import convergence as _convergence
 from ...theory import dynamics as _dynamics
 from ...theory import ntk as _ntk
 from ...theory import smoothness as _smoothness
@@ -95,8 +97,14 @@ def map_cell(cell: dict) -> dict:
     step), ``final_param_drift``, ``diag`` (per NTK checkpoint: ``step``,
     ``lam_min`` (NaN when unresolved), ``resolved``, ``lam_max``,
     ``ntk_drift_fro``, ``ntk_drift_spec``, ``ntk_diff_spec``), ``kernel_pred``
-    (the kernel-regime loss of ``Θ_0``), ``beta0``, ``betaT`` (``None`` for a
-    diverged run), ``certificate`` (:func:`~minilplr.theory.certificate.run_certificate`),
+    (the kernel-regime loss of ``Θ_0``), ``kernel_lam``, ``kernel_c2`` (its
+    terms, :func:`~minilplr.theory.convergence.kernel_modes`, for the
+    dominance time ``t_dom``), ``beta0``, ``betaT`` (``None`` for a
+    diverged run), ``beta_peak`` (Lanczos at the NTK checkpoint ``step``,
+    ``0 < step < T``, where ``λ_max(Θ_t)``, hence the Gauss–Newton proxy
+    ``η·λ_max(Θ_t)/n``, peaks among the checkpoints between the two other
+    Lanczos points; ``None`` for a diverged run or one without such a checkpoint),
+    ``certificate`` (:func:`~minilplr.theory.certificate.run_certificate`),
     ``n``, ``lr``, ``data``.
     """
     data, model, X, y = _task(cell)
@@ -106,11 +114,16 @@ def map_cell(cell: dict) -> dict:
     r0 = to_host(model.forward(X) - y).astype(np.float64)  # (N, 1) residual at θ_0
     move = KernelMove(K0)  # ‖Θ_0‖_F, ‖Θ_0‖₂ once per cell; one eigensolve per checkpoint
 
+    peak = dict(lam_max=-np.inf, step=None, params=None)  # the checkpoint 0 < t < T where λ_max(Θ_t) peaks
+
     @phase("ntk")
     def diagnostics(model_, t):
         K = K0 if t == 0 else _ntk.empirical_ntk(model_, X, method="structured", dtype="float64")
         spec = _spectrum.ntk_spectrum(K)
         fro, spec_rel, diff = (0.0, 0.0, 0.0) if t == 0 else move(K)  # ntk_drift and ‖Θ_t − Θ_0‖₂, bit for bit
+        if 0 < t < int(cell["steps"]) and float(spec.lam_max) > peak["lam_max"]:  # θ_t kept (one copy): Lanczos after
+            peak.update(lam_max=float(spec.lam_max), step=int(t),
+                        params={k: v.copy() for k, v in model_.params.items()})
         return dict(lam_min=spec.lam_min if spec.resolved else float("nan"), resolved=bool(spec.resolved),
                     lam_max=float(spec.lam_max), ntk_drift_fro=fro, ntk_drift_spec=spec_rel, ntk_diff_spec=diff)
 
@@ -122,6 +135,11 @@ def map_cell(cell: dict) -> dict:
     except Diverged as exc:
         h, status, message = exc.history, "diverged", str(exc)
     betaT = _beta(model, X, y, cell, cell["seed"] + 1) if status == "finished" else None
+    beta_peak = None  # Lanczos where the Gauss–Newton proxy η·λ_max(Θ_t)/n peaks, unless that is t = 0 or T
+    if status == "finished" and peak["step"] is not None:
+        load_params(model, peak["params"])
+        beta_peak = dict(_beta(model, X, y, cell, cell["seed"] + 2), step=int(peak["step"]))
+    lam_k, c2_k = _convergence.kernel_modes(K0, r0)  # the kernel-regime curve's terms: its dominance time t_dom
     keys = ("step", "lam_min", "resolved", "lam_max", "ntk_drift_fro", "ntk_drift_spec", "ntk_diff_spec")
     diag = {k: np.array([d[k] for d in h["diag"]], dtype=float) for k in keys}
     hist = {k: np.asarray(h[k], dtype=float) for k in ("loss", "grad_norm_sq", "lr", "param_drift")}
@@ -135,7 +153,7 @@ def map_cell(cell: dict) -> dict:
     return dict(status=status, message=message, data=data.description, n=n, lr=lr, width=int(cell["width"]),
                 loss=hist["loss"], grad_norm_sq=hist["grad_norm_sq"], param_drift=hist["param_drift"],
                 final_param_drift=res["final_param_drift"], diag=diag, kernel_pred=kernel,
-                beta0=dict(cell["beta0"]), betaT=betaT,
+                beta0=dict(cell["beta0"]), betaT=betaT, beta_peak=beta_peak, kernel_lam=lam_k, kernel_c2=c2_k,
                 certificate={k: v for k, v in cert.items() if not isinstance(v, np.ndarray)})
 
 

@@ -126,7 +126,7 @@ def _verdict_panel(ax, results):
             v = c["verdict"]
             code[i, j] = VERDICTS.index(v["path_verdict"])
             div[i, j] = CellSummary.from_dict(c["summary"]).diverged
-            short = {"linear": "lin", "not linear": "not lin", "too short": "short", "diverged": "div"}[v["loss"]]
+            short = {"linear": "lin", "not linear": "not lin", "untestable": "lin?", "diverged": "div"}[v["loss"]]
             ax.text(j, i, f"{v['path_verdict']}\nP{'✓' if v['path'] else '✗'} C{'✓' if v['hypotheses'] else '✗'}"
                           f" {short}", ha="center", va="center", fontsize=6)
     ax.imshow(np.ma.masked_invalid(code), cmap=mcolors.ListedColormap(_VERDICT_COLOURS),
@@ -135,7 +135,7 @@ def _verdict_panel(ax, results):
         ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="0.3", hatch="///", lw=0))
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _VERDICT_COLOURS]
     ax.legend(handles, VERDICTS, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title("hypotheses on the path (P) ⇒ linear rate; C: μ_cert > 0", fontsize=9)
+    ax.set_title("hypotheses on the path (P) ⇒ (14) and (10); C: μ_cert > 0; lin?: untestable", fontsize=9)
     _axes_labels(ax, results)
 
 

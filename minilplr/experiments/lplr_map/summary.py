@@ -16,7 +16,10 @@ import numpy as np
 
 from ...theory import dynamics as _dynamics
 from ...theory import smoothness as _smoothness
+from ...theory.convergence import step_size_verdict
+from ...theory.verdicts import untestable
 from ..fits import fit_line, fit_linear_rate
+from ..mnist_gd import convergence_verdicts
 from .cells import hessian_top
 
 __all__ = ["CellSummary", "late_fits", "summarise"]
@@ -61,6 +64,14 @@ class CellSummary:
     certified: bool  #: ``μ_cert > 0``
     cert_fraction: float  #: ``n·μ_cert/λ₀ = 1 − L̂_Θ r/λ₀``
     final_param_drift: float  #: ``‖θ_T − θ_0‖`` (a diverged run: the last recorded)
+    # issue 20: Theorem 5.4's conclusion judged with power, and β along the path (None: summaries saved before)
+    envelope_verdict: dict | None = None  #: eq. (10), :func:`~minilplr.theory.convergence.envelope_bound` (Verdict dict)
+    contraction_verdict: dict | None = None  #: eq. (14), :func:`~minilplr.theory.convergence.per_step_contraction`
+    linear_verdict: dict | None = None  #: :func:`~minilplr.theory.convergence.linear_convergence` from ``t_dom``
+    t_dom: float | None = None  #: the kernel-regime dominance time of ``Θ_0`` (None: the cell did not save its modes)
+    eta_gn_step: int | None = None  #: the NTK checkpoint where ``η·λ_max(Θ_t)/n`` peaks
+    eta_beta_peak: float | None = None  #: ``η·β`` by Lanczos at that checkpoint (None: it is 0 or T, or not saved)
+    step_verdict: dict | None = None  #: :func:`~minilplr.theory.convergence.step_size_verdict` over 0, the peak, T
 
     def to_dict(self) -> dict:
         """The stored form: a plain dict in field order (JSON types)."""
@@ -99,6 +110,8 @@ def summarise(cell: dict) -> CellSummary:
     diagnostic never reruns a cell.
     """
     loss = np.asarray(cell["loss"], float)
+    if not np.all(np.isfinite(loss)):  # a diverged run's last loss: every diagnostic reads the finite part
+        loss = loss[: int(np.argmax(~np.isfinite(loss)))]
     d = {k: np.asarray(v, float) for k, v in cell["diag"].items()}
     lr, n = float(cell["lr"]), int(cell["n"])
     diverged = cell["status"] != "finished"
@@ -126,6 +139,23 @@ def summarise(cell: dict) -> CellSummary:
     betas = [cell["beta0"]] + ([cell["betaT"]] if cell.get("betaT") else [])
     conds = [_smoothness.step_size_condition(lr, hessian_top(b)).holds for b in betas]
     cert = cell["certificate"]
+    fin = loss
+    if fin.size >= 2:
+        conv = convergence_verdicts(fin, lr, n, cell["diag"], lam=cell.get("kernel_lam"), c2=cell.get("kernel_c2"),
+                                    dtype=cell.get("dtype", "float32"))
+        rows = {k: conv[k].to_dict() for k in ("envelope", "contraction", "linear")}
+        t_dom = conv["t_dom"].t_dom if conv["t_dom"] is not None else None
+    else:
+        rows = {k: untestable("Theorem 5.4", f"{fin.size} finite loss(es)", "a run with two finite losses").to_dict()
+                for k in ("envelope", "contraction", "linear")}
+        t_dom = None
+    bp = cell.get("beta_peak")
+    gn_step = int(d["step"][int(np.argmax(d["lam_max"]))]) if d["lam_max"].size else None
+    points = ([("t = 0", hessian_top(cell["beta0"]))] + ([(f"t = {bp['step']}", hessian_top(bp))] if bp else [])
+              + ([("t = T", hessian_top(cell["betaT"]))] if cell.get("betaT") else []))
+    eta_gn_max = float(lr * np.max(d["lam_max"]) / n) if d["lam_max"].size else float("nan")
+    step = step_size_verdict(lr, points, gn_max=eta_gn_max if math.isfinite(eta_gn_max) else None, gn_step=gn_step,
+                             claim="η ≤ 1/β along the path")
     decrease = float(loss[0] / loss[-1]) if loss.size and loss[-1] > 0 else float("nan")
     return CellSummary(
         width=int(cell["width"]), lr=lr, diverged=diverged, steps=int(loss.size), r2=float(fit["r2"]), rate=q,
@@ -139,10 +169,13 @@ def summarise(cell: dict) -> CellSummary:
         eta_beta0=lr * float(cell["beta0"]["beta"]),
         eta_beta_max=max(lr * float(b["beta"]) for b in betas), beta_checkpoints=len(betas),
         eta_beta_certified=bool(all(c is True for c in conds)), eta_beta_conditions=conds,
-        eta_gn_max=float(lr * np.max(d["lam_max"]) / n) if d["lam_max"].size else float("nan"),
+        eta_gn_max=eta_gn_max,
         mu_cert=float(cert["mu_cert"]), certified=bool(cert["certified"]),
         cert_fraction=float(cert["mu_cert"] * n / cert["lam0"]) if math.isfinite(cert["lam0"]) and cert["lam0"] > 0
         else float("nan"),
         final_param_drift=float(cell["final_param_drift"]) if not diverged else
         (float(cell["param_drift"][-1]) if len(cell["param_drift"]) else float("nan")),
+        envelope_verdict=rows["envelope"], contraction_verdict=rows["contraction"], linear_verdict=rows["linear"],
+        t_dom=t_dom, eta_gn_step=gn_step, eta_beta_peak=lr * float(bp["beta"]) if bp else None,
+        step_verdict=step.to_dict(),
     )
