@@ -55,6 +55,20 @@ same numbers bit for bit.
 
 Without network the data are five MNIST digits padded to 32×32 (one
 channel): every caption says which.
+
+The verdicts (issue 20)
+-----------------------
+* "Linear under SGD": ``R² ≥`` :data:`~minilplr.theory.verdicts.R2_LINEAR`
+  (the threshold of Fig. 1 and Fig. 4) for every seed **and** every EMA
+  factor of :data:`EMA_GRID` (0.90–0.98): the row is the worst case, so it
+  cannot hinge on the smoothing knob; behind the decade rule on the epoch
+  means (:func:`linear_verdict`).
+* The cosine step's effect: whether the second half's epoch-mean loss keeps
+  one rate (:func:`cosine_verdict`).
+* The PL slope, fitted only where the smoothed mini-batch ``‖g‖²`` is
+  :data:`NOISE_MARGIN` times above its noise floor, drawn on the plot
+  (:func:`pl_verdict`).
+* The probe's ``λ_min > 0``: *vacuous* while ``N·K < P`` (:func:`probe_verdict`).
 """
 from __future__ import annotations
 

@@ -7,6 +7,11 @@ The paper reports that both converge linearly and the enhanced one more
 slowly.  The figure shows both loss curves on a semi-log axis with their
 fitted rates (L* = 0), and ``λ_min(Θ_t)/n`` of each.
 
+Each initialisation's "converges linearly" is judged behind the decade
+rule (:func:`~minilplr.theory.verdicts.too_short`, the LPLR map's): a loss
+that fell by less than ×10 is *untestable*, however straight, and only
+then ``R² ≥`` :data:`~minilplr.theory.verdicts.R2_LINEAR`.
+
 The He run is Fig. 1's (the same config, so the same cached run); the other
 initialisation's Hessian ``β`` is read by nobody, so that run is made without
 it (:func:`~minilplr.experiments.mnist_gd.lean_config`, ``hessian_iters = 0``).

@@ -20,6 +20,17 @@ recomputed from the run's initial model (same seed); its unscaled sum is
 checked against the run's saved ``ntk0`` unit.  The drift is of the run's
 own (unscaled) Θ: a ratio, unchanged by a global scale.
 
+The claims (issue 20) use every width: Spearman's ``ρ_s`` with its
+permutation ``p`` (:func:`~minilplr.theory.verdicts.rank_correlation`) for
+the final loss and the drift.  Fixed ``η`` is a different fraction of
+``1/β_0`` at each width (``β_0`` grows with ``H`` in standard
+parameterisation), so beside it the same ablation runs at a fixed
+``η·β_0 = eta_beta0`` (:func:`beta_at_init`, :func:`fixed_eta_beta_config`).
+Fig. 5b's claim is ``E[err²] ∝ H^a`` with ``a = −1`` through the means of
+16 initialisations per width, with a bootstrap interval
+(:func:`kernel_verdict`): it holds when the interval contains ``−1`` and
+excludes ``−2/3``.
+
 Fig. 5 reads of each run only the loss curve, the final drift and the NTK
 diagnostics at ``t = 0`` and ``t = T``: the run at the configured width is
 Fig. 1's (same config, same cached run); the others are made with NTK
