@@ -20,6 +20,17 @@ recomputed from the run's initial model (same seed); its unscaled sum is
 checked against the run's saved ``ntk0`` unit.  The drift is of the run's
 own (unscaled) Θ: a ratio, unchanged by a global scale.
 
+The claims (issue 20) use every width: Spearman's ``ρ_s`` with its
+permutation ``p`` (:func:`~minilplr.theory.verdicts.rank_correlation`) for
+the final loss and the drift.  Fixed ``η`` is a different fraction of
+``1/β_0`` at each width (``β_0`` grows with ``H`` in standard
+parameterisation), so beside it the same ablation runs at a fixed
+``η·β_0 = eta_beta0`` (:func:`beta_at_init`, :func:`fixed_eta_beta_config`).
+Fig. 5b's claim is ``E[err²] ∝ H^a`` with ``a = −1`` through the means of
+16 initialisations per width, with a bootstrap interval
+(:func:`kernel_verdict`): it holds when the interval contains ``−1`` and
+excludes ``−2/3``.
+
 Fig. 5 reads of each run only the loss curve, the final drift and the NTK
 diagnostics at ``t = 0`` and ``t = T``: the run at the configured width is
 Fig. 1's (same config, same cached run); the others are made with NTK
@@ -29,6 +40,7 @@ every number shown, is the same.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +52,10 @@ from ..store import load_or_discard
 from ..theory import infinite_ntk as _inf
 from ..theory import ntk_shares as _shares
 from ..theory.spectrum import ntk_spectrum
-from ..theory.verdicts import fmt
+from ..nn.state import float64_copy
+from ..theory import smoothness as _smoothness
+from ..theory.verdicts import (Verdict, fit_power_law, fmt, monotone, power_law_exponent, rank_correlation,
+                               untestable)
 from .io import config_hash
 from .mnist_gd import MNIST_PRESETS, gd_run, lean_config, load_task, run_config, settings_text
 from .plotting import figure, footer, save
@@ -51,10 +66,16 @@ TITLE = ("LPLR paper Fig. 5: width ablation (final loss, parameter drift, final 
          "the initial NTK against the infinite-width one)")
 #: ``kernel_seeds``: initialisations per width at which Θ̃_0 is set beside Θ_∞ (the first is the run's own;
 #: the others are only drawn, not trained)
+#: ``eta_beta0``: the fixed-``η·β_0`` ablation beside the fixed-``η`` one: at each width a second run with
+#: ``η = eta_beta0/β_0(H)``, ``β_0`` the Hessian's top eigenvalue at θ_0 by Lanczos (None: no such runs)
 PRESETS = {
-    "paper": dict(MNIST_PRESETS["paper"], widths=[64, 128, 256, 512, 1024, 2048], kernel_seeds=3),
-    "quick": dict(MNIST_PRESETS["quick"], widths=[32, 64, 128, 256], kernel_seeds=5),
+    "paper": dict(MNIST_PRESETS["paper"], widths=[64, 128, 256, 512, 1024, 2048], kernel_seeds=16, eta_beta0=0.5),
+    "quick": dict(MNIST_PRESETS["quick"], widths=[32, 64, 128, 256], kernel_seeds=16, eta_beta0=0.5),
 }
+ERR_EXPONENT = -1.0
+"""Theory: ``E[‖Θ̃_0(H) − Θ_∞‖_F²] ∝ H^{-1}`` (fluctuations of a sum of ``H`` independent terms)."""
+ERR_ALTERNATIVE = -2.0 / 3.0
+"""The exponent the fit must exclude for the claim to hold (a slower approach)."""
 
 
 def _model(rc: dict, backend):
@@ -110,6 +131,20 @@ def kernel_at_init(rc: dict, X, theta_inf, folder: Path | None, backend=None) ->
                 ntk0_check=check)
 
 
+def beta_at_init(rc: dict, X, y, backend=None) -> dict:
+    """``β_0``: the top Hessian eigenvalue of the run ``rc``'s model at θ_0 (float64 copy, Lanczos, ``ncv = 6``, as
+    :func:`~minilplr.experiments.mnist_gd.gd_run` reads it), with its residual.  ``X (N, 784)``, ``y (N, 1)`` float64."""
+    top = _smoothness.hessian_top_eigenvalue(float64_copy(_model(rc, get_backend(backend))), X, y, tol=1e-6, ncv=6,
+                                             maxiter=20, seed=rc["seed"])
+    return dict(beta0=float(top.beta), residual=float(top.residual), converged=bool(top.converged))
+
+
+def fixed_eta_beta_config(config: dict, width: int, beta0: float) -> dict:
+    """The lean run config of ``width`` at ``η = eta_beta0/β_0`` (6 significant digits: a stable cache key)."""
+    return lean_config(config, beta=False, every_checkpoint=False, width=width,
+                       lr=float(f"{float(config['eta_beta0']) / beta0:.6g}"))
+
+
 def run(config, out_dir, backend=None, progress=True):
     rows = []
     runs = Path(out_dir).parent / "runs"
@@ -124,8 +159,18 @@ def run(config, out_dir, backend=None, progress=True):
             kern = [kernel_at_init(dict(rc, seed=rc["seed"] + s), X, limit["theta"],
                                    runs / f"{config['init']}-{config_hash(rc)}" if s == 0 else None, backend)
                     for s in range(int(config["kernel_seeds"]))]  # s = 0: the run's own θ_0
+        ab = {}
+        if config.get("eta_beta0"):
+            task = load_task(rc)
+            with phase("hessian"):
+                b0 = beta_at_init(rc, X, to_device(task.y.reshape(-1, 1), get_backend(backend), np.float64), backend)
+            rb = fixed_eta_beta_config(config, w, b0["beta0"])
+            resb = gd_run(rb, runs, backend, progress, label=f"{config['init']}-etabeta")
+            ab = dict(beta0=b0["beta0"], beta0_residual=b0["residual"], lr_eta_beta=rb["lr"],
+                      final_loss_eta_beta=float(resb["history"]["loss"][-1]), drift_eta_beta=resb["final_param_drift"],
+                      status_eta_beta=resb["status"])
         d = res["diag"]
-        rows.append(dict(width=w, status=res["status"], final_loss=float(res["history"]["loss"][-1]),
+        rows.append(dict(**ab, width=w, status=res["status"], final_loss=float(res["history"]["loss"][-1]),
                          drift=res["final_param_drift"],
                          lam_min0=float(d["lam_min"][0]) if d else float("nan"),
                          lam_minT=float(d["lam_min"][-1]) if d else float("nan"),
@@ -152,6 +197,9 @@ def plot(results, out_dir):
     ax.set_title("training loss", fontsize=10)
     ax = axes[1]
     ax.loglog(w, [r["final_loss"] for r in rows], "o-", color="C0", label="final loss $L_T$")
+    if all("final_loss_eta_beta" in r for r in rows):
+        ax.loglog(w, [r["final_loss_eta_beta"] for r in rows], "o--", color="C0", mfc="none",
+                  label=rf"final loss at fixed $\eta\beta_0$ = {fmt(rows[0]['lr_eta_beta'] * rows[0]['beta0'], 2)}")
     ax.loglog(w, [r["drift"] for r in rows], "s-", color="C1", label=r"drift $\|\theta_T-\theta_0\|$")
     ax.loglog(w, [r["ntk_driftT"] for r in rows], "^-", color="C2", label=r"NTK drift $\|\Theta_T-\Theta_0\|_F/\|\Theta_0\|_F$")
     ax.set_xscale("log", base=2)
@@ -246,36 +294,70 @@ def _settings(results) -> str:
             + f"; widths {', '.join(str(int(r['width'])) for r in results['rows'])}")
 
 
+def width_verdicts(rows) -> list:
+    """Fig. 5's claims over all widths: final loss and drift against width by Spearman's ``ρ_s`` with its ``p``
+    (:func:`~minilplr.theory.verdicts.rank_correlation`), at fixed ``η`` and, beside it, at fixed ``η·β_0``."""
+    w = [r["width"] for r in rows]
+    mono = monotone("final loss monotone", w, [r["final_loss"] for r in rows], "decreasing")
+    out = [rank_correlation("Wider networks reach a lower final training loss, at fixed η (Spearman over all "
+                            "widths, one-sided α = 0.05)", w, [r["final_loss"] for r in rows], "decreasing",
+                            quantity="final loss")]
+    out[0] = replace(out[0], rests_on=out[0].rests_on + "; final losses " + ", ".join(
+        f"{a}: {fmt(r['final_loss'])}" for a, r in zip(w, rows)) + f"; strictly monotone: {mono.status}")
+    eb = "The same at fixed η·β_0 (η = c/β_0(H), β_0 by Lanczos at θ_0): the confound of fixed η removed"
+    if all("final_loss_eta_beta" in r for r in rows):
+        v = rank_correlation(eb, w, [r["final_loss_eta_beta"] for r in rows], "decreasing")
+        c = rows[0]["lr_eta_beta"] * rows[0]["beta0"]
+        out.append(replace(v, rests_on=v.rests_on + f"; c = {fmt(c, 2)}; " + ", ".join(
+            f"{a}: L_T {fmt(r['final_loss_eta_beta'])} (β_0 {fmt(r['beta0'])}, fixed η is {fmt(r_eta(r), 2)}/β_0)" for a, r in zip(w, rows))))
+    else:
+        out.append(untestable(eb, "these results predate the fixed-η·β_0 runs",
+                              "a rerun of fig5_width_ablation (the fixed-η runs are cached)"))
+    d = rank_correlation("Parameter drift ‖θ_T − θ_0‖ shrinks with width (the lazy regime; Spearman over all widths)",
+                         w, [r["drift"] for r in rows], "decreasing", quantity="drift")
+    out.append(replace(d, rests_on=d.rests_on + "; drift " + ", ".join(
+        f"{a}: {fmt(r['drift'])}" for a, r in zip(w, rows))))
+    return out
+
+
+def r_eta(row) -> float:
+    """``η·β_0`` of the fixed-``η`` run of ``row`` (its step over the width's own ``1/β_0``)."""
+    return float(row.get("lr", float("nan"))) * float(row["beta0"])
+
+
+def kernel_verdict(rows) -> Verdict:
+    r"""Fig. 5b: ``E[err²] ∝ H^a`` through the seed means of ``err² = (‖Θ̃_0 − Θ_∞‖_F/‖Θ_∞‖_F)²``, bootstrap over the
+    initialisations (:func:`~minilplr.theory.verdicts.fit_power_law`); holds when the 95 % interval contains
+    ``a = −1`` and excludes ``−2/3``."""
+    w = [r["width"] for r in rows]
+    samples = [np.asarray(r["kernel_err0"], float) ** 2 for r in rows]
+    fit = fit_power_law(w, samples, level=0.95, n_boot=2000, seed=0)
+    return power_law_exponent(f"The rescaled initial NTK approaches Θ_∞ like E[‖Θ̃_0 − Θ_∞‖_F²] ∝ H^(−1) (the error "
+                              f"∝ H^(−1/2)): the 95 % bootstrap interval of a contains −1 and excludes −2/3",
+                              fit, ERR_EXPONENT, ERR_ALTERNATIVE, quantity="a")
+
+
 def report(results):
     rows = results["rows"]
-    finals = [r["final_loss"] for r in rows]
-    drifts = [r["drift"] for r in rows]
-    mono = all(b <= a for a, b in zip(finals, finals[1:]))
-    corr = float(np.corrcoef(np.log([r["width"] for r in rows]), np.log(finals))[0, 1]) if len(rows) > 2 else float("nan")
     table = "; ".join(f"H={r['width']}: L_T {fmt(r['final_loss'])}, drift {fmt(r['drift'])}, λ_min(Θ_T) {fmt(r['lam_minT'])}"
-                      for r in rows)
+                      + (f", at η = {fmt(r['lr_eta_beta'])} = c/β_0: L_T {fmt(r['final_loss_eta_beta'])}"
+                         if "final_loss_eta_beta" in r else "") for r in rows)
     cap = (f"Fig. 5 (LPLR): width ablation. {settings_text(results['example'])}. {table}.")
-    claims = [
-        dict(claim="Wider networks reach a lower final training loss",
-             measured=f"final losses {', '.join(fmt(x) for x in finals)} for widths "
-                      f"{', '.join(str(r['width']) for r in rows)} (monotone: {mono}; corr(log H, log L_T) = {fmt(corr)})",
-             holds=bool(mono) if mono else (bool(corr < -0.8) if np.isfinite(corr) else None)),
-        dict(claim="Parameter drift shrinks with width (the lazy / local regime)",
-             measured=", ".join(f"{r['width']}: {fmt(d)}" for r, d in zip(rows, drifts)),
-             holds=bool(drifts[-1] < drifts[0])),
-    ]
+    lr = results["example"]["run_config"]["lr"]
+    for r in rows:
+        r.setdefault("lr", lr)
+    claims = width_verdicts(rows)
     figures = [("fig5_width_ablation.png", cap)]
     if not _has_kernel(results):
-        claims.append(dict(claim="The initial NTK approaches the infinite-width NTK as the width grows",
-                           measured="not computed: these results predate the comparison (delete the "
-                                    "fig5_width_ablation folder and re-run; the GD runs are cached)", holds=None))
+        claims.append(untestable("The initial NTK approaches the infinite-width NTK as the width grows",
+                                 "these results predate the comparison", "delete the fig5_width_ablation folder and "
+                                 "re-run (the GD runs are cached)"))
         return {"figures": figures, "claims": claims}
     w = [r["width"] for r in rows]
     seeds = len(rows[0]["kernel_err0"])
     err, _, _, err_own = _seed_stats(rows, "kernel_err0")
     lam, lam_lo, lam_hi, _ = _seed_stats(rows, "lam_min0_scaled")
     lam_inf = results["kernel"]["lam_min_inf"]
-    slope = loglog_slope(w, err)
     gaps = [abs(x - lam_inf) / lam_inf for x in lam]
     checks = np.array([r["ntk0_check"] for r in rows], float)
     check = fmt(float(np.nanmax(checks))) if np.isfinite(checks).any() else "n/a (no saved ntk0)"
@@ -284,18 +366,14 @@ def report(results):
                     "the infinite-width NTK Θ_∞, its λ_min against λ_min(Θ_∞), and the NTK drift over training. "
                     + _kernel_note(results) + " Medians over the initialisations: " + "; ".join(
                         f"H={r['width']}: ‖Θ̃_0−Θ_∞‖_F/‖Θ_∞‖_F {fmt(e)}, λ_min(Θ̃_0) {fmt(x)}, NTK drift {fmt(r['ntk_driftT'])}"
-                        for r, e, x in zip(rows, err, lam)) + f"; λ_min(Θ_∞) {fmt(lam_inf)}. Data: {results['data']}."))
-    claims += [
-        dict(claim="The rescaled initial NTK approaches Θ_∞ at the rate H^(-1/2) (theory: slope −1/2 on log–log)",
-             measured=f"‖Θ̃_0(H) − Θ_∞‖_F/‖Θ_∞‖_F, median over {seeds} inits: "
-                      f"{', '.join(f'{a}: {fmt(e)}' for a, e in zip(w, err))}; fitted slope {fmt(slope, 2)} "
-                      f"(the trained runs' own inits alone: {fmt(loglog_slope(w, err_own), 2)}); the recomputed θ_0 "
-                      f"matches the runs' saved Θ_0 to {check} (relative)",
-             holds=bool(-0.75 < slope < -0.3) if np.isfinite(slope) else None),
-        dict(claim="λ_min of the rescaled initial NTK approaches λ_min(Θ_∞) as the width grows",
-             measured=f"λ_min(Θ̃_0(H)), median [min, max] over {seeds} inits: "
-                      f"{', '.join(f'{a}: {fmt(x)} [{fmt(l)}, {fmt(h)}]' for a, x, l, h in zip(w, lam, lam_lo, lam_hi))}"
-                      f" against λ_min(Θ_∞) = {fmt(lam_inf)}; relative gaps {', '.join(fmt(g, 2) for g in gaps)}",
-             holds=bool(all(b < a for a, b in zip(gaps, gaps[1:]))) if all(np.isfinite(gaps)) else None),
-    ]
+                        for r, e, x in zip(rows, err, lam)) + f"; λ_min(Θ_∞) {fmt(lam_inf)}; the recomputed θ_0 "
+                    f"matches the runs' saved Θ_0 to {check} (relative). Data: {results['data']}."))
+    kv = kernel_verdict(rows)
+    if seeds < 16:
+        kv = replace(kv, why="; ".join(t for t in (kv.why, f"only {seeds} initialisations per width "
+                                                                              "(the preset now asks 16)") if t))
+    lv = monotone(f"λ_min of the rescaled initial NTK approaches λ_min(Θ_∞) = {fmt(lam_inf)} as the width grows "
+                  f"(the relative gap of the median over {seeds} inits falls at every width step)", w, gaps,
+                  "decreasing", quantity="gap")
+    claims += [kv, lv]
     return {"figures": figures, "claims": claims}

@@ -76,7 +76,7 @@ __all__ = [
     "compare", "within", "identity", "vacuous", "untestable", "too_short",
     "monotone", "spearman", "rank_correlation", "critical_spearman",
     "PowerLawFit", "fit_power_law", "power_law_exponent",
-    "TABLE_HEADER", "render_row", "fmt",
+    "TABLE_HEADER", "render_row", "fmt", "R2_LINEAR", "worst_case",
 ]
 
 STATUSES = ("holds", "fails", "vacuous", "untestable", "identity")
@@ -678,3 +678,55 @@ def render_row(v: Verdict, experiment: str | None = None) -> str:
     if experiment is not None:
         cells.insert(0, experiment)
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+# --------------------------------------------------------------------------- shared thresholds, worst case (V2)
+
+R2_LINEAR = 0.95
+r"""The one R² threshold of a straight-line (geometric-rate) reading of ``log(L_t − L*)`` against ``t``.
+
+Shared by Fig. 1, Fig. 3 and Fig. 4: a run is read as "log-linear" when the
+least-squares line through ``log(L_t − L*)`` explains at least 95 % of its
+variance.  R² alone has little power against sublinear decay over less than
+a decade (:func:`too_short` gates it) and none against a sum of geometric
+terms (:func:`minilplr.theory.convergence.linear_convergence` is the test
+with power); it is kept because it is what the paper's figures show.
+"""
+
+
+def worst_case(claim: str, verdicts, *, labels=None, rests_on: str = "") -> Verdict:
+    r"""One claim over several settings (seeds, smoothing factors, widths): it holds only where every part holds.
+
+    The status is the worst of the parts, in the order
+    ``fails > untestable > vacuous > holds > identity``; the measured number,
+    threshold and margin are those of the part with the smallest margin
+    among the parts of that status (the one nearest to flipping, or
+    furthest on the wrong side), so the row states the worst case, not an
+    average.
+
+    .. math:: m = \min_k m_k
+
+    Parameters
+    ----------
+    verdicts : sequence of Verdict (at least one)
+    labels : sequence of str, optional, one per verdict ("seed 0, EMA 0.9"), named in the row
+    rests_on : str, prefixed to the worst part's own ``rests_on``
+    """
+    vs = list(verdicts)
+    if not vs or not all(isinstance(v, Verdict) for v in vs):
+        raise ValueError("verdicts: expected at least one Verdict")
+    labels = [f"part {i}" for i in range(len(vs))] if labels is None else [str(x) for x in labels]
+    if len(labels) != len(vs):
+        raise ValueError(f"labels: expected one label per verdict ({len(vs)}), got {len(labels)}")
+    order = ("fails", "untestable", "vacuous", "holds", "identity")
+    status = min((v.status for v in vs), key=order.index)
+    part = [i for i, v in enumerate(vs) if v.status == status]
+    worst = min(part, key=lambda i: float(vs[i].margin) if _finite(vs[i].margin) else math.inf)
+    w = vs[worst]
+    counts = ", ".join(f"{sum(v.status == s for v in vs)} {s}" for s in order if any(v.status == s for v in vs))
+    text = "; ".join(t for t in (rests_on, f"worst of {len(vs)} ({counts}): {labels[worst]}"
+                                 + (f", {w.rests_on}" if w.rests_on else "")) if t)
+    margins = [float(v.margin) if _finite(v.margin) else None for v in vs]
+    return Verdict(claim, status, w.quantity, w.measured, w.threshold, w.relation, w.margin, text, w.why, w.decide,
+                   details=dict(labels=labels, statuses=[v.status for v in vs], margins=margins,
+                                measured=[_float_or_none(v.measured) for v in vs]))

@@ -7,6 +7,7 @@ the check of their own claims.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import struct
 
@@ -15,6 +16,7 @@ import pytest
 
 from minilplr.experiments.linear_runs import data_from_config, weights_from_config
 from minilplr.theory.linear import local_smoothness_bound, make_network, sigma2_T
+from minilplr.theory.verdicts import STATUSES, Verdict
 
 from ..helpers import TINY_LINEAR_DATA
 
@@ -23,13 +25,13 @@ NUM = r"(nan|inf|[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)"
 
 
 def tiny_config(module):
-    """The experiment's quick preset shrunk to 6 samples, 60 steps, two seeds and widths 20 (and 40)."""
+    """The experiment's quick preset shrunk to 6 samples, 60 steps, two seeds and widths 20 (and 40, 80: three points, so a trend can be judged)."""
     cfg = dict(module.PRESETS["quick"])
     cfg["data"] = TINY_LINEAR_DATA
     cfg["steps"] = 60
     cfg["init_seeds"] = [0, 1]
     if "widths" in cfg:
-        cfg["widths"], cfg["kappa_widths"] = [20, 40], [10, 20, 40]
+        cfg["widths"], cfg["kappa_widths"] = [20, 40, 80], [10, 20, 40]
     else:
         cfg["h"] = 20
     return cfg
@@ -99,8 +101,11 @@ def assert_runs_plots_and_reports(name, check, tmp_path, be):
             assert np.array_equal(np.asarray(v), np.asarray(r2[k]), equal_nan=np.asarray(v).dtype.kind == "f"), k
     rep = mod.report(res)
     check(res, rep, be)
-    assert rep["claims"] and all(isinstance(c["holds"], bool) for c in rep["claims"])
-    assert all(re.search(NUM, c["measured"]) for c in rep["claims"])  # every claim carries measured values
+    # every claim a Verdict of the vocabulary that says its number (and, when compared, its threshold and margin)
+    assert rep["claims"] and all(isinstance(c, Verdict) and c.status in STATUSES for c in rep["claims"])
+    judged = [c for c in rep["claims"] if c.status in ("holds", "fails")]
+    assert all(c.measured is not None and math.isfinite(c.measured) and c.margin is not None for c in judged)
+    assert all(c.why and c.decide for c in rep["claims"] if c.status in ("untestable", "vacuous"))
     paths = mod.plot(res, tmp_path)
     assert sorted(p.name for p in paths) == sorted(f for f, _ in rep["figures"])
     for p in paths:

@@ -37,20 +37,39 @@ def test_kernel_rows_come_from_the_runs_own_initialisation(results, be):
     assert res["kernel"]["lam_min_inf"] == pytest.approx(lam, rel=1e-12)
 
 
+def test_fixed_eta_beta_runs_use_the_lanczos_beta_at_init(results, be):
+    """Each width's second run has η = eta_beta0/β_0 (6 digits), β_0 the Hessian's top eigenvalue at the run's
+    own θ_0 (recomputed here), and is a run of its own (not the fixed-η run's cache).
+
+    Planted bug caught: β_0 read at another seed's θ_0 (``seed=rc["seed"] + 1`` in ``run``)."""
+    res, out = results
+    X = to_device(load_task(run_config(TINY, width=8)).X, be, np.float64)
+    y = to_device(load_task(run_config(TINY, width=8)).y.reshape(-1, 1), be, np.float64)
+    for r in res["rows"]:
+        rc = fig5.width_config(TINY, r["width"])
+        b0 = fig5.beta_at_init(rc, X, y, be)["beta0"]
+        assert r["beta0"] == pytest.approx(b0, rel=1e-6)
+        assert r["lr_eta_beta"] == pytest.approx(TINY["eta_beta0"] / b0, rel=1e-5)
+        assert fig5.fixed_eta_beta_config(TINY, r["width"], b0)["lr"] != rc["lr"]
+        assert r["status_eta_beta"] == "finished" and np.isfinite(r["final_loss_eta_beta"])
+
+
 def test_plot_and_report_read_saved_results(results):
     res, out = results
     figs = fig5.plot(res, out)
     assert [f.name for f in figs] == ["fig5_width_ablation.png", "fig5_width_kernel.png"]
     rep = fig5.report(res)
     assert [f for f, _ in rep["figures"]] == ["fig5_width_ablation.png", "fig5_width_kernel.png"]
-    claims = {c["claim"]: c for c in rep["claims"]}
-    assert any("H^(-1/2)" in c for c in claims) and any("λ_min(Θ_∞)" in c for c in claims)
+    claims = {c.claim: c for c in rep["claims"]}
+    assert any("H^(−1)" in c for c in claims) and any("λ_min(Θ_∞)" in c for c in claims)
+    assert any("fixed η·β_0" in c for c in claims)
+    assert all(c.status in ("holds", "fails", "untestable") for c in rep["claims"])
     old = copy.deepcopy(res)  # results saved before the comparison existed
     del old["kernel"]
     for r in old["rows"]:
         del r["kernel_err0"], r["lam_min0_scaled"], r["ntk0_check"]
     assert [f.name for f in fig5.plot(old, out)] == ["fig5_width_ablation.png"]
-    assert fig5.report(old)["claims"][-1]["holds"] is None
+    assert fig5.report(old)["claims"][-1].status == "untestable"
 
 
 def test_loglog_slope():

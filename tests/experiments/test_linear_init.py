@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from minilplr.theory.linear import kappa_T, sigma2_T, steps_to_tolerance
 
@@ -25,11 +26,13 @@ def _check_linear_init(res, rep, be):
         if r["schedule"] == "adaptive":
             check_eq19(r, cfg["schedule_opts"]["adaptive"], net)
     for claim, sched in zip(rep["claims"], cfg["schedules"]):
-        want = fmt_means([r for r in res["runs"] if r["schedule"] == sched], "iters_to_tol", "p", ".1f")
-        got = {float(p): v for v, p in re.findall(NUM + r" \(p=([\d.]+)\)", claim["measured"])}
-        assert got == want, claim
+        want = fmt_means([r for r in res["runs"] if r["schedule"] == sched], "iters_to_tol", "p", ".17g")
         its = [float(want[p]) for p in sorted(want)]
-        assert claim["holds"] == all(a < b for a, b in zip(its, its[1:])), claim
+        if not all(np.isfinite(its)):
+            assert claim.status == "untestable", claim
+            continue
+        assert claim.details["y"] == pytest.approx(its, rel=1e-12), claim  # the seed means, ordered by p
+        assert claim.status == ("holds" if all(a < b for a, b in zip(its, its[1:])) else "fails"), claim
 
 
 def test_experiment_runs_plots_and_reports(tmp_path, be):

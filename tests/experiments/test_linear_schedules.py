@@ -9,6 +9,7 @@ import math
 import re
 
 import numpy as np
+import pytest
 
 from minilplr.theory.linear import steps_to_tolerance
 
@@ -33,12 +34,12 @@ def _check_linear_schedules(res, rep, be):
         assert np.all(np.diff(r["evals"]) >= 1)
         assert np.array_equal([r["iters_to_tol"]], [steps_to_tolerance(r["gap"], tol)], equal_nan=True)
     for claim, key in zip(rep["claims"], ("iters_to_tol", "evals_to_tol")):
-        want = fmt_means(res["runs"], key, "schedule", ".1f")
-        got = dict(re.findall(r"(\w+): " + NUM, claim["measured"].split(";  Armijo")[0]))
-        assert {k: got[k] for k in want} == want, claim
-        ad = float(want["adaptive"])
-        others = [float(v) for k, v in want.items() if k != "adaptive"]
-        assert claim["holds"] == (math.isfinite(ad) and all(ad < x or not math.isfinite(x) for x in others)), claim
+        want = {k: float(v) for k, v in fmt_means(res["runs"], key, "schedule", ".17g").items()}
+        ad = want["adaptive"]
+        others = {k: v for k, v in want.items() if k != "adaptive" and math.isfinite(v)}
+        best = min(others, key=others.get)
+        assert claim.quantity == f"adaptive/{best}" and claim.measured == pytest.approx(ad / others[best], rel=1e-12)
+        assert claim.status == ("holds" if ad <= others[best] else "fails"), claim
 
 
 def test_experiment_runs_plots_and_reports(tmp_path, be):

@@ -228,3 +228,24 @@ def test_this_sections_table_is_true():
         tests = file_functions(ROOT / row["file"])
         assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
         assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
+
+
+# --------------------------------------------------------------------------- worst case over settings (V2)
+
+
+def test_worst_case_is_the_part_nearest_to_flipping_and_flips_with_one_part():
+    """Three seeds holding with margins 0.3, 0.02, 0.5: the row holds with margin 0.02, names that seed and is
+    marginal; one part failing makes the row fail (with that part's margin); an untestable part outranks holds."""
+    parts = [V.compare("R² ≥ 0.95", x, V.R2_LINEAR, "≥", quantity="R²") for x in (0.95 * 1.3, 0.95 * 1.02, 0.95 * 1.5)]
+    v = V.worst_case("linear for every seed", parts, labels=["seed 0", "seed 1", "seed 2"])
+    assert v.status == "holds" and v.margin == pytest.approx(0.02) and v.marginal and "seed 1" in v.rests_on
+    assert v.details["statuses"] == ["holds"] * 3
+    bad = parts + [V.compare("R² ≥ 0.95", 0.9, V.R2_LINEAR, "≥")]
+    v = V.worst_case("linear for every seed", bad, labels=["a", "b", "c", "d"])
+    assert v.status == "fails" and v.margin == pytest.approx((0.9 - 0.95) / 0.95) and "d" in v.rests_on
+    short = V.too_short("linear", [1.0, 0.5])
+    assert V.worst_case("linear", parts + [short]).status == "untestable"
+    with pytest.raises(ValueError, match="labels"):
+        V.worst_case("x", parts, labels=["one"])
+    with pytest.raises(ValueError, match="verdicts"):
+        V.worst_case("x", [])
