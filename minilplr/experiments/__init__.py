@@ -40,5 +40,6 @@ EXPERIMENTS: list[str] = [
     "linear_init",
     "linear_imbalance",
     "lplr_map",
+    "architecture",
 ]
 """Run order of ``scripts/run_all.py``: the LPLR paper's MNIST figures, then the linear-network paper's."""
