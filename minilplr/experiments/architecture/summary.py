@@ -89,6 +89,6 @@ def summarise(res: dict) -> dict:
         contraction_status=v.status if v is not None else "n/a",
         kernel_err=kernel_err, ntk_drift=float(res["diag"]["ntk_drift"][-1]),
         decrease=float(loss[0] / loss[-1]) if loss.size else float("nan"),
-        frozen_ratio=float(res["lam_min_frozen0"]) / lam[0] if res.get("batchnorm", cfg["batchnorm"]) else float("nan"),
+        frozen_ratio=float(res["lam_min_frozen0"]) / lam[0] if cfg["batchnorm"] else float("nan"),
         lam_min_inf=_nan(inf.get("lam_min_inf")), lam_min_scaled0=_nan(inf.get("lam_min_scaled0")),
     )
