@@ -42,11 +42,13 @@ ARCHITECTURES = [(r, b, i) for i in ("he", "enhanced_he") for b in (False, True)
 _TASK = dict(digits=[0, 1], data_source=None, preprocess="unit", seed=0, dtype="float32", init_factor=None,
              eta_fraction=0.5)
 PRESETS = {
-    "paper": dict(_TASK, n=200, width=256, depths=[2, 4, 6, 8, 10], steps=200, diag_every=50, hessian_iters=20),
+    "paper": dict(_TASK, n=100, width=128, depths=[2, 4, 6, 8, 10], steps=200, diag_every=100, hessian_iters=20),
     "quick": dict(_TASK, n=50, width=32, depths=[2, 4, 6], steps=40, diag_every=20, hessian_iters=10),
 }
-"""``paper``: ``N = 200``, ``H = 256`` (not Fig. 1's ``N = 1000``, ``H = 2048``: a batch-norm cell's kernel costs
-``N`` backward passes of the whole batch, :mod:`.cells`); ``η = 0.5/β_0`` in every cell."""
+"""``paper``: ``N = 100``, ``H = 128`` and the kernel at ``t = 0, 100, 200`` only (not Fig. 1's ``N = 1000``,
+``H = 2048``): a batch-norm cell's kernel costs ``N`` backward passes of the whole batch (:mod:`.cells`), ``N²``
+per-sample backward passes, and at ``N = 200``, ``H = 256`` one such cell of depth 4 took 3-4 minutes under load.
+``η = 0.5/β_0`` in every cell."""
 
 
 def cell_name(depth: int, residual: bool, batchnorm: bool, init: str) -> str:
