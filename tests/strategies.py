@@ -219,3 +219,29 @@ def well_posed_linear(draw):
     n, m = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     return dict(n=n, m=m, h=draw(st.integers(n + m, 40)), N=n + draw(st.integers(0, 3)), seed=draw(seeds),
                 lam=None, p=draw(st.floats(0.26, 0.49)), scale=1.0)
+
+
+@st.composite
+def bn1d_configs(draw, train=None, max_n=6, max_h=6):
+    """A dict ``n, h, eps, train, seed`` for a :class:`~minilplr.nn.batchnorm.BatchNorm1D` and its input ``(N, H)``.
+
+    In training mode ``N >= 3`` (``N = 2`` gives ``x̂ = ±1`` whatever ``x`` is: see :func:`_batch_for`).
+    """
+    train = draw(st.booleans()) if train is None else train
+    n = draw(st.integers(3 if train else 1, max_n))
+    return dict(n=n, h=draw(st.integers(1, max_h)), eps=draw(bn_eps), train=train, seed=draw(seeds))
+
+
+@st.composite
+def residual_mlp_configs(draw, max_blocks=2, max_width=6, max_n=6, max_d=4, max_k=3, batchnorm=None):
+    """``mlp`` arguments for an MLP with the options of issue 24 and a batch: ``d_in, width, depth, d_out, n,
+    residual, batchnorm, seed`` (``depth`` even when ``residual``: ``2 + 2·blocks``).
+
+    With batch norm, ``N >= 3`` (training mode needs a real batch; see :func:`bn1d_configs`).
+    """
+    residual = draw(st.booleans())
+    bn = draw(st.booleans()) if batchnorm is None else batchnorm
+    depth = 2 + 2 * draw(st.integers(0, max_blocks)) if residual else draw(st.integers(1, 2 + 2 * max_blocks))
+    return dict(d_in=draw(st.integers(1, max_d)), width=draw(st.integers(1, max_width)), depth=depth,
+                d_out=draw(st.integers(1, max_k)), n=draw(st.integers(3 if bn else 1, max_n)), residual=residual,
+                batchnorm=bn, seed=draw(seeds))

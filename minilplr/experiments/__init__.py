@@ -43,5 +43,6 @@ EXPERIMENTS: list[str] = [
     "linear_imbalance",
     "lplr_map",
     "sgd_noise",
+    "architecture",
 ]
 """Run order of ``scripts/run_all.py``: the LPLR paper's MNIST figures, then the linear-network paper's."""

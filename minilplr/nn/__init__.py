@@ -9,10 +9,12 @@
 * :mod:`.fast` — the fast kernels (the speed tricks, each beside the plain
   expression it replaces) and the switch that runs the engine on the plain
   path (``MINILPLR_KERNELS=plain``, ``with fast.plain(): ...``);
-* :mod:`.batchnorm` — batch normalisation (training and evaluation mode) and
-  its recalibration on a data set;
-* :mod:`.residual` — residual blocks, global average pooling, flatten;
-* :mod:`.models` — the :class:`~.models.Model` wrapper and the MLP builder;
+* :mod:`.batchnorm` — batch normalisation of images and of features
+  (training and evaluation mode) and its recalibration on a data set;
+* :mod:`.residual` — residual blocks (convolutional and dense), global
+  average pooling, flatten;
+* :mod:`.models` — the :class:`~.models.Model` wrapper and the MLP builder
+  (plain, residual, with batch norm);
   :mod:`.resnet` — the small ResNet of Fig. 3;
 * :mod:`.losses` — squared loss and softmax cross-entropy;
 * :mod:`.init` — He, enhanced He, Gaussian ``N(0, h^{-2p})``;

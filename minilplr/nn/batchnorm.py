@@ -1,10 +1,12 @@
-r"""Batch normalisation of images, and its recalibration on a data set.
+r"""Batch normalisation of images and of features, and its recalibration on a data set.
 
-:class:`BatchNorm2D` normalises each channel over the batch (training mode)
-or with running statistics (evaluation mode); :func:`recalibrate_batchnorm`
-re-estimates the running statistics of every batch norm of a model on a data
-set, for a reading of a trained network in evaluation mode.  The layer
-follows the protocol of :mod:`minilplr.nn.layers`.
+:class:`BatchNorm2D` normalises each channel of an image over the batch
+(training mode) or with running statistics (evaluation mode);
+:class:`BatchNorm1D` does the same for each feature of an MLP's hidden layer
+``(N, H)``; :func:`recalibrate_batchnorm` re-estimates the running statistics
+of every batch norm of a model on a data set, for a reading of a trained
+network in evaluation mode.  The layers follow the protocol of
+:mod:`minilplr.nn.layers`.
 
 Shapes
 ------
@@ -52,7 +54,7 @@ from . import fast
 from .layers import Layer
 from .state import iter_layers
 
-__all__ = ["BatchNorm2D", "recalibrate_batchnorm", "channel_sum"]
+__all__ = ["BatchNorm2D", "BatchNorm1D", "recalibrate_batchnorm", "channel_sum", "feature_sum"]
 
 
 def channel_sum(x):
@@ -222,10 +224,147 @@ class BatchNorm2D(Layer):
         return f"BatchNorm2D({self.channels}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
 
 
+def feature_sum(x):
+    """``Σ_n x``: ``(N, H) -> (1, H)``, accumulated in float64, returned in ``x``'s dtype (as :func:`channel_sum`)."""
+    xp = get_array_module(x)
+    return x.sum(axis=0, keepdims=True, dtype=xp.float64).astype(x.dtype)
+
+
+class BatchNorm1D(Layer):
+    r"""Batch normalisation of each feature of ``(N, H)`` over the batch: :class:`BatchNorm2D` for MLPs.
+
+    .. math:: \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad y = \gamma \hat x + \beta
+
+    per feature ``h``, the statistics taken over the ``N`` samples of the batch:
+
+    * **training mode**: :math:`\mu = \frac1N\sum_n x_n`,
+      :math:`\sigma^2 = \frac1N\sum_n (x_n-\mu)^2` (biased); the running
+      statistics move towards them,
+      :math:`\bar\mu \leftarrow (1-m)\bar\mu + m\mu`,
+      :math:`\bar\sigma^2 \leftarrow (1-m)\bar\sigma^2 + m\,\tfrac{N}{N-1}\sigma^2`;
+    * **evaluation mode**: :math:`\mu, \sigma^2 = \bar\mu, \bar\sigma^2`,
+      constants: each sample is normalised on its own (an affine map per sample).
+
+    It is :class:`BatchNorm2D` with ``H = W = 1`` pixels (``M = N`` values per
+    feature), written out on ``(N, H)`` arrays; the same parameters
+    ``gamma, beta (H,)``, ``momentum``, ``eps``, the same buffers
+    ``running_mean``, ``running_var (H,)`` (state through
+    :mod:`minilplr.nn.state`, saved by checkpoints), the same float64 sums
+    (:func:`feature_sum`).  No fast kernel: the arrays are ``(N, H)``, and the
+    plain lines are a handful of BLAS-free passes over them.
+
+    Backward (:math:`\delta = \partial L/\partial y`, ``(N, H)``; sums over the ``N`` samples)
+        :math:`\partial L/\partial\gamma = \sum_n \delta_n \odot \hat x_n`,
+        :math:`\partial L/\partial\beta = \sum_n \delta_n`, and
+
+        * evaluation mode: :math:`\partial L/\partial x = \gamma\,\delta / \sqrt{\bar\sigma^2+\epsilon}`;
+        * training mode (:math:`\partial\mu/\partial x_m = 1/N`,
+          :math:`\partial\sigma^2/\partial x_m = 2(x_m-\mu)/N`; the derivation of :class:`BatchNorm2D`):
+
+          .. math:: \frac{\partial L}{\partial x_m} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}
+                    \Big(\delta_m - \frac1N\frac{\partial L}{\partial\beta}
+                    - \frac{\hat x_m}{N}\frac{\partial L}{\partial\gamma}\Big).
+
+    The per-sample rule of the layer protocol (the Jacobian, the NTK) exists
+    in evaluation mode only, as for :class:`BatchNorm2D`.
+    """
+
+    def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if gamma.ndim != 1:
+            raise ValueError(f"gamma: expected a 1-D (H,) array, got shape {tuple(gamma.shape)}")
+        if tuple(beta.shape) != tuple(gamma.shape):
+            raise ValueError(f"beta: expected shape {tuple(gamma.shape)} to match gamma, got {tuple(beta.shape)}")
+        if not (0.0 < float(momentum) <= 1.0):
+            raise ValueError(f"momentum: expected a number in (0, 1], got {momentum!r}")
+        if not (float(eps) > 0.0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        xp = get_array_module(gamma)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.params["gamma"], self.params["beta"] = gamma, beta
+        self.grads["gamma"], self.grads["beta"] = None, None
+        self.buffers = OrderedDict(
+            running_mean=xp.zeros(gamma.shape, dtype=gamma.dtype),
+            running_var=xp.ones(gamma.shape, dtype=gamma.dtype),
+        )
+        self.xhat = self.inv_std = None
+        self.used_batch_stats = None
+
+    features = property(lambda self: self.params["gamma"].shape[0])
+
+    def forward(self, x):
+        """``x (N, H) -> y (N, H)``, with batch (train) or running (eval) statistics."""
+        if not hasattr(x, "ndim") or x.ndim != 2 or x.shape[1] != self.features:
+            raise ValueError(f"x: expected shape (N, {self.features}) for BatchNorm1D({self.features}), "
+                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        n = x.shape[0]
+        if self.training and n < 2:
+            raise ValueError(f"x: batch norm in training mode needs more than one sample, got shape "
+                             f"{tuple(x.shape)}; switch to eval mode with .eval()")
+        gamma, beta = self.params["gamma"], self.params["beta"]  # (H,), broadcast over the N rows
+        if self.training:
+            mu = feature_sum(x) / n  # μ = Σ_n x_n / N  (1, H)
+            xc = x - mu  # x − μ  (N, H)
+            var = feature_sum(xc * xc) / n  # σ² = Σ_n (x_n − μ)² / N  (biased)
+        else:
+            mu, var = self.buffers["running_mean"], self.buffers["running_var"]  # μ̄, σ̄²  (H,)
+            xc = x - mu  # x − μ̄
+        inv_std = 1.0 / (var + self.eps) ** 0.5  # 1/√(σ² + ε)
+        xhat = xc * inv_std  # x̂ = (x − μ)/√(σ² + ε)
+        y = gamma * xhat + beta  # y = γ x̂ + β
+        if self.training:
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1.0 - self.momentum
+            rm += self.momentum * mu.reshape(-1)  # μ̄ ← (1−m) μ̄ + m μ
+            rv *= 1.0 - self.momentum
+            rv += (self.momentum * n / (n - 1)) * var.reshape(-1)  # σ̄² ← (1−m) σ̄² + m σ²·N/(N−1)
+        self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
+        return y
+
+    def backward(self, dout, need_dx: bool = True):
+        """``dout (N, H) -> dx (N, H)``; fills ``grads['gamma']``, ``grads['beta']`` ``(H,)``."""
+        n = dout.shape[0]
+        delta = dout  # δ = ∂L/∂y
+        dgamma = feature_sum(delta * self.xhat)  # ∂L/∂γ = Σ_n δ_n x̂_n  (1, H)
+        dbeta = feature_sum(delta)  # ∂L/∂β = Σ_n δ_n
+        self.grads["gamma"], self.grads["beta"] = dgamma.reshape(-1), dbeta.reshape(-1)
+        if not need_dx:
+            return None
+        scale = self.params["gamma"] * self.inv_std  # γ / √(σ² + ε)
+        if not self.used_batch_stats:
+            return scale * delta  # eval: ∂L/∂x = γ δ / √(σ̄² + ε)
+        return scale * (delta - self.xhat * (dgamma / n) - dbeta / n)  # train: γ/√(σ²+ε) (δ − x̂ ∂L/∂γ/N − ∂L/∂β/N)
+
+    def per_sample_backward(self, dout, need_dx: bool = True):
+        r"""``dout (N, H) -> (dx, {'gamma': (N, H), 'beta': (N, H)})``, evaluation mode only.
+
+        With the running statistics fixed, sample ``n``'s gradients are
+        :math:`\delta_n \odot \hat x_n` and :math:`\delta_n`; in training mode
+        the batch statistics tie every output to every sample, and this
+        refuses (as :meth:`BatchNorm2D.per_sample_backward`).
+        """
+        if self.used_batch_stats:
+            raise ValueError(
+                "model: per-sample gradients (Jacobian, NTK) need batch norm in evaluation mode "
+                "(fixed running statistics), but the last forward pass used batch statistics; "
+                "call model.eval() and run forward again"
+            )
+        psg = OrderedDict()
+        psg["gamma"] = dout * self.xhat  # δ_n x̂_n  (N, H)
+        psg["beta"] = dout.copy()  # δ_n
+        if not need_dx:
+            return None, psg
+        return self.params["gamma"] * self.inv_std * dout, psg  # γ δ / √(σ̄² + ε)
+
+    def __repr__(self):
+        return f"BatchNorm1D({self.features}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
+
+
 def recalibrate_batchnorm(model, X, batch_size: int):
     r"""Re-estimate every batch norm layer's running statistics on ``X``, as a practitioner recalibrates.
 
-    Training-mode forward passes over ``X (N, C, H, W)`` in consecutive
+    Training-mode forward passes over ``X (N, C, H, W)`` (or ``X (N, D)`` for
+    an MLP with :class:`BatchNorm1D` layers: ``H = W = 1`` below) in consecutive
     batches ``B_1, …, B_T`` of ``batch_size`` samples (the last may be
     smaller), in the order given, with each layer's momentum set to the
     cumulative share ``m_b = M_b/(M_1 + … + M_b)`` (``M_b = N_b·H·W`` values
@@ -264,9 +403,9 @@ def recalibrate_batchnorm(model, X, batch_size: int):
     ----------
     model : Model or Layer
         Changed in place: the ``running_mean`` / ``running_var`` buffers of
-        its :class:`BatchNorm2D` layers, and the caches a forward pass
+        its :class:`BatchNorm2D` and :class:`BatchNorm1D` layers, and the caches a forward pass
         leaves.  Parameters, momenta and the train/eval mode are as before.
-    X : array (N, C, H, W) on the model's backend
+    X : array (N, C, H, W) or (N, D) on the model's backend
         Pass it shuffled: each batch should look like a training batch.
     batch_size : int >= 1
         The training batch size (a batch needs more than one value per
@@ -278,8 +417,8 @@ def recalibrate_batchnorm(model, X, batch_size: int):
     """
     batch_size = check_int("batch_size", batch_size, 1)
     if not hasattr(X, "shape") or len(X.shape) < 1 or X.shape[0] < 1:
-        raise ValueError(f"X: expected images (N, C, H, W) with N >= 1, got {getattr(X, 'shape', type(X).__name__)}")
-    bns = [layer for layer in iter_layers(model) if isinstance(layer, BatchNorm2D)]
+        raise ValueError(f"X: expected images (N, C, H, W) or features (N, D) with N >= 1, got {getattr(X, 'shape', type(X).__name__)}")
+    bns = [layer for layer in iter_layers(model) if isinstance(layer, (BatchNorm2D, BatchNorm1D))]
     momenta, was_training = [bn.momentum for bn in bns], bool(model.training)
     for bn in bns:
         bn.buffers["running_mean"][...] = 0.0

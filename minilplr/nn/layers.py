@@ -10,7 +10,9 @@ The layer protocol (what a new layer type implements)
 Every layer of :mod:`minilplr.nn` (:class:`Dense`, :class:`ReLU` and
 :class:`Sequential` here; :class:`~minilplr.nn.conv.Conv2D`,
 :class:`~minilplr.nn.batchnorm.BatchNorm2D`,
+:class:`~minilplr.nn.batchnorm.BatchNorm1D`,
 :class:`~minilplr.nn.residual.ResidualBlock`,
+:class:`~minilplr.nn.residual.DenseResidualBlock`,
 :class:`~minilplr.nn.residual.GlobalAvgPool`,
 :class:`~minilplr.nn.residual.Flatten`) is a small object with:
 
@@ -65,7 +67,8 @@ that forms ``F_k = psg`` flattened ``(N, P_layer)`` and adds ``F_k F_k'ᵀ``;
 it may override that with a structured rule (as :class:`Dense` does:
 ``(A Aᵀ + 1) ⊙ (G_k G_k'ᵀ)``).  :class:`Sequential` composes both methods
 like ``backward``; a container that is not a chain
-(:class:`~minilplr.nn.residual.ResidualBlock`) overrides both, sending the
+(:class:`~minilplr.nn.residual.ResidualBlock`,
+:class:`~minilplr.nn.residual.DenseResidualBlock`) overrides both, sending the
 seeds down every branch and adding the branches' ``dx`` (the block's
 ``psg`` keys in its ``params`` order).  The per-sample view needs samples
 that do not interact in the forward pass: batch norm in *training* mode

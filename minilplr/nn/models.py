@@ -9,7 +9,9 @@ import numpy as np
 
 from . import init as _init
 from ..backend import backend_of, get_backend, resolve_dtype, to_device
+from .batchnorm import BatchNorm1D
 from .layers import Dense, ReLU, Sequential
+from .residual import DenseResidualBlock
 from ..validate import check_int, check_positive, check_real
 
 __all__ = ["Model", "mlp"]
@@ -87,6 +89,8 @@ def mlp(
     *,
     init_factor: float | None = None,
     p: float | None = None,
+    residual: bool = False,
+    batchnorm: bool = False,
 ) -> Model:
     """A fully connected ReLU network with ``depth`` dense layers.
 
@@ -95,6 +99,25 @@ def mlp(
     (four hidden ReLU layers, then a linear output).  Layers are named
     ``fc1 … fc{depth}`` and ``relu1 … relu{depth-1}``.  ``depth=1`` is the
     linear model ``x W + b`` (``D -> K``); ``width`` is then unused.
+
+    Two options change the architecture (both off: the network above, drawn
+    bit for bit as before):
+
+    * ``residual=True``: the hidden layers between the first and the last
+      dense layer come in residual blocks of two
+      (:class:`~minilplr.nn.residual.DenseResidualBlock`,
+      ``h + W₂ φ(W₁ h + b₁) + b₂``): ``fc1, relu1, block1 … block{B},
+      fc{depth}`` with ``B = (depth − 2)/2`` blocks, so ``depth`` still
+      counts dense layers and must be even (``depth = 2`` has no block: the
+      plain two-layer network).
+    * ``batchnorm=True``: a :class:`~minilplr.nn.batchnorm.BatchNorm1D`
+      (``γ = 1``, ``β = 0``) after every hidden dense layer, before its ReLU:
+      ``fc1, bn1, relu1, …``; inside a block after each of its two dense
+      layers (``bn1``, ``bn2`` of the block).  The output layer has none.
+
+    Every weight is drawn from the one generator in layer order (``fc1``,
+    then each block's ``fc1``, ``fc2``, then the output layer) with the
+    initialiser's depth ``L = depth``.
 
     Parameters
     ----------
@@ -110,6 +133,8 @@ def mlp(
         ``enhanced_he`` only: the variance factor ``c(L)`` (default ``1/L``).
     p : float, optional
         ``gaussian`` only: weights ``N(0, width^{-2p})``.
+    residual, batchnorm : bool
+        The architecture options above.
 
     Returns
     -------
@@ -126,12 +151,15 @@ def mlp(
         check_real("p", p)
     if init_factor is not None:
         check_positive("init_factor", init_factor)
+    if residual and (depth < 2 or depth % 2):
+        raise ValueError(f"depth: residual=True needs an even depth >= 2 (fc1, (depth - 2)/2 blocks of two "
+                         f"dense layers, the output layer), got {depth}")
     dt = resolve_dtype(dtype)
     be = get_backend(backend)
     rng = np.random.default_rng(seed)
     sizes = [d_in] + [width] * (depth - 1) + [d_out]
-    layers = []
-    for i in range(depth):
+
+    def dense(i):
         fi, fo = sizes[i], sizes[i + 1]
         if init == "he":
             W = _init.he_normal(fi, fo, rng)
@@ -139,9 +167,31 @@ def mlp(
             W = _init.enhanced_he_normal(fi, fo, rng, depth=depth, factor=init_factor)
         else:
             W = _init.gaussian_power(fi, fo, rng, h=width, p=p)
-        layers.append((f"fc{i + 1}", Dense(to_device(W, be, dt), to_device(np.zeros(fo), be, dt))))
-        if i < depth - 1:
-            layers.append((f"relu{i + 1}", ReLU()))
+        return Dense(to_device(W, be, dt), to_device(np.zeros(fo), be, dt))
+
+    def bn():
+        return BatchNorm1D(to_device(np.ones(width), be, dt), to_device(np.zeros(width), be, dt))
+
+    layers = []
+    if not residual:
+        for i in range(depth):
+            layers.append((f"fc{i + 1}", dense(i)))
+            if i < depth - 1:
+                if batchnorm:
+                    layers.append((f"bn{i + 1}", bn()))
+                layers.append((f"relu{i + 1}", ReLU()))
+    else:
+        layers.append(("fc1", dense(0)))
+        if batchnorm:
+            layers.append(("bn1", bn()))
+        layers.append(("relu1", ReLU()))
+        for j in range((depth - 2) // 2):
+            fc1, fc2 = dense(1 + 2 * j), dense(2 + 2 * j)
+            block = (DenseResidualBlock(fc1, fc2, bn(), bn()) if batchnorm else DenseResidualBlock(fc1, fc2))
+            layers.append((f"block{j + 1}", block))
+        layers.append((f"fc{depth}", dense(depth - 1)))
     cfg = dict(arch="mlp", d_in=d_in, width=width, depth=depth, d_out=d_out, init=init, seed=seed,
                dtype=str(dt), backend=be.name, init_factor=init_factor, p=p)
+    if residual or batchnorm:  # only then: today's configs (results files, signatures) stay as they were
+        cfg.update(residual=bool(residual), batchnorm=bool(batchnorm))
     return Model(layers, d_in=d_in, d_out=d_out, dtype=dt, backend=be, config=cfg)

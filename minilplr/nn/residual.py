@@ -1,8 +1,11 @@
-r"""The residual block, and the layers that turn images into features: global average pooling, flatten.
+r"""Residual blocks, and the layers that turn images into features: global average pooling, flatten.
 
 :class:`ResidualBlock` is the basic block of He et al. (2016): two
 convolutions with batch norm on the main branch, an identity or projection
-shortcut, and their sum through a ReLU.  :class:`GlobalAvgPool` and
+shortcut, and their sum through a ReLU.  :class:`DenseResidualBlock` is its
+MLP counterpart, ``x + W₂ φ(W₁ x + b₁) + b₂`` (optionally with batch norm
+after each dense layer), which :func:`minilplr.nn.models.mlp` stacks when
+``residual=True``.  :class:`GlobalAvgPool` and
 :class:`Flatten` end a convolutional network, turning ``(N, C, H, W)`` images
 into ``(N, D)`` features for a dense head.  All follow the protocol of
 :mod:`minilplr.nn.layers`.
@@ -22,7 +25,7 @@ from ..backend import get_array_module
 from ..validate import check_image
 from .layers import Layer, ReLU, Sequential
 
-__all__ = ["ResidualBlock", "GlobalAvgPool", "Flatten"]
+__all__ = ["ResidualBlock", "DenseResidualBlock", "GlobalAvgPool", "Flatten"]
 
 
 # --------------------------------------------------------------------------- residual block
@@ -156,6 +159,85 @@ class ResidualBlock(Sequential):
         c1, c2 = self.layers["conv1"], self.layers["conv2"]
         return (f"ResidualBlock({c1.c_in}->{c2.c_out}, stride={c1.stride}, "
                 f"shortcut={'projection' if self.projection else 'identity'})")
+
+
+# --------------------------------------------------------------------------- residual dense block
+
+
+class DenseResidualBlock(Sequential):
+    r"""The residual block of an MLP: the input plus a two-layer branch, widths equal.
+
+    .. math:: \text{out} = x + F(x),\qquad F(x) = W_2^\top \varphi(W_1^\top x + b_1) + b_2
+
+    (in the row convention of :class:`~minilplr.nn.layers.Dense`,
+    ``F(x) = φ(x W₁ + b₁) W₂ + b₂``, ``φ`` = ReLU).  With batch norm, each
+    dense layer is followed by a :class:`~minilplr.nn.batchnorm.BatchNorm1D`:
+    ``F(x) = BN₂(φ(BN₁(x W₁ + b₁)) W₂ + b₂)``.  There is no activation after
+    the sum: the block's output feeds the next block (or the output layer) as is.
+
+    Backward: with :math:`\delta = \partial L/\partial\text{out}`, the branch
+    receives ``δ`` and the skip passes it unchanged, so
+
+    .. math:: \frac{\partial L}{\partial x} = \delta + \Big(\frac{\partial F}{\partial x}\Big)^{\!\top}\delta .
+
+    The same holds for a per-sample seed and for each output's seed of the NTK
+    sweep: the branch's layers add their shares of ``Θ`` (the skip has no
+    parameters) and the seeds at the input are ``δ_k + (∂F/∂x)ᵀ δ_k``.
+
+    This subclasses :class:`~minilplr.nn.layers.Sequential` for the branch:
+    parameter names ``"fc1.W"``, ``"fc1.b"``, (``"bn1.gamma"``, ...),
+    ``"fc2.W"``, ``"fc2.b"``, train/eval switching, and the chain rule of the
+    branch (``Sequential``'s methods, called explicitly); ``forward`` and the
+    three backward passes add the skip.
+
+    Parameters
+    ----------
+    fc1, fc2 : Dense (H, H)
+        ``W₁, b₁`` and ``W₂, b₂``.
+    bn1, bn2 : BatchNorm1D or None
+        Batch norm after ``fc1`` (before the ReLU) and after ``fc2``.
+
+    Shapes: ``x (N, H) -> out (N, H)``.
+    """
+
+    def __init__(self, fc1, fc2, bn1=None, bn2=None):
+        for name, fc in (("fc1", fc1), ("fc2", fc2)):
+            if fc.fan_in != fc.fan_out or fc.fan_in != fc1.fan_in:
+                raise ValueError(f"{name}: a residual block needs square dense layers of one width "
+                                 f"{fc1.fan_in} -> {fc1.fan_in}, got {fc.fan_in} -> {fc.fan_out}")
+        branch = [("fc1", fc1)] + ([("bn1", bn1)] if bn1 is not None else []) + [("relu", ReLU()), ("fc2", fc2)]
+        branch += [("bn2", bn2)] if bn2 is not None else []
+        super().__init__(branch)
+
+    width = property(lambda self: self.layers["fc1"].fan_in)
+
+    def forward(self, x):
+        """``x (N, H) -> x + F(x) (N, H)``."""
+        f = super().forward(x)  # F(x), the branch: a fresh array
+        f += x  # x + F(x)
+        return f
+
+    def backward(self, dout, need_dx: bool = True):
+        """``dout (N, H) -> dx (N, H)``; fills the grads of the branch."""
+        d_branch = super().backward(dout, need_dx=need_dx)  # (∂F/∂x)ᵀ δ
+        if not need_dx:
+            return None
+        return d_branch + dout  # ∂L/∂x = δ + (∂F/∂x)ᵀ δ: the skip passes δ
+
+    def per_sample_backward(self, dout, need_dx: bool = True):
+        """Per-sample gradients of the branch (keys and order of :attr:`params`); ``dx`` as :meth:`backward`."""
+        d_branch, psg = Sequential.per_sample_backward(self, dout, need_dx=need_dx)  # the branch's chain rule
+        return (d_branch + dout if need_dx else None), psg  # δ + (∂F/∂x)ᵀ δ
+
+    def ntk_backward(self, douts, theta, need_dx: bool = True):
+        """The branch's layers add their blocks of ``Θ``; the seeds at the input are ``δ_k + (∂F/∂x)ᵀ δ_k``."""
+        d_branch = Sequential.ntk_backward(self, douts, theta, need_dx=need_dx)
+        if not need_dx:
+            return None
+        return [a + d for a, d in zip(d_branch, douts)]
+
+    def __repr__(self):
+        return f"DenseResidualBlock({self.width}, batchnorm={'bn1' in self.layers})"
 
 
 # --------------------------------------------------------------------------- pooling and reshaping
