@@ -1,7 +1,8 @@
 r"""Judging Theorem 5.4 on a measured loss curve, with power (THEORY.md §§ "Verdicts with power", issue 20).
 
 Theorem 5.4 (THEORY.md §1) promises, for GD with ``η ≤ 1/β`` on a region
-where the PL inequality holds with ``μ = λ_min(Θ)/n``:
+where the PL inequality holds with ``μ = λ_min(Θ)/N`` (``N`` samples; the
+functions' argument ``n`` is this ``N``):
 
 .. math:: L_{t+1} - L^* \le (1 - \eta\mu)(L_t - L^*) \tag{14}
 .. math:: L_t - L^* \le (1 - \eta\mu)^t (L_0 - L^*) \tag{10}
@@ -279,7 +280,7 @@ def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="fl
 def kernel_modes(theta0, r0):
     r"""The terms of the kernel-regime curve (K1): eigenvalues ``λ_i`` of ``Θ_0`` and weights ``c_i = (u_iᵀ r_0)²``.
 
-    .. math:: L_t = \frac{1}{2n} \sum_i c_i \Big(1 - \frac{\eta\lambda_i}{n}\Big)^{2t}, \qquad c_i = (u_i^\top r_0)^2
+    .. math:: L_t = \frac{1}{2N} \sum_i c_i \Big(1 - \frac{\eta\lambda_i}{N}\Big)^{2t}, \qquad c_i = (u_i^\top r_0)^2
 
     ``theta0 (N·K, N·K)`` and ``r0 (N·K,)`` (or ``(N, K)``) as host or
     device arrays (copied to the host once: ``N·K`` up to a few thousand);
@@ -312,7 +313,7 @@ def local_rate_excess(t, lam, c2, eta: float, n: int) -> np.ndarray:
     .. math:: D(t) = \frac{s(t)}{s_\infty} - 1 = \sum_i w_i(t)\,(a_i - 1), \qquad
               w_i(t) = \frac{c_i |q_i|^{2t}}{\sum_j c_j |q_j|^{2t}}, \quad a_i = \frac{\log|q_i|}{\log|q_s|}
 
-    with ``q_i = 1 − ηλ_i/n``, ``s(t) = −d/dt log(L_t − L*_kernel)`` the
+    with ``q_i = 1 − ηλ_i/N`` (``N`` = the argument ``n``), ``s(t) = −d/dt log(L_t − L*_kernel)`` the
     curve's local rate and ``s_∞ = −2 log|q_s|`` its slowest term's (``q_s``
     the largest ``|q_i| < 1`` with ``c_i > 0``).  ``D`` never increases
     (``dD/dt = −2|log q_s|·Var_w(a) ≤ 0``).  Terms with ``q_i = 1``
@@ -373,7 +374,7 @@ def dominance_time(lam, c2, eta: float, n: int, delta: float = DELTA) -> Dominan
     r"""The step after which the kernel-regime curve of ``Θ_0`` is one geometric term, to ``δ`` in its local rate (K2).
 
     .. math:: t_{dom}(\delta) = \min\{t \in \mathbb{N} : D(t) \le \delta\}
-              \;\le\; \frac{C/c_s - 1}{2e\,\delta\,|\log q_s|} \approx \frac{n\,(C/c_s - 1)}{2e\,\delta\,\eta\lambda_{\min}}
+              \;\le\; \frac{C/c_s - 1}{2e\,\delta\,|\log q_s|} \approx \frac{N\,(C/c_s - 1)}{2e\,\delta\,\eta\lambda_{\min}}
 
     ``D`` is :func:`local_rate_excess`; ``C = Σ c_i`` over the decaying
     terms and ``c_s`` the slowest term's weight.  Derivation (THEORY.md,
@@ -384,7 +385,7 @@ def dominance_time(lam, c2, eta: float, n: int, delta: float = DELTA) -> Dominan
     Parameters
     ----------
     lam, c2 : arrays (N·K,), from :func:`kernel_modes`
-    eta : float, the step; n : int, samples ``N`` (the ``n`` of ``L = ‖r‖²/(2n)``)
+    eta : float, the step; n : int, the sample count ``N`` of ``L = ‖r‖²/(2N)``
     delta : float in (0, 1), the tolerance of the local rate
     """
     if not (0 < float(delta) < 1):
@@ -520,8 +521,8 @@ def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | 
     T = int(bad[0]) if bad.size else g.size  # resolvable steps 0 … T−1
     q = "local-rate ratio R"
     if t_dom is not None and not math.isfinite(t_dom):
-        return untestable(claim, "the kernel-regime curve of Θ_0 diverges (η λ_max/n > 2) or never settles",
-                          "a step size inside the kernel regime's stability, η < 2n/λ_max(Θ_0)", quantity=q)
+        return untestable(claim, "the kernel-regime curve of Θ_0 diverges (η λ_max/N > 2) or never settles",
+                          "a step size inside the kernel regime's stability, η < 2N/λ_max(Θ_0)", quantity=q)
     start = int(t_dom) if t_dom is not None else T // 2
     if T - 1 - start < 2:
         if t_dom is not None and T == g.size:
