@@ -78,8 +78,8 @@ class BatchNorm2D(Layer):
     * **training mode** (``self.training``): :math:`\mu, \sigma^2` the mean and
       (biased) variance of the batch over its ``M = N·H·W`` values; the running
       statistics move towards them,
-      :math:`\bar\mu \leftarrow (1-m)\bar\mu + m\mu`,
-      :math:`\bar\sigma^2 \leftarrow (1-m)\bar\sigma^2 + m\,\tfrac{M}{M-1}\sigma^2`
+      :math:`\bar\mu \leftarrow (1-\alpha)\bar\mu + \alpha\mu`,
+      :math:`\bar\sigma^2 \leftarrow (1-\alpha)\bar\sigma^2 + \alpha\,\tfrac{M}{M-1}\sigma^2`
       (the unbiased variance, PyTorch's convention);
     * **evaluation mode**: :math:`\mu, \sigma^2` the running statistics
       :math:`\bar\mu, \bar\sigma^2`, constants; each sample is then normalised
@@ -90,7 +90,8 @@ class BatchNorm2D(Layer):
     gamma, beta : array (C,)
         Scale and shift.
     momentum : float in (0, 1]
-        ``m`` above (PyTorch's default 0.1).
+        ``α`` above (PyTorch's default 0.1).  (In the code ``m`` is the
+        count ``M``, and values of a channel are indexed ``x_j``, ``x_r``.)
     eps : float > 0
 
     The running statistics ``running_mean``, ``running_var`` (both ``(C,)``)
@@ -104,14 +105,14 @@ class BatchNorm2D(Layer):
         * evaluation mode: :math:`\partial L/\partial x = \gamma\,\delta / \sqrt{\bar\sigma^2+\epsilon}`;
         * training mode: ``μ`` and ``σ²`` depend on every sample, so every
           output depends on every input of the batch.  With
-          :math:`\partial\mu/\partial x_m = 1/M` and
-          :math:`\partial\sigma^2/\partial x_m = 2(x_m-\mu)/M`,
-          :math:`\partial \hat x_r/\partial x_m = \big(1[r=m] - \tfrac1M - \tfrac1M\hat x_r \hat x_m\big)/\sqrt{\sigma^2+\epsilon}`,
+          :math:`\partial\mu/\partial x_j = 1/M` and
+          :math:`\partial\sigma^2/\partial x_j = 2(x_j-\mu)/M`,
+          :math:`\partial \hat x_r/\partial x_j = \big(1[r=j] - \tfrac1M - \tfrac1M\hat x_r \hat x_j\big)/\sqrt{\sigma^2+\epsilon}`,
           and summing over ``r`` against :math:`\gamma\delta_r`:
 
-          .. math:: \frac{\partial L}{\partial x_m} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}
-                    \Big(\delta_m - \frac1M\frac{\partial L}{\partial\beta}
-                    - \frac{\hat x_m}{M}\frac{\partial L}{\partial\gamma}\Big).
+          .. math:: \frac{\partial L}{\partial x_j} = \frac{\gamma}{\sqrt{\sigma^2+\epsilon}}
+                    \Big(\delta_j - \frac1M\frac{\partial L}{\partial\beta}
+                    - \frac{\hat x_j}{M}\frac{\partial L}{\partial\gamma}\Big).
     """
 
     def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
@@ -170,9 +171,9 @@ class BatchNorm2D(Layer):
         if self.training:
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1.0 - self.momentum
-            rm += self.momentum * mu.reshape(c)  # μ̄ ← (1−m) μ̄ + m μ
+            rm += self.momentum * mu.reshape(c)  # μ̄ ← (1−α) μ̄ + α μ  (α the momentum)
             rv *= 1.0 - self.momentum
-            rv += (self.momentum * m / (m - 1)) * var.reshape(c)  # σ̄² ← (1−m) σ̄² + m σ²·M/(M−1)
+            rv += (self.momentum * m / (m - 1)) * var.reshape(c)  # σ̄² ← (1−α) σ̄² + α σ²·M/(M−1)
         self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
         return y
 

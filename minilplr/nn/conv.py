@@ -24,8 +24,8 @@ One idea carries the whole module: **a convolution is a dense layer applied
 to image patches.**  :func:`im2col` copies every ``k × k × C_in`` patch into
 one row of a matrix ``X_col`` of shape ``(N·H_o·W_o, k·k·C_in)``; then the
 convolution is ``X_col @ Wk_col`` with the kernel reshaped to the
-``(D, H) = (k·k·C_in, C_out)`` weight of a :class:`~minilplr.nn.layers.Dense`
-layer, and its backward pass is the dense layer's, followed by
+``(fan_in, fan_out) = (k·k·C_in, C_out)`` weight of a :class:`~minilplr.nn.layers.Dense`
+layer (its ``(D, H)`` in the dense layer's letters; here ``H`` stays the image height), and its backward pass is the dense layer's, followed by
 :func:`col2im`, the adjoint of :func:`im2col`, which adds each patch
 gradient back to the pixels it was copied from.
 
@@ -174,7 +174,8 @@ class Conv2D(Layer):
     weight : array (k, k, C_in, C_out)
         The kernel ``Wk``, kept as ``params['W']`` and stored so that
         ``Wk_col = Wk.reshape(k·k·C_in, C_out)`` is the
-        ``(D, H) = (fan_in, fan_out)`` weight of a dense layer on patches.
+        ``(fan_in, fan_out)`` weight of a dense layer on patches (the dense
+        layer's ``(D, H)``; in this module ``H`` is the image height).
         (PyTorch stores ``(C_out, C_in, k, k)``: ``weight_torch = Wk.transpose(3, 2, 0, 1)``.)
     b : array (C_out,) or None
         Bias; ``None`` for a convolution followed by batch norm, whose mean

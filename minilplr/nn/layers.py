@@ -310,7 +310,8 @@ class Dense(Layer):
 class ReLU(Layer):
     r"""Rectified linear unit ``out = max(x, 0)``, elementwise.
 
-    Forward ``x (N, H) -> out (N, H)``; backward
+    Forward ``x -> out`` of the same shape: ``(N, H)`` after a dense layer,
+    ``(N, C, H, W)`` images in the ResNet (there ``H`` the image height); backward
     :math:`\partial L/\partial x = \partial L/\partial out \odot 1[x > 0]`
     (the sub-gradient at 0 is taken as 0, like PyTorch).
     """

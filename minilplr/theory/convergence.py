@@ -1,7 +1,8 @@
 r"""Judging Theorem 5.4 on a measured loss curve, with power (THEORY.md §§ "Verdicts with power", issue 20).
 
 Theorem 5.4 (THEORY.md §1) promises, for GD with ``η ≤ 1/β`` on a region
-where the PL inequality holds with ``μ = λ_min(Θ)/n``:
+where the PL inequality holds with ``μ = λ_min(Θ)/N`` (``N`` samples; the
+functions' argument ``n`` is this ``N``):
 
 .. math:: L_{t+1} - L^* \le (1 - \eta\mu)(L_t - L^*) \tag{14}
 .. math:: L_t - L^* \le (1 - \eta\mu)^t (L_0 - L^*) \tag{10}
@@ -63,31 +64,55 @@ def _gap(loss, l_star):
     return g
 
 
-def rounding_slack(loss, dtype="float32", n_terms: int = 1) -> np.ndarray:
-    r"""The rounding of the loss's own sum: ``(⌈log₂ n_terms⌉ + 2)·ε·|L|``.
+def rounding_slack(loss, dtype="float32", n_terms: int = 1, residual_error: float | None = None) -> np.ndarray:
+    r"""How far the loss computed in ``dtype`` can be from the exact ``L`` (C2): the sum's and the residuals' rounding.
 
-    .. math:: |\hat L - L| \le (\lceil \log_2 N \rceil + 2)\,\varepsilon\,L
+    .. math:: |\hat L - L| \le (\lceil \log_2 (NK) \rceil + 2)\,\varepsilon\,L
+              \;+\; \rho\sqrt{2L} \;+\; \rho^2/2
 
-    ``L = Σ_i r_i²/(2n)`` from given residuals, ``n_terms`` squares summed
-    pairwise (NumPy's ``sum``: error ``⌈log₂ N⌉ ε`` relative to ``Σ|x_i|``,
-    which is ``L`` itself for squares), plus one rounding for the square and
-    one for the division.  ``ε`` is the unit roundoff of ``dtype`` (the
-    model's).  Not in it: the residuals' own rounding in the forward pass
-    (an absolute error of about ``ε·|y|`` per residual), which matters only
-    once ``L`` approaches ``ε²``-scale values; judge such a tail with a
-    larger ``L*`` or cut it.  Returns a host float64 array of ``loss``'s shape.
+    ``L = Σ_{i,k} r_{ik}²/(2N)`` over ``n_terms = N·K`` squares, each
+    residual ``r̂ = r + δ`` off by ``δ`` from the forward pass's rounding,
+    with ``ρ² = Σ δ²/N``.  Two parts:
+
+    * the sum: NumPy's pairwise ``sum`` of ``N·K`` squares errs by
+      ``⌈log₂(NK)⌉ ε`` relative to ``Σ|x_i|`` (``L`` itself for squares),
+      plus one rounding for the square and one for the division;
+    * the residuals: ``Σ(r + δ)²/(2N) − L = Σ rδ/N + Σ δ²/(2N)``, and by
+      Cauchy–Schwarz ``|Σ rδ|/N ≤ ‖r‖‖δ‖/N = ρ√(2L)``.  This term is
+      *absolute*: relative to ``L`` it is ``ρ√(2/L)``, which grows as the
+      loss falls.  Against the per-step demand ``ημ·L`` it takes over once
+      ``L ≲ 2(ρ/(ημ))²``, a scale set by ``(ε/ημ)²``, not by ``ε²``.
+
+    ``ε`` is the machine epsilon of ``dtype`` (the model's: the dtype the
+    loss is computed in).  ``residual_error``: ``ρ``, the root-mean-square
+    over samples of the residuals' rounding (measure it as the RMS of
+    ``f(X)`` in ``dtype`` minus ``f(X)`` in float64, with the same
+    parameters, times a safety factor).  ``None``: the estimate
+    ``ρ = 2ε·√(2·max_t L_t)``, the forward pass erring by about ``2ε`` of
+    the residuals' first scale (a dense layer with ``D = 512`` inputs,
+    weights and inputs rounded to float32: ``ρ = 1.3ε·√(2L_0)``, measured);
+    deep networks compound it over layers, so pass a measured ``ρ`` for
+    them.  ``0``: losses computed from exact residuals (synthetic curves).
+    Returns a host float64 array of ``loss``'s shape.
     """
     eps = float(np.finfo(np.dtype(dtype)).eps)
     if int(n_terms) < 1:
         raise ValueError(f"n_terms: expected a positive count of summed squares, got {n_terms!r}")
-    return (math.ceil(math.log2(int(n_terms))) + 2) * eps * np.abs(np.asarray(loss, float))
+    L = np.abs(np.asarray(loss, float))
+    if residual_error is None:
+        rho = 2.0 * eps * math.sqrt(2.0 * float(np.max(L))) if L.size else 0.0
+    else:
+        rho = float(residual_error)
+        if not (math.isfinite(rho) and rho >= 0):
+            raise ValueError(f"residual_error: expected a finite ρ ≥ 0 (the residuals' RMS rounding), got {residual_error!r}")
+    return (math.ceil(math.log2(int(n_terms))) + 2) * eps * L + rho * np.sqrt(2.0 * L) + rho * rho / 2
 
 
 # --------------------------------------------------------------------------- (10): the envelope and its power
 
 
 def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="float32", n_terms: int = 1,
-                   min_demand: float = MIN_DEMAND,
+                   residual_error: float | None = None, min_demand: float = MIN_DEMAND,
                    claim: str = "Theorem 5.4, eq. (10): L_t − L* ≤ (1 − ημ)^t (L_0 − L*) at every step") -> Verdict:
     r"""Eq. (10) at every step, and whether it could have failed (E1).
 
@@ -98,8 +123,10 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
     margin is ``min_{t ≥ 1} (env_t + s_t − gap_t)/env_t``, the tightest
     step's distance below the envelope (negative: above it).  The envelope's *demand* is the decrease it asks for by the
     last step, ``(1 − ημ)^{−(T−1)}``.  A passing check whose demand is below
-    ``min_demand`` (a decade) is **vacuous**: any curve that fell by
-    ``min_demand`` over the run, linear or not, passes it; the verdict
+    ``min_demand`` (a decade) is **vacuous**: the envelope is checked at
+    every step, so a loss that stalls or rises early can still fail it, but
+    any curve that keeps under an envelope asking for less than a decade
+    passes, linear or not; the verdict
     prints the envelope's last value and the loss's own decrease, and names
     the per-step contraction (:func:`per_step_contraction`) as the check with power.
     A failure is a failure whatever the demand.
@@ -109,7 +136,8 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
     loss : sequence (T,), ``L_0 … L_{T−1}``
     eta, mu : float, ``0 < ημ ≤ 1`` (μ NaN or ≤ 0: untestable, μ unresolved)
     l_star : float, ``L*``
-    dtype, n_terms : the loss's dtype and the count of squares it sums (the slack)
+    dtype, n_terms, residual_error : the loss's dtype, the count ``N·K`` of squares it sums and the
+        residuals' rounding ``ρ`` (the slack, :func:`rounding_slack`)
     min_demand : float, the decrease an envelope must demand to have power
     """
     g = _gap(loss, l_star)
@@ -123,7 +151,7 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
         return untestable(claim, f"L_0 − L* = {fmt(g[0])} ≤ 0", "a run that starts above L*", quantity="L_0 − L*")
     t = np.arange(g.size, dtype=float)
     env = g[0] * (1.0 - eta * mu) ** t
-    s = rounding_slack(np.asarray(loss, float), dtype, n_terms)
+    s = rounding_slack(np.asarray(loss, float), dtype, n_terms, residual_error)
     slack = s + s[0] * (env / g[0])  # L_t's rounding, and L_0's carried along the envelope
     rel = (env[1:] + slack[1:] - g[1:]) / env[1:]  # t ≥ 1 (at t = 0 the gap is the envelope); < 0: above it
     tight = int(np.argmin(rel)) + 1
@@ -138,8 +166,9 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
                        why=f"above the envelope at t = {tight} by {fmt(-100 * m)} % of it", details=det)
     if demand < float(min_demand):
         return vacuous(claim, f"the envelope never drops below {fmt(env[-1] / g[0], 4)}·(L_0 − L*): it demands a "
-                       f"decrease ×{fmt(demand, 4)} < {fmt(float(min_demand))} over {g.size} steps, so any loss that "
-                       f"fell by {fmt(100 * (1 - 1 / demand))} % passes it (this one fell ×{fmt(dec)})",
+                       f"decrease ×{fmt(demand, 4)} < {fmt(float(min_demand))} over {g.size} steps: a loss passes it by never "
+                       f"rising above an envelope that asks for a fall of {fmt(100 * (1 - 1 / demand))} % by the "
+                       f"end, linear or not (this one fell ×{fmt(dec)})",
                        "the per-step contraction L_{t+1} − L* ≤ (1 − ημ_t)(L_t − L*), the proof's own step",
                        quantity="min_t (env_t − gap_t)/env_t", measured=m, threshold=0.0, relation="≥", margin=m,
                        rests_on=rests, details=det)
@@ -150,31 +179,42 @@ def envelope_bound(loss, eta: float, mu: float, *, l_star: float = 0.0, dtype="f
 
 
 def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="float32", n_terms: int = 1,
+                         residual_error: float | None = None,
                          claim: str = "Theorem 5.4, eq. (14): L_{t+1} − L* ≤ (1 − ημ_t)(L_t − L*) at every step"
                          ) -> Verdict:
     r"""Eq. (14) at every step, the step of the proof: how many steps hold, the worst violation, where (C2).
 
     .. math:: L_{t+1} - L^* \le (1 - \eta\mu_t)(L_t - L^*) + s_t \tag{14}
 
-    with ``s_t`` the rounding slack of ``L_t`` and ``L_{t+1}``
-    (:func:`rounding_slack`).  Steps whose gap ``L_t − L*`` is within the
-    slack (the loss at its rounding floor) say nothing and are not counted.
-    Per counted step, the demanded decrease is ``ημ_t(L_t − L*)`` and the
-    achieved one ``L_t − L_{t+1}`` (plus the slack); the margin is the tightest step's
+    with ``s_t = σ_{t+1} + (1 − ημ_t)σ_t`` the rounding slack of ``L_t`` and
+    ``L_{t+1}`` (``σ``: :func:`rounding_slack`, the sum's and the residuals'
+    rounding).  Per step, the demanded decrease is ``d_t = ημ_t(L_t − L*)``
+    and the achieved one ``L_t − L_{t+1}``; the step fails when
+    ``L_t − L_{t+1} + s_t < d_t``.  A step has *power* when ``s_t < d_t``:
+    then a loss that stood still would fail it.  Steps without power (the
+    demanded decrease within the losses' own rounding, which happens once
+    ``L ≲ 2(ρ/(ημ))²``, see :func:`rounding_slack`) and steps whose gap is
+    within the rounding (the loss at its floor) are not counted, unless they
+    fail: the loss rose by more than the slack, which rounding cannot do.
+    The margin is the tightest counted step's
 
     .. math:: m = \min_t \frac{(L_t - L_{t+1} + s_t) - \eta\mu_t (L_t - L^*)}{\eta\mu_t (L_t - L^*)}
 
-    (``−1``: the loss stood still; below ``−1``: it rose).  *holds* when
-    every counted step holds, *fails* otherwise, with the fraction held
-    and the worst violation ``max_t (L_{t+1} − L* − (1 − ημ_t)(L_t − L*))/(L_t − L*)``.
+    (``−1 + s_t/d_t``: the loss stood still; below it: it rose).  The row
+    prints the largest slack-to-demand ratio ``max_t s_t/d_t`` over the
+    counted steps: a shortfall of the achieved decrease below that fraction
+    of the demand cannot be seen.  *holds* when every counted step holds,
+    *fails* when one fails (with the fraction held and the worst violation
+    ``max_t (L_{t+1} − L* − (1 − ημ_t)(L_t − L*))/(L_t − L*)``),
+    *untestable* when no step has power.
 
     Parameters
     ----------
     loss : sequence (T,)
     eta : float
-    mu : float or sequence (T − 1,) or (T,): ``μ_t`` per step (e.g. ``λ_min(Θ_t)/n`` held
+    mu : float or sequence (T − 1,) or (T,): ``μ_t`` per step (e.g. ``λ_min(Θ_t)/N`` held
         between NTK checkpoints); NaN or ≤ 0 anywhere: untestable (λ_min unresolved)
-    l_star, dtype, n_terms : as :func:`envelope_bound`
+    l_star, dtype, n_terms, residual_error : as :func:`envelope_bound`
     """
     g = _gap(loss, l_star)
     T = g.size
@@ -190,27 +230,43 @@ def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="fl
         return untestable(claim, "μ_t unresolved (NaN) or ≤ 0 at some step: λ_min(Θ_t) below its floor",
                           "a resolved λ_min(Θ_t) at every checkpoint (a float64 kernel)", quantity="μ_t")
     q = 1.0 - eta * mus
-    s = rounding_slack(np.asarray(loss, float), dtype, n_terms)
+    s = rounding_slack(np.asarray(loss, float), dtype, n_terms, residual_error)
     slack = s[1:] + q * s[:-1]
-    judged = g[:-1] > s[:-1] + s[1:]  # the gap stands above the rounding of the two losses
-    if not np.any(judged):
-        return untestable(claim, f"every gap L_t − L* is within the losses' rounding ({T} steps)",
-                          "a run whose loss stands above L* by more than its rounding", quantity="steps judged")
-    lhs, rhs = g[1:], q * g[:-1] + slack
-    ok = (lhs <= rhs) | ~judged
     demand = eta * mus * g[:-1]
     achieved = g[:-1] - g[1:]
+    lhs, rhs = g[1:], q * g[:-1] + slack
+    ok = lhs <= rhs
+    above = g[:-1] > s[:-1] + s[1:]  # the gap stands above the rounding of the two losses
+    power = above & (slack < demand)  # a loss that stood still would fail this step
+    judged = power | (above & ~ok)  # a failure beyond the slack counts whatever the step's power
+    ratio = np.where(demand > 0, slack / np.where(demand > 0, demand, 1.0), np.inf)  # s_t/d_t
+    if not np.any(judged):
+        if np.any(above):
+            r_min = float(np.min(ratio[above]))
+            return untestable(claim, f"the demanded decrease ημ_t(L_t − L*) is within the losses' rounding at every "
+                              f"step (slack/demand ≥ {fmt(r_min)}; ρ = residuals' rounding, dtype {np.dtype(dtype).name}): "
+                              "a loss that stood still would pass",
+                              "the losses computed in float64 from float64 residuals, a larger ημ, or the judged "
+                              "window cut where 2(ρ/(ημ))² < L", quantity="slack/demand",
+                              measured=r_min, threshold=1.0, relation="<", details=dict(steps_with_power=0))
+        return untestable(claim, f"every gap L_t − L* is within the losses' rounding ({T} steps)",
+                          "a run whose loss stands above L* by more than its rounding", quantity="steps judged")
     safe = np.where(judged, g[:-1], 1.0)  # the judged gaps are positive; the others are not divided by
     rel = np.where(judged, (achieved + slack - demand) / (eta * mus * safe), np.inf)  # < 0 exactly where it fails
     viol = np.where(judged, (lhs - q * g[:-1]) / safe, -np.inf)
     t_m, t_v = int(np.argmin(rel)), int(np.argmax(viol))
     n_j, n_ok = int(judged.sum()), int((ok & judged).sum())
+    n_floor, n_weak = int((~above).sum()), int((above & ~judged).sum())
+    r_max = float(np.max(ratio[judged]))
     m = float(rel[t_m])
-    rests = (f"{n_ok} of {n_j} steps hold ({T - 1 - n_j} at the rounding floor not counted); ημ_t in "
-             f"[{fmt(float(np.min(eta * mus)))}, {fmt(float(np.max(eta * mus)))}]; tightest step t = {t_m}: "
-             f"achieved {fmt(float(achieved[t_m]))} against the demanded {fmt(float(demand[t_m]))}")
+    rests = (f"{n_ok} of {n_j} steps hold ({n_floor} at the rounding floor and {n_weak} without power, slack ≥ "
+             f"demand, not counted); slack/demand ≤ {fmt(r_max)} on the counted steps (a shortfall below that "
+             f"fraction of the demand is not seen); ημ_t in [{fmt(float(np.min(eta * mus)))}, "
+             f"{fmt(float(np.max(eta * mus)))}]; tightest step t = {t_m}: achieved {fmt(float(achieved[t_m]))} "
+             f"against the demanded {fmt(float(demand[t_m]))}")
     det = dict(fraction=n_ok / n_j, steps_judged=n_j, steps_held=n_ok, worst_violation=float(viol[t_v]),
-               worst_step=t_v, tightest_step=t_m, failed_steps=[int(i) for i in np.nonzero(~ok)[0][:20]])
+               worst_step=t_v, tightest_step=t_m, failed_steps=[int(i) for i in np.nonzero(~ok & judged)[0][:20]],
+               slack_to_demand=r_max, steps_without_power=n_weak)
     if n_ok < n_j:
         return Verdict(claim, "fails", "(achieved − demanded)/demanded at the tightest step", m, 0.0, "≥", m, rests,
                        why=f"{n_j - n_ok} step(s) fail; worst at t = {t_v}: L_(t+1) − L* exceeds (1 − ημ)(L_t − L*) by "
@@ -225,7 +281,7 @@ def per_step_contraction(loss, eta: float, mu, *, l_star: float = 0.0, dtype="fl
 def kernel_modes(theta0, r0):
     r"""The terms of the kernel-regime curve (K1): eigenvalues ``λ_i`` of ``Θ_0`` and weights ``c_i = (u_iᵀ r_0)²``.
 
-    .. math:: L_t = \frac{1}{2n} \sum_i c_i \Big(1 - \frac{\eta\lambda_i}{n}\Big)^{2t}, \qquad c_i = (u_i^\top r_0)^2
+    .. math:: L_t = \frac{1}{2N} \sum_i c_i \Big(1 - \frac{\eta\lambda_i}{N}\Big)^{2t}, \qquad c_i = (u_i^\top r_0)^2
 
     ``theta0 (N·K, N·K)`` and ``r0 (N·K,)`` (or ``(N, K)``) as host or
     device arrays (copied to the host once: ``N·K`` up to a few thousand);
@@ -258,7 +314,7 @@ def local_rate_excess(t, lam, c2, eta: float, n: int) -> np.ndarray:
     .. math:: D(t) = \frac{s(t)}{s_\infty} - 1 = \sum_i w_i(t)\,(a_i - 1), \qquad
               w_i(t) = \frac{c_i |q_i|^{2t}}{\sum_j c_j |q_j|^{2t}}, \quad a_i = \frac{\log|q_i|}{\log|q_s|}
 
-    with ``q_i = 1 − ηλ_i/n``, ``s(t) = −d/dt log(L_t − L*_kernel)`` the
+    with ``q_i = 1 − ηλ_i/N`` (``N`` = the argument ``n``), ``s(t) = −d/dt log(L_t − L*_kernel)`` the
     curve's local rate and ``s_∞ = −2 log|q_s|`` its slowest term's (``q_s``
     the largest ``|q_i| < 1`` with ``c_i > 0``).  ``D`` never increases
     (``dD/dt = −2|log q_s|·Var_w(a) ≤ 0``).  Terms with ``q_i = 1``
@@ -304,15 +360,22 @@ class DominanceTime(NamedTuple):
     bound: float
 
     def steps_to_decide(self, decrease: float = 10.0) -> float:
-        """Steps a run needs to judge a straight line after ``t_dom``: ``t_dom`` plus a ``decrease`` at the slowest rate."""
-        return self.t_dom + math.ceil(math.log(float(decrease)) / self.rate) if self.rate > 0 else math.inf
+        """Steps ``T`` a run needs to judge a straight line after ``t_dom``: a ``decrease`` at the slowest rate.
+
+        The run's steps are ``0 … T − 1`` and the window ``t_dom … T − 1``
+        spans ``T − 1 − t_dom`` steps, which must fall by ``decrease``
+        (``k = ⌈log(decrease)/s_∞⌉`` steps, at least 2), hence ``T = t_dom + 1 + k``.
+        """
+        if not self.rate > 0:
+            return math.inf
+        return self.t_dom + 1 + max(2, math.ceil(math.log(float(decrease)) / self.rate))
 
 
 def dominance_time(lam, c2, eta: float, n: int, delta: float = DELTA) -> DominanceTime:
     r"""The step after which the kernel-regime curve of ``Θ_0`` is one geometric term, to ``δ`` in its local rate (K2).
 
     .. math:: t_{dom}(\delta) = \min\{t \in \mathbb{N} : D(t) \le \delta\}
-              \;\le\; \frac{C/c_s - 1}{2e\,\delta\,|\log q_s|} \approx \frac{n\,(C/c_s - 1)}{2e\,\delta\,\eta\lambda_{\min}}
+              \;\le\; \frac{C/c_s - 1}{2e\,\delta\,|\log q_s|} \approx \frac{N\,(C/c_s - 1)}{2e\,\delta\,\eta\lambda_{\min}}
 
     ``D`` is :func:`local_rate_excess`; ``C = Σ c_i`` over the decaying
     terms and ``c_s`` the slowest term's weight.  Derivation (THEORY.md,
@@ -323,7 +386,7 @@ def dominance_time(lam, c2, eta: float, n: int, delta: float = DELTA) -> Dominan
     Parameters
     ----------
     lam, c2 : arrays (N·K,), from :func:`kernel_modes`
-    eta : float, the step; n : int, samples ``N`` (the ``n`` of ``L = ‖r‖²/(2n)``)
+    eta : float, the step; n : int, the sample count ``N`` of ``L = ‖r‖²/(2N)``
     delta : float in (0, 1), the tolerance of the local rate
     """
     if not (0 < float(delta) < 1):
@@ -414,6 +477,7 @@ def power_law_exponent_floor(decrease: float, threshold: float) -> float:
 
 def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | float | None = None,
                        delta: float = DELTA, decrease_min: float = 10.0, dtype="float32", n_terms: int = 1,
+                       residual_error: float | None = None,
                        claim: str = "GD converges linearly: L_t − L* falls like a geometric sequence") -> Verdict:
     r"""Linear convergence judged where it can be judged (L1): untestable, or a test with power against sublinear decay.
 
@@ -445,7 +509,7 @@ def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | 
     dominance : DominanceTime or a step count ``t_dom``, optional
     delta : float, the local-rate tolerance (the same ``δ`` as ``t_dom``'s)
     decrease_min : float, the decade rule
-    dtype, n_terms : the loss's rounding (:func:`rounding_slack`)
+    dtype, n_terms, residual_error : the loss's rounding (:func:`rounding_slack`)
     """
     g = _gap(loss, l_star)
     thr = 1.0 / (1.0 + float(delta))
@@ -453,13 +517,13 @@ def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | 
         t_dom, dom = dominance.t_dom, dominance
     else:
         t_dom, dom = (None if dominance is None else float(dominance)), None
-    s = rounding_slack(np.asarray(loss, float), dtype, n_terms)
+    s = rounding_slack(np.asarray(loss, float), dtype, n_terms, residual_error)
     bad = np.nonzero(~(g > 2 * s))[0]
     T = int(bad[0]) if bad.size else g.size  # resolvable steps 0 … T−1
     q = "local-rate ratio R"
     if t_dom is not None and not math.isfinite(t_dom):
-        return untestable(claim, "the kernel-regime curve of Θ_0 diverges (η λ_max/n > 2) or never settles",
-                          "a step size inside the kernel regime's stability, η < 2n/λ_max(Θ_0)", quantity=q)
+        return untestable(claim, "the kernel-regime curve of Θ_0 diverges (η λ_max/N > 2) or never settles",
+                          "a step size inside the kernel regime's stability, η < 2N/λ_max(Θ_0)", quantity=q)
     start = int(t_dom) if t_dom is not None else T // 2
     if T - 1 - start < 2:
         if t_dom is not None and T == g.size:
@@ -481,7 +545,7 @@ def linear_convergence(loss, *, l_star: float = 0.0, dominance: DominanceTime | 
         rate = math.log(g[start] / g[stop]) / (stop - start) if g[stop] < g[start] else 0.0
         if dom is not None and dom.rate > 0:
             rate = dom.rate
-        more = (f"a run of about T = {start + math.ceil(math.log(float(decrease_min)) / rate)} steps"
+        more = (f"a run of about T = {start + 1 + max(2, math.ceil(math.log(float(decrease_min)) / rate))} steps"
                 if rate > 0 else "a run whose gap still falls")
         return untestable(claim, f"over {window} the gap fell only ×{fmt(dec)} < {fmt(float(decrease_min))}: over less "
                           "than a decade any smooth decreasing curve is nearly straight on a log axis",

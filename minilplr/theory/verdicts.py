@@ -557,7 +557,9 @@ def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: 
     (``paired=True``: the same seed indices for every ``x``, for runs that
     share their seeds across ``x``), refits, and takes the percentile
     interval of the ``n_boot`` exponents.  The resampling generator is seeded:
-    the interval is reproducible.
+    the interval is reproducible.  With one seed at some ``x`` (or seeds
+    that agree exactly) the interval has no spread to show: the fit is a
+    point estimate, and :func:`power_law_exponent` calls it untestable.
 
     Parameters
     ----------
@@ -614,22 +616,39 @@ def power_law_exponent(claim: str, fit: PowerLawFit, predicted: float, alternati
       ``S·(w/w_needed)²`` with ``w_needed = |predicted − alternative|/2``;
     * *holds*: contains ``predicted`` and excludes ``alternative``; the margin is the
       smaller of the two distances (to the interval's nearer end, and of the
-      alternative outside it), in half-widths.
+      alternative outside it), in half-widths;
+    * *untestable* also when some ``x`` has fewer than 2 seeds, or the
+      interval has zero width: a bootstrap over one seed (or over seeds that
+      agree exactly) resamples no spread, and its interval, a single point,
+      is a certainty drawn from nothing.  The row asks for at least 2 seeds
+      per ``x`` (3 or more for a usable interval), after which it says how
+      many would decide.
     """
     lo, hi = fit.interval
     w = (hi - lo) / 2
+    if min(fit.seeds) < 2 or not w > 0:
+        few = min(fit.seeds) < 2
+        seeds = "/".join(str(k) for k in fit.seeds)
+        return untestable(claim, (f"{seeds} seeds per x: one seed at some x has no spread to resample, so the "
+                                  f"bootstrap interval [{fmt(lo)}, {fmt(hi)}] is a point, not an uncertainty") if few
+                          else (f"the {seeds} seeds at every x give the same mean under every resample (interval "
+                                f"[{fmt(lo)}, {fmt(hi)}] of zero width): no spread, deterministic or repeated runs"),
+                          "at least 2 independent seeds at every x (3 or more for a usable interval); the row then "
+                          "says how many seeds would separate the predicted exponent from the alternative",
+                          quantity=quantity, measured=fit.a, threshold=(lo, hi), relation="in",
+                          details=dict(a=fit.a, interval=list(fit.interval), seeds=list(fit.seeds)))
     ctr = f"{fmt(fit.level * 100, 3)} % bootstrap interval [{fmt(lo)}, {fmt(hi)}] over seeds"
     rests = (f"E[y] ∝ x^a through the seed means at x = {', '.join(fmt(v) for v in fit.x)} "
              f"({'/'.join(str(s) for s in fit.seeds)} seeds): a = {fmt(fit.a)}, {ctr}")
     det = dict(a=fit.a, interval=list(fit.interval), level=fit.level, predicted=float(predicted),
                alternative=None if alternative is None else float(alternative), seeds=list(fit.seeds))
-    m_in = margin_interval(predicted, lo, hi) if w > 0 else (1.0 if predicted == lo else -math.inf)
+    m_in = margin_interval(predicted, lo, hi)
     if m_in < 0:
         return Verdict(claim, "fails", quantity, fit.a, (lo, hi), "in", m_in, rests,
                        why=f"the interval excludes the predicted exponent {fmt(float(predicted))}", details=det)
     if alternative is None:
         return Verdict(claim, "holds", quantity, fit.a, (lo, hi), "in", m_in, rests, details=det)
-    out = max(lo - float(alternative), float(alternative) - hi) / w if w > 0 else math.inf
+    out = max(lo - float(alternative), float(alternative) - hi) / w
     if out < 0:
         need = abs(float(predicted) - float(alternative)) / 2
         more = math.ceil(max(fit.seeds) * (w / need) ** 2) if need > 0 else math.inf

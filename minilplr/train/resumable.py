@@ -20,16 +20,22 @@ two-layer linear network.  It has four pieces:
   asks (:meth:`Resumable.due`, :meth:`Resumable.save`), written atomically by
   :mod:`minilplr.train.checkpoint` (a :mod:`minilplr.store` unit).
 
-A loop reads::
+A loop reads (as :func:`minilplr.train.loops.train_gd` does)::
 
+    history = History()                   # the loop's records, a part: it has state_dict/load_state_dict
     theta0 = {k: p.copy() for k, p in model.params.items()}
     ck = Resumable(path, fingerprint, {"model": ModelState(model), "optimiser": opt,
                                        "theta0": Arrays(theta0), "history": history}, every=25)
     ck.restore()                          # False: a fresh start
     for t in range(len(history["step"]), steps):
-        ...                               # one step
-        if ck.due(t + 1):
+        ...                               # one step, recorded in history
+        if ck.due(t + 1, last=steps):     # every 25 steps, and after the final one
             ck.save()
+
+``history`` is :class:`minilplr.train.loops.History` (per-step records that
+save and load themselves); a plain ``dict`` has no ``state_dict`` and is
+refused (with a path).  Without ``last=`` the final step is saved only when ``every``
+divides ``steps``.
 
 Without a path (``Resumable(None, ...)``) nothing is restored or saved, and
 the loop reads the same.

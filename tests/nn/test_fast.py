@@ -15,7 +15,8 @@ orders differ by at most ``2 γ_L Σ|terms|``, entry by entry, with
 Bugs planted in each kernel and watched failing here: im2col_matmul's last
 block of samples never multiplied; conv_input_grad's kernel flipped in one
 axis only (stride 1) and its offsets transposed ``Wk[b, a]`` (other
-strides); channel_sum dropping its last block; per_channel tiling ``v`` with
+strides); channel_sum dropping its last block, and summing an odd ``M`` in one float32 block
+(the old ``gcd(M, 256)`` blocks); per_channel tiling ``v`` with
 ``repeat`` instead of ``tile``; batchnorm_forward without ``ε`` in
 evaluation mode; batchnorm_backward dividing ``∂L/∂β`` by ``M − 1``.
 """
@@ -126,17 +127,41 @@ def _bn_image(dev, cfg, dtype, channels_last, seed_shift=0, scale=2.0, shift=1.0
 @given(cfg=bn_configs(max_n=6, max_c=5, max_size=9), dtype=float_dtypes, channels_last=st.booleans())
 def test_channel_sum_is_the_float64_sum(dev, cfg, dtype, channels_last):
     """``fast.channel_sum(x)`` against ``batchnorm.channel_sum(x)`` (``x.sum(axis=(0, 2, 3), dtype=float64)`` cast
-    back).  The fast one sums blocks of ``b = M/gcd(M, 256)`` values in ``x``'s dtype, then the blocks in float64,
-    then casts; the plain one sums all ``M`` in float64, then casts.  Bound: ``γ_b`` of the dtype (the block
-    sums), ``2 γ_M`` of float64 (both float64 sums) and ``2u`` (the two casts), times ``Σ|x|`` per channel."""
+    back).  The fast one sums blocks of ``b = ⌈M/256⌉`` values in ``x``'s dtype, then the blocks and the rows
+    left over in float64, then casts; the plain one sums all ``M`` in float64, then casts.  Bound: ``γ_b`` of the
+    dtype (the block sums), ``2 γ_M`` of float64 (both float64 sums) and ``2u`` (the two casts), times ``Σ|x|`` per
+    channel, for every ``M`` (odd ones included)."""
     x = _bn_image(dev, cfg, dtype, channels_last)
     m = cfg["n"] * cfg["h"] * cfg["w"]
-    b = m // np.gcd(m, 256)
+    b = -(-m // 256)
     got, want = fast.channel_sum(x), batchnorm.channel_sum(x)
     assert got.shape == want.shape == (1, cfg["c"], 1, 1) and got.dtype == want.dtype == np.dtype(dtype)
     abs_sum = np.abs(B.to_host(x).astype(np.float64)).sum(axis=(0, 2, 3), keepdims=True)
     rel = gamma(b, dtype) + 2 * gamma(m, np.float64) + np.finfo(dtype).eps
     assert_within(got, want, rel * abs_sum, "Σ_nhw x")
+
+
+@pytest.mark.parametrize("shape", [(255, 1, 63, 65), (64, 2, 32, 32), (1, 2, 1, 131071)])
+def test_channel_sum_at_odd_m_keeps_its_float64_accumulation(dev, shape):
+    """Review item 4: for odd ``M`` the fast sum took ``gcd(M, 256) = 1`` block and added all ``M`` values in
+    float32 (relative error 3.1e-6 at (127, 2, 31, 33), the plain path's 1.3e-9).
+
+    Values on the grid ``2^−11`` in ``[1, 2)``: a sum of up to ``b = ⌈M/256⌉ ≤ 4095`` of them stays below
+    ``2^13``, where float32 still holds every multiple of ``2^−11``, so each block's sum is exact in any order,
+    and the fast result must be the plain one bit for bit (both the cast of the exact sum).  One float32 sum of
+    all ``M = 1 044 225`` values (the old way) passes ``2^13`` and rounds.  The random-data bound of the test above
+    is checked here too, at these larger ``M``."""
+    rng = np.random.default_rng(0)
+    m = shape[0] * shape[2] * shape[3]
+    assert -(-m // 256) * 2 < 2 ** 13  # the block sums stay exact
+    grid = 1 + rng.integers(0, 2 ** 11, size=shape) / 2 ** 11
+    x = dev(grid, np.float32)
+    got, want = fast.channel_sum(x), batchnorm.channel_sum(x)
+    assert np.array_equal(B.to_host(got), B.to_host(want))
+    noisy = dev(1.0 + 1e-3 * rng.standard_normal(shape), np.float32)
+    abs_sum = np.abs(B.to_host(noisy).astype(np.float64)).sum(axis=(0, 2, 3), keepdims=True)
+    rel = gamma(-(-m // 256), np.float32) + 2 * gamma(m, np.float64) + np.finfo(np.float32).eps
+    assert_within(fast.channel_sum(noisy), batchnorm.channel_sum(noisy), rel * abs_sum, f"Σ_nhw x, M = {m}")
 
 
 @given(n=st.integers(1, 5), c=st.integers(1, 5), hw=st.integers(1, 9), seed=seeds,

@@ -25,10 +25,19 @@ EPS32 = float(np.finfo(np.float32).eps)
 # --------------------------------------------------------------------------- the rounding slack
 
 
-def test_rounding_slack_is_log2_n_plus_two_epsilons_of_the_loss():
-    s = C.rounding_slack([2.0, 1.0], "float32", n_terms=1000)  # ⌈log₂ 1000⌉ = 10
+def test_rounding_slack_is_the_sums_and_the_residuals_rounding():
+    s = C.rounding_slack([2.0, 1.0], "float32", n_terms=1000, residual_error=0.0)  # ⌈log₂ 1000⌉ = 10
     np.testing.assert_allclose(s, [12 * EPS32 * 2.0, 12 * EPS32])
-    assert C.rounding_slack([1.0], "float64")[0] == pytest.approx(2 * np.finfo(np.float64).eps)
+    assert C.rounding_slack([1.0], "float64", residual_error=0.0)[0] == pytest.approx(2 * np.finfo(np.float64).eps)
+    rho = 1e-3  # the residuals' part: ρ√(2L) + ρ²/2, absolute, so relative to L it grows as L falls
+    np.testing.assert_allclose(C.rounding_slack([2.0, 1e-4], "float64", residual_error=rho),
+                               [4 * 2.2204e-16 + rho * 2 + rho ** 2 / 2, 2 * 2.2204e-16 * 1e-4 + rho * math.sqrt(2e-4)
+                                + rho ** 2 / 2], rtol=1e-4)
+    rho_default = 2 * EPS32 * math.sqrt(2 * 2.0)  # the default ρ: 2ε of the residuals' first scale √(2 max L)
+    assert C.rounding_slack([2.0, 1.0], "float32")[1] == pytest.approx(2 * EPS32 + rho_default * math.sqrt(2)
+                                                                        + rho_default ** 2 / 2)
+    with pytest.raises(ValueError, match="residual_error"):
+        C.rounding_slack([1.0], residual_error=-1.0)
 
 
 # --------------------------------------------------------------------------- (10): the envelope
@@ -164,7 +173,7 @@ def test_dominance_time_of_two_geometric_terms_by_hand():
     t = next(k for k in range(1000) if 0.9 * 0.9 ** k / (0.9 * 0.9 ** k + 0.1 * 0.995 ** k) * (a1 - 1) <= 0.1)
     dom = C.dominance_time(lam, c2, 1.0, 1)
     assert t == 75 and dom.t_dom == 75 and dom.rate == pytest.approx(-math.log(0.995))
-    assert dom.steps_to_decide(10.0) == 75 + math.ceil(math.log(10) / -math.log(0.995))
+    assert dom.steps_to_decide(10.0) == 75 + 1 + math.ceil(math.log(10) / -math.log(0.995))
     assert C.dominance_time(lam, c2, 300.0, 1).t_dom == math.inf  # ηλ/n > 2: the kernel regime diverges
 
 
@@ -249,3 +258,87 @@ def test_the_linear_judge_flips_at_one_over_one_plus_delta():
     assert under.status == "fails" and under.measured == pytest.approx(thr - 0.004) and under.marginal
     assert over.status == "holds" and over.margin == pytest.approx(0.004 / thr) and over.marginal
     assert over.threshold == pytest.approx(thr)
+
+
+# --------------------------------------------------------------------------- review findings 1, 3, 13 (G2)
+
+
+def _float32_gd_along_the_slowest_direction(level, steps=200, seed=1, n=2000, d=512, eta_mu=2.5e-5):
+    """Exact GD on a linear model along ``Θ``'s slowest direction from ``L = level·L_0``, losses taken in float32.
+
+    Exactly, ``L_{t+1} = (1 − ημ)² L_t``: the achieved decrease is ``≈ 2ημ L_t``, twice the demanded one, so
+    (14) holds with a ×2 margin.  Returns ``(float32 losses, η, μ, ρ, L_0)`` with ``ρ`` the residuals' RMS
+    rounding, measured at the path's end and doubled.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    ws = rng.standard_normal(d) / np.sqrt(d)
+    y = X @ ws
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+    lam, U = np.linalg.eigh(X.T @ X / n)
+    mu = lam[0]
+    L0 = 0.5 / n * (y @ y)  # the loss at w = 0
+    eta = eta_mu / mu
+    w = ws + np.sqrt(level * L0 / (0.5 * mu)) * U[:, 0]  # L = μ‖w − w*‖²/2 = level·L_0
+    losses = []
+    for _ in range(steps):
+        r = X32 @ w.astype(np.float32) - y32
+        losses.append(float(np.float32(0.5 / n) * (r * r).sum()))
+        w = ws + (w - ws) * (1 - eta * mu)
+    rho = 2 * float(np.sqrt(np.mean(((X32 @ ws.astype(np.float32) - y32).astype(float) - (X @ ws - y)) ** 2)))
+    return np.array(losses), eta, mu, rho, L0
+
+
+def test_per_step_contraction_counts_the_residuals_rounding_not_only_the_sums():
+    """Review item 1: the forward pass's rounding of the residuals decides (14) once L ≲ 2(ρ/ημ)², far above ε².
+
+    At L/L_0 = 1e-7 (ημ = 2.5e-5, float32) exact GD, which achieves twice the demand, "failed" with the
+    sum's slack alone (planted: ``residual_error=0``, the old slack); with the residuals' rounding no step has
+    power and the verdict is untestable.  At L/L_0 = 1e-2 the steps have power, and it holds.
+    """
+    loss, eta, mu, rho, L0 = _float32_gd_along_the_slowest_direction(1e-7)
+    old = C.per_step_contraction(loss, eta, mu, dtype="float32", n_terms=2000, residual_error=0.0)
+    assert old.status == "fails"  # the old slack: a rounding artefact read as a failure
+    v = C.per_step_contraction(loss, eta, mu, dtype="float32", n_terms=2000, residual_error=rho)
+    assert v.status == "untestable" and v.measured > 1 and "slack/demand" in v.why and "float64" in v.decide
+    assert 2 * (rho / 2.5e-5) ** 2 > 1e-7 * L0  # where the derivation says the residuals take over
+    high, eta, mu, rho, L0 = _float32_gd_along_the_slowest_direction(1e-2)
+    h = C.per_step_contraction(high, eta, mu, dtype="float32", n_terms=2000, residual_error=rho)
+    assert h.status == "holds" and h.details["steps_judged"] == 199 and h.details["slack_to_demand"] < 1
+    # the loss that stands still on the same steps is caught there: the steps have power
+    stalled = np.full_like(high, high[0])
+    assert C.per_step_contraction(stalled, eta, mu, dtype="float32", n_terms=2000, residual_error=rho).status == "fails"
+
+
+def test_per_step_contraction_prints_its_slack_to_demand_and_has_no_say_without_power():
+    """Review item 13: at Fig. 1's scale the slack is ~15 % of the demand; the row says so.
+
+    A loss that stood still where the slack exceeds the demand used to "hold" (achieved 0 + slack ≥ demand);
+    now such steps have no power, and a run of only such steps is untestable.
+    """
+    eta_mu, n_terms = 2.53e-5, 12665
+    t = np.arange(200)
+    short = (1 - 0.86 * eta_mu) ** t  # 86 % of the demanded decrease per step
+    v = C.per_step_contraction(short, eta_mu, 1.0, dtype="float32", n_terms=n_terms, residual_error=0.0)
+    ratio = 2 * (math.ceil(math.log2(n_terms)) + 2) * EPS32 / eta_mu  # s_t/d_t = (σ_{t+1} + qσ_t)/(ημ L_t)
+    assert v.details["slack_to_demand"] == pytest.approx(ratio, rel=1e-3) and 0.14 < ratio < 0.16
+    assert f"slack/demand ≤ {C.fmt(ratio)}" in v.rests_on and v.marginal
+    stalled = np.full(50, 1.0)
+    s = C.per_step_contraction(stalled, 1e-7, 1.0, dtype="float32", n_terms=n_terms, residual_error=0.0)
+    assert s.status == "untestable" and s.measured > 1  # a stalled loss cannot pass a step it could not fail
+    assert C.per_step_contraction(stalled, 1e-3, 1.0, dtype="float32", n_terms=n_terms).status == "fails"
+    risen = stalled * 1.01 ** np.arange(50)  # a rise beyond the slack counts even without power
+    assert C.per_step_contraction(risen, 1e-7, 1.0, dtype="float32", n_terms=n_terms).status == "fails"
+
+
+def test_steps_to_decide_names_the_first_run_that_decides():
+    """Review item 3: one mode with q² = 0.99; the named T decides (holds), T − 1 does not, and the message says T."""
+    dom = C.dominance_time(np.array([1 - math.sqrt(0.99)]), np.array([1.0]), 1.0, 1)
+    need = int(dom.steps_to_decide(10.0))
+    assert need == 231  # t_dom = 0, ⌈log 10/−log 0.99⌉ = 230 steps in the window 0 … T − 1
+    curve = 0.99 ** np.arange(need)
+    assert C.linear_convergence(curve, dominance=dom, dtype="float64").status == "holds"
+    short = C.linear_convergence(curve[:-1], dominance=dom, dtype="float64")
+    assert short.status == "untestable" and f"T = {need} steps" in short.decide
+    no_dom = C.linear_convergence(0.99 ** np.arange(100), dominance=0, dtype="float64")
+    assert "T = 231 steps" in no_dom.decide  # the measured-rate estimate: the same count

@@ -190,6 +190,25 @@ def test_power_law_exponent_flips_holds_fails_untestable():
     assert V.power_law_exponent("E[err²] ∝ H^−1", minus1, -1.0).status == "holds"
 
 
+def test_power_law_exponent_without_spread_is_untestable():
+    """Review item 2: one seed per x gives a zero-width interval; it used to fail (margin −inf) or hold (margin 1)."""
+    xs = [64, 128, 256, 512]
+    one = V.fit_power_law(xs, [[1 / 64], [1 / 128], [1 / 256], [1.1 / 512]])  # a = −0.959 from one seed each
+    assert one.interval[0] == one.interval[1] == pytest.approx(one.a)
+    v = V.power_law_exponent("a = −1", one, -1.0, -2 / 3)
+    assert v.status == "untestable" and "at least 2" in v.decide and "1/1/1/1 seeds" in v.why
+    exact = V.fit_power_law(xs, [[x ** -1.0] for x in xs])  # the old "holds, margin 1" case
+    assert V.power_law_exponent("a = −1", exact, -1.0).status == "untestable"
+    mixed = V.fit_power_law(xs, [[1 / 64, 1.2 / 64], [1 / 128], [1 / 256, 0.9 / 256], [1 / 512, 1.1 / 512]])
+    assert V.power_law_exponent("a = −1", mixed, -1.0).status == "untestable"  # one x with one seed
+    same = V.fit_power_law(xs, [[x ** -1.0] * 3 for x in xs])  # seeds that agree exactly: no spread either
+    u = V.power_law_exponent("a = −1", same, -1.0)
+    assert u.status == "untestable" and "zero width" in u.why
+    rng = np.random.default_rng(3)  # two seeds with spread: judged
+    two = V.fit_power_law(xs, _lognormal_samples(-1.0, xs, 2, 0.05, rng))
+    assert V.power_law_exponent("a = −1", two, -1.0).status in ("holds", "fails")
+
+
 # --------------------------------------------------------------------------- the table
 
 
