@@ -24,6 +24,12 @@ For every file in the older folders (:func:`minilplr.experiments.output.older_la
   unreadable, a format we do not know) stays where it is, named in one line;
 - any other file (figures, an old ``report.json``) is moved along with its
   folder; store temporaries and files moved aside as damaged stay.
+- an experiment folder whose ``results.json`` records another configuration
+  than the one asked (``--preset paper`` results upgraded as ``--preset
+  quick``) stays where it is, named in one line: in the asked folder the next
+  run would recompute it in place.  (The shared ``runs/`` cache is moved
+  whatever its runs' configurations: its files are named by their runs' own
+  hashes, never reused for another run, never overwritten.)
 
 Nothing is deleted: a move is a hard link at the new place, then the old
 name removed, so a kill at any moment leaves every file readable at its old
@@ -55,8 +61,9 @@ import numpy as np  # noqa: E402
 from minilplr.experiments import EXPERIMENTS  # noqa: E402
 from minilplr.experiments.output import (OutputRefused, claim_configuration, configuration_folder,  # noqa: E402
                                          lock_output, older_layout, saved_configurations, LOCK_NAME)
-from minilplr.experiments.runner import configuration  # noqa: E402
-from minilplr.store import FORMAT, Damaged, atomic_write_bytes, content_hash, is_temporary, load_unit  # noqa: E402
+from minilplr.experiments.runner import configuration, experiment_config, load_experiment  # noqa: E402
+from minilplr.store import (FORMAT, Damaged, atomic_write_bytes, config_hash, content_hash, is_temporary,  # noqa: E402
+                            load_unit)
 
 #: The older unit format this script re-seals: its JSON recorded the arrays file's hash, not its own.
 OLD_FORMAT = "minilplr-unit/1"
@@ -150,6 +157,12 @@ def upgrade(out, conf: dict, log=print) -> dict:
     counts = {"units": 0, "files": 0, "left": 0, "folders": folders, "target": target}
     if not folders:
         return counts
+    overrides = {"seed": conf.get("seed"), "data_source": conf.get("data")}
+    mismatched = [n for n in folders if _other_configuration(out / n, n, conf["preset"], overrides, log)]
+    counts["left"] += len(mismatched)
+    folders = [n for n in folders if n not in mismatched]
+    if not folders:
+        return counts
     claim_configuration(target, conf)
     log(UNVERIFIABLE)
     for name in folders:
@@ -180,6 +193,31 @@ def upgrade(out, conf: dict, log=print) -> dict:
             if not os.listdir(root):
                 os.rmdir(root)
     return counts
+
+
+def _other_configuration(folder: Path, name: str, preset: str, overrides: dict, log) -> bool:
+    """Whether the experiment folder ``folder`` holds results of another configuration than the one asked (one line).
+
+    Moved into the asked configuration's folder, they would be recomputed in
+    place (and so lost) by the next run: they stay where they are.  The
+    shared ``runs`` folder and a folder without readable results are not
+    judged here (their units are verified one by one).
+    """
+    if name not in EXPERIMENTS:
+        return False
+    try:
+        saved = json.loads((folder / "results.json").read_text())["data"]
+        saved_hash, saved_cfg = saved["config_hash"], saved.get("config", {})
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    asked = experiment_config(load_experiment(name), preset, overrides)
+    if saved_hash == config_hash(asked):
+        return False
+    diff = "; ".join(f"{k}: saved {saved_cfg.get(k)!r}, asked {asked.get(k)!r}" for k in sorted(asked)
+                     if saved_cfg.get(k) != asked.get(k))[:300]
+    log(f"{folder}: left where it is: its results are of another configuration ({diff or 'their hash differs'}); "
+        "pass the --preset, --seed and --data they were run with")
+    return True
 
 
 def _is_unit(js: Path) -> bool:

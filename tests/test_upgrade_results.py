@@ -174,3 +174,19 @@ def test_leftovers_and_files_set_aside_stay_where_they_are(tmp_path):
     counts, lines = _run(out)
     assert counts["units"] == 2 and tmp.exists() and aside.exists()
     assert not (out / "quick" / "linear_init" / tmp.name).exists()
+
+
+def test_results_of_another_configuration_stay_where_they_are(tmp_path):
+    """Paper results upgraded with --preset quick would be recomputed in place by the next quick run: refused."""
+    from minilplr.experiments.runner import experiment_config, load_experiment
+    from minilplr.store import config_hash
+    out = tmp_path / "out"
+    cfg = experiment_config(load_experiment("linear_init"), "paper", {})
+    _old_unit(out / "linear_init", "results", dict(_tree(0), config=cfg, config_hash=config_hash(cfg)))
+    counts, lines = _run(out)  # asks for quick
+    assert (counts["units"], counts["left"]) == (0, 1)
+    assert (out / "linear_init" / "results.json").exists() and not (out / "quick").exists()
+    assert any("another configuration" in ln and "preset: saved 'paper', asked 'quick'" in ln for ln in lines), lines
+    counts = upgrade_results.upgrade(out, upgrade_results.configuration("paper", {}), log=lambda s: None)
+    assert (counts["units"], counts["left"]) == (1, 0)
+    assert load_unit(out / "paper" / "linear_init", "results")["config_hash"] == config_hash(cfg)
