@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 
 import numpy as np
 
 from .backend import get_array_module, to_host
 
 __all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude",
+           "check_values", "check_model_input", "check_fits", "free_bytes", "format_bytes", "MAX_BYTES_VAR",
            "check_image", "one_line"]
+
+#: An environment variable that caps what :func:`check_fits` lets an entry point allocate (bytes), below free memory.
+MAX_BYTES_VAR = "MINILPLR_MAX_BYTES"
 
 
 def check_finite(name: str, x) -> None:
@@ -109,22 +114,138 @@ def check_real_array(name: str, x) -> None:
                         + (" (convert it with np.asarray(..., dtype=float))" if kind == "O" else ""))
 
 
-def check_magnitude(name: str, x, dtype) -> None:
-    """``ValueError`` naming ``name`` if ``|x|`` reaches ``√max`` of ``dtype``.
+def _magnitude_limit(dtype, terms: int) -> float:
+    """``√(max/terms)`` of ``dtype``: below it, a sum of ``terms`` squares does not overflow."""
+    return math.sqrt(float(np.finfo(np.dtype(dtype)).max) / max(1, int(terms)))
+
+
+def _too_large(name: str, big: float, dtype, terms: int) -> None:
+    limit = _magnitude_limit(dtype, terms)
+    if big >= limit:
+        why = ("the loss or its gradient is not finite from step 0 (squares overflow" if terms <= 1 else
+               f"its kernel is not finite (sums of {terms} squares overflow")
+        raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: {why} unless "
+                         f"|{name}| < {limit:.3g}); rescale the data")
+
+
+def check_magnitude(name: str, x, dtype, *, terms: int = 1) -> None:
+    """``ValueError`` naming ``name`` if ``|x|`` reaches ``√(max/terms)`` of ``dtype``.
 
     Squares of such values (the squared loss, ``‖∇L‖²``) overflow to ``inf``
     at the very first step, which would otherwise read as a training run that
-    diverged.  Two reductions, their two scalars back to the host in one transfer.
+    diverged; ``terms``: how many squares a sum adds (``D`` for ``X Xᵀ``).
+    Two reductions, their two scalars back to the host in one transfer.
     """
     if x.size == 0:
         return
-    limit = math.sqrt(float(np.finfo(np.dtype(dtype)).max))
     lo, hi = to_host(get_array_module(x).stack([x.min(), x.max()])).tolist()  # one sync for both ends
-    big = max(abs(lo), abs(hi))
-    if big >= limit:
-        raise ValueError(f"{name}: values up to {big:.3g} are too large for {np.dtype(dtype)}: the loss or its "
-                         f"gradient is not finite from step 0 (squares overflow unless |{name}| < {limit:.3g}); "
-                         f"rescale the data")
+    _too_large(name, max(abs(lo), abs(hi)), dtype, terms)
+
+
+def check_values(name: str, x, dtype=None, *, terms: int = 1) -> None:
+    """:func:`check_finite` and (with ``dtype``) :func:`check_magnitude` in one transfer.
+
+    ``x.min()`` and ``x.max()`` come to the host together: a NaN propagates
+    into both, an ``inf`` is one of them, so a finite pair means finite
+    entries; only a failing array pays a second pass, to count its bad entries
+    for the message.  What every entry point with data runs once per call (the
+    training loops, the NTK, the PL diagnostics).
+    """
+    if x.size == 0:
+        return
+    lo, hi = to_host(get_array_module(x).stack([x.min(), x.max()])).tolist()  # one sync for both checks
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        check_finite(name, x)  # raises, with the count and the first index
+    if dtype is not None:
+        _too_large(name, max(abs(lo), abs(hi)), dtype, terms)
+
+
+def check_model_input(model, X, name: str = "X"):
+    """``X`` checked for ``model`` and cast to its dtype: the one check of a network's input data.
+
+    The training loops (:func:`minilplr.train.loops.train_gd`, ``train_sgd``)
+    and the kernels' entry points (:func:`minilplr.theory.ntk.prepare_input`:
+    ``jacobian``, ``empirical_ntk``, the NTK shares; ``pl_diagnostics``) all
+    call it, so a bad ``X`` gets the same line everywhere: real entries (a
+    complex ``X`` would lose its imaginary part in the cast), the model's
+    backend and shape (:meth:`~minilplr.nn.models.Model.check_input`), at
+    least one sample, finite, and small enough to square in the model's dtype
+    (:func:`check_values`, one transfer).
+    """
+    if not callable(getattr(model, "check_input", None)):
+        raise TypeError(f"model: expected a minilplr Model (minilplr.nn.models.mlp, minilplr.nn.resnet.resnet), "
+                        f"got {type(model).__name__}")
+    if hasattr(X, "dtype"):
+        check_real_array(name, X)  # before check_input's cast drops an imaginary part
+    X_in, X = X, model.check_input(X)
+    if X.shape[0] < 1:
+        raise ValueError(f"{name}: expected at least one sample, got shape {tuple(X.shape)}")
+    check_values(name, X_in, model.dtype)
+    return X
+
+
+def format_bytes(n: float) -> str:
+    """``"1.76 GB"``: a size in bytes, decimal units."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def free_bytes(backend: str = "numpy"):
+    """Memory free for a new array on ``backend``, in bytes, or ``None`` where it cannot be told.
+
+    Host (``numpy``, ``strict``): ``MemAvailable`` of ``/proc/meminfo`` (Linux),
+    else the free physical pages.  ``cupy``: the device's free memory.
+    """
+    if backend == "cupy":
+        try:
+            import cupy
+            return int(cupy.cuda.runtime.memGetInfo()[0])
+        except Exception:
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(name: str, nbytes: int, what: str, *, backend: str = "numpy", limit: int | None = None) -> int:
+    """``ValueError`` naming ``name`` if allocating ``nbytes`` for ``what`` would exceed the limit; ``nbytes``.
+
+    The limit: ``limit`` if given, else the smaller of the memory free on
+    ``backend`` (:func:`free_bytes`) and ``$MINILPLR_MAX_BYTES`` if set.  Called
+    before a large allocation (a model's parameters, a kernel, a Jacobian) so
+    that a size the machine cannot hold is one line with its size, not a
+    swapping machine or a ``MemoryError`` deep inside NumPy.
+    """
+    nbytes = int(nbytes)
+    where = "on the GPU" if backend == "cupy" else "on this machine"
+    if limit is None:
+        limit = free_bytes(backend)
+        env = os.environ.get(MAX_BYTES_VAR)
+        if env:
+            try:
+                cap = int(float(env))
+            except ValueError:
+                raise ValueError(f"{MAX_BYTES_VAR}: expected a number of bytes, got {env!r}") from None
+            if limit is None or cap < limit:
+                limit, where = cap, f"allowed by {MAX_BYTES_VAR}"
+        else:
+            where = f"free {where}"
+    else:
+        where = "allowed"
+    if limit is not None and nbytes > limit:
+        raise ValueError(f"{name}: expected {what} to fit in memory: it needs {format_bytes(nbytes)}, more than the "
+                         f"{format_bytes(limit)} {where}")
+    return nbytes
 
 
 def check_image(name: str, x, channels: int | None = None) -> None:

@@ -162,3 +162,166 @@ def test_initialisers_draw_the_same_numbers_as_before():
     assert np.array_equal(g, np.random.default_rng(5).standard_normal((3, 4)) * 4.0 ** -0.375)
     w = init.he_normal(3, 4, np.random.default_rng(5))
     assert np.array_equal(w, np.random.default_rng(5).standard_normal((3, 4)) * np.sqrt(2.0 / 3))
+
+
+# --------------------------------------------------------------------------- the Python API (issue 21)
+# The entry points that compute a result from data (the NTK, its spectrum, the PL diagnostics, the
+# infinite-width kernel) refuse what the training loops refuse, with the same line: they call the same
+# function (minilplr.validate.check_model_input).  model.forward looks at the dtype only (no pass over
+# the values: it runs at every training step); backward checks what it is given against the forward.
+
+from minilplr.nn.layers import Dense, ReLU, Sequential  # noqa: E402
+from minilplr.theory.infinite_ntk import infinite_ntk  # noqa: E402
+from minilplr.theory.ntk import empirical_ntk, jacobian  # noqa: E402
+from minilplr.theory.pl import pl_diagnostics, pl_ratio, pl_step9_pl_inequality  # noqa: E402
+from minilplr.theory.spectrum import ntk_spectrum  # noqa: E402
+from minilplr.validate import MAX_BYTES_VAR, check_fits, check_values  # noqa: E402
+
+_NAN_X = _X.copy()
+_NAN_X[2, 1] = np.nan
+_INF_X = _X.copy()
+_INF_X[0, 0] = -np.inf
+_NAN_Y = np.ones((N, 1))
+_NAN_Y[3, 0] = np.nan
+
+
+def _dev(be, a):
+    return B.to_device(a, be)
+
+
+def _theta(be, bad):
+    t = np.eye(4)
+    t[1, 2] = t[2, 1] = bad
+    return _dev(be, t)
+
+
+API_CASES = [
+    ("forward complex X", lambda be: _model(be).forward(_dev(be, _X + 1j)),
+     TypeError, "X: expected real numbers, got complex dtype complex128"),
+    ("empirical_ntk complex X", lambda be: empirical_ntk(_model(be), _dev(be, _X + 1j)),
+     TypeError, "X: expected real numbers, got complex dtype complex128"),
+    ("jacobian complex X", lambda be: jacobian(_model(be), _dev(be, _X + 1j)), TypeError, "X: expected real numbers"),
+    ("empirical_ntk NaN X", lambda be: empirical_ntk(_model(be), _dev(be, _NAN_X)),
+     ValueError, r"X: expected finite values, got 1 NaN/inf entries of 18 \(first at index \(2, 1\)\)"),
+    ("empirical_ntk inf X", lambda be: empirical_ntk(_model(be), _dev(be, _INF_X), method="jacobian"),
+     ValueError, "X: expected finite values, got 1 NaN/inf"),
+    ("empirical_ntk X at 1e300", lambda be: empirical_ntk(_model(be), _dev(be, _X * 1e300)),
+     ValueError, "X: values up to .* too large for float64"),
+    ("ntk_spectrum NaN theta", lambda be: ntk_spectrum(_theta(be, np.nan)),
+     ValueError, "theta: expected finite values, got 2 NaN/inf entries of 16"),
+    ("ntk_spectrum inf theta", lambda be: ntk_spectrum(_theta(be, np.inf), solver="shift-invert"),
+     ValueError, "theta: expected finite values"),
+    ("pl_diagnostics NaN X", lambda be: pl_diagnostics(_model(be), _dev(be, _NAN_X), _dev(be, np.ones((N, 1)))),
+     ValueError, "X: expected finite values"),
+    ("pl_diagnostics NaN y", lambda be: pl_diagnostics(_model(be), _dev(be, _X), _dev(be, _NAN_Y)),
+     ValueError, r"y: expected finite values, got 1 NaN/inf entries of 6"),
+    ("pl_diagnostics complex y", lambda be: pl_diagnostics(_model(be), _dev(be, _X), _dev(be, _NAN_Y + 1j)),
+     TypeError, "y: expected real numbers"),
+    ("pl_diagnostics loss_star=nan",
+     lambda be: pl_diagnostics(_model(be), _dev(be, _X), _dev(be, np.ones((N, 1))), loss_star=float("nan")),
+     ValueError, "loss_star: expected a finite real number, got nan"),
+    ("pl_ratio loss_star=nan", lambda be: pl_ratio(_dev(be, np.ones(3)), 1.0, float("nan")),
+     ValueError, "loss_star: expected a finite real number"),
+    ("pl_step9 loss=nan", lambda be: pl_step9_pl_inequality(_dev(be, np.ones(3)), float("nan"), 1.0, 3),
+     ValueError, "loss: expected a finite real number"),
+    ("infinite_ntk X*1e200", lambda be: infinite_ntk(_dev(be, _X * 1e200), 3),
+     ValueError, r"X: values up to .* too large for float64: its kernel is not finite \(sums of 3 squares"),
+    ("infinite_ntk NaN X", lambda be: infinite_ntk(_dev(be, _NAN_X), 2), ValueError, "X: expected finite values"),
+    ("backward before forward", lambda be: _model(be).backward(_dev(be, np.ones((N, 1)))),
+     RuntimeError, "Model.backward: called before forward"),
+    ("Dense backward before forward", lambda be: Dense(_dev(be, np.ones((2, 3))), _dev(be, np.zeros(3))).backward(
+        _dev(be, np.ones((4, 3)))), RuntimeError, "Dense.backward: called before forward"),
+    ("ReLU backward before forward", lambda be: ReLU().backward(_dev(be, np.ones((4, 3)))),
+     RuntimeError, "ReLU.backward: called before forward"),
+    ("mlp 784-10**6-...", lambda be: models.mlp(784, 10**6, 5, 1, backend=be),
+     ValueError, r"width: expected the model's P = 3,000,789,000,001 float32 parameters to fit in memory: "
+                 r"it needs 12 TB, more than the .* free on this machine"),
+]
+
+
+def _wrong_dout(be):
+    m = _model(be)
+    m.forward(_dev(be, _X))
+    m.backward(_dev(be, np.ones((N, 2))))
+
+
+API_CASES.append(("backward wrong-shape dout", _wrong_dout, ValueError,
+                  r"dout: expected shape \(6, 1\), the shape of Model's last forward output, got \(6, 2\)"))
+
+
+@pytest.mark.parametrize("call, exc, match", [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
+def test_the_api_refuses_bad_data_by_name(be, call, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        call(be)
+    assert "\n" not in str(info.value)  # one line
+
+
+def test_api_and_training_loops_give_the_same_line_for_the_same_bad_x(be):
+    """One validation: train_gd, empirical_ntk and pl_diagnostics say the same of the same X."""
+    messages = set()
+    for call in (lambda X: _gd(be, X=X), lambda X: empirical_ntk(_model(be), _dev(be, X)),
+                 lambda X: pl_diagnostics(_model(be), _dev(be, X), _dev(be, np.ones((N, 1))))):
+        with pytest.raises(ValueError) as info:
+            call(_NAN_X)
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages
+
+
+def test_a_kernel_over_the_limit_is_refused_before_allocating(be, monkeypatch):
+    """An NTK of N = 60,000 (float32, (N·K)² = 14.4 GB): refused with its size in one line over the limit."""
+    m = models.mlp(2, 4, 2, 1, seed=0, backend=be)
+    X = _dev(be, np.zeros((60_000, 2), dtype=np.float32))
+    monkeypatch.setenv(MAX_BYTES_VAR, str(10**9))
+    with pytest.raises(ValueError, match=r"X: expected the NTK Θ \(N·K, N·K\) of N·K = 60,000 rows \(float32\) to fit "
+                                         r"in memory: it needs 14.4 GB, more than the 1 GB allowed by MINILPLR_MAX_BYTES"):
+        empirical_ntk(m, X)
+    monkeypatch.setenv(MAX_BYTES_VAR, str(4 * 10**6))
+    with pytest.raises(ValueError, match=r"X: expected the Jacobian J \(N·K, P\) of N·K = 60,000 rows \(float32\) to "
+                                         r"fit in memory: it needs 4.08 MB, more than the 4 MB allowed by"):
+        jacobian(m, X)  # N·K·P·4 = 60,000 · 17 · 4 bytes
+    monkeypatch.setenv(MAX_BYTES_VAR, str(5 * 10**6))
+    assert jacobian(m, X).shape == (60_000, 17)  # under the limit: computed
+
+
+def test_check_fits_against_a_stated_limit():
+    assert check_fits("x", 10, "ten bytes", limit=10) == 10
+    with pytest.raises(ValueError, match="x: expected ten bytes to fit in memory: it needs 11 bytes, more than the "
+                                         "10 bytes allowed"):
+        check_fits("x", 11, "ten bytes", limit=10)
+
+
+def test_check_values_is_one_transfer_and_finds_what_check_finite_finds(be):
+    """A NaN or inf anywhere makes min or max non-finite: the one-transfer test misses none (exhaustive, small)."""
+    for pos in range(6):
+        for bad in (np.nan, np.inf, -np.inf):
+            a = np.arange(6.0).reshape(2, 3)
+            a.flat[pos] = bad
+            with pytest.raises(ValueError, match="x: expected finite values, got 1 NaN/inf"):
+                check_values("x", _dev(be, a))
+    check_values("x", _dev(be, np.arange(6.0)))
+
+
+def test_a_sequential_refuses_a_backward_before_its_forward_and_a_wrong_dout(be):
+    seq = Sequential([("fc", Dense(_dev(be, np.ones((3, 2))), _dev(be, np.zeros(2))))])
+    with pytest.raises(RuntimeError, match="Sequential.backward: called before forward"):
+        seq.backward(_dev(be, np.ones((4, 2))))
+    seq.forward(_dev(be, np.ones((4, 3))))
+    seq.backward(_dev(be, np.ones((4, 2))))  # the right shape passes
+    with pytest.raises(ValueError, match=r"dout: expected shape \(4, 2\)"):
+        seq.backward(_dev(be, np.ones((4, 3))))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_drawn_in_blocks_are_the_bits_of_one_float64_draw(monkeypatch, dtype):
+    """The block-wise draw (low peak memory) gives the bits of the whole float64 draw cast once."""
+    monkeypatch.setattr(init, "DRAW_BLOCK_BYTES", 8 * 7 * 3)  # 3 rows of a 7-wide layer at a time: many blocks
+    fi, fo = 10, 7
+    for got, want in [
+        (init.he_normal(fi, fo, _RNG(3), dtype=dtype), _RNG(3).standard_normal((fi, fo)) * np.sqrt(2.0 / fi)),
+        (init.enhanced_he_normal(fi, fo, _RNG(4), depth=5, dtype=dtype),
+         _RNG(4).standard_normal((fi, fo)) * np.sqrt(2.0 / fi) * np.sqrt(1 / 5)),
+        (init.gaussian_power(fi, fo, _RNG(5), h=9, p=0.375, dtype=dtype),
+         _RNG(5).standard_normal((fi, fo)) * 9.0 ** -0.375),
+    ]:
+        assert got.dtype == np.dtype(dtype)
+        assert got.tobytes() == want.astype(dtype).tobytes()

@@ -14,17 +14,21 @@ with the line that asked, and these tests pin the budget of:
   (an out-of-range label would index silently on a GPU) runs once per run on
   the whole label array, not per mini-batch (it was 4); the epoch's
   permutation goes the other way, host to device;
-* one structured NTK + dense ``ntk_spectrum``: 1, the eigenvalues crossing
-  once (``λ_min``, ``λ_max`` and the spectrum are read from that copy).
+* one structured NTK + dense ``ntk_spectrum``: 3, ``X`` checked finite and
+  small enough to square (one transfer, :func:`minilplr.validate.check_values`),
+  ``Θ`` checked finite the same way (a NaN is one line, not a ``LinAlgError``),
+  and the eigenvalues crossing once (``λ_min``, ``λ_max`` and the spectrum are
+  read from that copy).  Per call, beside an ``O((NK)³)`` eigensolve.
 
 A step's count is measured as the difference between a run of more steps and
 a run of fewer, so the once-per-run work cancels; that work has its own
 budget, the count of a one-step run less its step:
 
-* a GD run on float targets: 5 = ``X`` and ``y`` each checked finite (one
-  reduction) and small enough to square (both ends in one transfer), and
-  ``‖θ_T − θ_0‖`` at the end (it was 7: each end of each array one transfer);
-* an SGD run on class labels: 4 = ``X``'s two checks, the labels' range once,
+* a GD run on float targets: 3 = ``X`` and ``y`` each checked finite and
+  small enough to square (``min`` and ``max`` in one transfer: a NaN or inf
+  shows in one of them), and ``‖θ_T − θ_0‖`` at the end (it was 7: each end of
+  each array one transfer, then 5: finiteness apart);
+* an SGD run on class labels: 3 = ``X``'s check, the labels' range once,
   the final drift.
 
 The budgets are maxima: a change that saves a sync passes; pin the lower
@@ -46,9 +50,9 @@ from .helpers import gd_problem
 
 GD_STEP_BUDGET = 1  # [L, ‖∇L‖², ‖θ_t − θ_0‖²], one transfer
 SGD_STEP_BUDGET = 1  # the same; the labels' range is checked once per run
-NTK_SPECTRUM_BUDGET = 1  # the eigenvalues, once
-GD_RUN_BUDGET = 5  # X and y: finite, magnitude; the final drift
-SGD_RUN_BUDGET = 4  # X: finite, magnitude; the labels' range; the final drift
+NTK_SPECTRUM_BUDGET = 3  # X checked, Θ checked, the eigenvalues: each once
+GD_RUN_BUDGET = 3  # X and y: finite and magnitude in one transfer each; the final drift
+SGD_RUN_BUDGET = 3  # X: finite and magnitude; the labels' range; the final drift
 
 
 @pytest.fixture

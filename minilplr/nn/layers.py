@@ -80,7 +80,7 @@ from collections import OrderedDict
 
 from ..backend import get_array_module
 
-__all__ = ["Layer", "Dense", "ReLU", "Sequential", "add_symmetric_blocks"]
+__all__ = ["Layer", "Dense", "ReLU", "Sequential", "add_symmetric_blocks", "check_dout"]
 
 
 def add_symmetric_blocks(theta, block, I=slice(None), J=None) -> None:
@@ -104,6 +104,22 @@ def add_symmetric_blocks(theta, block, I=slice(None), J=None) -> None:
             theta[I, k, J, k2] += blk
             if diag and k2 != k:
                 theta[I, k2, I, k] += blk.T  # the (k2, k) block: Θ is symmetric
+
+
+def check_dout(layer, dout, shape) -> None:
+    """A backward pass's entry check: ``layer`` ran forward (``shape`` is its output's, ``None`` if not), ``dout`` fits.
+
+    Shapes only, no pass over the values.  ``RuntimeError`` for a backward
+    before any forward (nothing kept to differentiate), ``ValueError`` naming
+    ``dout`` for a gradient of another shape than the forward's output.
+    """
+    name = type(layer).__name__
+    if shape is None:
+        raise RuntimeError(f"{name}.backward: called before forward; run forward(x) first (backward needs what "
+                           "the forward pass keeps)")
+    if not hasattr(dout, "shape") or tuple(dout.shape) != tuple(shape):
+        got = tuple(dout.shape) if hasattr(dout, "shape") else type(dout).__name__
+        raise ValueError(f"dout: expected shape {tuple(shape)}, the shape of {name}'s last forward output, got {got}")
 
 
 class Layer:
@@ -257,6 +273,7 @@ class Dense(Layer):
     def backward(self, dout, need_dx: bool = True):
         """``dout (N, H) -> dx (N, D)``; fills ``grads['W'] (D, H)``, ``grads['b'] (H,)``."""
         W = self.params["W"]
+        check_dout(self, dout, None if self.x is None else (self.x.shape[0], W.shape[1]))
         self.grads["W"] = self.x.T @ dout  # ∂L/∂W = xᵀ δ
         self.grads["b"] = dout.sum(axis=0)  # ∂L/∂b = Σ_n δ_n
         return dout @ W.T if need_dx else None  # ∂L/∂x = δ Wᵀ
@@ -330,6 +347,7 @@ class ReLU(Layer):
         return xp.maximum(x, 0)
 
     def backward(self, dout, need_dx: bool = True):
+        check_dout(self, dout, None if self.mask is None else self.mask.shape)
         return dout * self.mask if need_dx else None  # ∂L/∂x = ∂L/∂out ⊙ 1[x > 0]
 
 
@@ -387,6 +405,7 @@ class Sequential(Layer):
     def forward(self, x):
         for layer in self.layers.values():
             x = layer.forward(x)
+        self.out_shape = tuple(x.shape)  # what backward's dout must be
         return x
 
     def backward(self, dout, need_dx: bool = True):
@@ -396,6 +415,7 @@ class Sequential(Layer):
         a network fed with data nobody needs ``∂L/∂X``, and for the paper's
         MLP it saves one ``(N, H) x (H, D)`` product per step.
         """
+        check_dout(self, dout, getattr(self, "out_shape", None))
         layers = list(self.layers.values())
         for i in range(len(layers) - 1, -1, -1):
             dout = layers[i].backward(dout, need_dx=need_dx or i > 0)

@@ -12,7 +12,7 @@ from ..backend import backend_of, get_backend, resolve_dtype, to_device
 from .batchnorm import BatchNorm1D
 from .layers import Dense, ReLU, Sequential
 from .residual import DenseResidualBlock
-from ..validate import check_int, check_positive, check_real
+from ..validate import check_fits, check_int, check_positive, check_real, check_real_array
 
 __all__ = ["Model", "mlp"]
 
@@ -48,11 +48,18 @@ class Model(Sequential):
             raise ValueError(f"input_shape: expected {self.d_in} features in all, got {self.input_shape}")
 
     def check_input(self, X):
-        """Validate ``X (N, *input_shape)`` (backend, shape) and cast it to the model dtype."""
+        """Validate ``X (N, *input_shape)`` (real dtype, backend, shape) and cast it to the model dtype.
+
+        No pass over the values: :meth:`forward` runs at every training step, and
+        a NaN scan there would cost a device synchronisation per step.  The
+        entry points that compute a result once (training loops, NTK, PL
+        diagnostics) scan ``X`` once with :func:`minilplr.validate.check_model_input`.
+        """
         want = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
         be = backend_of(X) if hasattr(X, "shape") else None
         if be is None:
             raise TypeError(f"X: expected an array of shape {want}, got {type(X).__name__}")
+        check_real_array("X", X)  # a dtype test, no pass over the data: before the cast drops an imaginary part
         if be.name != self.backend.name:
             raise TypeError(
                 f"X: expected an array on backend {self.backend.name!r} (where the model lives), "
@@ -156,17 +163,20 @@ def mlp(
                          f"dense layers, the output layer), got {depth}")
     dt = resolve_dtype(dtype)
     be = get_backend(backend)
-    rng = np.random.default_rng(seed)
     sizes = [d_in] + [width] * (depth - 1) + [d_out]
+    n_params = sum((fi + 1) * fo for fi, fo in zip(sizes[:-1], sizes[1:]))  # P: weights and biases
+    n_params += 2 * width * (depth - 1) if batchnorm else 0  # batch norm's γ and β
+    check_fits("width", n_params * dt.itemsize, f"the model's P = {n_params:,} {dt} parameters", backend=be.name)
+    rng = np.random.default_rng(seed)
 
     def dense(i):
         fi, fo = sizes[i], sizes[i + 1]
         if init == "he":
-            W = _init.he_normal(fi, fo, rng)
+            W = _init.he_normal(fi, fo, rng, dtype=dt)
         elif init == "enhanced_he":
-            W = _init.enhanced_he_normal(fi, fo, rng, depth=depth, factor=init_factor)
+            W = _init.enhanced_he_normal(fi, fo, rng, depth=depth, factor=init_factor, dtype=dt)
         else:
-            W = _init.gaussian_power(fi, fo, rng, h=width, p=p)
+            W = _init.gaussian_power(fi, fo, rng, h=width, p=p, dtype=dt)
         return Dense(to_device(W, be, dt), to_device(np.zeros(fo), be, dt))
 
     def bn():

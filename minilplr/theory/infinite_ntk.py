@@ -69,7 +69,7 @@ import math
 import numpy as np
 
 from ..backend import get_array_module
-from ..validate import check_finite, check_int, check_positive, check_real_array
+from ..validate import check_int, check_positive, check_real_array, check_values
 
 __all__ = [
     "input_kernel",
@@ -97,7 +97,8 @@ def _check_X(X):
     check_real_array("X", X)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X: expected a 2-D array (N, D) with N, D >= 1, got shape {tuple(X.shape)}")
-    check_finite("X", X)
+    # finite, and small enough that X Xᵀ (sums of D squares) does not overflow float64: one transfer
+    check_values("X", X, np.float64, terms=X.shape[1])
     return X.astype(np.float64, copy=False)
 
 

@@ -65,6 +65,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module, resolve_dtype
+from ..validate import check_fits, check_model_input, check_real_array, check_values
 from ..nn.state import leaves_untouched
 from ..nn.params import num_params, param_slices, params_dtype
 from .ntk_tiles import is_chain, ntk_backward_tiled, tile_rows
@@ -101,10 +102,29 @@ def prepare_input(model, X):
     """
     _check_model(model)
     if hasattr(model, "check_input"):
-        return model.check_input(X)
+        return check_model_input(model, X)  # the training loops' check: real, shape, finite, not too large
     if not hasattr(X, "shape") or X.ndim < 2:
         raise ValueError(f"X: expected an array of shape (N, ...), got {getattr(X, 'shape', type(X).__name__)}")
+    check_real_array("X", X)
+    check_values("X", X)
     return X
+
+
+def check_kernel_fits(model, X, what: str, values_per_row, dtype) -> None:
+    """Refuse, in one line naming ``X``, a result of ``N·K`` rows × ``values_per_row`` that would not fit in memory.
+
+    ``K`` is ``model.d_out`` (unknown for a bare Sequential: then nothing is
+    checked here).  Runs before the forward pass, so a kernel of
+    ``N = 60,000`` costs one line, not a swapping machine.
+    """
+    k = getattr(model, "d_out", None)
+    if k is None or not hasattr(X, "shape") or X.ndim < 1:
+        return
+    nk = int(X.shape[0]) * int(k)
+    per_row = nk if values_per_row is None else int(values_per_row)
+    be = getattr(getattr(model, "backend", None), "name", "numpy")
+    check_fits("X", nk * per_row * np.dtype(dtype).itemsize, f"{what} of N·K = {nk:,} rows ({np.dtype(dtype)})",
+               backend=be)
 
 
 def forward_outputs(model, X):
@@ -151,6 +171,8 @@ def jacobian(model, X, max_bytes: int = DEFAULT_MAX_BYTES):
     J : array (N·K, P), the model's dtype and backend; columns in
         ``model.params`` (flat) order.
     """
+    _check_model(model)
+    check_kernel_fits(model, X, "the Jacobian J (N·K, P)", num_params(model.params), params_dtype(model))
     X = prepare_input(model, X)
     if not (isinstance(max_bytes, (int, np.integer)) and max_bytes > 0):
         raise ValueError(f"max_bytes: expected a positive integer, got {max_bytes!r}")
@@ -230,6 +252,7 @@ def empirical_ntk(model, X, method: str = "structured", dtype=None, max_bytes: i
         raise ValueError(f"max_bytes: expected a positive integer, got {max_bytes!r}")
     if block_rows is not None and not (isinstance(block_rows, (int, np.integer)) and block_rows > 0):
         raise ValueError(f"block_rows: expected a positive integer or None, got {block_rows!r}")
+    check_kernel_fits(model, X, "the NTK Θ (N·K, N·K)", None, dt)
     if method == "jacobian":
         J = jacobian(model, X, max_bytes=max_bytes).astype(dt, copy=False)
         return J @ J.T  # Θ = J Jᵀ

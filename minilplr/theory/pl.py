@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import to_scalar
+from ..validate import check_model_input, check_real, check_real_array, check_values
 from ..nn.state import untouched
 from ..nn.losses import as_targets, mse
 from ..nn.params import as_flat, flatten, params_dtype, sq_norm
@@ -294,8 +295,9 @@ def pl_step9_pl_inequality(grad, loss, lam_min, n: int, loss_star: float = 0.0, 
     Check(lhs = ½‖∇L‖², rhs = μ (L − L*), holds)
     """
     n, lam, g = _n(n), _lam("lam_min", lam_min), as_flat(grad, "grad")
+    loss, loss_star = check_real("loss", loss), check_real("loss_star", loss_star)  # NaN: no verdict
     mu = lam / n
-    return Check.geq(0.5 * sq_norm(g), mu * (float(loss) - float(loss_star)), rounding_rtol(g, rtol=rtol))
+    return Check.geq(0.5 * sq_norm(g), mu * (loss - loss_star), rounding_rtol(g, rtol=rtol))
 
 
 def pl_constant(lam_min, n: int) -> float:
@@ -322,7 +324,7 @@ def pl_ratio(grad, loss, loss_star: float = 0.0) -> float:
     grad : array (P,), or a ``name -> array`` mapping (``model.grads``)
     loss, loss_star : float
     """
-    gap = float(loss) - float(loss_star)
+    gap = check_real("loss", loss) - check_real("loss_star", loss_star)
     if not gap > 0:
         return math.nan
     return sq_norm(as_flat(grad, "grad")) / (2.0 * gap)
@@ -396,6 +398,11 @@ def pl_diagnostics(model, X, y, loss_star: float = 0.0, method: str = "structure
     -------
     PLReport with ``steps = {6: Check, 7: Check, 8: Check, 9: Check}``.
     """
+    loss_star = check_real("loss_star", loss_star)  # a NaN L* would make every step's verdict False, silently
+    check_model_input(model, X)  # the training loops' check of X
+    if hasattr(y, "dtype"):
+        check_real_array("y", y)
+        check_values("y", y)  # NaN targets: one line, not a verdict
     with untouched(model):
         lg = forward_backward(model, X, y)
         theta = empirical_ntk(model, X, method=method, dtype=dtype)

@@ -93,6 +93,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..backend import backend_of, get_array_module, resolve_dtype, to_device, to_host, to_scalar
+from ..validate import check_values
 
 __all__ = ["Spectrum", "ntk_spectrum", "factor_floor", "symmetric_norm", "DENSE_MAX", "FACTOR_ROUNDING"]
 
@@ -524,6 +525,7 @@ def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_ma
     Spectrum
     """
     _check_square("theta", theta)
+    check_values("theta", theta)  # NaN/inf: one line naming theta, not LinAlgError from the solver (one transfer)
     if solver not in ("auto", "dense", "shift-invert", "lanczos"):
         raise ValueError(f"solver: expected 'auto', 'dense', 'shift-invert' or 'lanczos', got {solver!r}")
     if eps is None:

@@ -37,7 +37,7 @@ from ..backend import backend_of, get_array_module, to_device, to_host
 from .checkpoint import model_signature
 from .resumable import Arrays, ModelState, Resumable, signature
 from ..store import fingerprint
-from ..validate import check_finite, check_int, check_magnitude, check_real, check_real_array
+from ..validate import check_int, check_model_input, check_real, check_real_array, check_values
 
 __all__ = ["Diverged", "History", "step_records", "train_gd", "train_sgd"]
 
@@ -160,16 +160,7 @@ def _check_data(model, X, y):
     not overflow (else the loss is ``inf`` at step 0, which is bad data, not a
     step size that diverged).
     """
-    if not callable(getattr(model, "check_input", None)):
-        raise TypeError(f"model: expected a minilplr Model (minilplr.nn.models.mlp, minilplr.nn.resnet.resnet), "
-                        f"got {type(model).__name__}")
-    if hasattr(X, "dtype"):
-        check_real_array("X", X)  # before check_input's cast drops an imaginary part
-    X_in, X = X, model.check_input(X)
-    if X.shape[0] < 1:
-        raise ValueError(f"X: expected at least one sample, got shape {tuple(X.shape)}")
-    check_finite("X", X_in)
-    check_magnitude("X", X_in, model.dtype)
+    X = check_model_input(model, X)  # the same check as the NTK's and forward's entry points
     check_real_array("y", y)
     if backend_of(y).name != model.backend.name:
         raise TypeError(f"y: expected an array on backend {model.backend.name!r} (where the model lives), "
@@ -177,8 +168,7 @@ def _check_data(model, X, y):
     if y.ndim < 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} targets to match X {tuple(X.shape)}, got shape {tuple(y.shape)}")
     if y.dtype.kind == "f":
-        check_finite("y", y)
-        check_magnitude("y", y, model.dtype)
+        check_values("y", y, model.dtype)  # finite and small enough to square: one transfer
     return X
 
 

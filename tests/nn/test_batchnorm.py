@@ -14,7 +14,7 @@
 """
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from minilplr import backend as B
@@ -38,7 +38,8 @@ TOL_BN = 30  # ρ reached 0.67 / 0.47 (dx train / eval), 1.6 / 3.1 (γ), 1.9 / 1
 # above; the planted bugs err by 1e-2 (equal batch weights) to 1e-1 (momentum 0.1).
 TOL_MEAN = 1e-14
 TOL_VAR = 2e-14
-TOL_EVAL_TRAIN = 1e-12
+#: eval against train on one batch: ``8 ε S`` (:func:`_eval_train_tolerance`, the error analysis there)
+EVAL_TRAIN_FACTOR = 8.0
 
 
 # --------------------------------------------------------------------------- batch norm
@@ -181,6 +182,35 @@ def _rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
 
 
+def _eval_train_tolerance(stats, bn_eps):
+    r"""The tolerance of eval against train on one batch, from the case's own statistics: ``8 ε S``.
+
+    Both modes normalise the same inputs by the same statistics, computed
+    once by the batch and once by the recalibration: they differ by rounding,
+    a few ``ε`` of the channel's scale in ``μ`` and ``σ²``.  Batch norm divides
+    by ``σ_c``, so a layer whose input has scale ``max_c (σ_c² + μ_c²)^{1/2}``
+    (the ``max |x|`` the relative error is measured against) and a channel of
+    small ``σ_c`` (few values per channel, ``M = 3`` in the issue's case)
+    amplifies an error relative to its input by
+
+    .. math:: a_l = \frac{\max_c (\sigma_c^2 + \mu_c^2)^{1/2}}{\min_c (\sigma_c^2 + \epsilon_{bn})^{1/2}}
+
+    Layer ``l``'s own rounding, ``≈ ε a_l`` at its output, is amplified again
+    by every later layer, so the output's relative error is about
+
+    .. math:: \varepsilon\, S, \qquad S = \sum_l \prod_{l' \ge l} a_{l'}
+
+    (the residual branches add errors, the product bounds each path).
+    Measured: at most ``0.65 ε S`` over 520 random tiny ResNets (numpy, strict
+    and the plain path; the issue's case, widths (1, 1, 3), 2 × 2 images,
+    ``n = 3``, seed 2: error 1.0e-11, where ``S ≈ 1e5``); the factor 8 leaves
+    a margin of 12.  ``S ≥ 1`` (a layer of zeros has ``a = 0``).
+    """
+    amps = [float(np.sqrt(np.max(var + mu**2)) / np.sqrt(np.min(var) + bn_eps)) for (_m, mu, var) in stats]
+    S = sum(float(np.prod(amps[l:])) for l in range(len(amps)))
+    return EVAL_TRAIN_FACTOR * np.finfo(np.float64).eps * max(1.0, S)
+
+
 def _mean_err(got, mean, var):
     """``max_c |μ̄_c − μ_c| / (σ_c² + μ_c²)^½``: a mean's error in units of its channel's root mean square."""
     return float((np.abs(np.asarray(got, float) - mean) / np.maximum(np.sqrt(var + mean**2), 1e-300)).max())
@@ -242,6 +272,7 @@ def test_recalibrated_statistics_are_the_size_weighted_average_of_batch_statisti
 
 
 @given(tiny_resnets(max_n=6))
+@example(dict(in_channels=2, num_classes=2, widths=(1, 1, 3), blocks_per_stage=2, image_size=2, n=3, seed=2))
 def test_one_batch_covering_the_data_gives_its_statistics_and_eval_equals_train(be, cfg):
     """One batch: the data's per-channel mean and unbiased variance after the preceding layers.
 
@@ -253,7 +284,8 @@ def test_one_batch_covering_the_data_gives_its_statistics_and_eval_equals_train(
     model = _tiny(cfg, be)
     n = cfg["n"]
     # M = 2 values per channel is degenerate (the output is ±γ + β, and rounding upstream comes out
-    # multiplied by 1/σ at every such layer: 1.4e-11 seen); 3 is the smallest real batch
+    # multiplied by 1/σ at every such layer: 1.4e-11 seen); 3 is the smallest real batch.  With few values
+    # per channel σ can still be small: the tolerance follows the case (_eval_train_tolerance)
     assume(n * _last_pixels(model) >= 3)
     model.train()
     X = B.to_device(gaussian(cfg["seed"] + 2, n, cfg["in_channels"], cfg["image_size"], cfg["image_size"]), be)
@@ -266,7 +298,7 @@ def test_one_batch_covering_the_data_gives_its_statistics_and_eval_equals_train(
         assert _rel(B.to_host(bn.buffers["running_var"]), var) < TOL_VAR
         bn.buffers["running_var"] *= (m - 1) / m  # unbiased -> biased, what training mode divides by
     y_eval = B.to_host(model.eval().forward(X))
-    assert _rel(y_eval, y_train) < TOL_EVAL_TRAIN
+    assert _rel(y_eval, y_train) < _eval_train_tolerance([s for [s] in stats], _bns(model)[0].eps)
 
 
 def test_recalibration_discards_non_finite_statistics_and_checks_its_input(be):
