@@ -109,7 +109,7 @@ def _fake(world: str):
                     level = lr * 2.0 * cb / 4 if b < n else 1e-12
                     loss = np.exp(-t / 5) + level * (1 + 0.02 * rng.standard_normal(t.size))
                 else:
-                    loss = np.exp(-lr * 5 * t) * (1 + 0.02 * rng.standard_normal(t.size)) + 1e-3 * np.exp(-lr * t)
+                    loss = (np.exp(-lr * 5 * t) + 1e-3 * np.exp(-lr * t)) * (1 + 0.02 * rng.standard_normal(t.size))
                 ns = t[::10]
                 res = dict(n=n, batch=b, lr=lr, beta0=beta0, mu0=mu0, status="finished", record_steps=t, loss=loss,
                            noise_steps=ns, sigma2_b=np.full(ns.size, 2.0 * cb), rho=np.full(ns.size, 5.0),
