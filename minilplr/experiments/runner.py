@@ -43,8 +43,14 @@ OVERRIDES = ("seed", "data_source")
 UNPLOTTED = ("missing", "mismatch", "damaged")
 
 
-def load_experiment(name: str):
-    """The experiment module called ``name`` (see :data:`minilplr.experiments.EXPERIMENTS`)."""
+def load_experiment(name: str, studies=None):
+    """The experiment module called ``name`` (see :data:`minilplr.experiments.EXPERIMENTS`), or the study of that name.
+
+    ``studies``: ``{name: Study}`` (:class:`minilplr.experiments.study.Study`),
+    spec files given with ``run_all.py --study``; each acts as one more experiment.
+    """
+    if studies and name in studies:
+        return studies[name]
     if name not in EXPERIMENTS:
         raise ValueError(f"only: unknown experiment {name!r}; expected some of {', '.join(EXPERIMENTS)}")
     return importlib.import_module(f"minilplr.experiments.{name}")
@@ -160,14 +166,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_experiments(names, *, out="results", preset="quick", overrides=None, log=print, workers=None, cluster=None,
-                    **options):
+                    studies=None, **options):
     """Run (or resume, or only re-plot) each experiment; returns ``{name: status}``.
 
     Results go to the configuration folder ``out/<configuration(preset, overrides)["name"]>``.
     ``options``: ``backend``, ``plot_only``, ``progress`` (see
     :func:`_run_experiments`).  ``workers``/``cluster``: where the
     experiments' grids run (:func:`minilplr.sweep.use`; default
-    one cell after another in this process).  The whole run holds ``out``
+    one cell after another in this process).  ``studies``: ``{name: Study}``,
+    spec files run as experiments (their names among ``names``).  The whole run holds ``out``
     (:func:`minilplr.experiments.output.lock_output`: a run in, around or
     inside it raises :class:`~minilplr.experiments.output.OutputLocked` before
     anything is written).  Temporary files left by killed runs are removed
@@ -179,8 +186,9 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
         An unknown experiment or preset, an experiment named twice, a bad override.
     """
     names = list(names)
+    studies = dict(studies or {})
     for name in names:
-        load_experiment(name)
+        load_experiment(name, studies)
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"names: expected each experiment once, got {', '.join(twice)} more than once")
@@ -204,19 +212,21 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
             return {name: "missing" for name in names}
         if not plot_only:
             claim_configuration(folder, conf)
-        status = _run_experiments(names, preset=preset, overrides=overrides, out=folder, log=log, **options)
+        status = _run_experiments(names, preset=preset, overrides=overrides, out=folder, log=log, studies=studies,
+                                  **options)
         if plot_only and all(s in UNPLOTTED for s in status.values()):
             return status  # refused: the report stays as it was
         try:
-            write_report(folder, configs={n: experiment_config(load_experiment(n), preset, overrides or {})
-                                          for n in EXPERIMENTS}, log=log)
+            configs = {n: experiment_config(load_experiment(n, studies), preset, overrides or {})
+                       for n in list(EXPERIMENTS) + list(studies)}
+            write_report(folder, configs=configs, studies=studies, log=log)
         except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same
             log(f"report.md: not written: {type(exc).__name__}: {exc}")
         return status
 
 
 def _run_experiments(names, *, preset="quick", out="results", backend=None, plot_only=False, overrides=None,
-                     progress=True, log=print):
+                     progress=True, log=print, studies=None):
     """Run (or resume, or only re-plot) each experiment in the configuration folder ``out``; ``{name: status}``.
 
     Each experiment's results live in ``out/<name>/``; a finished result with
@@ -228,7 +238,7 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     out = Path(out)
     status, timings, workers = {}, {}, {}
     for name in names:
-        mod = load_experiment(name)
+        mod = load_experiment(name, studies)
         cfg = experiment_config(mod, preset, overrides or {})
         folder = out / name
         t0 = time.perf_counter()
@@ -290,7 +300,7 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     return status
 
 
-def write_report(folder, names=None, *, configs=None, log=print) -> Path:
+def write_report(folder, names=None, *, configs=None, studies=None, log=print) -> Path:
     """``folder/report.md``: every experiment saved in the configuration folder ``folder``, figures and claims.
 
     ``names``: the experiments to look for (default all of
@@ -302,14 +312,17 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     ``report(results)``), so an edited number never reaches the report, and
     nothing is moved: damaged results get a note (the next run of that
     experiment recomputes them).  Experiments not run for this configuration
-    are listed in one line.
+    are listed in one line.  Studies (``run_all.py --study``) saved in the
+    folder follow, each in its own section: found by their saved results,
+    so a study's section stays when a later run runs other experiments.
     """
     folder = Path(folder)
     names = list(EXPERIMENTS if names is None else names)
+    names += [n for n in saved_studies(folder) if n not in names]
     sections, claims_all, absent = [], [], []
     for name in names:
         try:
-            body, rows = _report_section(folder, name, (configs or {}).get(name))
+            body, rows = _report_section(folder, name, (configs or {}).get(name), studies)
         except Exception as exc:  # this section only: the others are still written
             note = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             log(f"[{name}] report.md: section not written: {note}")
@@ -342,7 +355,17 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     return path
 
 
-def _report_section(folder: Path, name: str, cfg) -> tuple:
+def saved_studies(folder) -> list:
+    """The studies saved in the configuration folder ``folder`` (their folders' names, sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and p.name not in EXPERIMENTS and (p / "results.json").is_file()
+                  and (p / "study.json").is_file())
+
+
+def _report_section(folder: Path, name: str, cfg, studies=None) -> tuple:
     """One experiment's section of ``report.md`` and its rows of the claims table; ``(None, [])`` if not saved."""
     try:
         res = load_unit(folder / name, "results")
@@ -353,7 +376,12 @@ def _report_section(folder: Path, name: str, cfg) -> tuple:
     if cfg is not None and res.get("config_hash") != config_hash(cfg):
         return [f"_Not reported: the results saved in {name}/ are of another configuration "
                 f"({_config_diff(res.get('config'), cfg)}). Run it again to recompute._", ""], []
-    mod = load_experiment(name)
+    if name in EXPERIMENTS:
+        mod = load_experiment(name)
+    else:  # a study: its own Study when this run has it, else rebuilt from what it saved
+        from .study import Study
+
+        mod = (studies or {}).get(name) or Study.saved(res)
     rep = mod.report(res)
     lines = [f"*{mod.TITLE}*  ",
              f"Data: {res.get('data', 'n/a')}. Preset: {res.get('config', {}).get('preset', '?')}; "
