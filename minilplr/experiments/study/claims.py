@@ -24,6 +24,7 @@ The kinds:
     ``y relation value`` for ``over`` = ``every`` cell (the worst one
     decides), or their ``mean``, ``max`` or ``min``.
 
+``grid = i`` (any kind) keeps only the cells of the ``i``-th ``[[grid]]`` product.
 ``exclude_largest = true`` (power_law, extrapolate) fits without the largest
 ``x``, the range a ``held_out`` claim fits on.
 """
@@ -39,11 +40,11 @@ __all__ = ["KINDS", "check", "judge", "select", "closing_x"]
 
 KINDS = ("power_law", "extrapolate", "held_out", "threshold")
 _FIELDS = {
-    "power_law": ("kind", "text", "x", "y", "where", "below", "above", "expect", "predicted", "alternative",
+    "power_law": ("kind", "text", "grid", "x", "y", "where", "below", "above", "expect", "predicted", "alternative",
                   "exclude_largest", "level"),
-    "extrapolate": ("kind", "text", "x", "y", "where", "target", "exclude_largest", "level"),
-    "held_out": ("kind", "text", "x", "y", "where", "level"),
-    "threshold": ("kind", "text", "y", "where", "relation", "value", "over"),
+    "extrapolate": ("kind", "text", "grid", "x", "y", "where", "target", "exclude_largest", "level"),
+    "held_out": ("kind", "text", "grid", "x", "y", "where", "level"),
+    "threshold": ("kind", "text", "grid", "y", "where", "relation", "value", "over"),
 }
 _REAL = (int, float)
 
@@ -59,7 +60,8 @@ def check(chk, key: str, c, diag_names, kind) -> dict:
     chk.table(key, c, required=("kind",))
     k = chk.string(f"{key}.kind", c["kind"], KINDS)
     chk.table(key, c, _FIELDS[k], required=("y",) + (("x",) if k != "threshold" else ()))
-    out = dict(kind=k, text=str(c.get("text", "")), y=c["y"], where=dict(c.get("where", {})))
+    out = dict(kind=k, text=str(c.get("text", "")), y=c["y"], where=dict(c.get("where", {})),
+               grid=check_grid_index(chk, f"{key}.grid", c.get("grid")))
     if "text" in c:
         chk.string(f"{key}.text", c["text"])
     if c["y"] not in diag_names:
@@ -110,9 +112,18 @@ def check(chk, key: str, c, diag_names, kind) -> dict:
     return out
 
 
-def select(table: list, where: dict, x: str | None):
-    """``(rows, varying)``: the rows matching ``where``, and the settings other than ``x``, ``seed`` and ``lr`` that vary among them."""
-    rows = [r for r in table if all(r["settings"].get(k) == v for k, v in where.items())]
+def check_grid_index(chk, key, g):
+    """``grid = i``: the index of one product of [[grid]] (checked against the grids in :func:`select`), or None."""
+    if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g < 0):
+        chk.fail(key, "the index of a [[grid]] product (0, 1, ...)", g)
+    return g
+
+
+def select(table: list, where: dict, x: str | None, grid: int | None = None):
+    """``(rows, varying)``: the rows of product ``grid`` (all if None) matching ``where``, and the settings
+    other than ``x``, ``seed`` and ``lr`` that vary among them."""
+    rows = [r for r in table if all(r["settings"].get(k) == v for k, v in where.items())
+            and (x is None or r["settings"].get(x) is not None) and (grid is None or grid in r.get("grids", [grid]))]
     keys = set().union(*(r["settings"] for r in rows)) if rows else set()
     varying = sorted(k for k in keys if k not in (x, "seed", "lr")  # lr: derived from c_beta0 and the seed's β_0
                      and len({repr(r["settings"].get(k)) for r in rows}) > 1)
@@ -168,10 +179,11 @@ def _claim_text(c) -> str:
 def judge(c: dict, table: list) -> V.Verdict:
     """One claim on the study's table: a :class:`~minilplr.theory.verdicts.Verdict`."""
     claim = _claim_text(c)
-    rows, varying = select(table, c["where"], c.get("x"))
+    rows, varying = select(table, c["where"], c.get("x"), c.get("grid"))
     y = c["y"]
     if not rows:
-        return V.untestable(claim, f"no cell matches where = {c['where']}", "cells with these settings",
+        return V.untestable(claim, f"no cell matches where = {c['where']}"
+                            + (f" in grid {c['grid']}" if c.get("grid") is not None else ""), "cells with these settings",
                             quantity=y)
     if varying and c["kind"] != "threshold":
         return V.untestable(claim, f"the selected cells also vary in {', '.join(varying)}",
@@ -189,6 +201,10 @@ def judge(c: dict, table: list) -> V.Verdict:
     if len({r["settings"][c["x"]] for r in rows}) < (3 if c["kind"] == "held_out" or c.get("exclude_largest") else 2):
         return V.untestable(claim, f"too few distinct {c['x']} to fit", f"more values of {c['x']}", quantity=y)
     fit, held = _fit(c, rows)
+    if min(fit.seeds) < 2:
+        return V.untestable(claim, f"{min(fit.seeds)} seed at some {c['x']}: no bootstrap interval over seeds "
+                            f"(a = {V.fmt(fit.a)} through the points)", f"at least 2 seeds per {c['x']} (4 for an "
+                            "interval worth reading)", quantity="a", measured=fit.a)
     lo, hi = fit.interval
     w = (hi - lo) / 2
     rests = (f"E[{y}] ∝ {c['x']}^a through seed means at {c['x']} = {', '.join(V.fmt(v) for v in fit.x)} "

@@ -10,7 +10,8 @@ r"""A study's panels: figures drawn from its saved table only (re-plotting never
 ``heatmap``
     the seed mean of the diagnostic ``value`` over two settings ``x`` and ``y``.
 
-Both take ``where`` (settings that must match) and ``title``.
+Both take ``where`` (settings that must match), ``grid`` (the index of one
+``[[grid]]`` product: only its cells) and ``title``.
 """
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ import numpy as np
 
 from ...theory import verdicts as V
 from ..plotting import figure, footer, save
-from .claims import closing_x
+from .claims import check_grid_index, closing_x
 
 __all__ = ["KINDS", "check", "draw", "file_name"]
 
 KINDS = ("lines", "heatmap")
-_FIELDS = {"lines": ("kind", "title", "x", "y", "where", "group", "fit", "target"),
-           "heatmap": ("kind", "title", "x", "y", "value", "where")}
+_FIELDS = {"lines": ("kind", "title", "x", "y", "where", "grid", "group", "fit", "target"),
+           "heatmap": ("kind", "title", "x", "y", "value", "where", "grid")}
 
 
 def check(chk, key: str, p, diag_names, kind) -> dict:
@@ -35,7 +36,8 @@ def check(chk, key: str, p, diag_names, kind) -> dict:
     chk.table(key, p, required=("kind",))
     k = chk.string(f"{key}.kind", p["kind"], KINDS)
     chk.table(key, p, _FIELDS[k], required=("x", "y") + (("value",) if k == "heatmap" else ()))
-    out = dict(kind=k, title=str(p.get("title", "")), where=dict(chk.table(f"{key}.where", p.get("where", {}))))
+    out = dict(kind=k, title=str(p.get("title", "")), where=dict(chk.table(f"{key}.where", p.get("where", {}))),
+               grid=check_grid_index(chk, f"{key}.grid", p.get("grid")))
     settings = [s for s in kind.keys if s != "data"]
     for w in out["where"]:
         if w not in settings:
@@ -72,8 +74,11 @@ def file_name(study: str, i: int, panel: dict) -> str:
     return f"{study}_{i}_{panel['kind']}.png"
 
 
-def _rows(table, where):
-    return [r for r in table if all(r["settings"].get(k) == v for k, v in where.items())]
+def _rows(table, p, keys=()):
+    """The rows of the panel's product (``grid``) matching its ``where`` that have every setting in ``keys``."""
+    return [r for r in table if all(r["settings"].get(k) == v for k, v in p["where"].items())
+            and all(r["settings"].get(k) is not None for k in keys)
+            and (p.get("grid") is None or p["grid"] in r.get("grids", [p["grid"]]))]
 
 
 def _caption(rows, where) -> str:
@@ -83,7 +88,7 @@ def _caption(rows, where) -> str:
 
 
 def _lines(ax, table, p, data):
-    rows = _rows(table, p["where"])
+    rows = _rows(table, p, (p["x"],) + ((p["group"],) if "group" in p else ()))
     groups = sorted({r["settings"].get(p["group"]) for r in rows}, key=str) if "group" in p else [None]
     for y in p["y"]:
         for g in groups:
@@ -122,7 +127,7 @@ def _lines(ax, table, p, data):
 
 
 def _heatmap(fig, ax, table, p):
-    rows = _rows(table, p["where"])
+    rows = _rows(table, p, (p["x"], p["y"]))
     xs = sorted({r["settings"][p["x"]] for r in rows})
     ys = sorted({r["settings"][p["y"]] for r in rows})
     grid = np.full((len(ys), len(xs)), np.nan)

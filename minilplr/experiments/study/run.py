@@ -39,26 +39,31 @@ def _name(settings: dict, axes: list) -> str:
 
 
 def expand(config: dict, backend: str) -> list:
-    """The study's cells before their pilots: ``[(name, settings)]``, in grid order, each distinct once.
+    """The study's cells before their pilots: ``[(name, settings, grids)]``, in grid order, each distinct once.
 
     ``settings`` is the kind's defaults, then [model] and [run], then the
-    cell's axis values, plus ``backend``; the step is still ``eta`` or
-    ``c_beta0`` (:func:`cell_config` turns it into ``lr``).
+    cell's axis values (an axis overrides a fixed setting in its product),
+    plus ``backend``; the step is still ``eta`` or ``c_beta0``
+    (:func:`cell_config` turns it into ``lr``).  ``grids``: the indices of the
+    products that hold the cell (claims and panels may pick one, ``grid = i``).
     """
     kind = get_kind(config["kind"])
     axes = list(dict.fromkeys(a for g in config["grid"] for a in g))
-    out, seen = [], set()
-    for g in config["grid"]:
+    out, seen = [], {}
+    for i, g in enumerate(config["grid"]):
         for values in itertools.product(*g.values()):
-            s = dict(kind.defaults, **config["model"], **config["run"], **dict(zip(g, values)), backend=backend)
+            s = {**kind.defaults, **config["model"], **config["run"], **dict(zip(g, values)), "backend": backend}
             if s.get("data_source") == "auto":
                 s["data_source"] = None  # the presets' None means auto
             if config.get("data"):
                 s["data"] = config["data"]
             h = config_hash(s)
-            if h not in seen:
-                seen.add(h)
-                out.append((_name(s, axes), s))
+            if h in seen:
+                if i not in seen[h][2]:
+                    seen[h][2].append(i)
+                continue
+            seen[h] = (_name(s, axes), s, [i])
+            out.append(seen[h])
     return out
 
 
@@ -82,12 +87,12 @@ def cell_config(kind, s: dict, pilot: dict | None) -> dict:
     return cell
 
 
-def table(config: dict, cells: dict, settings: dict) -> list:
-    """One row per cell: ``{"name", "settings", "diag"}`` (the settings as the spec names them)."""
+def table(config: dict, cells: dict, settings: dict, grids: dict) -> list:
+    """One row per cell: ``{"name", "settings", "grids", "status", "diag"}`` (the settings as the spec names them)."""
     rows = []
     for name, res in cells.items():
         s = {k: v for k, v in settings[name].items() if k not in ("backend", "beta0")}
-        rows.append(dict(name=name, settings=s, status=res.get("status", "finished"),
+        rows.append(dict(name=name, settings=s, grids=list(grids[name]), status=res.get("status", "finished"),
                          diag=_diag.measure(config["diagnostics"], res, settings[name])))
     return rows
 
@@ -124,21 +129,22 @@ class Study:
         kind = get_kind(config["kind"])
         be = get_backend(backend).name
         todo = expand(config, be)
-        needs = kind.pilot is not None and (kind.pilot_always or any("c_beta0" in s for _, s in todo))
+        needs = kind.pilot is not None and (kind.pilot_always or any("c_beta0" in s for _, s, _ in todo))
         pilots = {}
         if needs:
             pcs = {}
-            for _, s in todo:
+            for _, s, _ in todo:
                 p = _pilot_config(kind, s)
                 pcs.setdefault(_pilot_name(p), p)
             pilots = sweep.run_cells(kind.function("pilot"), pcs, out_dir, folder="pilots", progress=progress)
-        cells, settings = {}, {}
-        for name, s in todo:
+        cells, settings, grids = {}, {}, {}
+        for name, s, gs in todo:
+            grids[name] = gs
             pilot = pilots[_pilot_name(_pilot_config(kind, s))] if needs else None
             cells[name] = cell_config(kind, s, pilot)
             settings[name] = dict(s, lr=cells[name].get("lr"))
         done = sweep.run_cells(kind.function("cell"), cells, out_dir, folder="cells", progress=progress)
-        rows = table(config, done, settings)
+        rows = table(config, done, settings, grids)
         verdicts = [_claims.judge(c, rows).to_dict() for c in config["claims"]]
         first = next(iter(done.values()))
         return dict(study=self.NAME, status="partly diverged" if any(r["status"] != "finished" for r in rows)

@@ -206,7 +206,12 @@ def parse_spec(raw: dict, where: str = "<spec>", base=None) -> dict:
             chk.fail(key, f"an array of tables ([[{key}]])", items)
         spec[key] = [mod.check(chk, f"{key}[{i}]", c, names, kind) for i, c in enumerate(items)]
     for p in (None, "quick", "paper"):  # the spec as written, then each preset
-        resolve_preset(spec, p, where)  # every preset checked now: one line before anything runs
+        grids = resolve_preset(spec, p, where)["grid"]
+        for key in ("claims", "panels"):
+            for i, c in enumerate(spec[key]):
+                if c.get("grid") is not None and c["grid"] >= len(grids):
+                    chk.fail(f"{key}[{i}].grid", f"the index of one of the {len(grids)} [[grid]] products"
+                             + (f" (preset {p})" if p else ""), c["grid"])  # every preset checked now: one line before anything runs
     return spec
 
 
@@ -249,8 +254,9 @@ def resolve_preset(spec: dict, preset: str, where: str = "<spec>") -> dict:
     ``preset=None``: the spec as written, without overrides.
 
     Checks what needs the whole picture: exactly one step size (``eta`` or
-    ``c_beta0``) in [model] or on an axis, the kind's required keys present,
-    no key both fixed in [model] and an axis.
+    ``c_beta0``) in [model] or on an axis, the kind's required keys present.
+    An axis overrides a [model] or [run] setting of the same key in its own
+    product (the setting is the default of the products that do not vary it).
     """
     from . import kinds as _kinds
 
@@ -265,9 +271,6 @@ def resolve_preset(spec: dict, preset: str, where: str = "<spec>") -> dict:
     gkey = f"presets.{preset}.grid" if "grid" in over else "grid"
     for i, axes in enumerate(grid):
         k = gkey if len(grid) == 1 else f"{gkey}[{i}]"
-        for a in axes:
-            if a in model or a in run:
-                chk.fail(f"{k}.{a}", "an axis or a fixed setting, not both", f"{a} also in [model]/[run]")
         fixed = set(model) | set(run) | set(axes)
         steps = [s for s in STEP_KEYS if s in fixed]
         if kind.step_size and len(steps) != 1:

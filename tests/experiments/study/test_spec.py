@@ -69,7 +69,7 @@ BAD = [  # (path, value, the key path the line names, a piece of what it expects
     (("grid", "width"), [8, 8], "grid.width", "distinct"),
     (("grid", "colour"), [1], "grid.colour", "an axis"),
     (("grid", "eta"), [0.1, 0.0], "grid.eta[1]", "positive finite number"),
-    (("grid", "depth"), [2, 3], "grid.depth", "not both"),
+    (("grid", "steps"), [2, -3], "grid.steps[1]", "positive integer"),
     (("model", "c_beta0"), _DEL, "grid", "exactly one step size"),
     (("grid", "eta"), [0.1], "grid", "exactly one step size"),
     (("presets", "huge"), {}, "presets.huge", "one of the keys"),
