@@ -33,6 +33,8 @@ __all__ = ["Study", "load_study", "expand", "table"]
 def _name(settings: dict, axes: list) -> str:
     parts = []
     for a in axes:
+        if a not in settings:  # a step-size axis of another product (eta there, c_beta0 here)
+            continue
         v = settings[a]
         parts.append(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}")
     return ",".join(parts).replace(" ", "") or "base"
