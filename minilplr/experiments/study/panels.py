@@ -6,7 +6,9 @@ r"""A study's panels: figures drawn from its saved table only (re-plotting never
     ``group`` (a setting; optional); ``fit = true`` draws the fitted power law
     ``C x^a`` with its exponent and bootstrap interval in the legend
     (:func:`~minilplr.theory.verdicts.fit_power_law`), and ``target = t`` extends
-    it, dashed, to where it reaches ``t`` (an extrapolation, drawn as such).
+    it, dashed, to where it reaches ``t`` (an extrapolation, drawn as such);
+    ``exclude_largest = true`` fits without the largest ``x`` (drawn hollow),
+    as a ``held_out`` claim does.
 ``heatmap``
     the seed mean of the diagnostic ``value`` over two settings ``x`` and ``y``.
 
@@ -16,6 +18,7 @@ Both take ``where`` (settings that must match), ``grid`` (the index of one
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ from .claims import check_grid_index, closing_x
 __all__ = ["KINDS", "check", "draw", "file_name"]
 
 KINDS = ("lines", "heatmap")
-_FIELDS = {"lines": ("kind", "title", "x", "y", "where", "grid", "group", "fit", "target"),
+_FIELDS = {"lines": ("kind", "title", "x", "y", "where", "grid", "group", "fit", "target", "exclude_largest"),
            "heatmap": ("kind", "title", "x", "y", "value", "where", "grid")}
 
 
@@ -61,6 +64,9 @@ def check(chk, key: str, p, diag_names, kind) -> dict:
         if not isinstance(p.get("fit", True), bool):
             chk.fail(f"{key}.fit", "true or false", p["fit"])
         out["fit"] = bool(p.get("fit", True))
+        if not isinstance(p.get("exclude_largest", False), bool):
+            chk.fail(f"{key}.exclude_largest", "true or false", p["exclude_largest"])
+        out["exclude_largest"] = bool(p.get("exclude_largest", False))
         if "target" in p:
             t = p["target"]
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not (t > 0 and math.isfinite(t)):
@@ -104,16 +110,21 @@ def _lines(ax, table, p, data):
             line, = ax.plot(xs, means, "o-", lw=1.2, ms=4, label=label)
             for xv, s in zip(xs, samples):
                 ax.plot([xv] * len(s), s, ".", color=line.get_color(), alpha=0.35, ms=3)
-            if p["fit"] and len(xs) >= 2:
-                fit = V.fit_power_law(xs, samples)
+            held = p.get("exclude_largest") and len(xs) >= 3
+            if held:  # the held-out width: drawn hollow, left out of the fit
+                ax.plot([xs[-1]], [means[-1]], "o", mfc="w", color=line.get_color(), ms=8, zorder=3,
+                        label=f"held out of the fit: {p['x']} = {V.fmt(xs[-1])}")
+            fx, fs = (xs[:-1], samples[:-1]) if held else (xs, samples)
+            if p["fit"] and len(fx) >= 2:
+                fit = V.fit_power_law(fx, fs)
                 lo, hi = fit.interval
-                xx = np.geomspace(min(xs), max(xs), 50)
+                xx = np.geomspace(min(fx), max(fx), 50)
                 ax.plot(xx, np.exp(fit.log_c) * xx ** fit.a, "-", color=line.get_color(), alpha=0.5, lw=3,
                         label=f"fit: a = {V.fmt(fit.a)} [{V.fmt(lo)}, {V.fmt(hi)}]")
                 if "target" in p:
                     xs_, xlo, xhi = closing_x(fit, p["target"])
                     if math.isfinite(xs_):
-                        xe = np.geomspace(max(xs), xs_, 50)
+                        xe = np.geomspace(max(fx), xs_, 50)
                         ax.plot(xe, np.exp(fit.log_c) * xe ** fit.a, "--", color=line.get_color(), lw=1,
                                 label=f"extrapolated: {y} = {V.fmt(p['target'])} at {p['x']} ≈ {V.fmt(xs_)} "
                                       f"[{V.fmt(xlo)}, {V.fmt(xhi)}]")
@@ -154,6 +165,6 @@ def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "") 
     """Draw one panel into ``out_dir``; returns its path."""
     fig, ax = figure(width=6.4, height=4.6)
     cap = _lines(ax, table, panel, data) if panel["kind"] == "lines" else _heatmap(fig, ax, table, panel)
-    ax.set_title(panel["title"] or f"{study}: {panel['kind']}", fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(panel["title"] or f"{study}: {panel['kind']}", 80)), fontsize=9)
     footer(fig, f"{study}: {cap}. Data: {data}.")
     return save(fig, Path(out_dir) / file_name(study, i, panel))

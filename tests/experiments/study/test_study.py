@@ -209,3 +209,33 @@ def test_gd_kind_on_a_users_npz_through_run_all(tmp_path):
     row = [ln for ln in rep.splitlines() if ln.startswith("| mine |")]
     assert len(row) == 1 and row[0].endswith("| yes |"), rep  # GD on 12 points lowers the loss
     assert "mine.npz (N = 12, D = 3, K = 1)" in rep
+
+
+def test_the_map_spec_asks_for_exactly_the_maps_cells(tmp_path, monkeypatch):
+    """studies/lplr_map.toml builds the same pilot and cell configurations as the lplr_map experiment (so the same
+    bits: cells are pure functions of their configuration); the cells are captured, not run."""
+    from minilplr import sweep
+    from minilplr.experiments import lplr_map
+
+    class Stop(Exception):
+        pass
+
+    asked = {}
+
+    def fake(fn, cells, out_dir, folder="cells", **kw):
+        asked.setdefault(str(out_dir), {})[folder] = (fn.__name__, {runner.config_hash(c) for c in cells.values()})
+        if folder == "pilots":
+            return {k: dict(beta=1.0 + c["width"] / 100, rayleigh=1.0, matvecs=6, converged=True, residual=0.0,
+                            tol=1e-6) for k, c in cells.items()}
+        raise Stop
+
+    monkeypatch.setattr(sweep, "run_cells", fake)
+    st = load_study(ROOT / "studies" / "lplr_map.toml")
+    for preset in ("quick", "paper"):
+        asked.clear()
+        with pytest.raises(Stop):
+            lplr_map.run(runner.experiment_config(lplr_map, preset, {}), tmp_path / "map")
+        with pytest.raises(Stop):
+            st.run(runner.experiment_config(st, preset, {}), tmp_path / "spec")
+        a, b = asked[str(tmp_path / "map")], asked[str(tmp_path / "spec")]
+        assert a == b and len(a["cells"][1]) == (24 if preset == "quick" else 36)
