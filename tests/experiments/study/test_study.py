@@ -180,7 +180,9 @@ def test_judges_flip_when_the_law_is_planted_wrong():
     assert judge(dict(base, kind="power_law", above=0.0), good).status == "fails"
     assert judge(dict(base, kind="power_law", expect=[-1.1, -0.9]), good).status == "holds"
     assert judge(dict(base, kind="power_law", expect=[-0.8, -0.6]), good).status == "fails"
-    assert judge(dict(base, kind="held_out"), good).status == "holds"
+    v = judge(dict(base, kind="held_out"), good)
+    assert v.status == "holds" and v.details["x"] == [8, 16, 32] and v.details["held_x"] == 64  # 64 not fitted
+    assert judge(dict(base, kind="power_law", below=0.0, exclude_largest=True), good).details["x"] == [8, 16, 32]
     kinked = [dict(r, diag=dict(ff=r["diag"]["ff"] * (3.0 if r["settings"]["width"] == 64 else 1.0))) for r in good]
     assert judge(dict(base, kind="held_out"), kinked).status == "fails"  # the law breaks at the held-out width
     flat = [dict(settings=dict(width=w, seed=s), diag=dict(ff=v))  # slopes -1, 0.32 or 1 by which seeds are drawn
