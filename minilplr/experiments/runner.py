@@ -43,17 +43,17 @@ OVERRIDES = ("seed", "data_source")
 UNPLOTTED = ("missing", "mismatch", "damaged")
 
 
-def load_experiment(name: str, studies=None):
-    """The experiment module called ``name`` (see :data:`minilplr.experiments.EXPERIMENTS`), or the study of that name.
-
-    ``studies``: ``{name: Study}`` (:class:`minilplr.experiments.study.Study`),
-    spec files given with ``run_all.py --study``; each acts as one more experiment.
-    """
-    if studies and name in studies:
-        return studies[name]
+def load_experiment(name: str):
+    """The experiment module called ``name`` (see :data:`minilplr.experiments.EXPERIMENTS`)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"only: unknown experiment {name!r}; expected some of {', '.join(EXPERIMENTS)}")
     return importlib.import_module(f"minilplr.experiments.{name}")
+
+
+def _module(name: str, studies=None):
+    """The study ``name`` of ``studies`` (``{name: Study}``, spec files given with ``run_all.py --study``), else
+    the experiment module (:func:`load_experiment`): a study acts as one more experiment."""
+    return studies[name] if studies and name in studies else load_experiment(name)
 
 
 def experiment_config(mod, preset, overrides):
@@ -188,7 +188,7 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
     names = list(names)
     studies = dict(studies or {})
     for name in names:
-        load_experiment(name, studies)
+        _module(name, studies)
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"names: expected each experiment once, got {', '.join(twice)} more than once")
@@ -217,7 +217,7 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
         if plot_only and all(s in UNPLOTTED for s in status.values()):
             return status  # refused: the report stays as it was
         try:
-            configs = {n: experiment_config(load_experiment(n, studies), preset, overrides or {})
+            configs = {n: experiment_config(_module(n, studies), preset, overrides or {})
                        for n in list(EXPERIMENTS) + list(studies)}
             write_report(folder, configs=configs, studies=studies, log=log)
         except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same
@@ -238,7 +238,7 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     out = Path(out)
     status, timings, workers = {}, {}, {}
     for name in names:
-        mod = load_experiment(name, studies)
+        mod = _module(name, studies)
         cfg = experiment_config(mod, preset, overrides or {})
         folder = out / name
         t0 = time.perf_counter()
