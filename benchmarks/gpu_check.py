@@ -291,6 +291,14 @@ def judge_run_all(res, results, dry):
     return Row(res.name, ok, f"{res.wall:.0f} s", f"{res.wall / target:.2f}× target", f"< {target:.0f} s", note)
 
 
+def judge_study(res, results, dry):
+    """A study ran to its end: its verdicts (the held-out width inside the predicted interval or not) are in its report.md."""
+    bad = _failed(res)
+    if bad:
+        return bad
+    return Row(res.name, True, f"{res.wall:.0f} s", note="verdicts in the run's report.md (section lplr_size_gpu)")
+
+
 def judge_tests(res, results, dry):
     summary = next((ln.strip("= ") for ln in reversed(res.tail.splitlines())
                     if " passed" in ln or " failed" in ln or " error" in ln), "")
@@ -326,6 +334,11 @@ def build_steps(backend: str, data_flag, data_ok: bool, data_line: str, workers:
         run_all += ["--data", data_flag]
     steps.append(Step("run_all", run_all, 4.0, judge_run_all,
                       precheck=None if data_ok or dry else (lambda: f"not run: {data_line}")))
+    # the scaling study's width law held out one width beyond the CPU's (issue 23): widths 64 … 2048 fitted, 4096 held out
+    steps.append(Step("study_heldout", [py, str(ROOT / "scripts" / "run_all.py"), "--backend", backend, "--out", "{out}",
+                                        "--no-progress", "--preset", "quick" if dry else "paper", "--study",
+                                        str(ROOT / "studies" / "lplr_size_gpu.toml")] + (["--data", data_flag] if data_flag else []),
+                      2.0, judge_study, precheck=None if data_ok or dry else (lambda: f"not run: {data_line}")))
     tests = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=10"]
     tests += [str(ROOT / "tests" / "test_backend.py")] if dry else ["-m", "not slow", str(ROOT / "tests")]
     if workers > 1:
@@ -443,7 +456,7 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="cupy", choices=["cupy", "strict"],
                     help="cupy: the acceptance run (default); strict: a dry run on the CPU stand-in, tiny sizes")
     ap.add_argument("--steps", nargs="+", default=None, metavar="STEP",
-                    help="run only these steps: gd_numpy gd_cupy resnet_numpy resnet_cupy ntk run_all tests")
+                    help="run only these steps: gd_numpy gd_cupy resnet_numpy resnet_cupy ntk run_all study_heldout tests")
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep the logs and JSON here (default: a temporary "
                     "folder, deleted when every step passed)")
     ap.add_argument("--ntk-child", type=int, default=None, help=argparse.SUPPRESS)  # internal: the ntk step

@@ -9,6 +9,7 @@ Examples::
     python scripts/run_all.py --only fig1_linear_convergence --plot-only
     python scripts/run_all.py --workers 4           # grids of independent runs on 4 local processes
     python scripts/run_all.py --cluster tcp://scheduler:8786   # ... on a Dask cluster (.[cluster])
+    python scripts/run_all.py --study studies/lplr_size.toml   # a study declared in a spec file
 
 Results go to ``--out`` (default ``results/``), into one folder per
 configuration (``results/quick/``, ``results/quick-seed1/``,
@@ -59,6 +60,7 @@ try:  # every other import inside: Ctrl-C in the first half-second is this one l
     from minilplr.data.cache import ENV_VAR as DATA_VAR  # noqa: E402
     from minilplr.experiments.output import OutputRefused  # noqa: E402
     from minilplr.experiments.runner import UNPLOTTED, configuration, run_experiments  # noqa: E402
+    from minilplr.experiments.study import SpecError, load_study  # noqa: E402
     from minilplr.sweep import ClusterUnavailable, check_cluster, check_workers  # noqa: E402
 except (KeyboardInterrupt, ImportError):  # Ctrl-C while importing: nothing has started, so nothing is lost
     if not _interrupted_at_import.seen:
@@ -184,6 +186,9 @@ def build_parser():
                     help="run grids on a Dask distributed cluster: its scheduler's address (tcp://host:8786), or "
                          "'local' for a LocalCluster on this machine (--workers N sets its size); results come back "
                          "here, so no shared file system is needed; needs pip install -e '.[cluster]'")
+    ap.add_argument("--study", nargs="+", metavar="FILE", default=None,
+                    help="run the studies declared in these spec files (TOML, docs/09-your-own-study.md) instead of "
+                         "the experiments (with --only: as well as those); each spec is checked before anything runs")
     return ap
 
 
@@ -209,7 +214,19 @@ def _main(argv):
     except (B.BackendUnavailable, ValueError) as exc:
         print(f"run_all.py: {exc}", file=sys.stderr)
         return 2
-    names = args.only or list(EXPERIMENTS)
+    studies = {}
+    for path in args.study or []:
+        try:
+            st = load_study(path)
+        except SpecError as exc:  # one line naming the file and the key
+            print(f"run_all.py: {exc}", file=sys.stderr)
+            return 2
+        if st.NAME in EXPERIMENTS or st.NAME in studies:
+            print(f"run_all.py: {path}: study.name: expected a name no experiment or other study has, got "
+                  f"{st.NAME!r}", file=sys.stderr)
+            return 2
+        studies[st.NAME] = st
+    names = args.only or ([] if studies else list(EXPERIMENTS))
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         shown = ", ".join(n if n.strip() else repr(n) for n in unknown)
@@ -227,9 +244,10 @@ def _main(argv):
         return 2
     overrides = {"seed": args.seed, "data_source": args.data}
     folder = os.path.join(args.out, configuration(args.preset, overrides)["name"])
+    names += list(studies)
     print(f"minilplr run_all: preset={args.preset} backend={args.backend} out={folder} experiments={', '.join(names)}")
     try:
-        status = run_experiments(names, preset=args.preset, out=args.out, backend=args.backend,
+        status = run_experiments(names, studies=studies, preset=args.preset, out=args.out, backend=args.backend,
                                  plot_only=args.plot_only, overrides=overrides,
                                  progress=not args.no_progress, workers=args.workers, cluster=args.cluster)
     except OutputRefused as exc:

@@ -57,6 +57,7 @@ GOOD = dict(
     resnet_cupy=(0, 4.0, dict(t_ours_median=0.05, ratio=1.7, torch_device="cuda", grad_rel_diff=3e-7)),
     ntk=(0, 12.0, dict(n=12665, t_ntk=6.2, t_spec=2.0, resolved=True)),
     run_all=(0, 95.0, None),
+    study_heldout=(0, 60.0, None),
     tests=(0, 150.0, None),
 )
 
@@ -78,7 +79,8 @@ def test_the_table_from_faked_results_all_pass(monkeypatch, capsys, tmp_path):
     assert "10.0 ms" in rows["gd_cupy"] and "1.10× torch-cuda" in rows["gd_cupy"]
     assert "speed-up 20.0× over numpy" in rows["gd_cupy"]  # 200 ms / 10 ms
     assert "6.20 s" in rows["ntk"] and "95 s" in rows["run_all"] and "12 passed" in rows["tests"]
-    assert out.rstrip().endswith("7 passed, 0 failed")
+    assert "60 s" in rows["study_heldout"]
+    assert out.rstrip().endswith("8 passed, 0 failed")
 
 
 @pytest.mark.parametrize("step, bad, why", [
@@ -94,7 +96,7 @@ def test_a_failed_step_or_missed_target_is_a_fail_row_and_exit_1(monkeypatch, ca
     assert rc == 1, out
     row = next(ln for ln in out.splitlines() if ln.startswith(step + " "))
     assert " FAIL " in row and why in row, row
-    assert f"\n6 passed, 1 failed: {step}\n" in out
+    assert f"\n7 passed, 1 failed: {step}\n" in out
 
 
 def test_without_pytorch_cuda_the_ratio_target_is_not_judged(monkeypatch, capsys, tmp_path):

@@ -46,10 +46,9 @@ experiment), in two tables:
 
 ``report()`` computes its verdicts from the saved results only (it never
 trains), so ``--plot-only`` re-judges saved arrays with the current judges.
-A claim that is not a :class:`Verdict` (the old ``{"claim", "measured",
-"holds"}`` dict) is not rendered as a "yes": its row says ``untestable``,
-"not judged: the experiment returns an old-format claim without threshold
-or margin" (:func:`claim_verdict`), until its experiment is converted.
+A claim that is not a :class:`Verdict` (e.g. the old ``{"claim", "measured",
+"holds"}`` dict, without threshold or margin) is refused
+(:func:`claim_verdict`); that section of the report says so in one line.
 """
 from __future__ import annotations
 
@@ -85,6 +84,12 @@ def load_experiment(name: str):
     if name not in EXPERIMENTS:
         raise ValueError(f"only: unknown experiment {name!r}; expected some of {', '.join(EXPERIMENTS)}")
     return importlib.import_module(f"minilplr.experiments.{name}")
+
+
+def _module(name: str, studies=None):
+    """The study ``name`` of ``studies`` (``{name: Study}``, spec files given with ``run_all.py --study``), else
+    the experiment module (:func:`load_experiment`): a study acts as one more experiment."""
+    return studies[name] if studies and name in studies else load_experiment(name)
 
 
 def experiment_config(mod, preset, overrides):
@@ -197,14 +202,15 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run_experiments(names, *, out="results", preset="quick", overrides=None, log=print, workers=None, cluster=None,
-                    **options):
+                    studies=None, **options):
     """Run (or resume, or only re-plot) each experiment; returns ``{name: status}``.
 
     Results go to the configuration folder ``out/<configuration(preset, overrides)["name"]>``.
     ``options``: ``backend``, ``plot_only``, ``progress`` (see
     :func:`_run_experiments`).  ``workers``/``cluster``: where the
     experiments' grids run (:func:`minilplr.sweep.use`; default
-    one cell after another in this process).  The whole run holds ``out``
+    one cell after another in this process).  ``studies``: ``{name: Study}``,
+    spec files run as experiments (their names among ``names``).  The whole run holds ``out``
     (:func:`minilplr.experiments.output.lock_output`: a run in, around or
     inside it raises :class:`~minilplr.experiments.output.OutputLocked` before
     anything is written).  Temporary files left by killed runs are removed
@@ -216,8 +222,9 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
         An unknown experiment or preset, an experiment named twice, a bad override.
     """
     names = list(names)
+    studies = dict(studies or {})
     for name in names:
-        load_experiment(name)
+        _module(name, studies)
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise ValueError(f"names: expected each experiment once, got {', '.join(twice)} more than once")
@@ -241,19 +248,21 @@ def run_experiments(names, *, out="results", preset="quick", overrides=None, log
             return {name: "missing" for name in names}
         if not plot_only:
             claim_configuration(folder, conf)
-        status = _run_experiments(names, preset=preset, overrides=overrides, out=folder, log=log, **options)
+        status = _run_experiments(names, preset=preset, overrides=overrides, out=folder, log=log, studies=studies,
+                                  **options)
         if plot_only and all(s in UNPLOTTED for s in status.values()):
             return status  # refused: the report stays as it was
         try:
-            write_report(folder, configs={n: experiment_config(load_experiment(n), preset, overrides or {})
-                                          for n in EXPERIMENTS}, log=log)
+            configs = {n: experiment_config(_module(n, studies), preset, overrides or {})
+                       for n in list(EXPERIMENTS) + list(studies)}
+            write_report(folder, configs=configs, studies=studies, log=log)
         except Exception as exc:  # e.g. a full disk: the experiments' own results are saved all the same
             log(f"report.md: not written: {type(exc).__name__}: {exc}")
         return status
 
 
 def _run_experiments(names, *, preset="quick", out="results", backend=None, plot_only=False, overrides=None,
-                     progress=True, log=print):
+                     progress=True, log=print, studies=None):
     """Run (or resume, or only re-plot) each experiment in the configuration folder ``out``; ``{name: status}``.
 
     Each experiment's results live in ``out/<name>/``; a finished result with
@@ -265,7 +274,7 @@ def _run_experiments(names, *, preset="quick", out="results", backend=None, plot
     out = Path(out)
     status, timings, workers = {}, {}, {}
     for name in names:
-        mod = load_experiment(name)
+        mod = _module(name, studies)
         cfg = experiment_config(mod, preset, overrides or {})
         folder = out / name
         t0 = time.perf_counter()
@@ -331,19 +340,14 @@ def claim_verdict(claim) -> Verdict:
     """One entry of ``report()["claims"]`` as a :class:`~minilplr.theory.verdicts.Verdict` (the claims contract).
 
     A :class:`Verdict`, or its :meth:`~minilplr.theory.verdicts.Verdict.to_dict`
-    form, is returned as it is.  The old ``{"claim", "measured", "holds"}``
-    dict has neither threshold nor margin: it becomes an ``untestable`` row
-    that says so, never a "yes".  Anything else is refused in one line.
+    form, is returned as it is.  Anything else (e.g. a ``{"claim", "measured",
+    "holds"}`` dict of an older minilplr, with neither threshold nor margin)
+    is refused in one line: no row says "yes" without them.
     """
     if isinstance(claim, Verdict):
         return claim
     if isinstance(claim, dict) and claim.get("status") in STATUSES and "claim" in claim:
         return Verdict.from_dict(claim)
-    if isinstance(claim, dict) and isinstance(claim.get("claim"), str) and "holds" in claim:
-        return untestable(claim["claim"], "not judged: the experiment returns an old-format claim (reported "
-                          f"{ {True: 'yes', False: 'no', None: 'n/a'}.get(claim['holds'], '?')} without threshold "
-                          "or margin)", "its experiment's report() returning a Verdict of minilplr.theory.verdicts",
-                          quantity=str(claim.get("measured", "")))
     raise TypeError(f"claims: expected a minilplr.theory.verdicts.Verdict, got {type(claim).__name__} "
                     f"{str(claim)[:80]!r}")
 
@@ -356,7 +360,7 @@ def status_counts(verdicts) -> str:
     return (", ".join(n) or "no rows") + (f"; {marg} marginal (|margin| < 10 %)" if marg else "")
 
 
-def write_report(folder, names=None, *, configs=None, log=print) -> Path:
+def write_report(folder, names=None, *, configs=None, studies=None, log=print) -> Path:
     """``folder/report.md``: every experiment saved in the configuration folder ``folder``, figures and claims.
 
     ``names``: the experiments to look for (default all of
@@ -370,14 +374,17 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     experiment recomputes them).  Experiments not run for this configuration
     are listed in one line.  The claims and the solver checks are two tables
     of :func:`~minilplr.theory.verdicts.render_row` rows (the module
-    docstring's claims contract).
+    docstring's claims contract).  Studies (``run_all.py --study``) saved in the
+    folder follow, each in its own section: found by their saved results,
+    so a study's section stays when a later run runs other experiments.
     """
     folder = Path(folder)
     names = list(EXPERIMENTS if names is None else names)
+    names += [n for n in saved_studies(folder) if n not in names]
     sections, claims_all, checks_all, absent = [], [], [], []
     for name in names:
         try:
-            body, claims, checks = _report_section(folder, name, (configs or {}).get(name))
+            body, claims, checks = _report_section(folder, name, (configs or {}).get(name), studies)
         except Exception as exc:  # this section only: the others are still written
             note = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             log(f"[{name}] report.md: section not written: {note}")
@@ -419,8 +426,18 @@ def write_report(folder, names=None, *, configs=None, log=print) -> Path:
     return path
 
 
-def _report_section(folder: Path, name: str, cfg) -> tuple:
-    """One experiment's section of ``report.md``, its claims and its checks (Verdicts); ``(None, [], [])`` if not saved."""
+def saved_studies(folder) -> list:
+    """The studies saved in the configuration folder ``folder`` (their folders' names, sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_dir() and p.name not in EXPERIMENTS and (p / "results.json").is_file()
+                  and (p / "study.json").is_file())
+
+
+def _report_section(folder: Path, name: str, cfg, studies=None) -> tuple:
+    """One experiment's (or study's) section of ``report.md``, its claims and its checks (Verdicts); ``(None, [], [])`` if not saved."""
     try:
         res = load_unit(folder / name, "results")
     except Damaged as exc:
@@ -430,7 +447,12 @@ def _report_section(folder: Path, name: str, cfg) -> tuple:
     if cfg is not None and res.get("config_hash") != config_hash(cfg):
         return [f"_Not reported: the results saved in {name}/ are of another configuration "
                 f"({_config_diff(res.get('config'), cfg)}). Run it again to recompute._", ""], [], []
-    mod = load_experiment(name)
+    if name in EXPERIMENTS:
+        mod = load_experiment(name)
+    else:  # a study: its own Study when this run has it, else rebuilt from what it saved
+        from .study import Study
+
+        mod = (studies or {}).get(name) or Study.saved(res)
     rep = mod.report(res)
     claims = [claim_verdict(c) for c in rep.get("claims", [])]
     checks = [claim_verdict(c) for c in rep.get("checks", [])]

@@ -20,6 +20,7 @@ from minilplr.experiments.architecture.summary import summarise
 from minilplr.nn import gradcheck, models
 from minilplr.nn.state import named_buffers
 from minilplr.theory import ntk
+from minilplr.theory.verdicts import STATUSES, Verdict
 
 from ..strategies import gaussian
 
@@ -112,7 +113,7 @@ def test_plot_and_report_from_saved_results_only(tiny, tmp_path, monkeypatch):
     rep = A.report(loaded)
     assert rep["figures"][0][0] == "architecture.png"
     assert len(rep["claims"]) == len(res["verdicts"])
-    assert all(c["holds"] in (True, False, None) for c in rep["claims"])
+    assert all(isinstance(c, Verdict) and c.status in STATUSES for c in rep["claims"])  # the claims contract
 
 
 def test_summary_of_a_cell_reads_its_numbers(tiny):

@@ -307,11 +307,10 @@ def test_a_broken_section_does_not_stop_the_run_or_the_report(tmp_path, fake_exp
 def test_the_claims_contract_renders_verdicts_in_one_table_and_identities_apart(tmp_path, fake_experiments,
                                                                                   monkeypatch):
     """Issue 20: report() returns Verdicts; the runner renders every row with render_row (threshold, margin, word),
-    counts the statuses, keeps identities in their own table, and an old-format dict is never a "yes"."""
+    counts the statuses, keeps identities in their own table, and an old-format dict is refused, never a "yes"."""
     def report(res):
         return {"figures": [], "claims": [compare("rate small", 0.5, 1.0, "≤", quantity="q"),
-                                          compare("rate large", 0.95, 1.0, "≥", quantity="q"),
-                                          {"claim": "old style", "measured": "q = 3", "holds": True}],
+                                          compare("rate large", 0.95, 1.0, "≥", quantity="q")],
                 "checks": [identity("Rayleigh", 1e-9, 1e-6)]}
 
     monkeypatch.setattr(fake_experiments.mods["a"], "report", report)
@@ -322,8 +321,8 @@ def test_the_claims_contract_renders_verdicts_in_one_table_and_identities_apart(
     assert TABLE_HEADER in claims and TABLE_HEADER in checks
     assert render_row(compare("rate small", 0.5, 1.0, "≤", quantity="q"), experiment="a") in claims
     assert "| a | rate large | q = 0.95 | ≥ 1 | -5 % (marginal) | **fails** |" in claims
-    assert "| a | old style | q = 3 | — | — | untestable: not judged: the experiment returns an old-format claim " \
-           "(reported yes without threshold or margin)" in claims
-    assert "Rows: 1 holds, 1 fails, 1 untestable; 1 marginal" in claims
+    assert "Rows: 1 holds, 1 fails; 1 marginal" in claims
     assert "| a | Rayleigh |" in checks and "identity" in checks and "Rayleigh" not in claims
     assert "| yes |" not in text
+    with pytest.raises(TypeError, match="claims: expected a minilplr.theory.verdicts.Verdict"):
+        runner.claim_verdict({"claim": "old style", "measured": "q = 3", "holds": True})  # no threshold, no margin

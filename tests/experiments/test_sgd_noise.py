@@ -9,6 +9,7 @@ from minilplr.experiments.sgd_noise.summary import CellSummary, summarise
 from minilplr.nn import models
 from minilplr.theory import ntk as _ntk
 from minilplr.theory import sgd_noise as sn
+from minilplr.theory.verdicts import STATUSES, Verdict
 from minilplr.train.loops import train_gd
 from minilplr.train.optim import GD
 
@@ -148,5 +149,5 @@ def test_the_quick_pipeline_runs_plots_and_reports(tmp_path):
     assert all(p.exists() for p in paths)
     rep = sgd_noise.report(res)
     assert {f for f, _ in rep["figures"]} == {p.name for p in paths}
-    assert all(c["holds"] in (True, False, None) and c["measured"] for c in rep["claims"])
+    assert all(isinstance(c, Verdict) and c.status in STATUSES and c.quantity for c in rep["claims"])  # the claims contract
     CellSummary.from_dict(next(iter(res["cells"].values()))["summary"])

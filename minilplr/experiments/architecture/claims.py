@@ -130,16 +130,6 @@ def verdicts(results) -> list[Verdict]:
     return out
 
 
-def _claim_row(v: Verdict) -> dict:
-    meas = f"{v.quantity} = {fmt(v.measured, 4)}" if v.measured is not None else (v.quantity or "—")
-    thr = ("—" if v.threshold is None else f"in [{fmt(v.threshold[0])}, {fmt(v.threshold[1])}]"
-           if isinstance(v.threshold, (tuple, list)) else f"{v.relation} {fmt(v.threshold)}")
-    marg = "—" if v.margin is None else f"{100 * float(v.margin):+.3g} %" + (" (marginal)" if v.marginal else "")
-    tail = "; ".join(t for t in (v.why, f"decide: {v.decide}" if v.decide else "") if t)
-    text = f"{meas} ({thr}; margin {marg}; {v.status}{': ' + tail if tail else ''}); {v.rests_on}"
-    return dict(claim=v.claim, measured=text, holds={"holds": True, "fails": False}.get(v.status))
-
-
 def report(results):
     """The caption of ``architecture.png`` and the claims table (from the saved verdicts)."""
     vs = [Verdict.from_dict(d) for d in results["verdicts"]]
@@ -151,4 +141,4 @@ def report(results):
            f"steps, {s['dtype']}, seed {s['seed']}; N = {results['n']}; data: {results['data']}. BN networks: Θ is "
            f"the training-mode batch kernel J Jᵀ (N backward passes), the kernel GD follows; without BN the "
            f"empirical NTK. A residual MLP of depth 2 has no block (it is the plain one).")
-    return {"figures": [("architecture.png", cap)], "claims": [_claim_row(v) for v in vs]}
+    return {"figures": [("architecture.png", cap)], "claims": vs}

@@ -106,16 +106,6 @@ def verdicts(results) -> list[Verdict]:
     return rows
 
 
-def _claim(v: Verdict) -> dict:
-    thr = ("—" if v.threshold is None else f"in [{fmt(v.threshold[0])}, {fmt(v.threshold[1])}]"
-           if isinstance(v.threshold, tuple) else f"{v.relation} {fmt(v.threshold)}")
-    marg = "" if v.margin is None else f", margin {float(v.margin) * 100:+.3g} %" + (" (marginal)" if v.marginal else "")
-    tail = "; ".join(t for t in (v.why, f"decide: {v.decide}" if v.decide else "") if t)
-    measured = (f"{v.status}: {v.quantity} = {fmt(v.measured, 4)} (threshold {thr}{marg}); {v.rests_on}"
-                + (f"; {tail}" if tail else ""))
-    return dict(claim=v.claim, measured=measured, holds=v.holds, verdict=v.to_dict())
-
-
 def report(results):
     """The two figures' captions and the claims table."""
     st = results["settings"]
@@ -130,4 +120,4 @@ def report(results):
     cap2 = (f"Along the path (seed {st['sgd_seeds'][0]}): the full-batch loss L_t, the strong-growth ratio ρ_t with "
             f"the kernel bound N max_i Θ_ii/λ_min(Θ_0) (dashed), and σ_b². {setting}.")
     return {"figures": [("sgd_noise_plateau.png", cap1), ("sgd_noise_path.png", cap2)],
-            "claims": [_claim(v) for v in verdicts(results)], "cells": len(S)}
+            "claims": verdicts(results), "cells": len(S)}

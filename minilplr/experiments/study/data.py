@@ -1,0 +1,57 @@
+"""A user's own data for a study: an ``.npz`` with ``X (N, D)`` and ``y (N,)`` or ``(N, K)``, checked in one line."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["check_npz", "load_npz"]
+
+
+class _Raise:
+    """A checker without a file name in front (the cell's own error)."""
+
+    def fail(self, key, expected, got):
+        raise ValueError(f"{key}: expected {expected}, got {got}")
+
+
+def load_npz(path, chk=None, key: str = "data"):
+    """``(X (N, D), y (N, K))`` float64 host arrays from the ``.npz`` at ``path``, or one line naming ``key``.
+
+    Checked: the file opens as an ``.npz`` without pickles, holds ``X`` and
+    ``y``, both real numbers, ``X`` two-dimensional, ``y`` one- or
+    two-dimensional with as many rows as ``X``, every value finite, and at
+    least ``N = 2`` samples.  ``y (N,)`` becomes ``(N, 1)``.
+    """
+    chk = chk or _Raise()
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            names = set(z.files)
+            if not {"X", "y"} <= names:
+                chk.fail(key, "an .npz holding arrays named X and y", f"{p} with {sorted(names)}")
+            X, y = z["X"], z["y"]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(key):
+            raise
+        chk.fail(key, "a readable .npz file (numpy.savez) without pickled objects",
+                 f"{p} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    for nm, a in (("X", X), ("y", y)):
+        if a.dtype.kind not in "biuf":
+            chk.fail(f"{key}.{nm}", "real numbers (an integer or float dtype)", f"dtype {a.dtype}")
+    if X.ndim != 2:
+        chk.fail(f"{key}.X", "shape (N, D)", f"shape {X.shape}")
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        chk.fail(f"{key}.y", f"shape ({X.shape[0]},) or ({X.shape[0]}, K), one row per row of X", f"shape {y.shape}")
+    if X.shape[0] < 2:
+        chk.fail(f"{key}.X", "at least N = 2 samples", f"shape {X.shape}")
+    for nm, a in (("X", X), ("y", y)):
+        if not np.all(np.isfinite(a)):
+            chk.fail(f"{key}.{nm}", "finite values", f"{int((~np.isfinite(a)).sum())} NaN/inf entries")
+    return X.astype(np.float64), y.reshape(y.shape[0], -1).astype(np.float64)
+
+
+def check_npz(path, chk, key: str = "data") -> None:
+    """:func:`load_npz`'s checks, for the spec (before anything runs)."""
+    load_npz(path, chk, key)

@@ -1,0 +1,111 @@
+r"""The diagnostics a study records: one number per cell, computed from the cell's saved result only.
+
+Each entry of :data:`REGISTRY` is a function ``(result, cell) -> float`` (NaN
+when the result cannot say) and its meaning.  The certificate's quantities
+(THEORY.md, "The v3 PL certificate"; :func:`~minilplr.theory.certificate.run_certificate`):
+
+* ``lam0`` — ``λ₀ = λ_min(Θ_0)``;
+* ``L_theta`` — ``L̂_Θ = max_t ‖Θ_t − Θ_0‖₂/‖θ_t − θ_0‖``, a lower estimate of the NTK's Lipschitz constant;
+* ``r`` — ``max_t ‖θ_t − θ_0‖``, the drift;
+* ``rho_star`` — ``ρ* = λ₀/L̂_Θ``, the largest radius the measurements could certify;
+* ``failure_factor`` — ``L̂_Θ r/λ₀``: the certificate ``μ = (λ₀ − L̂_Θ r)/n`` is positive iff it is below 1;
+* ``mu_cert`` — ``(λ₀ − L̂_Θ r)/n``;
+* ``lam_ratio_min``, ``lam_ratio_final`` — ``min_t λ_min(Θ_t)/λ₀`` and its last value, along the path;
+* ``final_loss``, ``loss_decrease`` (``L_0/L_T``), ``beta0`` (``β_0``), ``eta_beta0`` (``η β_0``).
+
+A spec may also record a number of its kind's own result by a dotted path:
+``[[diagnostics]] name = "acc", key = "metrics.test_accuracy"``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["REGISTRY", "check_diagnostic", "measure"]
+
+
+def _cert(key):
+    return lambda res, cell: float(res["certificate"][key])
+
+
+def _failure_factor(res, cell) -> float:
+    c = res["certificate"]
+    lam0 = float(c["lam0"])
+    return float(c["L_theta"]) * float(c["r"]) / lam0 if math.isfinite(lam0) and lam0 > 0 else float("nan")
+
+
+def _lam_ratio(which):
+    def f(res, cell):
+        lam = np.asarray(res["diag"]["lam_min"], float)
+        if lam.size == 0 or not np.all(np.isfinite(lam)) or not lam[0] > 0:
+            return float("nan")
+        return float(np.min(lam) / lam[0]) if which == "min" else float(lam[-1] / lam[0])
+    return f
+
+
+def _loss(which):
+    def f(res, cell):
+        loss = np.asarray(res["loss"], float)
+        if loss.size == 0:
+            return float("nan")
+        return float(loss[-1]) if which == "final" else (float(loss[0] / loss[-1]) if loss[-1] > 0 else float("nan"))
+    return f
+
+
+def _beta0(res, cell) -> float:
+    b = res.get("beta0")
+    return float(b["beta"]) if isinstance(b, dict) and "beta" in b else float("nan")
+
+
+REGISTRY = {
+    "lam0": (_cert("lam0"), "λ₀ = λ_min(Θ_0)"),
+    "L_theta": (_cert("L_theta"), "L̂_Θ, the NTK's Lipschitz estimate along the path"),
+    "r": (_cert("r"), "r = max_t ‖θ_t − θ_0‖"),
+    "rho_star": (_cert("radius_max"), "ρ* = λ₀/L̂_Θ"),
+    "failure_factor": (_failure_factor, "L̂_Θ r/λ₀ (the certificate is positive iff < 1)"),
+    "mu_cert": (_cert("mu_cert"), "μ_cert = (λ₀ − L̂_Θ r)/n"),
+    "lam_ratio_min": (_lam_ratio("min"), "min_t λ_min(Θ_t)/λ₀"),
+    "lam_ratio_final": (_lam_ratio("final"), "λ_min(Θ_T)/λ₀"),
+    "final_loss": (_loss("final"), "L_T"),
+    "loss_decrease": (_loss("decrease"), "L_0/L_T"),
+    "beta0": (_beta0, "β_0 = ‖∇²L(θ_0)‖₂"),
+    "eta_beta0": (lambda res, cell: float(res["lr"]) * _beta0(res, cell), "η β_0"),
+}
+
+
+def check_diagnostic(chk, key: str, d, kind) -> dict:
+    """One ``[[diagnostics]]`` entry: a registry name the kind provides, or a name with a dotted ``key``."""
+    chk.table(key, d, ("name", "key"), required=("name",))
+    name = chk.string(f"{key}.name", d["name"])
+    if "key" in d:
+        chk.string(f"{key}.key", d["key"])
+        if name in REGISTRY:
+            chk.fail(f"{key}.name", "a name not in the registry for a diagnostic read by key", name)
+        return {"name": name, "key": d["key"]}
+    if name not in REGISTRY:
+        chk.fail(f"{key}.name", f"a registered diagnostic ({', '.join(REGISTRY)}) or a name with key = "
+                 "'dotted.path'", name)
+    if name not in kind.provides:
+        chk.fail(f"{key}.name", f"a diagnostic the kind {kind.name!r} provides ({', '.join(kind.provides) or 'none'})",
+                 name)
+    return {"name": name}
+
+
+def _by_path(res, path: str) -> float:
+    v = res
+    for part in path.split("."):
+        v = v[part]
+    return float(v)
+
+
+def measure(diags: list, res: dict, cell: dict) -> dict:
+    """``{name: float}`` of every diagnostic on one cell's result (NaN where the result lacks it)."""
+    out = {}
+    for d in diags:
+        try:
+            v = _by_path(res, d["key"]) if "key" in d else REGISTRY[d["name"]][0](res, cell)
+        except (KeyError, TypeError, ValueError, IndexError):
+            v = float("nan")
+        out[d["name"]] = float(v)
+    return out
