@@ -17,7 +17,8 @@ import numpy as np
 from .backend import get_array_module, to_host
 
 __all__ = ["check_finite", "check_positive", "check_int", "check_real", "check_real_array", "check_magnitude",
-           "check_values", "check_model_input", "check_fits", "free_bytes", "format_bytes", "MAX_BYTES_VAR",
+           "check_values", "check_model_input", "check_fits", "max_bytes_from_env", "free_bytes", "format_bytes",
+           "MAX_BYTES_VAR",
            "check_image", "one_line"]
 
 #: An environment variable that caps what :func:`check_fits` lets an entry point allocate (bytes), below free memory.
@@ -217,6 +218,23 @@ def free_bytes(backend: str = "numpy"):
         return None
 
 
+def max_bytes_from_env() -> int | None:
+    """``$MINILPLR_MAX_BYTES`` as a number of bytes (``None`` when unset); ``ValueError`` naming it otherwise.
+
+    The command line calls it before anything runs, so a bad value is one line at the start.
+    """
+    env = os.environ.get(MAX_BYTES_VAR)
+    if not env:
+        return None
+    try:
+        cap = int(float(env))
+    except (ValueError, OverflowError):
+        raise ValueError(f"{MAX_BYTES_VAR}: expected a number of bytes, got {env!r}") from None
+    if cap < 0:
+        raise ValueError(f"{MAX_BYTES_VAR}: expected a number of bytes >= 0, got {env!r}")
+    return cap
+
+
 def check_fits(name: str, nbytes: int, what: str, *, backend: str = "numpy", limit: int | None = None) -> int:
     """``ValueError`` naming ``name`` if allocating ``nbytes`` for ``what`` would exceed the limit; ``nbytes``.
 
@@ -230,12 +248,8 @@ def check_fits(name: str, nbytes: int, what: str, *, backend: str = "numpy", lim
     where = "on the GPU" if backend == "cupy" else "on this machine"
     if limit is None:
         limit = free_bytes(backend)
-        env = os.environ.get(MAX_BYTES_VAR)
-        if env:
-            try:
-                cap = int(float(env))
-            except ValueError:
-                raise ValueError(f"{MAX_BYTES_VAR}: expected a number of bytes, got {env!r}") from None
+        cap = max_bytes_from_env()
+        if cap is not None:
             if limit is None or cap < limit:
                 limit, where = cap, f"allowed by {MAX_BYTES_VAR}"
         else:

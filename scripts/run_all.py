@@ -58,6 +58,8 @@ try:  # every other import inside: Ctrl-C in the first half-second is this one l
     from minilplr import backend as B  # noqa: E402
     from minilplr.experiments import EXPERIMENTS  # noqa: E402
     from minilplr.data.cache import ENV_VAR as DATA_VAR  # noqa: E402
+    from minilplr.nn.fast import mode_from_env as kernels_from_env  # noqa: E402
+    from minilplr.validate import max_bytes_from_env  # noqa: E402
     from minilplr.experiments.output import OutputRefused  # noqa: E402
     from minilplr.experiments.runner import UNPLOTTED, configuration, run_experiments  # noqa: E402
     from minilplr.experiments.study import SpecError, load_study  # noqa: E402
@@ -131,6 +133,16 @@ def _check_out(out: str):
         os.unlink(probe)
     except OSError as exc:
         return f"--out: cannot write to the folder {out!r} ({exc.strerror or exc})"
+    return None
+
+
+def _check_engine_vars():
+    """The problem with ``$MINILPLR_KERNELS`` or ``$MINILPLR_MAX_BYTES`` as one line, or ``None``."""
+    for check in (kernels_from_env, max_bytes_from_env):
+        try:
+            check()
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -238,7 +250,7 @@ def _main(argv):
         print(f"run_all.py: --only: expected each experiment once, got {', '.join(dict.fromkeys(twice))} more than "
               "once", file=sys.stderr)
         return 2
-    problem = _check_data_var() or _check_out(args.out)
+    problem = _check_engine_vars() or _check_data_var() or _check_out(args.out)
     if problem:
         print(f"run_all.py: {problem}", file=sys.stderr)
         return 2

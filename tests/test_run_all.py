@@ -444,6 +444,20 @@ def test_minilplr_data_that_is_not_a_folder_is_a_usage_error(run_all, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize("var, value, expected", [
+    ("MINILPLR_KERNELS", "bogus", "MINILPLR_KERNELS: expected 'fast' or 'plain', got 'bogus'"),
+    ("MINILPLR_MAX_BYTES", "abc", "MINILPLR_MAX_BYTES: expected a number of bytes, got 'abc'"),
+    ("MINILPLR_MAX_BYTES", "-5", "MINILPLR_MAX_BYTES: expected a number of bytes >= 0, got '-5'")])
+def test_a_bad_engine_variable_is_a_usage_error_before_anything_runs(run_all, tmp_path, monkeypatch, capsys, var,
+                                                                     value, expected):
+    """A misspelt MINILPLR_KERNELS used to run on the fast path (exit 0) when no experiment reached a conv layer,
+    and MINILPLR_MAX_BYTES=abc failed each cell: both are one line and exit 2 before anything is written."""
+    monkeypatch.setenv(var, value)
+    assert run_all("--only", "linear_init", "--out", str(tmp_path / "out")) == 2
+    assert one_line(capsys.readouterr().err) == f"run_all.py: {expected}"
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_lock_file_that_is_a_folder_is_a_usage_error(run_all, tmp_path, capsys):
     (tmp_path / LOCK_NAME).mkdir()
     assert run_all("--only", "linear_init", "--out", str(tmp_path)) == 2

@@ -63,7 +63,7 @@ from contextlib import contextmanager
 
 from ..backend import backend_of, get_array_module
 
-__all__ = ["KERNELS", "ENV_VAR", "enabled", "use", "plain", "path", "im2col_matmul", "conv_input_grad",
+__all__ = ["KERNELS", "ENV_VAR", "mode_from_env", "enabled", "use", "plain", "path", "im2col_matmul", "conv_input_grad",
            "channel_sum", "per_channel", "batchnorm_forward", "batchnorm_backward"]
 
 KERNELS = ("conv_forward", "conv_input_grad", "batchnorm")
@@ -76,11 +76,20 @@ _lock = threading.Lock()
 _plain = None  # frozenset of the kernels on the plain path; None: not read from the environment yet
 
 
-def _from_env() -> frozenset:
+def mode_from_env() -> str:
+    """``$MINILPLR_KERNELS`` read and checked: ``"fast"`` (also when unset) or ``"plain"``; ``ValueError`` naming it.
+
+    Called by the command line before anything runs, so that a misspelt value
+    is one line at the start, not a failure deep inside the first conv layer.
+    """
     mode = os.environ.get(ENV_VAR, "fast").strip().lower() or "fast"
     if mode not in _MODES:
         raise ValueError(f"{ENV_VAR}: expected 'fast' or 'plain', got {os.environ[ENV_VAR]!r}")
-    return frozenset(KERNELS) if mode == "plain" else frozenset()
+    return mode
+
+
+def _from_env() -> frozenset:
+    return frozenset(KERNELS) if mode_from_env() == "plain" else frozenset()
 
 
 def enabled(kernel: str) -> bool:

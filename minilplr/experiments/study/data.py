@@ -1,6 +1,7 @@
 """A user's own data for a study: an ``.npz`` with ``X (N, D)`` and ``y (N,)`` or ``(N, K)``, checked in one line."""
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -55,3 +56,13 @@ def load_npz(path, chk=None, key: str = "data"):
 def check_npz(path, chk, key: str = "data") -> None:
     """:func:`load_npz`'s checks, for the spec (before anything runs)."""
     load_npz(path, chk, key)
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of the file at ``path`` (hex): a user's data enters every cell's configuration by its content,
+    so a changed file is a new configuration (recomputed), never mixed with the cells of the old one."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -224,10 +224,10 @@ def gd_cell(cell: dict) -> dict:
 
 register_kind(CellKind(
     name="gd", cell="minilplr.experiments.study.kinds:gd_cell", keys=dict(_TASK, data=("str", None)),
-    defaults=dict(_TASK_DEFAULTS, depth=3, n=100, steps=50, diag_every=10, data=None),
+    defaults=dict(_TASK_DEFAULTS, depth=3, n=100, steps=50, diag_every=10, data=None, data_sha256=None),
     required=("width",), pilot="minilplr.experiments.study.kinds:gd_pilot",
     pilot_keys=("digits", "n", "data_source", "preprocess", "depth", "init", "init_factor", "seed", "dtype",
-                "hessian_iters", "width", "data", "backend"),
+                "hessian_iters", "width", "data", "data_sha256", "backend"),
     provides=_CERT_DIAGNOSTICS))
 
 register_kind(CellKind(

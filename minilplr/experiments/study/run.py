@@ -23,6 +23,7 @@ from ...theory.verdicts import Verdict
 from . import claims as _claims
 from . import diagnostics as _diag
 from . import panels as _panels
+from .data import file_sha256
 from .kinds import get_kind
 from .spec import STEP_KEYS, read_spec, resolve_preset
 
@@ -58,6 +59,7 @@ def expand(config: dict, backend: str) -> list:
                 s["data_source"] = None  # the presets' None means auto
             if config.get("data"):
                 s["data"] = config["data"]
+                s["data_sha256"] = config["data_sha256"]  # the file's content, not only its name
             h = config_hash(s)
             if h in seen:
                 if i not in seen[h][2]:
@@ -106,10 +108,12 @@ class Study:
         self.NAME = spec["study"]["name"]
         self.TITLE = spec["study"]["title"] or f"a study from {self.path} (cell kind {spec['study']['kind']})"
         self.PRESETS = {}
+        data = spec["study"].get("data")
+        data_sha256 = file_sha256(data) if data else None  # read once: a file changed later is another study
         for p in ("quick", "paper"):
             r = resolve_preset(spec, p, self.path)
             self.PRESETS[p] = dict(study=self.NAME, kind=spec["study"]["kind"], title=self.TITLE,
-                                   data=spec["study"].get("data"), model=r["model"], run=r["run"], grid=r["grid"],
+                                   data=data, data_sha256=data_sha256, model=r["model"], run=r["run"], grid=r["grid"],
                                    diagnostics=spec["diagnostics"], claims=spec["claims"], panels=spec["panels"])
 
     @classmethod

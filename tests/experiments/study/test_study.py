@@ -1,5 +1,6 @@
 """A study end to end: cells through the sweep, resume after a kill, the claims on known power laws, the report."""
 import math
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -212,6 +213,16 @@ def test_gd_kind_on_a_users_npz_through_run_all(tmp_path):
     row = [ln for ln in rep.splitlines() if ln.startswith("| mine |")]
     assert len(row) == 1 and row[0].endswith("| holds |"), rep  # GD on 12 points lowers the loss
     assert "mine.npz (N = 12, D = 3, K = 1)" in rep
+    # the file's content is part of every cell's and pilot's configuration: other data under the same name is
+    # another study (recomputed), never mixed with the saved cells (a hostile user's kill, edit, resume)
+    before = json.loads((tmp_path / "out" / "quick" / "mine" / "results.json").read_text())
+    np.savez(tmp_path / "mine.npz", X=2 * X, y=np.sign(X[:, 0]))
+    r = subprocess.run([sys.executable, str(ROOT / "scripts/run_all.py"), "--study", str(tmp_path / "mine.toml"),
+                        "--out", str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "reusing finished results" not in r.stdout, r.stdout
+    after = json.loads((tmp_path / "out" / "quick" / "mine" / "results.json").read_text())
+    assert before["data"]["config"]["data_sha256"] != after["data"]["config"]["data_sha256"]
 
 
 def test_the_map_spec_asks_for_exactly_the_maps_cells(tmp_path, monkeypatch):
