@@ -113,7 +113,8 @@ def report(results):
     setting = (f"MLP 784 → {st['width']} × {st['depth'] - 1} → 1 ({st['init']}, {st['dtype']}), N = {results['n']}, "
                f"{st['steps']} steps, batches {st['batches']} (≥ N: full batch), η = c/β_0 for c in "
                f"{st['eta_fractions']}, β_0 = {fmt(results['beta0'])}, μ_0 = {fmt(results['mu0'])}, seeds "
-               f"{st['sgd_seeds']}; plateau = mean full-batch L over the last {fmt(st['window'] * 100)} % of the run")
+               f"{st['sgd_seeds']}; plateau = mean full-batch L over the last {fmt(st['window'] * 100)} % of the run"
+               f"; Data: {results.get('data', 'n/a')}")
     cap1 = (f"Plateau against η·c_b (log–log), one marker per cell; lines: the KNS ball ηβ_0σ_1²c_b/(2μ_0) and the "
             f"quadratic's ησ_1²c_b/4 at the median per-sample spread σ_1² of the window; the full-batch cells "
             f"(c_b = 0) as horizontal lines. {setting}.")
