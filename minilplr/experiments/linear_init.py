@@ -17,9 +17,8 @@ import pathlib
 
 import numpy as np
 
-from ..theory.verdicts import Verdict, monotone, untestable
 
-from .linear_runs import SCHEDULE_LABELS, cached_run, data_caption
+from .linear_runs import SCHEDULE_LABELS, cached_run, data_caption, trend
 from ..theory.linear.trajectory import observed_rate, steps_to_tolerance
 
 log = logging.getLogger("minilplr.experiments")  # per-run lines: run_all.py --verbose
@@ -114,16 +113,6 @@ def plot(results, out_dir) -> list:
     fig.suptitle("Two-layer linear network: initialisation scale N(0, h^(-2p))")
     footer(fig, _caption(results), width=230)
     return [save(fig, folder / "init.png")]
-
-
-def trend(claim: str, x, y, direction: str, *, quantity: str) -> Verdict:
-    """:func:`~minilplr.theory.verdicts.monotone` over seed means; *untestable* when a mean is not finite (a seed
-    that never reached the tolerance within the run's steps)."""
-    y = np.asarray(y, float)
-    if not np.all(np.isfinite(y)):
-        return untestable(claim, f"{quantity} is n/a at {int(np.sum(~np.isfinite(y)))} of {y.size} points (a seed "
-                          "did not reach the tolerance within the run)", "a run with more steps")
-    return monotone(claim, x, y, direction, quantity=quantity)
 
 
 def report(results) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..train.checkpoint import remove_checkpoint
 from ..store import config_hash, load_or_discard, save_unit
+from ..theory.verdicts import Verdict, monotone, untestable
 from ..theory.linear.constants import fro_UtV
 from ..theory.linear.init import gaussian_init, imbalance_init, make_network, synthetic_regression
 from ..theory.linear.operator import kappa_T, sigma2_T
@@ -26,7 +27,7 @@ from ..theory.linear.threads import small_blas
 from ..theory.linear.trajectory import run_gd
 from .timing import phase
 
-__all__ = ["data_from_config", "weights_from_config", "schedule_from_config", "cached_run",
+__all__ = ["trend", "data_from_config", "weights_from_config", "schedule_from_config", "cached_run",
            "save_run", "load_run", "data_caption", "init_label", "SCHEDULE_LABELS"]
 
 SCHEDULE_LABELS = {
@@ -147,3 +148,12 @@ def data_caption(data: dict, dtype: str = "float64") -> str:
     return (f"Data: X ∈ R^{data['N']}×{data['n']} with {xdesc}, Y = XΘ, Θ ~ N(0, 1/n), m = {data['m']} "
             f"(data seed {data['seed']}); loss ½‖Y − XW₁W₂ᵀ‖²_F, {dtype}.")
 
+
+def trend(claim: str, x, y, direction: str, *, quantity: str) -> Verdict:
+    """:func:`~minilplr.theory.verdicts.monotone` over seed means; *untestable* when a mean is not finite (a seed
+    that never reached the tolerance within the run's steps)."""
+    y = np.asarray(y, float)
+    if not np.all(np.isfinite(y)):
+        return untestable(claim, f"{quantity} is n/a at {int(np.sum(~np.isfinite(y)))} of {y.size} points (a seed "
+                          "did not reach the tolerance within the run)", "a run with more steps")
+    return monotone(claim, x, y, direction, quantity=quantity)

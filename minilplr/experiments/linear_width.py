@@ -21,7 +21,6 @@ import pathlib
 
 import numpy as np
 
-from ..theory.verdicts import Verdict, monotone, untestable
 
 from ..theory.linear.operator import kappa_T
 from .linear_runs import (
@@ -29,6 +28,7 @@ from .linear_runs import (
     cached_run,
     data_caption,
     data_from_config,
+    trend,
     weights_from_config,
 )
 from ..theory.linear.trajectory import observed_rate
@@ -173,16 +173,6 @@ def plot(results, out_dir) -> list:
     fig.suptitle("Two-layer linear network: width improves conditioning and rate")
     footer(fig, _caption(results), width=230)
     return [save(fig, folder / "width.png")]
-
-
-def trend(claim: str, x, y, direction: str, *, quantity: str) -> Verdict:
-    """:func:`~minilplr.theory.verdicts.monotone` over seed means; *untestable* when a mean is not finite (a seed
-    that never reached the tolerance within the run's steps)."""
-    y = np.asarray(y, float)
-    if not np.all(np.isfinite(y)):
-        return untestable(claim, f"{quantity} is n/a at {int(np.sum(~np.isfinite(y)))} of {y.size} points (a seed "
-                          "did not reach the tolerance within the run)", "a run with more steps")
-    return monotone(claim, x, y, direction, quantity=quantity)
 
 
 def report(results) -> dict:
