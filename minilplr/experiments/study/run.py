@@ -150,7 +150,7 @@ class Study:
             settings[name] = dict(s, lr=cells[name].get("lr"))
         done = sweep.run_cells(kind.function("cell"), cells, out_dir, folder="cells", progress=progress)
         rows = table(config, done, settings, grids)
-        verdicts = [_claims.judge(c, rows).to_dict() for c in config["claims"]]
+        verdicts = [v.to_dict() for c in config["claims"] for v in _claims.judge_all(c, rows)]
         first = next(iter(done.values()))
         return dict(study=self.NAME, status="partly diverged" if any(r["status"] != "finished" for r in rows)
                     else "finished", data=str(first.get("data", "n/a")), table=rows, verdicts=verdicts,

@@ -16,7 +16,7 @@ The format (``docs/09-your-own-study.md`` has a worked example)::
     [run]      steps, diag_every (the NTK checkpoint cadence)
     [presets.quick], [presets.paper]   overrides of model / run (key by key) and grid (replaced)
     [[diagnostics]]  name (from the registry), or name + key (a dotted path into the cell's result)
-    [[claims]]       kind (power_law | extrapolate | held_out | threshold) and its fields
+    [[claims]]       kind (power_law | extrapolate | held_out | closing_width | threshold) and its fields
     [[panels]]       kind (lines | heatmap) and its fields
 
 The step size is ``eta`` (a number) or ``c_beta0`` (``η = c/β_0``, ``β_0`` the
@@ -209,9 +209,10 @@ def parse_spec(raw: dict, where: str = "<spec>", base=None) -> dict:
         grids = resolve_preset(spec, p, where)["grid"]
         for key in ("claims", "panels"):
             for i, c in enumerate(spec[key]):
-                if c.get("grid") is not None and c["grid"] >= len(grids):
-                    chk.fail(f"{key}[{i}].grid", f"the index of one of the {len(grids)} [[grid]] products"
-                             + (f" (preset {p})" if p else ""), c["grid"])  # every preset checked now: one line before anything runs
+                for g in ("grid", "width_grid"):
+                    if c.get(g) is not None and c[g] >= len(grids):
+                        chk.fail(f"{key}[{i}].{g}", f"the index of one of the {len(grids)} [[grid]] products"
+                                 + (f" (preset {p})" if p else ""), c[g])  # every preset checked now: one line before anything runs
     return spec
 
 
