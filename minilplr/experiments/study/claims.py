@@ -343,8 +343,10 @@ def _judge_closing(c: dict, table: list) -> list:
         claim = (f"consistency of the per-{per} prediction at the width grid's own {per}: the direct width "
                  f"extrapolation lies inside it")
         if res.own is None or res.own not in res.values:
-            out.append(V.untestable(claim, f"the width grid's cells are not at one {per} measured on grid {c['grid']}",
-                                    f"a width grid at one of the {per} values", quantity=f"direct {x}*"))
+            own = "not at one value" if res.own is None else f"at {per} = {res.own}"
+            out.append(V.untestable(claim, f"the width grid's cells are {own}, not among grid {c['grid']}'s {per} = "
+                                    f"{', '.join(map(str, res.values))}",
+                                    f"cells at the width grid's {per} in grid {c['grid']}", quantity=f"direct {x}*"))
             return out
         j = res.values.index(res.own)
         direct, dlo, dhi = res.direct

@@ -166,3 +166,10 @@ def test_the_panel_draws_predictions_and_its_footer_fits(tmp_path, monkeypatch):
             box = t.get_window_extent()
             assert box.x0 >= 0 and box.x1 <= width, (t.get_text()[:60], box.x1, width)
     assert any("ASSUMING" in t.get_text() for t in figs[0].axes[0].get_legend().get_texts())
+
+
+def test_the_consistency_row_is_untestable_when_the_width_grids_depth_is_not_on_the_other_grid():
+    rows = [r for r in _table() if not (r["grids"] == [1] and r["settings"]["depth"] == 3)]
+    vs = judge_all(CLAIM, rows)
+    assert len(vs) == 4 and vs[-1].status == "untestable"
+    assert "at depth = 3, not among grid 1's depth = 2, 4, 6" in vs[-1].why, vs[-1].why
