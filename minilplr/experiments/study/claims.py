@@ -309,6 +309,11 @@ def closing_per(c: dict, table: list):
                          fit, own_v, closing_x(fit, t) if own_v is not None else None)
 
 
+def _show(v: float) -> str:
+    """:func:`~minilplr.theory.verdicts.fmt`, but infinity as ``∞`` (a closing width no resample reaches)."""
+    return "∞" if v == math.inf else V.fmt(v)
+
+
 def _judge_closing(c: dict, table: list) -> list:
     """``closing_width``: one untestable prediction row per value of ``per``, and the consistency row if asked."""
     base = c["text"] or f"{c['y']} would reach {V.fmt(c['target'])} at a predicted {c['x']}, per {c['per']}"
@@ -328,7 +333,7 @@ def _judge_closing(c: dict, table: list) -> list:
     out = []
     for j, v in enumerate(res.values):
         h, lo, hi = res.h_star[j], res.lo[j], res.hi[j]
-        shown_hi = V.fmt(hi) if math.isfinite(hi) else "∞"
+        shown_hi = _show(hi)
         why = (f"a prediction beyond every measured {x}: {x}* = {V.fmt(h)}, interval [{V.fmt(lo)}, {shown_hi}]"
                + (f" (reaches infinity: {V.fmt(100 * res.never[j])} % of resamples have a_b ≥ 0, no closing)"
                   if not math.isfinite(hi) else "")
@@ -354,7 +359,7 @@ def _judge_closing(c: dict, table: list) -> list:
                  f"against the {per} = {res.own} prediction's interval; both use the same a, so this checks the level "
                  f"f(H0) against the fit's C H0^a at one point, not that a is independent of {per}")
         if not (math.isfinite(res.lo[j]) and math.isfinite(res.hi[j]) and res.hi[j] > res.lo[j]):
-            out.append(V.untestable(claim, f"the prediction's interval [{V.fmt(res.lo[j])}, {V.fmt(res.hi[j])}] "
+            out.append(V.untestable(claim, f"the prediction's interval [{_show(res.lo[j])}, {_show(res.hi[j])}] "
                                     "is not finite", "more seeds (a narrower width exponent)",
                                     quantity=f"direct {x}*", measured=direct, rests_on=rests))
         else:

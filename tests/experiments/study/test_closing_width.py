@@ -106,7 +106,10 @@ def test_an_interval_reaching_infinity_is_said():
     assert res.fit.a == pytest.approx(math.log(0.85) / math.log(4), rel=1e-9)
     assert 0.15 < res.never[0] < 0.35 and res.hi[0] == math.inf
     vs = judge_all(c, rows)
-    assert all(v.threshold[1] == math.inf and "reaches infinity" in v.why for v in vs), [v.why for v in vs]
+    assert all(v.threshold[1] == math.inf and "reaches infinity" in v.why and ", ∞]" in v.why for v in vs), \
+        [v.why for v in vs]
+    v = judge_all(dict(c, consistency=True), rows)[-1]  # the check needs a finite interval to compare with
+    assert v.status == "untestable" and "is not finite" in v.why and ", ∞]" in v.why, v.why
 
 
 def test_untestable_when_the_per_product_is_not_at_one_width():
