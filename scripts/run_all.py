@@ -198,9 +198,10 @@ def build_parser():
                     help="run grids on a Dask distributed cluster: its scheduler's address (tcp://host:8786), or "
                          "'local' for a LocalCluster on this machine (--workers N sets its size); results come back "
                          "here, so no shared file system is needed; needs pip install -e '.[cluster]'")
-    ap.add_argument("--study", nargs="+", metavar="FILE", default=None,
+    ap.add_argument("--study", nargs="+", action="extend", metavar="FILE", default=None,
                     help="run the studies declared in these spec files (TOML, docs/09-your-own-study.md) instead of "
-                         "the experiments (with --only: as well as those); each spec is checked before anything runs")
+                         "the experiments (with --only: as well as those), in the order given; repeated (--study a "
+                         "--study b) adds to the list; each spec is checked before anything runs")
     return ap
 
 

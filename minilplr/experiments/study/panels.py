@@ -9,6 +9,13 @@ r"""A study's panels: figures drawn from its saved table only (re-plotting never
     it, dashed, to where it reaches ``t`` (an extrapolation, drawn as such);
     ``exclude_largest = true`` fits without the largest ``x`` (drawn hollow),
     as a ``held_out`` claim does.
+``closing_width``
+    the predicted closing width ``H^*(v)`` against the setting ``per``, with
+    its bootstrap interval (an arrow where it reaches infinity), drawn as a
+    prediction: dashed, hollow, labelled with the assumption it rests on
+    (the width exponent does not depend on ``per``); the direct width
+    extrapolation at the width product's own ``per`` as a filled star.  The
+    fields of the ``closing_width`` claim (:func:`~.claims.closing_per`).
 ``heatmap``
     the seed mean of the diagnostic ``value`` over two settings ``x`` and ``y``.
 
@@ -25,12 +32,14 @@ import numpy as np
 
 from ...theory import verdicts as V
 from ..plotting import figure, footer, save
-from .claims import check_grid_index, closing_x
+from .claims import check_closing_fields, check_grid_index, closing_per, closing_x
 
 __all__ = ["KINDS", "check", "draw", "file_name"]
 
-KINDS = ("lines", "heatmap")
+KINDS = ("lines", "heatmap", "closing_width")
 _FIELDS = {"lines": ("kind", "title", "x", "y", "where", "grid", "group", "fit", "target", "exclude_largest"),
+           "closing_width": ("kind", "title", "x", "y", "per", "where", "grid", "width_grid", "target",
+                             "exclude_largest", "level"),
            "heatmap": ("kind", "title", "x", "y", "value", "where", "grid")}
 
 
@@ -57,7 +66,19 @@ def check(chk, key: str, p, diag_names, kind) -> dict:
         if v not in diag_names:
             chk.fail(f"{key}.{'value' if k == 'heatmap' else 'y'}",
                      f"one of the study's diagnostics ({', '.join(diag_names) or 'none declared'})", v)
-    if k == "heatmap":
+    if k == "closing_width":
+        if not isinstance(p["y"], str):
+            chk.fail(f"{key}.y", "one diagnostic (the failure factor)", p["y"])
+        out["y"] = p["y"]
+        check_closing_fields(chk, key, p, out, kind)
+        if not isinstance(p.get("exclude_largest", False), bool):
+            chk.fail(f"{key}.exclude_largest", "true or false", p["exclude_largest"])
+        out["exclude_largest"] = bool(p.get("exclude_largest", False))
+        lv = p.get("level", 0.95)
+        if isinstance(lv, bool) or not isinstance(lv, (int, float)) or not 0 < lv < 1:
+            chk.fail(f"{key}.level", "a number in (0, 1)", lv)
+        out["level"] = float(lv)
+    elif k == "heatmap":
         out["value"] = p["value"]
     else:
         out["y"] = values
@@ -137,6 +158,39 @@ def _lines(ax, table, p, data):
     return _caption(rows, p["where"])
 
 
+def _closing(ax, table, p):
+    """``closing_width``: the predictions per ``per`` with intervals, and the direct extrapolation, as predictions."""
+    res = closing_per(p, table)
+    per = p["per"]
+    ax.set_xlabel(per)
+    ax.set_ylabel(f"predicted {p['x']} where {p['y']} = {V.fmt(p['target'])}")
+    ax.set_yscale("log")
+    if isinstance(res, str):
+        ax.text(0.5, 0.5, "\n".join(textwrap.wrap(f"no prediction: {res}", 60)), ha="center", va="center",
+                transform=ax.transAxes, fontsize=8)
+        return f"no prediction ({res})"
+    v = np.asarray(res.values, float)
+    h, lo, hi = (np.asarray(a, float) for a in (res.h_star, res.lo, res.hi))
+    top = float(np.nanmax(np.where(np.isfinite(hi), hi, h))) * 3
+    shown = np.where(np.isfinite(hi), hi, top)
+    ax.errorbar(v, h, yerr=[h - lo, shown - h], fmt="o--", mfc="w", capsize=3, lw=1,
+                label=f"predicted, ASSUMING the width exponent a = {V.fmt(res.fit.a)} "
+                      f"[{V.fmt(res.fit.interval[0])}, {V.fmt(res.fit.interval[1])}] holds at every {per}")
+    for xv, inf in zip(v, ~np.isfinite(hi)):
+        if inf:
+            ax.annotate("∞", (xv, top), ha="center", va="bottom", fontsize=9)
+    if res.direct is not None and res.own is not None:
+        d, dlo, dhi = res.direct
+        ax.errorbar([float(res.own)], [d], yerr=[[d - dlo], [(dhi if math.isfinite(dhi) else top) - d]], fmt="*",
+                    ms=10, capsize=3, label=f"the width fit extrapolated directly ({per} = {res.own})")
+    ax.axhline(res.h0, color="0.5", lw=0.8, ls=":", label=f"{p['x']} measured on the {per} grid: {V.fmt(res.h0)}")
+    if len(set(v)) > 1 and v.min() > 0 and v.max() / v.min() > 4:
+        ax.set_xscale("log")
+    ax.legend(fontsize=6.5)
+    return (f"predictions, not measurements: {p['x']}* = H0 (t/f)^(1/a), f at H0 = {V.fmt(res.h0)} per {per}, a from "
+            f"grid {p['width_grid']}; {V.fmt(res.fit.level * 100)} % bootstrap intervals over the seeds of both grids")
+
+
 def _heatmap(fig, ax, table, p):
     rows = _rows(table, p, (p["x"], p["y"]))
     xs = sorted({r["settings"][p["x"]] for r in rows})
@@ -161,10 +215,17 @@ def _heatmap(fig, ax, table, p):
     return _caption(rows, p["where"])
 
 
+def footer_chars(fig, fontsize: float = 7.0) -> int:
+    """How many characters of the footer fit on one line of ``fig``: its width in points over a generous average
+    glyph width (0.6 em, so a line of wide letters fits too)."""
+    return max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+
+
 def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "") -> Path:
     """Draw one panel into ``out_dir``; returns its path."""
     fig, ax = figure(width=6.4, height=4.6)
-    cap = _lines(ax, table, panel, data) if panel["kind"] == "lines" else _heatmap(fig, ax, table, panel)
+    cap = (_lines(ax, table, panel, data) if panel["kind"] == "lines" else _closing(ax, table, panel)
+           if panel["kind"] == "closing_width" else _heatmap(fig, ax, table, panel))
     ax.set_title("\n".join(textwrap.wrap(panel["title"] or f"{study}: {panel['kind']}", 80)), fontsize=9)
-    footer(fig, f"{study}: {cap}. Data: {data}.")
+    footer(fig, f"{study}: {cap}. Data: {data}.", width=footer_chars(fig))
     return save(fig, Path(out_dir) / file_name(study, i, panel))

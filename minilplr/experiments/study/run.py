@@ -150,7 +150,7 @@ class Study:
             settings[name] = dict(s, lr=cells[name].get("lr"))
         done = sweep.run_cells(kind.function("cell"), cells, out_dir, folder="cells", progress=progress)
         rows = table(config, done, settings, grids)
-        verdicts = [_claims.judge(c, rows).to_dict() for c in config["claims"]]
+        verdicts = [v.to_dict() for c in config["claims"] for v in _claims.judge_all(c, rows)]
         first = next(iter(done.values()))
         return dict(study=self.NAME, status="partly diverged" if any(r["status"] != "finished" for r in rows)
                     else "finished", data=str(first.get("data", "n/a")), table=rows, verdicts=verdicts,
@@ -165,9 +165,11 @@ class Study:
     def report(self, results) -> dict:
         """The panels with captions, and the claims as :class:`~minilplr.theory.verdicts.Verdict` rows."""
         cfg = results["config"]
-        figs = [(_panels.file_name(self.NAME, i, p),
-                 f"{p['title'] or p['kind']}: {', '.join(p['y']) if p['kind'] == 'lines' else p['value']} over "
-                 f"{p['x']}{' and ' + p['y'] if p['kind'] == 'heatmap' else ''}; {results.get('cells')} cells.")
+        figs = [(_panels.file_name(self.NAME, i, p), f"{p['title'] or p['kind']}: " + (
+                 f"the predicted {p['x']} where {p['y']} = {p['target']:g}, per {p['per']} (a prediction)"
+                 if p["kind"] == "closing_width" else
+                 f"{', '.join(p['y']) if p['kind'] == 'lines' else p['value']} over "
+                 f"{p['x']}{' and ' + p['y'] if p['kind'] == 'heatmap' else ''}") + f"; {results.get('cells')} cells.")
                 for i, p in enumerate(cfg["panels"])]
         return dict(figures=figs, claims=[Verdict.from_dict(v) for v in results["verdicts"]])
 

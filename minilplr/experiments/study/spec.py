@@ -16,7 +16,7 @@ The format (``docs/09-your-own-study.md`` has a worked example)::
     [run]      steps, diag_every (the NTK checkpoint cadence)
     [presets.quick], [presets.paper]   overrides of model / run (key by key) and grid (replaced)
     [[diagnostics]]  name (from the registry), or name + key (a dotted path into the cell's result)
-    [[claims]]       kind (power_law | extrapolate | held_out | threshold) and its fields
+    [[claims]]       kind (power_law | extrapolate | held_out | closing_width | threshold) and its fields
     [[panels]]       kind (lines | heatmap) and its fields
 
 The step size is ``eta`` (a number) or ``c_beta0`` (``η = c/β_0``, ``β_0`` the
@@ -36,6 +36,9 @@ SECTIONS = ("study", "model", "grid", "run", "presets", "diagnostics", "claims",
 PRESETS = ("quick", "paper")
 #: The keys of [run]; every other cell key belongs in [model] or [grid].
 RUN_KEYS = ("steps", "diag_every")
+#: Folder names a study may not take: the experiments' run cache lives beside the studies' folders
+#: (``<out>/<configuration>/runs/``); the experiments' own names are refused by ``scripts/run_all.py``.
+RESERVED_NAMES = ("runs",)
 #: The step-size keys: exactly one of them, in [model] or [grid].
 STEP_KEYS = ("eta", "c_beta0")
 
@@ -168,6 +171,9 @@ def parse_spec(raw: dict, where: str = "<spec>", base=None) -> dict:
     name = chk.string("study.name", study["name"])
     if not all(c.isalnum() or c in "_-" for c in name) or not name[0].isalnum():
         chk.fail("study.name", "a folder name of letters, digits, _ and -", name)
+    if name.lower() in RESERVED_NAMES:
+        chk.fail("study.name", f"a name other than {', '.join(RESERVED_NAMES)} (a folder the experiments share beside "
+                 "the studies' folders: the run cache)", name)
     kind = _kinds.get_kind(study["kind"], chk, "study.kind")
     spec = {"study": {"name": name, "kind": study["kind"], "title": str(study.get("title", ""))}}
     if "title" in study:
@@ -209,9 +215,10 @@ def parse_spec(raw: dict, where: str = "<spec>", base=None) -> dict:
         grids = resolve_preset(spec, p, where)["grid"]
         for key in ("claims", "panels"):
             for i, c in enumerate(spec[key]):
-                if c.get("grid") is not None and c["grid"] >= len(grids):
-                    chk.fail(f"{key}[{i}].grid", f"the index of one of the {len(grids)} [[grid]] products"
-                             + (f" (preset {p})" if p else ""), c["grid"])  # every preset checked now: one line before anything runs
+                for g in ("grid", "width_grid"):
+                    if c.get(g) is not None and c[g] >= len(grids):
+                        chk.fail(f"{key}[{i}].{g}", f"the index of one of the {len(grids)} [[grid]] products"
+                                 + (f" (preset {p})" if p else ""), c[g])  # every preset checked now: one line before anything runs
     return spec
 
 
@@ -248,6 +255,56 @@ def _grid(chk: _Checker, key: str, grid, kind) -> list:
     return out
 
 
+#: Training images per digit 0-9 in MNIST's train set (what ``data_source = "download"`` draws from).
+MNIST_TRAIN_PER_DIGIT = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+#: Per digit in the offline subset shipped with the package (:func:`minilplr.data.offline.load_offline_mnist`).
+OFFLINE_PER_DIGIT = 500
+
+
+def _check_task(chk: _Checker, gkey: str, model: dict, axes: dict, kind, model_key) -> None:
+    """The binary-MNIST settings a cell would only reject once running: ``digits`` two distinct digits 0-9,
+    ``n`` even (``n/2`` per digit) and no larger than the pool the ``data_source`` draws from (``auto`` may fall
+    back to the offline subset, so it is held to that).  Skipped for a kind without these keys or with a user's data.
+    ``model_key(key)``: the key path a [model] setting is named by (the preset's override or the spec's [model])."""
+    if "digits" not in kind.keys or "n" not in kind.keys:
+        return
+
+    def values(key):
+        if key in axes:
+            return [(f"{gkey}.{key}" if len(axes[key]) == 1 else f"{gkey}.{key}[{j}]", v)
+                    for j, v in enumerate(axes[key])]
+        if key in model:
+            return [(model_key(key), model[key])]
+        return [(f"model.{key}", kind.defaults.get(key))]
+
+    digit_sets = []
+    for key, d in values("digits"):
+        if d is None:
+            continue
+        if not (isinstance(d, list) and len(d) == 2 and all(isinstance(x, int) and 0 <= x <= 9 for x in d)
+                and d[0] != d[1]):
+            chk.fail(key, "two distinct digits 0-9, e.g. [0, 1] (the binary MNIST task)", d)
+        digit_sets.append(d)
+    sources = [v for _, v in values("data_source")]
+    for key, n in values("n"):
+        if n is None:
+            continue
+        if n % 2:
+            chk.fail(key, "an even number of samples (n/2 per digit)", n)
+        for src in sources:
+            for d in digit_sets or [[0, 1]]:
+                if src == "download":
+                    cap = 2 * min(MNIST_TRAIN_PER_DIGIT[d[0]], MNIST_TRAIN_PER_DIGIT[d[1]])
+                    what = f"MNIST's train set has {cap // 2} of the rarer of digits {d[0]}, {d[1]}"
+                else:
+                    cap = 2 * OFFLINE_PER_DIGIT
+                    what = (f"data_source {src or 'auto'!r} draws from {'or may fall back to ' if src != 'offline' else ''}"
+                            f"the offline subset, {OFFLINE_PER_DIGIT} per digit"
+                            + ("; data_source = \"download\" allows more" if src != "offline" else ""))
+                if n > cap:
+                    chk.fail(key, f"at most {cap} samples ({what})", n)
+
+
 def resolve_preset(spec: dict, preset: str, where: str = "<spec>") -> dict:
     """The preset's complete study: ``{"model", "run", "grid"}`` with the preset's overrides applied, checked.
 
@@ -276,6 +333,9 @@ def resolve_preset(spec: dict, preset: str, where: str = "<spec>") -> dict:
         if kind.step_size and len(steps) != 1:
             chk.fail(f"{k}", "exactly one step size: eta or c_beta0 (in [model] or as an axis)",
                      " and ".join(steps) or "none")
+        if not spec["study"].get("data"):
+            _check_task(chk, k, model, axes, kind, lambda key: (f"presets.{preset}.model.{key}"
+                                                                 if key in over.get("model", {}) else f"model.{key}"))
         missing = [r for r in kind.required if r not in fixed]
         if missing:
             chk.fail(f"{k}.{missing[0]}", f"a value in [model], [run] or the grid (the kind {kind.name!r} needs it)",
