@@ -160,4 +160,21 @@ def test_the_kinds_measures_are_the_saved_cells_numbers(tiny_run):
             assert row["diag"][k] == pytest.approx(m[k], nan_ok=True), k
         checked += 1
     assert checked == 10
+    # a transient that falls geometrically (q = 0.5 per step): the rate ratio is finite and is the formula's
+    res = dict(res, loss=0.5 * 0.5 ** np.asarray(res["record_steps"], float))
+    q = summarise(res, 0.25).rate
+    assert 0.45 < q < 0.55
+    assert measures(res)["rate_ratio"] == pytest.approx(math.log(q) / math.log(1 - res["lr"] * res["mu0"]), rel=1e-12)
+
+
+def test_a_kind_declaring_measures_needs_its_summary_function_and_known_replicates():
+    from minilplr.experiments.study import CellKind
+
+    keys = {"width": ("pos_int", None)}
+    with pytest.raises(ValueError, match="^summarise: expected"):
+        CellKind(name="x", cell="m:f", keys=keys, measures={"a": "A"})
+    with pytest.raises(ValueError, match="^replicates: expected settings of the kind 'x'"):
+        CellKind(name="x", cell="m:f", keys=keys, replicates=("draw",))
+    with pytest.raises(ValueError, match="^measures: expected names apart"):
+        CellKind(name="x", cell="m:f", keys=keys, measures={"lam0": "A"}, summarise="m:g", provides=("lam0",))
 
