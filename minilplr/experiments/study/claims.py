@@ -181,7 +181,8 @@ def _claim_text(c) -> str:
 def judge(c: dict, table: list) -> V.Verdict:
     """One claim on the study's table: a :class:`~minilplr.theory.verdicts.Verdict`."""
     claim = _claim_text(c)
-    rows, varying = select(table, c["where"], c.get("x"), c.get("grid"), c.get("replicates", ("seed",)))
+    rows, varying = select(table, c["where"], c.get("x"), c.get("grid"),
+                           replicates=c.get("replicates", ("seed",)))
     y = c["y"]
     if not rows:
         return V.untestable(claim, f"no cell matches where = {c['where']}"
