@@ -18,6 +18,8 @@ The package, one topic per module:
 * :mod:`.claims` — the claims, as :class:`~minilplr.theory.verdicts.Verdict` rows, and the caption;
 * :mod:`.figure` — lines against depth, one per architecture.
 
+``CELL_KIND`` (:mod:`.cells`) makes it a study's cell kind too: ``studies/architecture.toml``.
+
 This module is the experiment's interface (:mod:`minilplr.experiments`):
 ``NAME``, ``TITLE``, ``PRESETS``, :func:`run`, :func:`plot`, :func:`report`.
 """
@@ -25,12 +27,12 @@ from __future__ import annotations
 
 from ...backend import get_backend
 from ... import sweep
-from .cells import CELL_KEYS, architecture_cell, arch_name
+from .cells import CELL_KEYS, CELL_KIND, architecture_cell, arch_name
 from .claims import report, verdicts
 from .figure import plot
 from .summary import summarise
 
-__all__ = ["NAME", "TITLE", "PRESETS", "ARCHITECTURES", "run", "plot", "report", "cell_configs", "cell_name"]
+__all__ = ["NAME", "TITLE", "PRESETS", "CELL_KIND", "ARCHITECTURES", "run", "plot", "report", "cell_configs", "cell_name"]
 
 NAME = "architecture"
 TITLE = ("not in the paper (issue 24): architecture and the PL constant — depth × {plain, residual} × {no BN, BN} "

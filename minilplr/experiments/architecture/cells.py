@@ -49,6 +49,11 @@ The result (:func:`architecture_cell`) holds ``status``, ``message``, ``n``, ``l
 kernel-regime loss of ``Θ_0``), ``infinite`` (plain MLP without BN:
 ``λ_min`` of ``Θ_∞`` and of the layer-wise rescaled ``Θ̃_0``; else None),
 ``kernel`` (which kernel ``diag`` measured), ``data``.
+
+As a study (``kind = "architecture"``, ``studies/architecture.toml``): :data:`CELL_KIND`
+declares every key of :data:`CELL_KEYS` but ``backend`` (typed), no pilot (the cell
+measures ``β_0`` itself; its step is ``eta_fraction``, so the kind takes no
+``eta``/``c_beta0``), and the named measures of :data:`.summary.MEASURES`.
 """
 from __future__ import annotations
 
@@ -69,9 +74,11 @@ from ...theory.dynamics import KernelMove
 from ...train.loops import Diverged, train_gd
 from ...train.optim import GD
 from ..mnist_gd import load_task
+from ..study.kinds import CellKind
 from ..timing import phase
+from .summary import MEASURES
 
-__all__ = ["CELL_KEYS", "architecture_cell", "batch_jacobian", "frozen_kernel", "kernel", "arch_name"]
+__all__ = ["CELL_KEYS", "CELL_KIND", "architecture_cell", "batch_jacobian", "frozen_kernel", "kernel", "arch_name"]
 
 #: Every key a cell's configuration holds (the module docstring says what each means).
 CELL_KEYS = ("digits", "n", "data_source", "preprocess", "seed", "dtype", "backend", "width", "depth", "residual",
@@ -220,3 +227,19 @@ def architecture_cell(cell: dict) -> dict:
                 kernel="batch (training-mode J Jᵀ, N backward passes)" if bn else "empirical NTK (structured)",
                 config={k: cell[k] for k in CELL_KEYS})
 
+
+
+#: The ``architecture`` cell kind (:mod:`minilplr.experiments.study.kinds`): the cell's keys, typed.
+CELL_KIND = CellKind(
+    name="architecture", cell="minilplr.experiments.architecture.cells:architecture_cell",
+    keys={"digits": ("int_list", None), "n": ("pos_int", None),
+          "data_source": ("str", ("auto", "download", "offline")),
+          "preprocess": ("str", ("unit", "standardize", "raw")), "seed": ("nonneg_int", None),
+          "dtype": ("str", ("float32", "float64")), "width": ("pos_int", None), "depth": ("pos_int", None),
+          "residual": ("bool", None), "batchnorm": ("bool", None), "init": ("str", ("he", "enhanced_he")),
+          "init_factor": ("pos_real", None), "eta_fraction": ("pos_real", None), "steps": ("pos_int", None),
+          "diag_every": ("pos_int", None), "hessian_iters": ("nonneg_int", None)},
+    defaults=dict(digits=[0, 1], data_source=None, preprocess="unit", seed=0, dtype="float32", residual=False,
+                  batchnorm=False, init="he", init_factor=None, eta_fraction=0.5, hessian_iters=20),
+    required=("width", "n", "depth", "steps", "diag_every"), step_size=False,
+    measures=MEASURES, summarise="minilplr.experiments.architecture.summary:measures")

@@ -56,6 +56,20 @@ def _ratio_row(results, key, what, change, fixed, claim):
                    missing="a cell at the deepest depth is missing or its rate was not fitted (diverged, or no decrease)")
 
 
+#: The ratio rows of each component, on over off at the deepest depth: (summary key, what it is, the claim's
+#: predicate, its verbs filled in by the component's subject).
+_RATIOS = (("mu0", "μ_0", "{raise_} μ_0"),
+           ("eta_mu0", "η μ_0 = c μ_0/β_0", "{raise_} η μ_0 = c μ_0/β₀, the theorem's rate at its step,"),
+           ("rate", "fitted rate −log q", "{make} GD at η = c/β₀ faster"))
+#: The components switched on and off: (setting, subject, its verbs, the setting held fixed beside the init, how
+#: that one reads in the claim's brackets).
+_COMPONENTS = (("residual", "skip connections", dict(raise_="raise", make="make"), "batchnorm",
+                lambda b: "BN, " if b else ""),
+               ("batchnorm", "batch norm", dict(raise_="raises", make="makes"), "residual",
+                lambda r: ("residual" if r else "plain") + ", "))
+_INIT = {"he": "He", "enhanced_he": "enhanced He"}
+
+
 def _args(d):
     return dict(residual=d["residual"], batchnorm=d["batchnorm"], init=d["init"])
 
@@ -68,27 +82,13 @@ def verdicts(results) -> list[Verdict]:
         x, mu = series(results, "mu0", r, b, i)
         v = monotone(f"μ_0 = λ_min(Θ_0)/N falls with depth: {arch_name(r, b, i)}", x, mu, "decreasing", quantity="μ_0")
         out.append(dataclasses.replace(v, rests_on=f"μ_0 by depth: {_list(x, mu)}; " + v.rests_on))
-    for i in ("he", "enhanced_he"):  # skip connections, batch norm: μ_0 and the rate
-        for b in (False, True):
-            out.append(_ratio_row(results, "mu0", "μ_0", "residual", dict(batchnorm=b, init=i),
-                                  f"skip connections raise μ_0 at the deepest depth ({'BN, ' if b else ''}"
-                                  f"{'enhanced He' if i == 'enhanced_he' else 'He'})"))
-            out.append(_ratio_row(results, "eta_mu0", "η μ_0 = c μ_0/β_0", "residual", dict(batchnorm=b, init=i),
-                                  f"skip connections raise η μ_0 = c μ_0/β₀, the theorem's rate at its step, at the "
-                                  f"deepest depth ({'BN, ' if b else ''}{'enhanced He' if i == 'enhanced_he' else 'He'})"))
-            out.append(_ratio_row(results, "rate", "fitted rate −log q", "residual", dict(batchnorm=b, init=i),
-                                  f"skip connections make GD at η = c/β₀ faster at the deepest depth "
-                                  f"({'BN, ' if b else ''}{'enhanced He' if i == 'enhanced_he' else 'He'})"))
-        for r in (False, True):
-            out.append(_ratio_row(results, "mu0", "μ_0", "batchnorm", dict(residual=r, init=i),
-                                  f"batch norm raises μ_0 at the deepest depth ({'residual' if r else 'plain'}, "
-                                  f"{'enhanced He' if i == 'enhanced_he' else 'He'})"))
-            out.append(_ratio_row(results, "eta_mu0", "η μ_0 = c μ_0/β_0", "batchnorm", dict(residual=r, init=i),
-                                  f"batch norm raises η μ_0 = c μ_0/β₀, the theorem's rate at its step, at the deepest "
-                                  f"depth ({'residual' if r else 'plain'}, {'enhanced He' if i == 'enhanced_he' else 'He'})"))
-            out.append(_ratio_row(results, "rate", "fitted rate −log q", "batchnorm", dict(residual=r, init=i),
-                                  f"batch norm makes GD at η = c/β₀ faster at the deepest depth "
-                                  f"({'residual' if r else 'plain'}, {'enhanced He' if i == 'enhanced_he' else 'He'})"))
+    for i in ("he", "enhanced_he"):  # skip connections, batch norm: μ_0, η μ_0 and the rate
+        for change, subject, verbs, other, reads in _COMPONENTS:
+            for o in (False, True):
+                for key, what, predicate in _RATIOS:
+                    out.append(_ratio_row(results, key, what, change, {other: o, "init": i},
+                                          f"{subject} {predicate.format(**verbs)} at the deepest depth "
+                                          f"({reads(o)}{_INIT[i]})"))
     sums = [c["summary"] for c in results["cells"].values()]
     held = [s for s in sums if s["contraction_status"] == "holds"]
     judged = [s for s in sums if s["contraction_status"] in ("holds", "fails")]

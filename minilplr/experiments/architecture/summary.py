@@ -34,6 +34,9 @@ numbers, each defined here once:
     BN cells: ``λ_min(Θ_frozen)/λ_min(Θ_batch)`` at ``t = 0`` (:func:`.cells.frozen_kernel`); NaN otherwise.
 ``lam_min_inf``, ``lam_min_scaled0``
     Plain MLP without BN: ``λ_min(Θ_∞)`` and ``λ_min(Θ̃_0)`` (NTK scaling); NaN otherwise.
+
+A study (kind ``architecture``) records them by name: :data:`MEASURES`, from :func:`measures`
+(the numeric fields above, and ``inf_ratio = λ_min(Θ̃_0)/λ_min(Θ_∞)``).
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ import numpy as np
 from ...theory.convergence import per_step_contraction
 from ..fits import fit_linear_rate
 
-__all__ = ["summarise", "mu_per_step"]
+__all__ = ["summarise", "mu_per_step", "measures", "MEASURES"]
 
 
 def _nan(x):
@@ -92,3 +95,24 @@ def summarise(res: dict) -> dict:
         frozen_ratio=float(res["lam_min_frozen0"]) / lam[0] if cfg["batchnorm"] else float("nan"),
         lam_min_inf=_nan(inf.get("lam_min_inf")), lam_min_scaled0=_nan(inf.get("lam_min_scaled0")),
     )
+
+
+#: The study's named numbers of one cell (``CellKind.measures``, :func:`measures`; the module docstring defines them).
+MEASURES = {
+    "mu0": "μ_0 = λ_min(Θ_0)/N", "kappa0": "κ(Θ_0) = λ_max/λ_min", "lam_ratio_min": "min_t λ_min(Θ_t)/λ_min(Θ_0)",
+    "lam_ratio_end": "λ_min(Θ_T)/λ_min(Θ_0)", "mu_path": "min_t λ_min(Θ_t)/N", "beta0": "β_0", "lr": "η = c/β_0",
+    "eta_mu0": "η μ_0", "rate": "fitted rate −log q per step", "rate_r2": "R² of that fit",
+    "rate_vs_bound": "rate / (−log(1 − η μ_path))", "contraction_held": "share of steps where eq. (14) held",
+    "kernel_err": "max_t |L_t − L^Θ₀_t|/L_t", "ntk_drift": "‖Θ_T − Θ_0‖_F/‖Θ_0‖_F", "decrease": "L_0/L_T",
+    "frozen_ratio": "BN: λ_min(Θ_frozen)/λ_min(Θ_batch) at t = 0", "lam_min_inf": "plain MLP: λ_min(Θ_∞)",
+    "lam_min_scaled0": "plain MLP: λ_min(Θ̃_0), NTK scaling", "inf_ratio": "plain MLP: λ_min(Θ̃_0)/λ_min(Θ_∞)",
+}
+
+
+def measures(res: dict, cell: dict | None = None) -> dict:
+    """Every :data:`MEASURES` number of one :func:`~.cells.architecture_cell` result, from :func:`summarise`."""
+    s = summarise(res)
+    d = {k: float(s[k]) for k in MEASURES if k in s}
+    inf, fin = d["lam_min_inf"], d["lam_min_scaled0"]
+    d["inf_ratio"] = fin / inf if math.isfinite(inf) and inf > 0 else float("nan")
+    return d

@@ -14,7 +14,8 @@ theory it tests (Karimi, Nutini & Schmidt 2016; Vaswani, Bach & Schmidt
 The package: :mod:`.cells` (the pilot and the SGD cells, through
 :mod:`minilplr.sweep`; the cell configuration keys are listed there),
 :mod:`.summary` (one cell's numbers), :mod:`.claims` (the verdicts and the
-report), :mod:`.figure` (the two figures).
+report), :mod:`.figure` (the two figures).  ``CELL_KIND`` (:mod:`.cells`) makes it
+a study's cell kind too: ``studies/sgd_noise.toml`` runs the same cells from a spec.
 """
 from __future__ import annotations
 
@@ -22,19 +23,19 @@ from ... import sweep
 from ...backend import get_backend
 from ..lplr_map.cells import pilot_cell
 from . import cells
-from .cells import TASK_KEYS, cell_name, sgd_cell
+from .cells import CELL_KIND, TASK_KEYS, cell_name, sgd_cell
 from .claims import report, verdicts
 from .figure import plot
-from .summary import CellSummary, summarise
+from .summary import WINDOW, CellSummary, summarise
 
-__all__ = ["NAME", "TITLE", "PRESETS", "run", "plot", "report", "verdicts"]
+__all__ = ["NAME", "TITLE", "PRESETS", "CELL_KIND", "run", "plot", "report", "verdicts"]
 
 NAME = "sgd_noise"
 TITLE = ("not in the paper (issue 24): does constant-step SGD have a noise ball on the Fig. 1 task? Batch sizes × "
          "step sizes × seeds against Karimi–Nutini–Schmidt's PL ball and Vaswani–Bach–Schmidt's strong growth")
 
 _TASK = dict(digits=[0, 1], data_source=None, preprocess="unit", depth=5, init="he", init_factor=None, seed=0,
-             dtype="float64", hessian_iters=20, window=0.25)
+             dtype="float64", hessian_iters=20, window=WINDOW)
 PRESETS = {
     "paper": dict(_TASK, n=256, width=128, batches=[8, 32, 128, 256], eta_fractions=[0.1, 0.3, 1.0],
                   sgd_seeds=[0, 1, 2], steps=2000, record_every=10, noise_every=200),

@@ -19,6 +19,14 @@ is full-batch GD), ``lr`` (the absolute ``η``), ``sgd_seed`` (the batch
 draws), ``steps``, ``record_every`` (full-batch loss every so many steps),
 ``noise_every`` (``Θ_t`` and the per-sample gradient moments every so many
 steps), ``beta0`` and ``mu0`` (the pilot's, carried for the record).
+
+As a study (``kind = "sgd_noise"``, ``studies/sgd_noise.toml``): :data:`CELL_KIND`
+declares the spec's keys (the step as ``c_beta0``, ``η = c/β_0``, or ``eta``),
+the pilot (:func:`~minilplr.experiments.lplr_map.cells.pilot_cell`, one per
+task, always run: the cell needs ``β_0`` and ``μ_0``) and the named measures
+(:data:`.summary.MEASURES`).  :func:`study_cell` is the adapter: it turns the
+study's cell (the pilot's fields as a dict ``beta0``) into exactly the
+experiment's configuration (:func:`experiment_config`) and runs :func:`sgd_cell`.
 """
 from __future__ import annotations
 
@@ -34,9 +42,12 @@ from ...theory import sgd_noise as sn
 from ...theory import spectrum as _spectrum
 from ...train.optim import SGD
 from ..mnist_gd import load_task
+from ..study.kinds import CellKind
 from ..timing import phase
+from .summary import MEASURES
 
-__all__ = ["TASK_KEYS", "RUN_KEYS", "sgd_cell", "noise_at", "batch_indices", "cell_name"]
+__all__ = ["TASK_KEYS", "RUN_KEYS", "sgd_cell", "noise_at", "batch_indices", "cell_name", "CELL_KIND",
+           "study_cell", "experiment_config"]
 
 #: The task and the network (the pilot's keys, :func:`minilplr.experiments.lplr_map.cells.pilot_cell`, plus ``width``).
 TASK_KEYS = ("digits", "n", "data_source", "preprocess", "width", "depth", "init", "init_factor", "seed", "dtype")
@@ -127,3 +138,37 @@ def sgd_cell(cell: dict) -> dict:
 def cell_name(b: int, fraction: float, seed: int, n: int) -> str:
     """``b<b>-f<c>-s<seed>`` (``bfull`` for the full batch)."""
     return f"b{'full' if b >= n else b}-f{fraction:g}-s{seed}"
+
+
+def experiment_config(cell: dict) -> dict:
+    """The experiment's configuration of a study's cell: its task, ``backend``, the run's keys, and the pilot's
+    ``β_0`` and ``μ_0 = λ_min(Θ_0)/N`` as floats (the study hands the pilot over as the dict ``beta0``)."""
+    pilot = cell["beta0"]
+    cfg = {k: cell[k] for k in TASK_KEYS + ("backend",) + tuple(k for k in RUN_KEYS if k not in ("beta0", "mu0"))}
+    cfg.update(beta0=float(pilot["beta"]), mu0=float(pilot["lam_min0"]) / int(pilot["n"]))
+    return cfg
+
+
+def study_cell(cell: dict) -> dict:
+    """The ``sgd_noise`` kind's cell: :func:`sgd_cell` on :func:`experiment_config` of the study's cell."""
+    return sgd_cell(experiment_config(cell))
+
+
+#: The ``sgd_noise`` cell kind (:mod:`minilplr.experiments.study.kinds`): every key the cell reads, typed.
+CELL_KIND = CellKind(
+    name="sgd_noise", cell="minilplr.experiments.sgd_noise.cells:study_cell",
+    keys={"digits": ("int_list", None), "n": ("pos_int", None),
+          "data_source": ("str", ("auto", "download", "offline")),
+          "preprocess": ("str", ("unit", "standardize", "raw")), "width": ("pos_int", None),
+          "depth": ("pos_int", None), "init": ("str", None), "init_factor": ("pos_real", None),
+          "seed": ("nonneg_int", None), "dtype": ("str", ("float32", "float64")),
+          "hessian_iters": ("nonneg_int", None), "batch": ("pos_int", None), "sgd_seed": ("nonneg_int", None),
+          "steps": ("pos_int", None), "record_every": ("pos_int", None), "noise_every": ("pos_int", None),
+          "eta": ("pos_real", None), "c_beta0": ("pos_real", None)},
+    defaults=dict(digits=[0, 1], data_source=None, preprocess="unit", depth=5, init="he", init_factor=None, seed=0,
+                  dtype="float64", hessian_iters=20, sgd_seed=0),
+    required=("width", "n", "batch", "steps", "record_every", "noise_every"),
+    pilot="minilplr.experiments.lplr_map.cells:pilot_cell", pilot_keys=TASK_KEYS + ("hessian_iters", "backend"),
+    pilot_always=True, beta_keys=("beta", "lam_min0", "n"),
+    measures=MEASURES, summarise="minilplr.experiments.sgd_noise.summary:measures",
+    replicates=("seed", "sgd_seed"))

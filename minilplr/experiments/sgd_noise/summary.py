@@ -18,7 +18,10 @@ import numpy as np
 
 from ...theory import sgd_noise as sn
 
-__all__ = ["CellSummary", "summarise"]
+__all__ = ["CellSummary", "summarise", "measures", "MEASURES", "WINDOW"]
+
+#: The plateau's window, the fraction of the run at its end (the experiment's presets use it too).
+WINDOW = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,3 +85,51 @@ def summarise(res: dict, window: float = 0.25) -> CellSummary:
         rho_max=rho_max, rho_end=float(rho[-1]), rho_b_max=rho_b,
         rho_bound0=n * dmax0 / lam0 if lam0 > 0 else float("nan"), sgc_step=lr * beta0 * rho_b,
         rate=sn.transient_rate(steps, loss, stop=2 * p.mean), bound_rate=1.0 - lr * mu0)
+
+
+#: The study's named numbers of one cell (``CellKind.measures``, :func:`measures`): the numeric fields of
+#: :class:`CellSummary`, and four derived ones.
+MEASURES = {
+    "plateau": "mean full-batch L over the last window (the plateau)",
+    "plateau_std": "its spread over the window's records",
+    "drift": "mean L over the window's second half / first half (≈ 1: a ball; < 1: still falling)",
+    "final_loss": "L(θ_T)",
+    "sigma2_b": "σ_b², the mini-batch noise at the plateau (mean over the window's NTK checkpoints)",
+    "ball": "the KNS ball η β_0 σ_b²/(2 μ_0) at that noise",
+    "tightness": "plateau / ball",
+    "quad": "η σ_b²/4, the quadratic's stationary gap",
+    "quad_ratio": "plateau / (η σ_b²/4)",
+    "rho_max": "max_t ρ_t along the path",
+    "rho_end": "ρ_T",
+    "rho_b_max": "ρ_b = 1 + c_b (max_t ρ_t − 1)",
+    "rho_bound0": "N max_i Θ_ii/λ_min(Θ_0), the kernel bound on ρ at θ_0",
+    "rho_over_bound0": "max_t ρ_t / (N max_i Θ_ii/λ_min(Θ_0)) (≤ 1: strong growth within the kernel bound)",
+    "sgc_step": "η β_0 ρ_b (≤ 1: Vaswani et al.'s step condition)",
+    "rate": "q, the transient's per-step factor",
+    "bound_rate": "1 − η μ_0",
+    "rate_ratio": "log q / log(1 − η μ_0) (≥ 1: at least as fast as KNS's transient)",
+    "c_b": "c_b = (N − b)/(b(N − 1))",
+    "eta_c_b": "η c_b, the ball's predicted scale",
+    "lr": "η",
+    "fraction": "η β_0",
+    "beta0": "β_0 (the pilot's)",
+    "mu0": "μ_0 = λ_min(Θ_0)/N (the pilot's)",
+}
+
+
+def measures(res: dict, cell: dict | None = None) -> dict:
+    """Every :data:`MEASURES` number of one :func:`~.cells.sgd_cell` result (``window`` :data:`WINDOW`).
+
+    A diverged cell has no plateau, rate or noise: every measure but ``lr``,
+    ``fraction``, ``c_b``, ``beta0`` and ``mu0`` is NaN there (a claim over it is
+    *untestable*, naming the cells), as the experiment's verdicts leave diverged cells out.
+    """
+    s = summarise(res, WINDOW)
+    d = {k: float(getattr(s, k)) for k in MEASURES if hasattr(s, k)}
+    d.update(beta0=float(res["beta0"]), mu0=float(res["mu0"]), eta_c_b=s.lr * s.c_b,
+             rho_over_bound0=s.rho_max / s.rho_bound0 if s.rho_bound0 > 0 else float("nan"),
+             rate_ratio=math.log(s.rate) / math.log(s.bound_rate) if 0 < s.rate < 1 and 0 < s.bound_rate < 1
+             else float("nan"))
+    if s.diverged:
+        d.update({k: float("nan") for k in d if k not in ("lr", "fraction", "c_b", "beta0", "mu0")})
+    return d

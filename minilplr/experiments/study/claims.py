@@ -78,6 +78,8 @@ def check(chk, key: str, c, diag_names, kind) -> dict:
     chk.table(key, c, _FIELDS[k], required=("y",) + (("x",) if k != "threshold" else ()))
     out = dict(kind=k, text=str(c.get("text", "")), y=c["y"], where=dict(c.get("where", {})),
                grid=check_grid_index(chk, f"{key}.grid", c.get("grid")))
+    if tuple(kind.replicates) != ("seed",):  # the kind's repeats (e.g. SGD's batch draws); absent: the seeds
+        out["replicates"] = list(kind.replicates)
     if "text" in c:
         chk.string(f"{key}.text", c["text"])
     if c["y"] not in diag_names:
@@ -161,13 +163,13 @@ def check_grid_index(chk, key, g):
     return g
 
 
-def select(table: list, where: dict, x: str | None, grid: int | None = None):
+def select(table: list, where: dict, x: str | None, grid: int | None = None, replicates=("seed",)):
     """``(rows, varying)``: the rows of product ``grid`` (all if None) matching ``where``, and the settings
-    other than ``x``, ``seed`` and ``lr`` that vary among them."""
+    other than ``x``, the ``replicates`` (the kind's seeds) and ``lr`` that vary among them."""
     rows = [r for r in table if all(r["settings"].get(k) == v for k, v in where.items())
             and (x is None or r["settings"].get(x) is not None) and (grid is None or grid in r.get("grids", [grid]))]
     keys = set().union(*(r["settings"] for r in rows)) if rows else set()
-    varying = sorted(k for k in keys if k not in (x, "seed", "lr")  # lr: derived from c_beta0 and the seed's β_0
+    varying = sorted(k for k in keys if k not in (x, "lr", *replicates)  # lr: derived from c_beta0 and the seed's β_0
                      and len({repr(r["settings"].get(k)) for r in rows}) > 1)
     return rows, varying
 
@@ -401,7 +403,8 @@ def judge(c: dict, table: list) -> V.Verdict:
     if c["kind"] == "closing_width":
         raise ValueError("c: a closing_width claim gives one row per value: judge it with judge_all")
     claim = _claim_text(c)
-    rows, varying = select(table, c["where"], c.get("x"), c.get("grid"))
+    rows, varying = select(table, c["where"], c.get("x"), c.get("grid"),
+                           replicates=c.get("replicates", ("seed",)))
     y = c["y"]
     if not rows:
         return V.untestable(claim, f"no cell matches where = {c['where']}"

@@ -13,6 +13,13 @@ when the result cannot say) and its meaning.  The certificate's quantities
 * ``lam_ratio_min``, ``lam_ratio_final`` — ``min_t λ_min(Θ_t)/λ₀`` and its last value, along the path;
 * ``final_loss``, ``loss_decrease`` (``L_0/L_T``), ``beta0`` (``β_0``), ``eta_beta0`` (``η β_0``).
 
+A kind may also declare its own named *measures* (``CellKind.measures``,
+computed from a saved cell by ``CellKind.summarise``: e.g. ``sgd_noise``'s
+``plateau`` or ``architecture``'s ``mu0``); a spec records one by its name
+alone, ``[[diagnostics]] name = "plateau"``, and a name the kind does not
+declare is refused.  A kind's measure takes precedence over a registry entry of
+the same name the kind does not provide.
+
 A spec may also record a number of its kind's own result by a dotted path:
 ``[[diagnostics]] name = "acc", key = "metrics.test_accuracy"``.
 """
@@ -75,14 +82,21 @@ REGISTRY = {
 
 
 def check_diagnostic(chk, key: str, d, kind) -> dict:
-    """One ``[[diagnostics]]`` entry: a registry name the kind provides, or a name with a dotted ``key``."""
+    """One ``[[diagnostics]]`` entry: one of the kind's measures, a registry name the kind provides, or a name
+    with a dotted ``key``.  A measure's entry is ``{"name", "measure": <kind name>}`` (where its number comes from)."""
     chk.table(key, d, ("name", "key"), required=("name",))
     name = chk.string(f"{key}.name", d["name"])
     if "key" in d:
         chk.string(f"{key}.key", d["key"])
-        if name in REGISTRY:
-            chk.fail(f"{key}.name", "a name not in the registry for a diagnostic read by key", name)
+        if name in REGISTRY or name in kind.measures:
+            chk.fail(f"{key}.name", "a name not in the registry or the kind's measures for a diagnostic read by key",
+                     name)
         return {"name": name, "key": d["key"]}
+    if name in kind.measures:
+        return {"name": name, "measure": kind.name}
+    if kind.measures and name not in kind.provides:
+        chk.fail(f"{key}.name", f"one of the kind {kind.name!r}'s measures ({', '.join(kind.measures)}) or a name "
+                 "with key = 'dotted.path'", name)
     if name not in REGISTRY:
         chk.fail(f"{key}.name", f"a registered diagnostic ({', '.join(REGISTRY)}) or a name with key = "
                  "'dotted.path'", name)
@@ -100,11 +114,21 @@ def _by_path(res, path: str) -> float:
 
 
 def measure(diags: list, res: dict, cell: dict) -> dict:
-    """``{name: float}`` of every diagnostic on one cell's result (NaN where the result lacks it)."""
-    out = {}
+    """``{name: float}`` of every diagnostic on one cell's result (NaN where the result lacks it).
+
+    The kind's measures come from one call of its summary function per cell."""
+    from .kinds import get_kind
+
+    out, own = {}, {}
+    for d in diags:
+        if "measure" in d and d["measure"] not in own:
+            own[d["measure"]] = get_kind(d["measure"]).function("summarise")(res, cell)
     for d in diags:
         try:
-            v = _by_path(res, d["key"]) if "key" in d else REGISTRY[d["name"]][0](res, cell)
+            if "measure" in d:
+                v = own[d["measure"]][d["name"]]
+            else:
+                v = _by_path(res, d["key"]) if "key" in d else REGISTRY[d["name"]][0](res, cell)
         except (KeyError, TypeError, ValueError, IndexError):
             v = float("nan")
         out[d["name"]] = float(v)

@@ -19,7 +19,12 @@ measures ``β_0`` once per model.  Registered here:
 
 Other packages register theirs by defining ``CELL_KIND = CellKind(...)`` at
 module level; :data:`LAZY` names where each is found, and the module is
-imported only when a spec asks for its kind.
+imported only when a spec asks for its kind: ``sgd_noise``
+(:mod:`minilplr.experiments.sgd_noise`, constant-step SGD cells) and
+``architecture`` (:mod:`minilplr.experiments.architecture`, one network per
+cell).  Such a kind may declare its own named *measures*, computed from a
+saved cell by its summary function (``measures``, ``summarise``), which a
+spec records by name like the registry's diagnostics (:mod:`.diagnostics`).
 """
 from __future__ import annotations
 
@@ -79,6 +84,17 @@ class CellKind:
         The kind takes a step size (exactly one of ``eta``, ``c_beta0``).
     provides : tuple
         The registry diagnostics its results carry (:mod:`.diagnostics`).
+    measures : dict
+        ``{name: meaning}``: the kind's own named numbers of one cell, which a
+        spec records as ``[[diagnostics]] name = "<name>"`` (a name the kind
+        does not list is refused before anything runs).
+    summarise : str or None
+        ``"module:function"`` ``(result, cell) -> {name: float}``: computes
+        every one of :attr:`measures` from a cell's saved result (and its
+        settings) only, once per cell; required when :attr:`measures` is not empty.
+    replicates : tuple
+        The settings a claim pools as repeats of one ``x`` (its seeds): the
+        bootstrap resamples over them (:mod:`.claims`).
     """
 
     name: str
@@ -92,9 +108,23 @@ class CellKind:
     beta_keys: tuple = ()
     step_size: bool = True
     provides: tuple = ()
+    measures: dict = field(default_factory=dict)
+    summarise: str | None = None
+    replicates: tuple = ("seed",)
+
+    def __post_init__(self):
+        if self.measures and not self.summarise:
+            raise ValueError(f"summarise: expected the 'module:function' computing the measures of the kind "
+                             f"{self.name!r}, got None")
+        both = sorted(set(self.measures) & set(self.provides))
+        if both:
+            raise ValueError(f"measures: expected names apart from the registry diagnostics the kind provides, "
+                             f"got {', '.join(both)} in both")
+        if not self.replicates or not all(r in self.keys for r in self.replicates if r != "seed"):
+            raise ValueError(f"replicates: expected settings of the kind {self.name!r}, got {self.replicates!r}")
 
     def function(self, which: str = "cell"):
-        """The cell (or pilot) function itself, imported by its ``"module:function"`` name."""
+        """The cell (or pilot, or summarise) function itself, imported by its ``"module:function"`` name."""
         mod, fn = getattr(self, which).split(":")
         return getattr(importlib.import_module(mod), fn)
 
