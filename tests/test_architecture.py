@@ -106,6 +106,32 @@ def test_the_readme_layout_table_matches_the_tree():
     assert not unlisted, f"modules missing from README's layout table: {unlisted}"
 
 
+#: One topic per module (issue 22): a module over this many lines has more than one job; split it by topic.
+MAX_LINES = 500
+
+
+def too_long(paths, limit: int = MAX_LINES, root: Path = PACKAGE.parent) -> list[str]:
+    """``"path: n lines"`` (relative to ``root``) for every file of ``paths`` longer than ``limit`` lines."""
+    out = []
+    for path in paths:
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if n > limit:
+            out.append(f"{path.relative_to(root)}: {n} lines")
+    return out
+
+
+def test_no_module_is_over_the_line_limit():
+    wrong = too_long(PACKAGE.rglob("*.py"))
+    assert not wrong, f"modules over {MAX_LINES} lines (split them by topic):\n" + "\n".join(wrong)
+
+
+def test_the_line_limit_catches_a_long_module(tmp_path):
+    """The checker itself can fail: a planted 501-line module is reported, a 500-line one is not."""
+    long, ok = tmp_path / "long.py", tmp_path / "ok.py"
+    long.write_text("x = 1\n" * (MAX_LINES + 1), encoding="utf-8")
+    ok.write_text("x = 1\n" * MAX_LINES, encoding="utf-8")
+    assert too_long([long, ok], root=tmp_path) == [f"long.py: {MAX_LINES + 1} lines"]
+
 # --------------------------------------------------------------------------- seams are public
 #
 # The rule (ARCHITECTURE.md, "Seams are public"):

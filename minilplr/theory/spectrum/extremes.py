@@ -1,0 +1,141 @@
+r"""``λ_min``, ``λ_max`` of Θ (:func:`ntk_spectrum`) and ``‖A‖₂`` (:func:`symmetric_norm`): check, pick a solver, report.
+
+Package docstring: the precision of ``λ_min``, its certificate, the solver by size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...backend import get_array_module, resolve_dtype, to_host, to_scalar
+from ...validate import check_values
+from .result import Spectrum, factor_floor
+from .solvers import LANCZOS_MAXITER, certify_lambda_min, lanczos, shift_invert
+
+DENSE_MAX = 4096
+"""``solver="auto"`` uses the dense eigen-solver up to this side length, shift-invert above.
+
+Measured on a shared 2-core CPU: ``eigvalsh`` 5.5 s at ``n = 4000`` (≈ 170 s
+extrapolated to ``n = 12,665``, with three 1.28 GB copies); a Cholesky factor
+2 s at ``n = 4000``, 13 s at ``n = 8000``.  Plain Lanczos is no alternative
+for ``λ_min``: a ``5000 × 5000`` NTK with ``κ ≈ 7·10⁴`` took ARPACK ``"SA"``
+47 s with 64 Lanczos vectors, 337 s with ARPACK's default 20."""
+
+
+def _check_square(name, theta):
+    if not hasattr(theta, "ndim") or theta.ndim != 2 or theta.shape[0] != theta.shape[1] or theta.shape[0] < 1:
+        raise ValueError(f"{name}: expected a square (N·K, N·K) array, got {getattr(theta, 'shape', type(theta).__name__)}")
+    if theta.dtype.kind != "f":
+        raise ValueError(f"{name}: expected a floating array, got dtype {theta.dtype}")
+
+
+
+def ntk_spectrum(theta, eps: float | None = None, solver: str = "auto", dense_max: int = DENSE_MAX,
+                 tol: float = 1e-10, factors=None, certify: bool = True) -> Spectrum:
+    r"""``λ_min``, ``λ_max`` and the condition number of Θ, in float64, with the floor and the certificate of ``λ_min``.
+
+    .. math:: \lambda_{\min}(\Theta) = \min_{\lVert v\rVert = 1} v^\top \Theta v, \qquad
+              \kappa = \lambda_{\max}/\lambda_{\min}
+
+    Parameters
+    ----------
+    theta : array (N·K, N·K), symmetric PSD (any float dtype, any backend)
+        Cast to float64 and symmetrised ``(Θ + Θᵀ)/2`` before solving.
+    eps : float, optional
+        Machine epsilon of the arithmetic that assembled Θ; default
+        ``finfo(theta.dtype).eps``.  Sets the accumulation floor ``ε · N·K · λ_max`` (F1).
+    solver : {"auto", "dense", "shift-invert", "lanczos"}
+        ``dense``: ``xp.linalg.eigvalsh`` (all eigenvalues, on the array's own
+        backend); ``shift-invert``: Lanczos on Θ for ``λ_max`` and on ``Θ⁻¹``
+        (a Cholesky factor) for ``λ_min``, with its residual (module
+        docstring); ``lanczos``: ARPACK's ``eigsh`` on Θ for the two extreme
+        eigenvalues; ``auto``: dense up to ``dense_max``, else shift-invert.
+    tol : float
+        Lanczos relative tolerance; for ``"lanczos"`` the floor is at least
+        ``tol · λ_max`` (``"shift-invert"`` measures its residual instead).
+    factors : dtype, optional
+        The dtype the Jacobian's factors were computed in: the model's
+        (:func:`minilplr.nn.params.params_dtype`).  Sets the factors' floor
+        (F2, :func:`factor_floor`).  Default: the engine's training dtype,
+        float32 (Θ cannot tell; conservative for a float64 model).
+    certify : bool
+        Lanczos solvers: certify that ``λ_min`` is the smallest eigenvalue by
+        a Cholesky of ``Θ − s·I`` (module docstring); ``False`` skips it (the
+        spectrum then says "not certified").  The dense solver computes every
+        eigenvalue and needs no factorisation.
+
+    Returns
+    -------
+    Spectrum
+    """
+    _check_square("theta", theta)
+    check_values("theta", theta)  # NaN/inf: one line naming theta, not LinAlgError from the solver (one transfer)
+    if solver not in ("auto", "dense", "shift-invert", "lanczos"):
+        raise ValueError(f"solver: expected 'auto', 'dense', 'shift-invert' or 'lanczos', got {solver!r}")
+    if eps is None:
+        eps = float(np.finfo(theta.dtype).eps)
+    elif not (float(eps) > 0):
+        raise ValueError(f"eps: expected a positive machine epsilon, got {eps!r}")
+    if not (float(tol) > 0):
+        raise ValueError(f"tol: expected a positive tolerance, got {tol!r}")
+    try:
+        factor_eps = float(np.finfo(resolve_dtype(factors)).eps)
+    except ValueError:
+        raise ValueError(f"factors: expected the model's dtype, 'float32' or 'float64', got {factors!r}") from None
+    if not isinstance(certify, (bool, np.bool_)):
+        raise ValueError(f"certify: expected True or False, got {certify!r}")
+    n = theta.shape[0]
+    if solver == "auto":
+        solver = "dense" if n <= max(int(dense_max), 2) else "shift-invert"
+    if solver == "lanczos" and n < 3:
+        solver = "dense"  # ARPACK needs k < N - 1
+    if solver == "shift-invert":
+        return shift_invert(theta, float(eps), float(tol), factor_eps, bool(certify))
+    t64 = theta.astype(np.float64)  # spectra in float64 whatever the training dtype
+    t64 = (t64 + t64.T) * 0.5  # symmetric to the last bit
+    if solver == "dense":
+        xp = get_array_module(t64)
+        ev = xp.linalg.eigvalsh(t64)  # ascending
+        ev = to_host(ev)  # one sync: the spectrum crosses once, both ends read on the host
+        lam_min, lam_max = float(ev[0]), float(ev[-1])
+        acc = eps * n * max(abs(lam_max), abs(lam_min))
+        ff = factor_floor(lam_min, lam_max, factor_eps)
+        return Spectrum(lam_min, lam_max, acc + ff, n, float(eps), "dense", ev, floor_factors=ff,
+                        factor_eps=factor_eps, certified=True,
+                        certificate="every eigenvalue computed")
+    lam_max, ok_max = lanczos(t64, "LA", tol)
+    if not ok_max:
+        raise RuntimeError(f"theta: Lanczos did not converge for λ_max in {LANCZOS_MAXITER} restarts; use solver='dense'")
+    lam_min, ok_min = lanczos(t64, "SA", tol)
+    if math.isnan(lam_min):
+        lam_min, ok_min = lam_max, False  # no Ritz value at all: only λ_min ≤ λ_max is known
+    del t64
+    acc = max(eps * n, float(tol)) * max(abs(lam_max), abs(lam_min))
+    ff = factor_floor(lam_min, lam_max, factor_eps)
+    spec = Spectrum(lam_min, lam_max, acc + ff, n, float(eps), "lanczos", converged=ok_min, floor_factors=ff,
+                    factor_eps=factor_eps)
+    return certify_lambda_min(spec, theta, bool(certify))
+
+
+def symmetric_norm(A, solver: str = "auto", dense_max: int = DENSE_MAX, tol: float = 1e-10) -> float:
+    """Spectral norm ``‖A‖₂ = max |λ_i(A)|`` of a symmetric ``(M, M)`` array, in float64.
+
+    Dense ``eigvalsh`` up to ``dense_max``, else Lanczos (ARPACK, ``which="LM"``).
+    """
+    _check_square("A", A)
+    if solver not in ("auto", "dense", "lanczos"):
+        raise ValueError(f"solver: expected 'auto', 'dense' or 'lanczos', got {solver!r}")
+    a64 = A.astype(np.float64)
+    a64 = (a64 + a64.T) * 0.5
+    n = a64.shape[0]
+    if solver == "auto":
+        solver = "dense" if n <= max(int(dense_max), 2) else "lanczos"
+    if solver == "dense" or n < 3:
+        xp = get_array_module(a64)
+        ev = xp.linalg.eigvalsh(a64)
+        return max(abs(to_scalar(ev[0])), abs(to_scalar(ev[-1])))
+    value, ok = lanczos(a64, "LM", tol)
+    if not ok:
+        raise RuntimeError(f"A: Lanczos did not converge for the spectral norm in {LANCZOS_MAXITER} restarts; use solver='dense'")
+    return abs(value)
