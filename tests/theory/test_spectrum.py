@@ -150,10 +150,32 @@ def test_solver_by_size(be, dev):
     assert spectrum.DENSE_MAX < 12665  # the binary MNIST task's n takes the shift-invert solver
 
 
+@pytest.mark.parametrize("solver", ["dense", "shift-invert", "lanczos"])
+def test_an_asymmetric_theta_is_refused_and_rounding_is_not(be, dev, solver):
+    """Θ − Θᵀ beyond what rounding of a symmetric assembly explains is one line naming ``theta``, not symmetrised.
+
+    At the tolerance ``c·ε·max|Θ|`` (``c`` = ASYMMETRY_ROUNDING) the skew passes; twice it is refused, in float32
+    and float64 alike; a kernel assembled by a general product ``B Cᵀ`` (triangles rounded apart) passes.
+    """
+    A = gaussian(6, 40, 50)
+    for dt in (np.float64, np.float32):
+        S = (A @ A.T).astype(dt)
+        eps, big = float(np.finfo(dt).eps), float(np.abs(S).max())
+        E = np.zeros_like(S)
+        E[3, 7] = spectrum.ASYMMETRY_ROUNDING * eps * big * 0.9  # a skew within the tolerance
+        spectrum.ntk_spectrum(dev(S + E, dt), solver=solver)
+        E[3, 7] *= 2 / 0.9  # twice the tolerance: not rounding
+        with pytest.raises(ValueError, match=r"^theta: expected a symmetric kernel, got max\|Θ − Θᵀ\| = "):
+            spectrum.ntk_spectrum(dev(S + E, dt), solver=solver)
+        B = A.astype(dt)
+        spectrum.ntk_spectrum(dev(B @ B.copy().T, dt), solver=solver)  # GEMM: the two triangles rounded apart
+
+
 def test_shift_invert_symmetrises_and_uses_the_input_floor(be, dev):
     A = gaussian(6, 12, 15)
     S = A @ A.T + 0.5 * np.eye(12)
-    skew = 1e-3 * (gaussian(7, 12, 12) - gaussian(7, 12, 12).T)
+    G = gaussian(7, 12, 12) - gaussian(7, 12, 12).T
+    skew = np.finfo(np.float64).eps * np.abs(S).max() * G / np.abs(G).max()  # max|Θ − Θᵀ| = 2ε·max|Θ|: rounding
     si = spectrum.ntk_spectrum(dev(S + skew), solver="shift-invert")
     assert si.lam_min == pytest.approx(np.linalg.eigvalsh(S)[0], rel=1e-9)  # (Θ + Θᵀ)/2 = S
     s32 = spectrum.ntk_spectrum(dev(S, np.float32), solver="shift-invert")

@@ -96,7 +96,8 @@ float64 copy (2 × 1.28 GB at ``N = 12,665``).
 """
 from __future__ import annotations
 
-from .extremes import DENSE_MAX, ntk_spectrum, symmetric_norm
+from .extremes import ASYMMETRY_ROUNDING, DENSE_MAX, ntk_spectrum, symmetric_norm
 from .result import FACTOR_ROUNDING, Spectrum, factor_floor
 
-__all__ = ["Spectrum", "ntk_spectrum", "factor_floor", "symmetric_norm", "DENSE_MAX", "FACTOR_ROUNDING"]
+__all__ = ["Spectrum", "ntk_spectrum", "factor_floor", "symmetric_norm", "DENSE_MAX", "FACTOR_ROUNDING",
+           "ASYMMETRY_ROUNDING"]
