@@ -16,11 +16,11 @@ from .solvers import LANCZOS_MAXITER, TILE, certify_lambda_min, lanczos, shift_i
 DENSE_MAX = 4096
 """``solver="auto"`` uses the dense eigen-solver up to this side length, shift-invert above.
 
-Measured on a shared 2-core CPU: ``eigvalsh`` 5.5 s at ``n = 4000`` (≈ 170 s
-extrapolated to ``n = 12,665``, with three 1.28 GB copies); a Cholesky factor
-2 s at ``n = 4000``, 13 s at ``n = 8000``.  Plain Lanczos is no alternative
-for ``λ_min``: a ``5000 × 5000`` NTK with ``κ ≈ 7·10⁴`` took ARPACK ``"SA"``
-47 s with 64 Lanczos vectors, 337 s with ARPACK's default 20."""
+Above it the dense ``eigvalsh`` (``~n³`` flops, half of them memory-bound,
+three ``n × n`` float64 copies) costs several times a Cholesky factor
+(``n³/3`` flops, BLAS 3, one copy); plain Lanczos is no alternative for the
+``λ_min`` of an ill-conditioned Θ (thousands of steps).  The measured times
+behind the choice are in README's "Time and memory"."""
 
 
 def _check_square(name, theta):
