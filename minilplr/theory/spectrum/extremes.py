@@ -53,7 +53,8 @@ def _extremes_and_asymmetry(theta):
 
 def _check_kernel(name, theta, eps: float) -> None:
     """Θ finite and symmetric to rounding (:data:`ASYMMETRY_ROUNDING`), one transfer; else one line naming ``name``."""
-    lo, hi, asym = to_host(_extremes_and_asymmetry(theta)).tolist()  # one sync for the three checks
+    with np.errstate(invalid="ignore"):  # inf − inf: NaN, never read (an inf entry is refused below first)
+        lo, hi, asym = to_host(_extremes_and_asymmetry(theta)).tolist()  # one sync for the three checks
     if not (math.isfinite(lo) and math.isfinite(hi)):
         check_finite(name, theta)  # raises, with the count and the first index
     big = max(abs(lo), abs(hi))
