@@ -76,6 +76,18 @@ def check_int(name: str, value, minimum: int | None = None) -> int:
     return v
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` as a ``bool``, or ``ValueError`` naming ``name``.
+
+    Only ``True`` and ``False`` (Python or NumPy): a string such as
+    ``"no"`` is truthy and would switch an option on, and ``1``, ``0`` or
+    ``None`` say nothing a reader can check.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_real(name: str, value, *, above: float | None = None, allow_inf: bool = False) -> float:
     """``value`` as a float, or ``ValueError`` naming ``name``.
 

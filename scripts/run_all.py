@@ -64,6 +64,7 @@ try:  # every other import inside: Ctrl-C in the first half-second is this one l
     from minilplr.experiments.runner import UNPLOTTED, configuration, run_experiments  # noqa: E402
     from minilplr.experiments.study import SpecError, load_study  # noqa: E402
     from minilplr.sweep import ClusterUnavailable, check_cluster, check_workers  # noqa: E402
+    from scripts.cli import OneLineParser as _Parser, seed_argument as _seed  # noqa: E402  (shared with upgrade_results.py)
 except (KeyboardInterrupt, ImportError):  # Ctrl-C while importing: nothing has started, so nothing is lost
     if not _interrupted_at_import.seen:
         raise  # a real ImportError
@@ -72,24 +73,6 @@ except (KeyboardInterrupt, ImportError):  # Ctrl-C while importing: nothing has 
 finally:
     if signal.getsignal(signal.SIGINT) is _interrupted_at_import:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors: ``run_all.py: argument --seed: expected …`` (exit 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
-def _seed(text: str) -> int:
-    """``--seed``: a non-negative integer (NumPy's generators refuse negative seeds, late)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _workers(text: str) -> int:

@@ -46,7 +46,6 @@ or another run holds ``--out``.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -62,6 +61,7 @@ from minilplr.experiments import EXPERIMENTS  # noqa: E402
 from minilplr.experiments.output import (OutputRefused, claim_configuration, configuration_folder,  # noqa: E402
                                          lock_output, older_layout, saved_configurations, LOCK_NAME)
 from minilplr.experiments.runner import configuration, experiment_config, load_experiment  # noqa: E402
+from scripts.cli import OneLineParser, seed_argument  # noqa: E402
 from minilplr.store import (FORMAT, Damaged, atomic_write_bytes, config_hash, content_hash, is_temporary,  # noqa: E402
                             load_unit)
 
@@ -214,7 +214,7 @@ def _other_configuration(folder: Path, name: str, preset: str, overrides: dict, 
     if saved_hash == config_hash(asked):
         return False
     diff = "; ".join(f"{k}: saved {saved_cfg.get(k)!r}, asked {asked.get(k)!r}" for k in sorted(asked)
-                     if saved_cfg.get(k) != asked.get(k))[:300]
+                     if saved_cfg.get(k) != asked.get(k))  # every difference whole: a cut one names nothing
     log(f"{folder}: left where it is: its results are of another configuration ({diff or 'their hash differs'}); "
         "pass the --preset, --seed and --data they were run with")
     return True
@@ -284,32 +284,15 @@ def _same_unit(dst_js: Path, npz: Path) -> bool:
         return False
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
 def build_parser():
-    ap = _Parser(prog="upgrade_results.py",
+    ap = OneLineParser(prog="upgrade_results.py",
                  description="Verify results of an older minilplr (one folder per experiment under OUT), re-seal "
                              "them with the current hash and move them into the configuration folder the current "
                              "run_all.py reads. Nothing is deleted.")
     ap.add_argument("out", help="the --out folder the older run_all.py wrote")
     ap.add_argument("--preset", required=True, choices=["quick", "paper"],
                     help="the preset the older results were run with")
-    ap.add_argument("--seed", type=_seed, default=None, help="the --seed they were run with, if any")
+    ap.add_argument("--seed", type=seed_argument, default=None, help="the --seed they were run with, if any")
     ap.add_argument("--data", default=None, choices=["auto", "download", "offline"],
                     help="the --data they were run with, if any")
     return ap
@@ -324,12 +307,14 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     conf = configuration(args.preset, {"seed": args.seed, "data_source": args.data})
-    try:
-        with lock_output(out):
-            counts = upgrade(out, conf)
-    except OutputRefused as exc:
-        print(f"upgrade_results.py: {exc}", file=sys.stderr)
-        return 2
+    counts = {"folders": older_layout(out, EXPERIMENTS)}  # read before locking: a folder refused keeps no lock file
+    if counts["folders"]:
+        try:
+            with lock_output(out):
+                counts = upgrade(out, conf)
+        except OutputRefused as exc:
+            print(f"upgrade_results.py: {exc}", file=sys.stderr)
+            return 2
     if not counts["folders"] and saved_configurations(out):
         print(f"{args.out}: no folders of an older minilplr left (already upgraded: {', '.join(saved_configurations(out))})")
         return 0

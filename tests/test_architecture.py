@@ -4,6 +4,7 @@ Read from the source with ``ast`` (nothing is imported), so the rule holds for
 imports inside functions too.
 """
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,85 @@ def test_the_readme_layout_table_matches_the_tree():
             unlisted.append(rel)
     assert not unlisted, f"modules missing from README's layout table: {unlisted}"
 
+
+#: One topic per module (issue 22): a module over this many lines has more than one job; split it by topic.
+MAX_LINES = 500
+
+
+def too_long(paths, limit: int = MAX_LINES, root: Path = PACKAGE.parent) -> list[str]:
+    """``"path: n lines"`` (relative to ``root``) for every file of ``paths`` longer than ``limit`` lines."""
+    out = []
+    for path in paths:
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if n > limit:
+            out.append(f"{path.relative_to(root)}: {n} lines")
+    return out
+
+
+def test_no_module_is_over_the_line_limit():
+    wrong = too_long(PACKAGE.rglob("*.py"))
+    assert not wrong, f"modules over {MAX_LINES} lines (split them by topic):\n" + "\n".join(wrong)
+
+
+def test_the_line_limit_catches_a_long_module(tmp_path):
+    """The checker itself can fail: a planted 501-line module is reported, a 500-line one is not."""
+    long, ok = tmp_path / "long.py", tmp_path / "ok.py"
+    long.write_text("x = 1\n" * (MAX_LINES + 1), encoding="utf-8")
+    ok.write_text("x = 1\n" * MAX_LINES, encoding="utf-8")
+    assert too_long([long, ok], root=tmp_path) == [f"long.py: {MAX_LINES + 1} lines"]
+
+
+# --------------------------------------------------------------------------- no machine timings in docstrings
+#
+# STYLE.md: "Timings belong to the benchmarks' output and the README, not to docstrings, where they go stale."
+# A docstring line is flagged when it states a duration (a number and a unit of time) together with a word
+# that says it was measured on a machine.  A duration that is a rule (a deadline, a timeout, an example of a
+# log line) names no measurement and passes.
+
+_DURATION = re.compile(r"\d(?:[\d.,]*\d)?(?:\s*[-–]\s*\d+(?:\.\d+)?)?\s?(?:ms|µs|s|sec|seconds?|min|minutes?|hours?|h)\b")
+_MEASURED = re.compile(r"\b(?:took|takes about|measured|under load|faster|slower|speed-?up|wall|on (?:a|this|one|the) "
+                        r"(?:shared |quiet |idle )?(?:\d-core|CPU|GPU|machine|laptop|core))\b", re.IGNORECASE)
+#: Known timings left to the helper who owns the file (path, text of the line); drop an entry when its line goes.
+TIMING_LEFT = {
+    ("minilplr/experiments/architecture/__init__.py", "took 3-4 minutes under load"),
+}
+
+
+def docstring_timings(path: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """``(line, text)`` of every docstring line of ``path`` that quotes a measured duration (read with ``ast``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = getattr(node, "body", [])
+        docs = [b for b in body if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)
+                and isinstance(b.value.value, str)]  # the docstring, and attribute docstrings below assignments
+        for d in docs:
+            for i, line in enumerate(d.value.value.splitlines()):
+                if _DURATION.search(line) and _MEASURED.search(line):
+                    found.append((d.lineno + i, line.strip()))
+    return found
+
+
+def test_no_docstring_quotes_a_machine_timing():
+    wrong = []
+    for path in FILES + sorted((ROOT / "scripts").glob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        wrong += [f"{rel}:{n}: {text}" for n, text in docstring_timings(path)
+                  if not any(rel == f and t in text for f, t in TIMING_LEFT)]
+    assert not wrong, ("docstrings quoting machine timings (move the number to the benchmark that measures it or to "
+                       "README's 'Time and memory'; keep the reason):\n" + "\n".join(wrong))
+
+
+def test_the_timing_check_catches_a_timing_and_passes_a_rule():
+    """The checker can fail: a measured time is reported; a deadline or a log-line example is not."""
+    planted = ('"""Solvers.\n\nMeasured on a shared 2-core CPU: eigvalsh 5.5 s at n = 4000."""\n'
+               'X = 1\n"""Dense up to here: 2× faster than Cholesky on this machine, 13 s."""\n'
+               'def f():\n    """Gives up after a deadline of 60 s plus the size at 100 kB/s."""\n'
+               'def g():\n    """Logs ``cell 3/12 done in 1.2 s on host/pid``."""\n')
+    found = docstring_timings(PACKAGE / "theory" / "pl.py", planted)
+    assert [n for n, _ in found] == [3, 5], found
 
 # --------------------------------------------------------------------------- seams are public
 #

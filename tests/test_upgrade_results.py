@@ -190,3 +190,32 @@ def test_results_of_another_configuration_stay_where_they_are(tmp_path):
     counts = upgrade_results.upgrade(out, upgrade_results.configuration("paper", {}), log=lambda s: None)
     assert (counts["units"], counts["left"]) == (1, 0)
     assert load_unit(out / "paper" / "linear_init", "results")["config_hash"] == config_hash(cfg)
+
+
+def test_a_refused_folder_is_left_without_a_lock(tmp_path):
+    """A folder with nothing to upgrade is refused (exit 2) and left as it was: no ``.minilplr.lock`` dropped in it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"\x89PNG")
+    (tmp_path / "empty").mkdir()
+    for folder in (photos, tmp_path / "empty"):
+        before = sorted(p.name for p in folder.iterdir())
+        p = _cli(str(folder), "--preset", "quick", cwd=tmp_path)
+        assert p.returncode == 2 and "nothing to upgrade" in p.stderr, p.stderr
+        assert sorted(p.name for p in folder.iterdir()) == before, folder
+
+
+def test_the_other_configuration_line_names_every_difference_whole(tmp_path):
+    """sgd_noise's paper-versus-quick differences run past 300 characters: each is named whole, none cut mid-word."""
+    from minilplr.experiments.runner import experiment_config, load_experiment
+    from minilplr.store import config_hash
+    out = tmp_path / "out"
+    cfg = experiment_config(load_experiment("sgd_noise"), "paper", {})
+    asked = experiment_config(load_experiment("sgd_noise"), "quick", {})
+    _old_unit(out / "sgd_noise", "results", dict(_tree(0), config=cfg, config_hash=config_hash(cfg)))
+    counts, lines = _run(out)
+    line = next(ln for ln in lines if "another configuration" in ln)
+    diffs = [f"{k}: saved {cfg.get(k)!r}, asked {asked.get(k)!r}" for k in sorted(asked) if cfg.get(k) != asked.get(k)]
+    assert len("; ".join(diffs)) > 300  # long enough to have been cut
+    assert all(d in line for d in diffs), line
+    assert line.endswith("pass the --preset, --seed and --data they were run with"), line

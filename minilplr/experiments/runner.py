@@ -411,7 +411,7 @@ def write_report(folder, names=None, *, configs=None, studies=None, log=print) -
               "Each row: the measured number and what it rests on, the threshold, the margin (signed, relative: how "
               "far from flipping; marginal within 10 %) and one of five words: holds, fails, vacuous (could not have "
               "failed on this run: why, and the check with power), untestable (the run cannot decide: what would), "
-              "identity (minilplr/theory/verdicts.py defines each).", "",
+              "identity (minilplr/theory/verdicts/ defines each).", "",
               f"Rows: {status_counts(v for _, v in claims_all)}.", "", TABLE_HEADER]
     lines += [render_row(v, experiment=name) for name, v in claims_all]
     lines.append("")

@@ -54,7 +54,7 @@ from . import fast
 from .layers import Layer
 from .state import iter_layers
 
-__all__ = ["BatchNorm2D", "BatchNorm1D", "recalibrate_batchnorm", "channel_sum", "feature_sum"]
+__all__ = ["BatchNorm", "BatchNorm2D", "BatchNorm1D", "recalibrate_batchnorm", "channel_sum", "feature_sum"]
 
 
 def channel_sum(x):
@@ -68,7 +68,69 @@ def channel_sum(x):
     return x.sum(axis=(0, 2, 3), keepdims=True, dtype=xp.float64).astype(x.dtype)
 
 
-class BatchNorm2D(Layer):
+class BatchNorm(Layer):
+    """What :class:`BatchNorm2D` and :class:`BatchNorm1D` share: everything but the forward and backward lines.
+
+    The parameters ``gamma, beta (F,)`` (``F`` = ``C`` channels or ``H``
+    features), the buffers ``running_mean``, ``running_var (F,)`` (state,
+    not parameters: saved by checkpoints through :mod:`minilplr.nn.state`,
+    untouched by the optimiser), ``momentum`` and ``eps``; the running
+    update of training mode; and evaluation mode's monopoly on per-sample
+    gradients.  Each subclass keeps its forward and backward, where they
+    read as the equations of its docstring.
+    """
+
+    #: the letter of ``F`` in messages: ``C`` (channels) or ``H`` (features)
+    size_letter = "F"
+
+    def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if gamma.ndim != 1:
+            raise ValueError(f"gamma: expected a 1-D ({self.size_letter},) array, got shape {tuple(gamma.shape)}")
+        if tuple(beta.shape) != tuple(gamma.shape):
+            raise ValueError(f"beta: expected shape {tuple(gamma.shape)} to match gamma, got {tuple(beta.shape)}")
+        if not (0.0 < float(momentum) <= 1.0):
+            raise ValueError(f"momentum: expected a number in (0, 1], got {momentum!r}")
+        if not (float(eps) > 0.0):
+            raise ValueError(f"eps: expected a positive number, got {eps!r}")
+        xp = get_array_module(gamma)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.params["gamma"], self.params["beta"] = gamma, beta
+        self.grads["gamma"], self.grads["beta"] = None, None
+        self.buffers = OrderedDict(
+            running_mean=xp.zeros(gamma.shape, dtype=gamma.dtype),
+            running_var=xp.ones(gamma.shape, dtype=gamma.dtype),
+        )
+        self.xhat = self.inv_std = None
+        self.used_batch_stats = None
+
+    def _update_running(self, mu, var, m: int) -> None:
+        r"""Training mode's running statistics, in place, from a batch's ``μ``, ``σ²`` over ``m`` values (``α`` the momentum).
+
+        .. math:: \bar\mu \leftarrow (1-\alpha)\bar\mu + \alpha\mu, \qquad
+                  \bar\sigma^2 \leftarrow (1-\alpha)\bar\sigma^2 + \alpha\,\tfrac{m}{m-1}\sigma^2
+        """
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        rm *= 1.0 - self.momentum
+        rm += self.momentum * mu.reshape(-1)  # μ̄ ← (1−α) μ̄ + α μ
+        rv *= 1.0 - self.momentum
+        rv += (self.momentum * m / (m - 1)) * var.reshape(-1)  # σ̄² ← (1−α) σ̄² + α σ²·m/(m−1)
+
+    def _refuse_batch_statistics(self) -> None:
+        """Per-sample gradients exist in evaluation mode only: with batch statistics every output depends on every sample."""
+        if self.used_batch_stats:
+            raise ValueError(
+                "model: per-sample gradients (Jacobian, NTK) need batch norm in evaluation mode "
+                "(fixed running statistics), but the last forward pass used batch statistics; "
+                "call model.eval() and run forward again"
+            )
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.params['gamma'].shape[0]}, momentum={self.momentum}, eps={self.eps}, "
+                f"training={self.training})")
+
+
+class BatchNorm2D(BatchNorm):
     r"""Batch normalisation over ``(N, H, W)`` for each channel (Ioffe & Szegedy, 2015).
 
     .. math:: \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad y = \gamma \hat x + \beta
@@ -115,27 +177,7 @@ class BatchNorm2D(Layer):
                     - \frac{\hat x_j}{M}\frac{\partial L}{\partial\gamma}\Big).
     """
 
-    def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
-        super().__init__()
-        if gamma.ndim != 1:
-            raise ValueError(f"gamma: expected a 1-D (C,) array, got shape {tuple(gamma.shape)}")
-        if tuple(beta.shape) != tuple(gamma.shape):
-            raise ValueError(f"beta: expected shape {tuple(gamma.shape)} to match gamma, got {tuple(beta.shape)}")
-        if not (0.0 < float(momentum) <= 1.0):
-            raise ValueError(f"momentum: expected a number in (0, 1], got {momentum!r}")
-        if not (float(eps) > 0.0):
-            raise ValueError(f"eps: expected a positive number, got {eps!r}")
-        xp = get_array_module(gamma)
-        self.momentum, self.eps = float(momentum), float(eps)
-        self.params["gamma"], self.params["beta"] = gamma, beta
-        self.grads["gamma"], self.grads["beta"] = None, None
-        self.buffers = OrderedDict(
-            running_mean=xp.zeros(gamma.shape, dtype=gamma.dtype),
-            running_var=xp.ones(gamma.shape, dtype=gamma.dtype),
-        )
-        self.xhat = self.inv_std = None
-        self.used_batch_stats = None
-
+    size_letter = "C"
     channels = property(lambda self: self.params["gamma"].shape[0])
 
     def _channel(self, name):
@@ -146,7 +188,7 @@ class BatchNorm2D(Layer):
     def forward(self, x):
         """``x (N, C, H, W) -> y (N, C, H, W)``, with batch (train) or running (eval) statistics."""
         check_image("x", x, self.channels)
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         m = n * h * w  # M values per channel
         if self.training and m < 2:
             raise ValueError(
@@ -169,11 +211,7 @@ class BatchNorm2D(Layer):
             xhat = xc * inv_std  # x̂ = (x − μ)/√(σ² + ε)
             y = gamma * xhat + beta  # y = γ x̂ + β
         if self.training:
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            rm *= 1.0 - self.momentum
-            rm += self.momentum * mu.reshape(c)  # μ̄ ← (1−α) μ̄ + α μ  (α the momentum)
-            rv *= 1.0 - self.momentum
-            rv += (self.momentum * m / (m - 1)) * var.reshape(c)  # σ̄² ← (1−α) σ̄² + α σ²·M/(M−1)
+            self._update_running(mu, var, m)  # μ̄ ← (1−α) μ̄ + α μ,  σ̄² ← (1−α) σ̄² + α σ²·M/(M−1)
         self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
         return y
 
@@ -208,21 +246,13 @@ class BatchNorm2D(Layer):
         sample: "the gradient of sample ``n``'s output" is not a per-sample
         quantity of the network any more, so this refuses.
         """
-        if self.used_batch_stats:
-            raise ValueError(
-                "model: per-sample gradients (Jacobian, NTK) need batch norm in evaluation mode "
-                "(fixed running statistics), but the last forward pass used batch statistics; "
-                "call model.eval() and run forward again"
-            )
+        self._refuse_batch_statistics()
         psg = OrderedDict()
         psg["gamma"] = (dout * self.xhat).sum(axis=(2, 3))  # Σ_pixels δ_n x̂_n  (N, C)
         psg["beta"] = dout.sum(axis=(2, 3))  # Σ_pixels δ_n
         if not need_dx:
             return None, psg
         return self._channel("gamma") * self.inv_std * dout, psg  # γ δ / √(σ̄² + ε)
-
-    def __repr__(self):
-        return f"BatchNorm2D({self.channels}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
 
 
 def feature_sum(x):
@@ -231,7 +261,7 @@ def feature_sum(x):
     return x.sum(axis=0, keepdims=True, dtype=xp.float64).astype(x.dtype)
 
 
-class BatchNorm1D(Layer):
+class BatchNorm1D(BatchNorm):
     r"""Batch normalisation of each feature of ``(N, H)`` over the batch: :class:`BatchNorm2D` for MLPs.
 
     .. math:: \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad y = \gamma \hat x + \beta
@@ -270,27 +300,7 @@ class BatchNorm1D(Layer):
     in evaluation mode only, as for :class:`BatchNorm2D`.
     """
 
-    def __init__(self, gamma, beta, momentum: float = 0.1, eps: float = 1e-5):
-        super().__init__()
-        if gamma.ndim != 1:
-            raise ValueError(f"gamma: expected a 1-D (H,) array, got shape {tuple(gamma.shape)}")
-        if tuple(beta.shape) != tuple(gamma.shape):
-            raise ValueError(f"beta: expected shape {tuple(gamma.shape)} to match gamma, got {tuple(beta.shape)}")
-        if not (0.0 < float(momentum) <= 1.0):
-            raise ValueError(f"momentum: expected a number in (0, 1], got {momentum!r}")
-        if not (float(eps) > 0.0):
-            raise ValueError(f"eps: expected a positive number, got {eps!r}")
-        xp = get_array_module(gamma)
-        self.momentum, self.eps = float(momentum), float(eps)
-        self.params["gamma"], self.params["beta"] = gamma, beta
-        self.grads["gamma"], self.grads["beta"] = None, None
-        self.buffers = OrderedDict(
-            running_mean=xp.zeros(gamma.shape, dtype=gamma.dtype),
-            running_var=xp.ones(gamma.shape, dtype=gamma.dtype),
-        )
-        self.xhat = self.inv_std = None
-        self.used_batch_stats = None
-
+    size_letter = "H"
     features = property(lambda self: self.params["gamma"].shape[0])
 
     def forward(self, x):
@@ -314,11 +324,7 @@ class BatchNorm1D(Layer):
         xhat = xc * inv_std  # x̂ = (x − μ)/√(σ² + ε)
         y = gamma * xhat + beta  # y = γ x̂ + β
         if self.training:
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            rm *= 1.0 - self.momentum
-            rm += self.momentum * mu.reshape(-1)  # μ̄ ← (1−m) μ̄ + m μ
-            rv *= 1.0 - self.momentum
-            rv += (self.momentum * n / (n - 1)) * var.reshape(-1)  # σ̄² ← (1−m) σ̄² + m σ²·N/(N−1)
+            self._update_running(mu, var, n)  # μ̄ ← (1−m) μ̄ + m μ,  σ̄² ← (1−m) σ̄² + m σ²·N/(N−1)
         self.xhat, self.inv_std, self.used_batch_stats = xhat, inv_std, self.training
         return y
 
@@ -344,21 +350,13 @@ class BatchNorm1D(Layer):
         the batch statistics tie every output to every sample, and this
         refuses (as :meth:`BatchNorm2D.per_sample_backward`).
         """
-        if self.used_batch_stats:
-            raise ValueError(
-                "model: per-sample gradients (Jacobian, NTK) need batch norm in evaluation mode "
-                "(fixed running statistics), but the last forward pass used batch statistics; "
-                "call model.eval() and run forward again"
-            )
+        self._refuse_batch_statistics()
         psg = OrderedDict()
         psg["gamma"] = dout * self.xhat  # δ_n x̂_n  (N, H)
         psg["beta"] = dout.copy()  # δ_n
         if not need_dx:
             return None, psg
         return self.params["gamma"] * self.inv_std * dout, psg  # γ δ / √(σ̄² + ε)
-
-    def __repr__(self):
-        return f"BatchNorm1D({self.features}, momentum={self.momentum}, eps={self.eps}, training={self.training})"
 
 
 def recalibrate_batchnorm(model, X, batch_size: int):
@@ -419,7 +417,7 @@ def recalibrate_batchnorm(model, X, batch_size: int):
     batch_size = check_int("batch_size", batch_size, 1)
     if not hasattr(X, "shape") or len(X.shape) < 1 or X.shape[0] < 1:
         raise ValueError(f"X: expected images (N, C, H, W) or features (N, D) with N >= 1, got {getattr(X, 'shape', type(X).__name__)}")
-    bns = [layer for layer in iter_layers(model) if isinstance(layer, (BatchNorm2D, BatchNorm1D))]
+    bns = [layer for layer in iter_layers(model) if isinstance(layer, BatchNorm)]
     momenta, was_training = [bn.momentum for bn in bns], bool(model.training)
     for bn in bns:
         bn.buffers["running_mean"][...] = 0.0

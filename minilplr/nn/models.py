@@ -12,7 +12,7 @@ from ..backend import backend_of, get_backend, resolve_dtype, to_device
 from .batchnorm import BatchNorm1D
 from .layers import Dense, ReLU, Sequential
 from .residual import DenseResidualBlock
-from ..validate import check_fits, check_int, check_positive, check_real, check_real_array
+from ..validate import check_bool, check_fits, check_int, check_positive, check_real, check_real_array
 
 __all__ = ["Model", "mlp"]
 
@@ -158,6 +158,7 @@ def mlp(
         check_real("p", p)
     if init_factor is not None:
         check_positive("init_factor", init_factor)
+    residual, batchnorm = check_bool("residual", residual), check_bool("batchnorm", batchnorm)
     if residual and (depth < 2 or depth % 2):
         raise ValueError(f"depth: residual=True needs an even depth >= 2 (fc1, (depth - 2)/2 blocks of two "
                          f"dense layers, the output layer), got {depth}")

@@ -229,7 +229,7 @@ def _top_ritz_vector(matvec, P: int, be, tol: float, ncv: int, maxiter: int, see
 
     NumPy, and any backend with ``P < 4``: SciPy's ARPACK on the host, each
     product crossing explicitly (``to_device`` in, ``to_host`` out, as
-    :func:`minilplr.theory.spectrum._lanczos`); ``ArpackNoConvergence`` gives
+    :func:`minilplr.theory.spectrum.solvers.lanczos`); ``ArpackNoConvergence`` gives
     ``solver_ok = False``.  Returns ``(v (P,) on the device, solver_ok)``.
     """
     v0 = np.random.default_rng(seed).standard_normal(P)  # host seed, deterministic start

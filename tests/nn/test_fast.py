@@ -207,7 +207,7 @@ def test_batchnorm_kernels_are_the_layers_plain_lines_bit_for_bit(dev, cfg, dtyp
     with fast.plain("batchnorm"):
         want = _bn_pass(_bn_layer(dev, cfg, dtype), x, w, need_dx)
     with pytest.MonkeyPatch.context() as mp, fast.path("fast", "batchnorm"):
-        mp.setattr(fast, "channel_sum", batchnorm.channel_sum)
+        mp.setattr(fast.batchnorm, "channel_sum", batchnorm.channel_sum)  # the kernels' own module
         got = _bn_pass(_bn_layer(dev, cfg, dtype), x, w, need_dx)
     for name, a, b in zip(["y", "x̂", "1/√(σ²+ε)", "∂L/∂γ", "∂L/∂β", "μ̄", "σ̄²", "∂L/∂x"], got, want):
         assert a.dtype == b.dtype and np.array_equal(a, b), name

@@ -4,6 +4,8 @@ The MLP's gradients (parameters, the flat θ, the input) are checked against
 float64 central differences over Hypothesis-drawn architectures; a float32
 network fed float64 data stays float32 in every layer.
 """
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -193,3 +195,12 @@ def test_model_bad_input(be):
         models.mlp(3, 4, 2, 1, dtype="float16", backend=be)
     with pytest.raises(ValueError, match="p: the 'gaussian' initialiser needs"):
         models.mlp(3, 4, 2, 1, init="gaussian", backend=be)
+
+
+@pytest.mark.parametrize("option", ["residual", "batchnorm"])
+@pytest.mark.parametrize("value", ["yes", "no", 1, 0, None, 1.0])
+def test_mlp_options_must_be_bools(option, value):
+    """``residual="no"`` would switch the option on (a non-empty string is truthy): only True or False pass."""
+    with pytest.raises(ValueError, match=rf"^{option}: expected True or False, got {re.escape(repr(value))}$"):
+        models.mlp(3, 4, 2, 1, **{option: value})
+    assert models.mlp(3, 4, 2, 1, **{option: np.bool_(True)}).config[option] is True

@@ -16,6 +16,7 @@ import pytest
 from minilplr.nn import models
 from minilplr.theory import convergence as C
 from minilplr.theory import dynamics, ntk, spectrum
+from minilplr.theory.verdicts import fmt
 
 from ..strategies import gaussian
 
@@ -322,7 +323,7 @@ def test_per_step_contraction_prints_its_slack_to_demand_and_has_no_say_without_
     v = C.per_step_contraction(short, eta_mu, 1.0, dtype="float32", n_terms=n_terms, residual_error=0.0)
     ratio = 2 * (math.ceil(math.log2(n_terms)) + 2) * EPS32 / eta_mu  # s_t/d_t = (σ_{t+1} + qσ_t)/(ημ L_t)
     assert v.details["slack_to_demand"] == pytest.approx(ratio, rel=1e-3) and 0.14 < ratio < 0.16
-    assert f"slack/demand ≤ {C.fmt(ratio)}" in v.rests_on and v.marginal
+    assert f"slack/demand ≤ {fmt(ratio)}" in v.rests_on and v.marginal
     stalled = np.full(50, 1.0)
     s = C.per_step_contraction(stalled, 1e-7, 1.0, dtype="float32", n_terms=n_terms, residual_error=0.0)
     assert s.status == "untestable" and s.measured > 1  # a stalled loss cannot pass a step it could not fail

@@ -1,4 +1,4 @@
-"""The path-wide judges appended to theory/convergence.py for issue 20: μ_t between NTK checkpoints and η ≤ 1/β
+"""The path-wide judges of theory/convergence/ (envelope.mu_per_step, step_size) for issue 20: μ_t between NTK checkpoints and η ≤ 1/β
 along the path; each with the case that must flip it."""
 import math
 

@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from minilplr.nn import models
 from minilplr.nn.state import float64_copy
+from minilplr.backend import to_device
 from minilplr.theory import ntk, spectrum
+from minilplr.theory.spectrum import solvers
 
 from ..strategies import gaussian, mlp_configs, seeds
 
@@ -110,8 +112,8 @@ def test_bad_arguments_raise_clear_errors(be, dev):
 
 def test_lanczos_that_does_not_converge_reports_unresolved(be, dev, monkeypatch):
     """A starved Lanczos (4 vectors, 2 restarts) on clustered small eigenvalues: no λ_min is claimed."""
-    monkeypatch.setattr(spectrum, "LANCZOS_NCV", 4)
-    monkeypatch.setattr(spectrum, "LANCZOS_MAXITER", 2)
+    monkeypatch.setattr(solvers, "LANCZOS_NCV", 4)
+    monkeypatch.setattr(solvers, "LANCZOS_MAXITER", 2)
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
     w = np.concatenate([1.0 + 1e-3 * rng.random(299), [1e6]])  # λ_max isolated, λ_min in a cluster
@@ -148,10 +150,32 @@ def test_solver_by_size(be, dev):
     assert spectrum.DENSE_MAX < 12665  # the binary MNIST task's n takes the shift-invert solver
 
 
+@pytest.mark.parametrize("solver", ["dense", "shift-invert", "lanczos"])
+def test_an_asymmetric_theta_is_refused_and_rounding_is_not(be, dev, solver):
+    """Θ − Θᵀ beyond what rounding of a symmetric assembly explains is one line naming ``theta``, not symmetrised.
+
+    At the tolerance ``c·ε·max|Θ|`` (``c`` = ASYMMETRY_ROUNDING) the skew passes; twice it is refused, in float32
+    and float64 alike; a kernel assembled by a general product ``B Cᵀ`` (triangles rounded apart) passes.
+    """
+    A = gaussian(6, 40, 50)
+    for dt in (np.float64, np.float32):
+        S = (A @ A.T).astype(dt)
+        eps, big = float(np.finfo(dt).eps), float(np.abs(S).max())
+        E = np.zeros_like(S)
+        E[3, 7] = spectrum.ASYMMETRY_ROUNDING * eps * big * 0.9  # a skew within the tolerance
+        spectrum.ntk_spectrum(dev(S + E, dt), solver=solver)
+        E[3, 7] *= 2 / 0.9  # twice the tolerance: not rounding
+        with pytest.raises(ValueError, match=r"^theta: expected a symmetric kernel, got max\|Θ − Θᵀ\| = "):
+            spectrum.ntk_spectrum(dev(S + E, dt), solver=solver)
+        B = A.astype(dt)
+        spectrum.ntk_spectrum(dev(B @ B.copy().T, dt), solver=solver)  # GEMM: the two triangles rounded apart
+
+
 def test_shift_invert_symmetrises_and_uses_the_input_floor(be, dev):
     A = gaussian(6, 12, 15)
     S = A @ A.T + 0.5 * np.eye(12)
-    skew = 1e-3 * (gaussian(7, 12, 12) - gaussian(7, 12, 12).T)
+    G = gaussian(7, 12, 12) - gaussian(7, 12, 12).T
+    skew = np.finfo(np.float64).eps * np.abs(S).max() * G / np.abs(G).max()  # max|Θ − Θᵀ| = 2ε·max|Θ|: rounding
     si = spectrum.ntk_spectrum(dev(S + skew), solver="shift-invert")
     assert si.lam_min == pytest.approx(np.linalg.eigvalsh(S)[0], rel=1e-9)  # (Θ + Θᵀ)/2 = S
     s32 = spectrum.ntk_spectrum(dev(S, np.float32), solver="shift-invert")
@@ -173,7 +197,7 @@ def test_shift_invert_that_does_not_converge_reports_unresolved(be, dev, monkeyp
     w = np.concatenate([[1e4], 1.0 + 1e-2 * rng.random(59)])
     T = dev((Q * w) @ Q.T)
     assert spectrum.ntk_spectrum(T, solver="shift-invert").resolved
-    monkeypatch.setattr(spectrum, "_lanczos_top", _starve_second_call(spectrum._lanczos_top))
+    monkeypatch.setattr(solvers, "_lanczos_top", _starve_second_call(solvers._lanczos_top))
     spec = spectrum.ntk_spectrum(T, solver="shift-invert")
     assert not spec.converged and not spec.resolved and spec.lam_min is None and "did not converge" in str(spec)
     # the residual is measured, not assumed: an eigenvalue lies within it of the (poor) Ritz value
@@ -262,16 +286,16 @@ def test_a_missed_eigenvalue_is_caught_by_the_certificate(be, dev, monkeypatch):
     w = np.concatenate([[0.2], np.linspace(1.0, 100.0, 29)])  # λ_min = 0.2, well separated
     T = (Q * w) @ Q.T
     second = Q[:, 1]  # eigenvector of 1.0
-    real = spectrum._lanczos_top
+    real = solvers._lanczos_top
     calls = []
 
-    def missing_the_smallest(apply, n, xp, be_, tol, steps=spectrum.SHIFT_INVERT_STEPS):
+    def missing_the_smallest(apply, n, xp, be_, tol, steps=solvers.SHIFT_INVERT_STEPS):
         calls.append(1)
         if len(calls) == 1:
             return real(apply, n, xp, be_, tol, steps)
-        return 1.0 / 1.0, spectrum.to_device(second, be_, np.float64), True  # 1/λ of the eigenvalue 1.0
+        return 1.0 / 1.0, to_device(second, be_, np.float64), True  # 1/λ of the eigenvalue 1.0
 
-    monkeypatch.setattr(spectrum, "_lanczos_top", missing_the_smallest)
+    monkeypatch.setattr(solvers, "_lanczos_top", missing_the_smallest)
     spec = spectrum.ntk_spectrum(dev(T), solver="shift-invert")
     assert spec.lam_min_computed == pytest.approx(1.0) and spec.residual < 1e-9  # the residual cannot see it
     assert spec.certified is False and not spec.resolved and spec.lam_min is None
