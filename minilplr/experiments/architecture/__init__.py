@@ -49,7 +49,7 @@ PRESETS = {
 }
 """``paper``: ``N = 100``, ``H = 128`` and the kernel at ``t = 0, 100, 200`` only (not Fig. 1's ``N = 1000``,
 ``H = 2048``): a batch-norm cell's kernel costs ``N`` backward passes of the whole batch (:mod:`.cells`), ``N²``
-per-sample backward passes, and at ``N = 200``, ``H = 256`` one such cell of depth 4 took 3-4 minutes under load.
+per-sample backward passes, so its cost grows as ``N²`` (README, "Time and memory", has the measured times).
 ``η = 0.5/β_0`` in every cell."""
 
 
