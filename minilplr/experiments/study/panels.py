@@ -15,7 +15,7 @@ r"""A study's panels: figures drawn from its saved table only (re-plotting never
     prediction: dashed, hollow, labelled with the assumption it rests on
     (the width exponent does not depend on ``per``); the direct width
     extrapolation at the width product's own ``per`` as a filled star.  The
-    fields of the ``closing_width`` claim (:func:`~.claims.closing_per`).
+    fields of the ``closing_width`` claim (:mod:`.closing`).
 ``heatmap``
     the seed mean of the diagnostic ``value`` over two settings ``x`` and ``y``.
 
@@ -32,7 +32,8 @@ import numpy as np
 
 from ...theory import verdicts as V
 from ..plotting import figure, footer, save
-from .claims import check_closing_fields, check_grid_index, closing_per, closing_x
+from .claims import check_grid_index, closing_x
+from .closing import check_closing_fields, closing_per
 
 __all__ = ["KINDS", "check", "draw", "file_name"]
 
