@@ -29,6 +29,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
 from ...theory import verdicts as V
 from ..plotting import figure, footer, save
@@ -109,14 +110,37 @@ def _rows(table, p, keys=()):
             and (p.get("grid") is None or p["grid"] in r.get("grids", [p["grid"]]))]
 
 
-def _caption(rows, where) -> str:
-    seeds = sorted({r["settings"].get("seed") for r in rows}, key=str)
+def _caption(rows, where, replicates=("seed",)) -> str:
+    """``N cells; <where>; seeds ...``: the replicates the panel pools at each point (the kind's
+    ``CellKind.replicates``: the seeds, and e.g. SGD's batch-draw seeds ``sgd_seed``), each with its values."""
     fixed = ", ".join(f"{k} = {v}" for k, v in where.items())
-    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}; seeds {', '.join(map(str, seeds))}"
+    pooled = ["seeds " + ", ".join(map(str, sorted({r["settings"].get("seed") for r in rows}, key=str)))]
+    pooled += [f"{k} " + ", ".join(map(str, sorted({r["settings"].get(k) for r in rows}, key=str)))
+               for k in replicates if k != "seed"]
+    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}; {' × '.join(pooled)}"
 
 
-def _lines(ax, table, p, data):
+def _nothing(ax, rows, p, what: str) -> None:
+    """Say in the panel why it is empty (no legend of nothing): no cell matches, or none has a value to draw."""
+    where = ", ".join(f"{k} = {v}" for k, v in p["where"].items()) or "the panel's settings"
+    if p.get("grid") is not None:
+        where += f" in grid {p['grid']}"
+    msg = f"no cells match {where}" if not rows else f"none of the {len(rows)} cells has {what}"
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(msg, 60)), ha="center", va="center", transform=ax.transAxes, fontsize=9)
+
+
+def _value_ticks(axis, values) -> None:
+    """Ticks at the grid's own values, written plainly (2, 4, 6; not 2×10⁰), when there are few of them."""
+    vals = sorted({float(v) for v in values if not isinstance(v, str)})
+    if 0 < len(vals) <= 8:
+        axis.set_major_locator(FixedLocator(vals))
+        axis.set_major_formatter(FixedFormatter([V.fmt(v) for v in vals]))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _lines(ax, table, p, data, replicates=("seed",)):
     rows = _rows(table, p, (p["x"],) + ((p["group"],) if "group" in p else ()))
+    drawn = []  # the x values drawn
     groups = sorted({r["settings"].get(p["group"]) for r in rows}, key=str) if "group" in p else [None]
     for y in p["y"]:
         for g in groups:
@@ -127,6 +151,7 @@ def _lines(ax, table, p, data):
             if not ok:
                 continue
             xs, samples = [xs[i] for i in ok], [samples[i] for i in ok]
+            drawn += xs
             label = y + (f", {p['group']} = {g}" if g is not None else "")
             means = [float(np.mean(s)) for s in samples]
             line, = ax.plot(xs, means, "o-", lw=1.2, ms=4, label=label)
@@ -151,12 +176,16 @@ def _lines(ax, table, p, data):
                                 label=f"extrapolated: {y} = {V.fmt(p['target'])} at {p['x']} ≈ {V.fmt(xs_)} "
                                       f"[{V.fmt(xlo)}, {V.fmt(xhi)}]")
                         ax.axhline(p["target"], color="0.4", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel(p["x"])
     ax.set_ylabel(", ".join(p["y"]))
+    if not drawn:
+        _nothing(ax, rows, p, f"a positive finite {' or '.join(p['y'])}")
+        return _caption(rows, p["where"], replicates)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _value_ticks(ax.xaxis, drawn)
     ax.legend(fontsize=6.5)
-    return _caption(rows, p["where"])
+    return _caption(rows, p["where"], replicates)
 
 
 def _closing(ax, table, p):
@@ -192,8 +221,13 @@ def _closing(ax, table, p):
             f"grid {p['width_grid']}; {V.fmt(res.fit.level * 100)} % bootstrap intervals over the seeds of both grids")
 
 
-def _heatmap(fig, ax, table, p):
+def _heatmap(fig, ax, table, p, replicates=("seed",)):
     rows = _rows(table, p, (p["x"], p["y"]))
+    if not rows:
+        ax.set_xlabel(p["x"])
+        ax.set_ylabel(p["y"])
+        _nothing(ax, rows, p, "")
+        return _caption(rows, p["where"], replicates)
     xs = sorted({r["settings"][p["x"]] for r in rows})
     ys = sorted({r["settings"][p["y"]] for r in rows})
     grid = np.full((len(ys), len(xs)), np.nan)
@@ -213,7 +247,7 @@ def _heatmap(fig, ax, table, p):
     ax.set_ylabel(p["y"])
     ax.grid(False)
     fig.colorbar(im, ax=ax, label=f"{p['value']} (seed mean)")
-    return _caption(rows, p["where"])
+    return _caption(rows, p["where"], replicates)
 
 
 def footer_chars(fig, fontsize: float = 7.0) -> int:
@@ -222,11 +256,12 @@ def footer_chars(fig, fontsize: float = 7.0) -> int:
     return max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
 
 
-def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "") -> Path:
-    """Draw one panel into ``out_dir``; returns its path."""
+def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "", replicates=("seed",)) -> Path:
+    """Draw one panel into ``out_dir``; returns its path.  ``replicates``: the kind's repeated settings
+    (``CellKind.replicates``), which a point pools and the footer lists."""
     fig, ax = figure(width=6.4, height=4.6)
-    cap = (_lines(ax, table, panel, data) if panel["kind"] == "lines" else _closing(ax, table, panel)
-           if panel["kind"] == "closing_width" else _heatmap(fig, ax, table, panel))
+    cap = (_lines(ax, table, panel, data, replicates) if panel["kind"] == "lines" else _closing(ax, table, panel)
+           if panel["kind"] == "closing_width" else _heatmap(fig, ax, table, panel, replicates))
     ax.set_title("\n".join(textwrap.wrap(panel["title"] or f"{study}: {panel['kind']}", 80)), fontsize=9)
     footer(fig, f"{study}: {cap}. Data: {data}.", width=footer_chars(fig))
     return save(fig, Path(out_dir) / file_name(study, i, panel))
