@@ -117,7 +117,7 @@ def _caption(rows, where, replicates=("seed",)) -> str:
     pooled = ["seeds " + ", ".join(map(str, sorted({r["settings"].get("seed") for r in rows}, key=str)))]
     pooled += [f"{k} " + ", ".join(map(str, sorted({r["settings"].get(k) for r in rows}, key=str)))
                for k in replicates if k != "seed"]
-    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}; {' × '.join(pooled)}"
+    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}" + (f"; {' × '.join(pooled)}" if rows else "")
 
 
 def _nothing(ax, rows, p, what: str) -> None:
@@ -127,6 +127,8 @@ def _nothing(ax, rows, p, what: str) -> None:
         where += f" in grid {p['grid']}"
     msg = f"no cells match {where}" if not rows else f"none of the {len(rows)} cells has {what}"
     ax.text(0.5, 0.5, "\n".join(textwrap.wrap(msg, 60)), ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])  # no axis values where nothing is drawn
+    ax.set_yticks([])
 
 
 def _value_ticks(axis, values) -> None:
@@ -240,7 +242,8 @@ def _heatmap(fig, ax, table, p, replicates=("seed",)):
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     for i in range(len(ys)):
         for j in range(len(xs)):
-            ax.text(j, i, V.fmt(grid[i, j]), ha="center", va="center", fontsize=7, color="w")
+            bright = np.isfinite(grid[i, j]) and im.norm(grid[i, j]) > 0.6  # viridis turns yellow: dark text
+            ax.text(j, i, V.fmt(grid[i, j]), ha="center", va="center", fontsize=7, color="k" if bright else "w")
     ax.set_xticks(range(len(xs)), [V.fmt(v) if not isinstance(v, str) else v for v in xs])
     ax.set_yticks(range(len(ys)), [V.fmt(v) if not isinstance(v, str) else v for v in ys])
     ax.set_xlabel(p["x"])

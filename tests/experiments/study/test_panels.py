@@ -60,7 +60,8 @@ def test_a_panel_matching_no_cell_says_so_without_a_warning(tmp_path, drawn, pan
         panels.draw("s", 0, panel, _table(), tmp_path, "d")
     texts = [t.get_text().replace("\n", " ") for t in drawn[0].axes[0].texts]
     assert any("no cells match batch = 64" in t for t in texts), texts
-    assert drawn[0].axes[0].get_legend() is None and "0 cells" in _footer(drawn[0])
+    assert drawn[0].axes[0].get_legend() is None and "s: 0 cells; batch = 64. Data: d." in _footer(drawn[0])
+    assert not [t for t in drawn[0].axes[0].get_xticklabels() if t.get_text()]  # no 0..1 axis of nothing
 
 
 def test_cells_without_a_drawable_value_are_said_too(tmp_path, drawn):
@@ -76,3 +77,11 @@ def test_few_grid_values_are_ticked_plainly(tmp_path, drawn):
     panels.draw("s", 0, LINE, _table(), tmp_path, "d")
     labels = [t.get_text() for t in drawn[0].axes[0].get_xticklabels() if t.get_text()]
     assert labels == ["8", "32"], labels
+
+
+def test_heatmap_numbers_stay_readable_on_bright_cells(tmp_path, drawn):
+    """Viridis is yellow at the top: the number there is dark, on the dark cells white."""
+    heat = dict(kind="heatmap", title="", x="batch", y="c_beta0", value="plateau", where={}, grid=None)
+    panels.draw("s", 0, heat, _table(), tmp_path, "d")
+    colours = {float(t.get_text()): t.get_color() for t in drawn[0].axes[0].texts}
+    assert colours[max(colours)] == "k" and colours[min(colours)] == "w", colours
