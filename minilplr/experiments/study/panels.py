@@ -142,7 +142,7 @@ def _value_ticks(axis, values) -> None:
 
 def _lines(ax, table, p, data, replicates=("seed",)):
     rows = _rows(table, p, (p["x"],) + ((p["group"],) if "group" in p else ()))
-    drawn = []  # the x values drawn
+    drawn, beyond = [], False  # the x values drawn; whether an extrapolation runs past them
     groups = sorted({r["settings"].get(p["group"]) for r in rows}, key=str) if "group" in p else [None]
     for y in p["y"]:
         for g in groups:
@@ -173,6 +173,7 @@ def _lines(ax, table, p, data, replicates=("seed",)):
                 if "target" in p:
                     xs_, xlo, xhi = closing_x(fit, p["target"])
                     if math.isfinite(xs_):
+                        beyond = True
                         xe = np.geomspace(max(fx), xs_, 50)
                         ax.plot(xe, np.exp(fit.log_c) * xe ** fit.a, "--", color=line.get_color(), lw=1,
                                 label=f"extrapolated: {y} = {V.fmt(p['target'])} at {p['x']} ≈ {V.fmt(xs_)} "
@@ -185,7 +186,8 @@ def _lines(ax, table, p, data, replicates=("seed",)):
         return _caption(rows, p["where"], replicates)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _value_ticks(ax.xaxis, drawn)
+    if not beyond:  # past the grid the log axis keeps its decades, to read the extrapolation by
+        _value_ticks(ax.xaxis, drawn)
     ax.legend(fontsize=6.5)
     return _caption(rows, p["where"], replicates)
 
@@ -218,6 +220,8 @@ def _closing(ax, table, p):
     ax.axhline(res.h0, color="0.5", lw=0.8, ls=":", label=f"{p['x']} measured on the {per} grid: {V.fmt(res.h0)}")
     if len(set(v)) > 1 and v.min() > 0 and v.max() / v.min() > 4:
         ax.set_xscale("log")
+    own = [res.own] if res.direct is not None and res.own is not None else []  # the star's own value
+    _value_ticks(ax.xaxis, list(v) + own)  # depth 2, 3, 4, 6 (not 2.0, 2.5, ...)
     ax.legend(fontsize=6.5)
     return (f"predictions, not measurements: {p['x']}* = H0 (t/f)^(1/a), f at H0 = {V.fmt(res.h0)} per {per}, a from "
             f"grid {p['width_grid']}; {V.fmt(res.fit.level * 100)} % bootstrap intervals over the seeds of both grids")

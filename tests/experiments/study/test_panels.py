@@ -85,3 +85,15 @@ def test_heatmap_numbers_stay_readable_on_bright_cells(tmp_path, drawn):
     panels.draw("s", 0, heat, _table(), tmp_path, "d")
     colours = {float(t.get_text()): t.get_color() for t in drawn[0].axes[0].texts}
     assert colours[max(colours)] == "k" and colours[min(colours)] == "w", colours
+
+
+def test_an_extrapolated_axis_keeps_its_decades(tmp_path, drawn):
+    """With ``target`` the line runs past the grid: ticks only at the grid's values would leave it unreadable."""
+    rows = [dict(settings=dict(width=w, seed=s), grids=[0], diag=dict(ff=3000.0 * w ** -1.0 * (1 + 0.01 * s)))
+            for w in (16, 32, 64) for s in range(3)]
+    p = dict(kind="lines", title="", x="width", y=["ff"], where={}, grid=None, fit=True, exclude_largest=False,
+             target=1.0)
+    panels.draw("s", 0, p, rows, tmp_path, "d")
+    ax = drawn[0].axes[0]
+    assert ax.get_xlim()[1] > 2000  # drawn out to x* ≈ 3000
+    assert any(t >= 1000 for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1])
