@@ -156,8 +156,9 @@ def build_parser():
     ap.add_argument("--preset", default="quick", choices=["quick", "paper"],
                     help="quick: the same pipeline at small sizes, a few minutes on a CPU (default); "
                          "paper: the papers' settings (width 2048, 250 epochs, ...)")
-    ap.add_argument("--only", nargs="+", metavar="NAME", default=None,
-                    help="run only these experiments (default: all, in order)")
+    ap.add_argument("--only", nargs="+", action="extend", metavar="NAME", default=None,
+                    help="run only these experiments (default: all, in order); repeated (--only a --only b) adds to "
+                         "the list, as --study does")
     ap.add_argument("--out", default="results",
                     help="output folder (default: results/); each configuration in its own folder inside it "
                          "(results/quick/, results/quick-seed1/, ...), with its results, figures and report.md")

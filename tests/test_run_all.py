@@ -200,6 +200,17 @@ def test_plot_only_with_nothing_saved_fails_with_a_line_per_experiment(run_all, 
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # and nothing made
 
 
+def test_only_repeated_extends_the_list_as_study_does(run_all, tmp_path, capsys):
+    """``--only a --only b`` runs a and b (it used to keep b alone, silently); a name twice across flags is refused."""
+    parse = _script().build_parser().parse_args
+    assert parse(["--only", "linear_init", "--only", "linear_width", "fig1_linear_convergence"]).only == \
+        ["linear_init", "linear_width", "fig1_linear_convergence"]
+    assert run_all("--only", "linear_init", "--only", "linear_width", "--plot-only", "--out", str(tmp_path)) == 1
+    assert "nothing plotted for linear_init, linear_width" in one_line(capsys.readouterr().err)
+    assert run_all("--only", "linear_init", "--only", "linear_init", "--plot-only", "--out", str(tmp_path)) == 2
+    assert "--only: expected each experiment once, got linear_init more than once" in one_line(capsys.readouterr().err)
+
+
 def test_plot_only_refuses_the_results_of_another_configuration(run_all, tmp_path, capsys, monkeypatch):
     out = str(tmp_path)
     assert run_all("--only", "linear_init", "--out", out) == 0

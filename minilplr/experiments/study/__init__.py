@@ -11,6 +11,7 @@ experiment.  The package, one topic a module:
 * :mod:`.data` — a user's own ``.npz``;
 * :mod:`.diagnostics` — the numbers a cell's result gives;
 * :mod:`.claims` — rules judged in the verdict vocabulary (power laws, extrapolation, held-out cell, thresholds);
+* :mod:`.closing` — the closing width per depth, n, ...: ``H^*(v) = H_0 (t/f(H_0, v))^{1/a}`` and its assumption;
 * :mod:`.panels` — the figures;
 * :mod:`.run` — :class:`~.run.Study`, a spec as an experiment.
 

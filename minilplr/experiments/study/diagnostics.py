@@ -22,6 +22,18 @@ the same name the kind does not provide.
 
 A spec may also record a number of its kind's own result by a dotted path:
 ``[[diagnostics]] name = "acc", key = "metrics.test_accuracy"``.
+
+NaN or an error (:func:`measure`), decided on purpose:
+
+* a cell whose result *lacks* a number — a diverged run with no certificate,
+  a path the result does not hold, a measure the kind's summary leaves out or
+  sets to NaN — records **NaN** (a claim over it is then *untestable*, naming
+  how many cells lack it);
+* a kind's summary function that *raises* is a bug in that summary (its
+  contract: a cell that lacks a number gives NaN or leaves the name out, never
+  an exception), so :func:`measure` raises :class:`SummaryError` naming the
+  kind, the cell and the exception — never a silent NaN.  So does a summary
+  that returns something other than a dict, or a non-number for a measure.
 """
 from __future__ import annotations
 
@@ -29,7 +41,14 @@ import math
 
 import numpy as np
 
-__all__ = ["REGISTRY", "check_diagnostic", "measure"]
+__all__ = ["REGISTRY", "MISSING", "SummaryError", "check_diagnostic", "measure"]
+
+#: What reading a field a result lacks raises (a missing key or index, ``None`` where a table was): NaN.
+MISSING = (KeyError, TypeError, ValueError, IndexError)
+
+
+class SummaryError(RuntimeError):
+    """A kind's summary function raised (or returned no dict): a bug in the summary, not a NaN."""
 
 
 def _cert(key):
@@ -113,23 +132,44 @@ def _by_path(res, path: str) -> float:
     return float(v)
 
 
-def measure(diags: list, res: dict, cell: dict) -> dict:
-    """``{name: float}`` of every diagnostic on one cell's result (NaN where the result lacks it).
-
-    The kind's measures come from one call of its summary function per cell."""
+def _summary(kind_name: str, res: dict, cell: dict) -> dict:
+    """The kind's summary of one cell, ``{name: value}``; :class:`SummaryError` if it raises or returns no dict."""
     from .kinds import get_kind
 
+    kind = get_kind(kind_name)
+    try:
+        got = kind.function("summarise")(res, cell)
+    except Exception as exc:  # noqa: BLE001 -- any exception of a summary is a bug: said, with its cause chained
+        raise SummaryError(f"the summary of the kind {kind_name!r} ({kind.summarise}) raised "
+                           f"{type(exc).__name__}: {exc} on the cell {cell}: a bug in the summary (a cell that "
+                           "lacks a number gives NaN or leaves the name out, it does not raise)") from exc
+    if not isinstance(got, dict):
+        raise SummaryError(f"the summary of the kind {kind_name!r} ({kind.summarise}): expected a dict "
+                           f"{{name: number}}, got {type(got).__name__} on the cell {cell}")
+    return got
+
+
+def measure(diags: list, res: dict, cell: dict) -> dict:
+    """``{name: float}`` of every diagnostic on one cell's result.
+
+    NaN where the result lacks the number (a field or path it does not hold:
+    :data:`MISSING`; a measure the summary leaves out).  The kind's measures
+    come from one call of its summary function per cell; if that raises, or a
+    measure it gives is not a number, :class:`SummaryError` (a bug, never a NaN)."""
     out, own = {}, {}
     for d in diags:
         if "measure" in d and d["measure"] not in own:
-            own[d["measure"]] = get_kind(d["measure"]).function("summarise")(res, cell)
+            own[d["measure"]] = _summary(d["measure"], res, cell)
     for d in diags:
-        try:
-            if "measure" in d:
-                v = own[d["measure"]][d["name"]]
-            else:
+        if "measure" in d:
+            v = own[d["measure"]].get(d["name"], float("nan"))  # left out: this cell has no such number
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise SummaryError(f"the summary of the kind {d['measure']!r}: expected a number for "
+                                   f"{d['name']!r}, got {type(v).__name__} {v!r} on the cell {cell}")
+        else:
+            try:
                 v = _by_path(res, d["key"]) if "key" in d else REGISTRY[d["name"]][0](res, cell)
-        except (KeyError, TypeError, ValueError, IndexError):
-            v = float("nan")
+            except MISSING:
+                v = float("nan")
         out[d["name"]] = float(v)
     return out

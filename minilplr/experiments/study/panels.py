@@ -15,7 +15,7 @@ r"""A study's panels: figures drawn from its saved table only (re-plotting never
     prediction: dashed, hollow, labelled with the assumption it rests on
     (the width exponent does not depend on ``per``); the direct width
     extrapolation at the width product's own ``per`` as a filled star.  The
-    fields of the ``closing_width`` claim (:func:`~.claims.closing_per`).
+    fields of the ``closing_width`` claim (:mod:`.closing`).
 ``heatmap``
     the seed mean of the diagnostic ``value`` over two settings ``x`` and ``y``.
 
@@ -29,10 +29,12 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
 from ...theory import verdicts as V
 from ..plotting import figure, footer, save
-from .claims import check_closing_fields, check_grid_index, closing_per, closing_x
+from .claims import check_grid_index, closing_x
+from .closing import check_closing_fields, closing_per
 
 __all__ = ["KINDS", "check", "draw", "file_name"]
 
@@ -108,14 +110,39 @@ def _rows(table, p, keys=()):
             and (p.get("grid") is None or p["grid"] in r.get("grids", [p["grid"]]))]
 
 
-def _caption(rows, where) -> str:
-    seeds = sorted({r["settings"].get("seed") for r in rows}, key=str)
+def _caption(rows, where, replicates=("seed",)) -> str:
+    """``N cells; <where>; seeds ...``: the replicates the panel pools at each point (the kind's
+    ``CellKind.replicates``: the seeds, and e.g. SGD's batch-draw seeds ``sgd_seed``), each with its values."""
     fixed = ", ".join(f"{k} = {v}" for k, v in where.items())
-    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}; seeds {', '.join(map(str, seeds))}"
+    pooled = ["seeds " + ", ".join(map(str, sorted({r["settings"].get("seed") for r in rows}, key=str)))]
+    pooled += [f"{k} " + ", ".join(map(str, sorted({r["settings"].get(k) for r in rows}, key=str)))
+               for k in replicates if k != "seed"]
+    return f"{len(rows)} cells{'; ' + fixed if fixed else ''}" + (f"; {' × '.join(pooled)}" if rows else "")
 
 
-def _lines(ax, table, p, data):
+def _nothing(ax, rows, p, what: str) -> None:
+    """Say in the panel why it is empty (no legend of nothing): no cell matches, or none has a value to draw."""
+    where = ", ".join(f"{k} = {v}" for k, v in p["where"].items()) or "the panel's settings"
+    if p.get("grid") is not None:
+        where += f" in grid {p['grid']}"
+    msg = f"no cells match {where}" if not rows else f"none of the {len(rows)} cells has {what}"
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(msg, 60)), ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])  # no axis values where nothing is drawn
+    ax.set_yticks([])
+
+
+def _value_ticks(axis, values) -> None:
+    """Ticks at the grid's own values, written plainly (2, 4, 6; not 2×10⁰), when there are few of them."""
+    vals = sorted({float(v) for v in values if not isinstance(v, str)})
+    if 0 < len(vals) <= 8:
+        axis.set_major_locator(FixedLocator(vals))
+        axis.set_major_formatter(FixedFormatter([V.fmt(v) for v in vals]))
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _lines(ax, table, p, data, replicates=("seed",)):
     rows = _rows(table, p, (p["x"],) + ((p["group"],) if "group" in p else ()))
+    drawn, beyond = [], False  # the x values drawn; whether an extrapolation runs past them
     groups = sorted({r["settings"].get(p["group"]) for r in rows}, key=str) if "group" in p else [None]
     for y in p["y"]:
         for g in groups:
@@ -126,6 +153,7 @@ def _lines(ax, table, p, data):
             if not ok:
                 continue
             xs, samples = [xs[i] for i in ok], [samples[i] for i in ok]
+            drawn += xs
             label = y + (f", {p['group']} = {g}" if g is not None else "")
             means = [float(np.mean(s)) for s in samples]
             line, = ax.plot(xs, means, "o-", lw=1.2, ms=4, label=label)
@@ -145,17 +173,23 @@ def _lines(ax, table, p, data):
                 if "target" in p:
                     xs_, xlo, xhi = closing_x(fit, p["target"])
                     if math.isfinite(xs_):
+                        beyond = True
                         xe = np.geomspace(max(fx), xs_, 50)
                         ax.plot(xe, np.exp(fit.log_c) * xe ** fit.a, "--", color=line.get_color(), lw=1,
                                 label=f"extrapolated: {y} = {V.fmt(p['target'])} at {p['x']} ≈ {V.fmt(xs_)} "
                                       f"[{V.fmt(xlo)}, {V.fmt(xhi)}]")
                         ax.axhline(p["target"], color="0.4", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel(p["x"])
     ax.set_ylabel(", ".join(p["y"]))
+    if not drawn:
+        _nothing(ax, rows, p, f"a positive finite {' or '.join(p['y'])}")
+        return _caption(rows, p["where"], replicates)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if not beyond:  # past the grid the log axis keeps its decades, to read the extrapolation by
+        _value_ticks(ax.xaxis, drawn)
     ax.legend(fontsize=6.5)
-    return _caption(rows, p["where"])
+    return _caption(rows, p["where"], replicates)
 
 
 def _closing(ax, table, p):
@@ -186,13 +220,20 @@ def _closing(ax, table, p):
     ax.axhline(res.h0, color="0.5", lw=0.8, ls=":", label=f"{p['x']} measured on the {per} grid: {V.fmt(res.h0)}")
     if len(set(v)) > 1 and v.min() > 0 and v.max() / v.min() > 4:
         ax.set_xscale("log")
+    own = [res.own] if res.direct is not None and res.own is not None else []  # the star's own value
+    _value_ticks(ax.xaxis, list(v) + own)  # depth 2, 3, 4, 6 (not 2.0, 2.5, ...)
     ax.legend(fontsize=6.5)
     return (f"predictions, not measurements: {p['x']}* = H0 (t/f)^(1/a), f at H0 = {V.fmt(res.h0)} per {per}, a from "
             f"grid {p['width_grid']}; {V.fmt(res.fit.level * 100)} % bootstrap intervals over the seeds of both grids")
 
 
-def _heatmap(fig, ax, table, p):
+def _heatmap(fig, ax, table, p, replicates=("seed",)):
     rows = _rows(table, p, (p["x"], p["y"]))
+    if not rows:
+        ax.set_xlabel(p["x"])
+        ax.set_ylabel(p["y"])
+        _nothing(ax, rows, p, "")
+        return _caption(rows, p["where"], replicates)
     xs = sorted({r["settings"][p["x"]] for r in rows})
     ys = sorted({r["settings"][p["y"]] for r in rows})
     grid = np.full((len(ys), len(xs)), np.nan)
@@ -205,14 +246,15 @@ def _heatmap(fig, ax, table, p):
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     for i in range(len(ys)):
         for j in range(len(xs)):
-            ax.text(j, i, V.fmt(grid[i, j]), ha="center", va="center", fontsize=7, color="w")
+            bright = np.isfinite(grid[i, j]) and im.norm(grid[i, j]) > 0.6  # viridis turns yellow: dark text
+            ax.text(j, i, V.fmt(grid[i, j]), ha="center", va="center", fontsize=7, color="k" if bright else "w")
     ax.set_xticks(range(len(xs)), [V.fmt(v) if not isinstance(v, str) else v for v in xs])
     ax.set_yticks(range(len(ys)), [V.fmt(v) if not isinstance(v, str) else v for v in ys])
     ax.set_xlabel(p["x"])
     ax.set_ylabel(p["y"])
     ax.grid(False)
     fig.colorbar(im, ax=ax, label=f"{p['value']} (seed mean)")
-    return _caption(rows, p["where"])
+    return _caption(rows, p["where"], replicates)
 
 
 def footer_chars(fig, fontsize: float = 7.0) -> int:
@@ -221,11 +263,12 @@ def footer_chars(fig, fontsize: float = 7.0) -> int:
     return max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
 
 
-def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "") -> Path:
-    """Draw one panel into ``out_dir``; returns its path."""
+def draw(study: str, i: int, panel: dict, table: list, out_dir, data: str = "", replicates=("seed",)) -> Path:
+    """Draw one panel into ``out_dir``; returns its path.  ``replicates``: the kind's repeated settings
+    (``CellKind.replicates``), which a point pools and the footer lists."""
     fig, ax = figure(width=6.4, height=4.6)
-    cap = (_lines(ax, table, panel, data) if panel["kind"] == "lines" else _closing(ax, table, panel)
-           if panel["kind"] == "closing_width" else _heatmap(fig, ax, table, panel))
+    cap = (_lines(ax, table, panel, data, replicates) if panel["kind"] == "lines" else _closing(ax, table, panel)
+           if panel["kind"] == "closing_width" else _heatmap(fig, ax, table, panel, replicates))
     ax.set_title("\n".join(textwrap.wrap(panel["title"] or f"{study}: {panel['kind']}", 80)), fontsize=9)
     footer(fig, f"{study}: {cap}. Data: {data}.", width=footer_chars(fig))
     return save(fig, Path(out_dir) / file_name(study, i, panel))

@@ -159,7 +159,8 @@ class Study:
     def plot(self, results, out_dir):
         """Every panel of the spec, from the saved table."""
         cfg = results["config"]
-        return [_panels.draw(self.NAME, i, p, results["table"], out_dir, results.get("data", ""))
+        reps = get_kind(cfg["kind"]).replicates
+        return [_panels.draw(self.NAME, i, p, results["table"], out_dir, results.get("data", ""), reps)
                 for i, p in enumerate(cfg["panels"])]
 
     def report(self, results) -> dict:

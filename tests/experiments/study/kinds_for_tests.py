@@ -30,3 +30,24 @@ KIND = register_kind(CellKind(
     defaults=dict(depth=2, seed=0, steps=2, diag_every=1), required=("width",),
     pilot="tests.experiments.study.kinds_for_tests:power_pilot", pilot_keys=("width", "depth", "seed"),
     provides=("lam0", "L_theta", "r", "rho_star", "failure_factor", "mu_cert", "lam_ratio_min", "final_loss")))
+
+
+def measured(res: dict, cell: dict) -> dict:
+    """The summary of ``test_measured``: ``slope`` from ``res["loss"]``, left out where the cell diverged (no
+    number); ``res["planted"]`` chooses a planted bug: ``"raise"`` (1/0), ``"none"`` (no dict), ``"text"``."""
+    planted = res.get("planted")
+    if planted == "raise":
+        return {"slope": 1 / 0}
+    if planted == "none":
+        return None
+    out = {"first": float(res["loss"][0])}
+    if res["status"] == "finished":
+        out["slope"] = "steep" if planted == "text" else float(res["loss"][-1] - res["loss"][0])
+    return out
+
+
+MEASURED = register_kind(CellKind(
+    name="test_measured", cell="tests.experiments.study.kinds_for_tests:power_cell",
+    keys={"width": ("pos_int", None), "seed": ("nonneg_int", None)}, required=("width",), step_size=False,
+    provides=("final_loss",), measures={"first": "L_0", "slope": "L_T − L_0 (finished cells only)"},
+    summarise="tests.experiments.study.kinds_for_tests:measured"))
