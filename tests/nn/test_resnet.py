@@ -18,7 +18,7 @@ from minilplr.nn.resnet import ImageModel, resnet
 from minilplr.theory import ntk
 from minilplr.train import optim
 
-from ..helpers import drawn_resnet, resnet_images
+from ..helpers import drawn_resnet, resnet_images, scaled_examples
 from ..strategies import assert_grads_close, gaussian, resnet_configs
 
 # The parameters of a residual block and of the ResNet are checked by a plain relative error
@@ -40,7 +40,12 @@ def _tiny(be, seed, blocks=1, c=2, k=3, size=8):
 PICKS = 4
 
 
+# 40 examples, not the profile's 100: the slowest test of the suite (two ResNet passes per differenced entry).
+# Its power is per structural case: batch norm in training or evaluation mode × 1-3 stages (a projection
+# shortcut at each stage boundary) × 1-2 blocks per stage, each drawn several times; a wrong rule or wiring is an
+# O(1) error on every draw of its case.  (HYPOTHESIS_PROFILE=thorough: 100.)
 @pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
+@settings(max_examples=scaled_examples(40))
 @given(cfg=resnet_configs())
 def test_resnet_gradient_of_every_parameter(be, cfg):
     """∇_θ L of softmax cross-entropy against central differences of the loss in the flat θ, for a
@@ -173,8 +178,10 @@ def test_resnet_bad_input(be):
 # --------------------------------------------------------------------------- Jacobian and NTK
 
 
+# 25 examples (was 50): evaluation mode only, so fewer structural cases (1-3 stages × 1-2 blocks) than the
+# gradient check above; a wrong Jacobian rule is an O(1) error on every draw.  (thorough: 62.)
 @pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
-@settings(max_examples=50)
+@settings(max_examples=scaled_examples(25))
 @given(cfg=resnet_configs(train=False))
 def test_resnet_jacobian_matches_finite_differences(be, cfg):
     """The explicit per-sample Jacobian ∂f(X)/∂θ (N·K, P) of a drawn ResNet in evaluation mode,
