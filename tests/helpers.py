@@ -20,6 +20,42 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+def scaled_examples(n: int) -> int:
+    """``n`` Hypothesis examples in the ``default`` profile (100 examples), scaled with the loaded profile.
+
+    For a test that runs fewer examples than the profile because each one is
+    expensive (its comment says why that keeps its power):
+    ``HYPOTHESIS_PROFILE=thorough`` (250) still gives it 2.5 times as many.
+    """
+    from hypothesis import settings
+
+    return max(1, round(n * settings().max_examples / 100))
+
+
+def assert_theory_subtable_is_true(heading: str, min_rows: int):
+    """docs/THEORY.md's table under ``heading`` (a ``### Equation → function → test: …`` line) is true.
+
+    The checks of tests/test_theory_table.py (which reads only the table under
+    ``## Equation → function → test``) on a section's own closing table: at
+    least ``min_rows`` rows; each row's function resolves and is callable; its
+    test file defines the named test at top level, and that test exercises the
+    function (names it, or calls a helper of its file or a function of the
+    function's module that names it).
+    """
+    from .test_theory_table import HEADING, ROOT, THEORY, exercises, file_functions, resolve, table_rows
+
+    text = THEORY.read_text(encoding="utf-8")
+    assert heading in text, f"{THEORY.name}: no table {heading!r}"
+    rows = table_rows(HEADING + text[text.index(heading) + len(heading):])
+    assert len(rows) >= min_rows, (heading, len(rows))
+    for row in rows:
+        module, obj = resolve(row["func"])
+        assert callable(obj), row
+        tests = file_functions(ROOT / row["file"])
+        assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
+        assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
+
+
 # --------------------------------------------------------------------------- MLPs trained by GD
 
 
@@ -139,3 +175,43 @@ def assert_same_tree(a, b, where="results"):
         assert np.isnan(b), where
     else:
         assert a == b, (where, a, b)
+
+
+# --------------------------------------------------------------------------- the ResNet of Fig. 3
+
+
+def drawn_resnet(be, cfg, dtype="float64"):
+    """The ResNet of a :func:`~tests.strategies.resnet_configs` draw, every parameter mattering, in the drawn mode.
+
+    ``β ≠ 0``, ``γ ≠ 1`` and a head bias ``≠ 0``; in evaluation mode after two
+    training-mode passes on ``(4, C, H, H)`` images have moved the running
+    statistics away from ``(0, 1)``.
+    """
+    from minilplr import backend as B
+    from minilplr.nn.resnet import resnet
+
+    from .strategies import gaussian
+
+    seed = cfg["seed"]
+    m = resnet(cfg["in_channels"], cfg["num_classes"], cfg["widths"], cfg["blocks_per_stage"], cfg["image_size"],
+               seed=seed, dtype=dtype, backend=be)
+    for name, p in m.params.items():
+        if name.endswith((".beta", ".b")):
+            p[...] = B.to_device(gaussian(seed + 7, *p.shape, scale=0.3), be)
+        if name.endswith(".gamma"):
+            p[...] = B.to_device(1.0 + 0.3 * gaussian(seed + 8, *p.shape), be)
+    if not cfg["train"]:
+        for i in range(2):
+            m.forward(resnet_images(be, cfg, seed + 2 + i, n=4))
+        m.eval()
+    return m
+
+
+def resnet_images(be, cfg, seed, n=None, dtype=np.float64):
+    """Gaussian images ``(N, C, H, H)`` for the ResNet of ``cfg`` (``N = cfg["n"]`` unless given)."""
+    from minilplr import backend as B
+
+    from .strategies import gaussian
+
+    s = cfg["image_size"]
+    return B.to_device(gaussian(seed, cfg["n"] if n is None else n, cfg["in_channels"], s, s), be, dtype)

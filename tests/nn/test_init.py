@@ -5,6 +5,8 @@ import pytest
 from minilplr import backend as B
 from minilplr.nn import init, models
 
+pytestmark = pytest.mark.kernel_free  # tests/nn/conftest.py: no fast kernel here, one run
+
 
 def test_initialisers_have_their_variance():
     rng = np.random.default_rng(0)

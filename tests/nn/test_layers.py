@@ -13,6 +13,8 @@ from minilplr.nn.layers import Dense, ReLU, Sequential
 
 from ..strategies import batch_sizes, features, gaussian, seeds, widths
 
+pytestmark = pytest.mark.kernel_free  # tests/nn/conftest.py: no fast kernel here, one run
+
 # Tolerances of the gradient checks, each 10-30x above the largest error *ratio* ρ the check
 # reached over 300 Hypothesis examples (gradcheck.achieved, the worst of two runs with different
 # seeds): how many times the central difference's own error (truncation + rounding,

@@ -11,6 +11,8 @@ from minilplr.nn import gradcheck, losses
 
 from ..strategies import batch_sizes, gaussian, outputs, seeds
 
+pytestmark = pytest.mark.kernel_free  # tests/nn/conftest.py: no fast kernel here, one run
+
 # Tolerances in error ratios ρ (gradcheck.error_ratio), 10x above the largest ρ reached over 300
 # Hypothesis examples; why ρ and not a relative error: tests/nn/test_layers.py.
 TOL_MSE = 10  # ρ reached 0.76

@@ -58,6 +58,7 @@ def _bn1d(dev, h, seed, eps=1e-5):
 # --------------------------------------------------------------------------- BatchNorm1D
 
 
+@pytest.mark.kernel_free
 @given(cfg=bn1d_configs())
 def test_batchnorm1d_matches_finite_differences(dev, cfg):
     """dx, dγ, dβ of ⟨bn(x), w⟩ in either mode; in training mode every input of the batch is perturbed."""
@@ -99,6 +100,7 @@ def test_batchnorm1d_is_batchnorm2d_on_one_pixel(dev, cfg):
         assert gradcheck.rel_error(b1.buffers[k], b2.buffers[k]) < 1e-14
 
 
+@pytest.mark.kernel_free
 def test_batchnorm1d_statistics_running_update_and_eval(dev):
     """Training mode: each feature has mean β and std γ·σ/√(σ²+ε) over the batch; the running statistics move by
     the momentum rule (unbiased variance); evaluation mode is the affine map they define, sample by sample."""
@@ -119,6 +121,7 @@ def test_batchnorm1d_statistics_running_update_and_eval(dev):
     np.testing.assert_array_equal(B.to_host(bn.forward(dev(x[:1]))), ye[:1])  # one sample alone: the same row
 
 
+@pytest.mark.kernel_free
 def test_batchnorm1d_per_sample_view_refused_in_training_mode_and_summing_in_eval(dev):
     bn = _bn1d(dev, 4, 0)
     x, w = dev(gaussian(2, 6, 4)), dev(gaussian(3, 6, 4))
@@ -134,6 +137,7 @@ def test_batchnorm1d_per_sample_view_refused_in_training_mode_and_summing_in_eva
     assert gradcheck.rel_error(dx, dx_ref) == 0.0
 
 
+@pytest.mark.kernel_free
 def test_batchnorm1d_bad_input(dev):
     bn = _bn1d(dev, 3, 0)
     with pytest.raises(ValueError, match=r"x: expected shape \(N, 3\)"):
@@ -150,6 +154,7 @@ def test_batchnorm1d_bad_input(dev):
 # --------------------------------------------------------------------------- the residual dense block
 
 
+@pytest.mark.kernel_free
 @given(cfg=bn1d_configs())
 def test_dense_residual_block_matches_finite_differences(dev, cfg):
     """dx and every parameter of ``x + F(x)``, drawn width and batch, with batch norm (in the drawn mode) when
@@ -180,6 +185,7 @@ def test_dense_residual_block_matches_finite_differences(dev, cfg):
         gradcheck.check_gradient(blk.grads[k], f, p, TOL_BLOCK, f"dense block {k}", freeze=blk)
 
 
+@pytest.mark.kernel_free
 def test_dense_residual_block_needs_square_layers_of_one_width(dev):
     sq = Dense(dev(np.ones((3, 3))), dev(np.zeros(3)))
     with pytest.raises(ValueError, match="fc2: a residual block needs square dense layers"):
@@ -207,6 +213,7 @@ def _problem(cfg, be, dev, eval_mode=False):
     return m, dev(gaussian(cfg["seed"] + 1, cfg["n"], cfg["d_in"]))
 
 
+@pytest.mark.kernel_free
 @given(cfg=residual_mlp_configs())
 def test_mlp_with_options_gradients_match_finite_differences(be, dev, cfg):
     """Every parameter's gradient of the squared loss, batch norm in training mode (the loss of the batch)."""
@@ -219,6 +226,7 @@ def test_mlp_with_options_gradients_match_finite_differences(be, dev, cfg):
         gradcheck.check_gradient(m.grads[k], f, p, TOL_MODEL, f"mlp {k}", freeze=m)
 
 
+@pytest.mark.kernel_free
 @given(cfg=residual_mlp_configs())
 def test_mlp_with_options_per_sample_gradients_sum_to_backward(be, dev, cfg):
     m, X = _problem(cfg, be, dev, eval_mode=True)
@@ -233,6 +241,7 @@ def test_mlp_with_options_per_sample_gradients_sum_to_backward(be, dev, cfg):
         assert gradcheck.rel_error(psg[k].sum(axis=0), g) < TOL_SUM, k
 
 
+@pytest.mark.kernel_free
 @given(cfg=residual_mlp_configs(max_blocks=2, max_width=5, max_n=5))
 def test_residual_mlp_ntk_equals_the_explicit_jacobian_product(be, dev, cfg):
     """Θ by the structured sweep (dense layers' ``(A Aᵀ + 1) ⊙ G Gᵀ``, batch norm's generic rule) and by the
@@ -248,6 +257,7 @@ def test_residual_mlp_ntk_equals_the_explicit_jacobian_product(be, dev, cfg):
     assert gradcheck.rel_error(T_str, T_str.T) < 1e-14
 
 
+@pytest.mark.kernel_free
 def test_ntk_of_a_batchnorm_mlp_in_training_mode_is_refused(be, dev):
     cfg = dict(d_in=3, width=4, depth=4, d_out=1, n=5, residual=True, batchnorm=True, seed=0)
     m, X = _problem(cfg, be, dev)
@@ -255,6 +265,7 @@ def test_ntk_of_a_batchnorm_mlp_in_training_mode_is_refused(be, dev):
         ntk.empirical_ntk(m, X)
 
 
+@pytest.mark.kernel_free
 def test_mlp_defaults_are_todays_network_bit_for_bit(be):
     """Options off: the same layers, names, config and weights (one generator, layer order) as before issue 24."""
     m = models.mlp(5, 7, 4, 2, seed=3, backend=be, init="enhanced_he")
@@ -272,6 +283,7 @@ def test_mlp_defaults_are_todays_network_bit_for_bit(be):
         models.mlp(5, 7, 3, 2, residual=True)
 
 
+@pytest.mark.kernel_free
 def test_recalibrated_batchnorm_mlp_in_eval_mode_computes_the_training_batch(be, dev):
     """One batch covering ``X``: with ``σ̄²`` scaled back to the biased variance, the eval-mode network computes
     on ``X`` what the training-mode network computes with ``X`` as its batch (the kernel the study measures)."""
@@ -299,6 +311,7 @@ def _run(be, X, y, ck, kill_at):
     return m, opt, h
 
 
+@pytest.mark.kernel_free
 def test_batchnorm_mlp_sgd_resumes_bit_for_bit_running_statistics_included(be, tmp_path):
     X = B.to_device(gaussian(4, 10, 3), be)  # 10 samples, batch 4: 3 steps an epoch, the last one short
     y = B.to_device(gaussian(5, 10, 1), be)

@@ -27,6 +27,7 @@ TOL_MLP = 10  # ρ reached 0.76 (W), 0.90 (b), 0.41 (flat θ), 0.77 (dX through 
 # --------------------------------------------------------------------------- whole MLPs
 
 
+@pytest.mark.kernel_free
 @given(cfg=mlp_configs())
 def test_mlp_parameter_gradients_match_finite_differences(be, dev, cfg):
     m, X, y = mlp_problem(cfg, be, dev)
@@ -40,6 +41,7 @@ def test_mlp_parameter_gradients_match_finite_differences(be, dev, cfg):
         gradcheck.check_gradient(grads[k], f, p, TOL_MLP, f"mlp {k[-1]}", freeze=m)
 
 
+@pytest.mark.kernel_free
 @given(cfg=mlp_configs(max_depth=3, max_width=5, max_n=4, max_d=4))
 def test_mlp_flat_gradient_of_whole_loss(be, dev, cfg):
     """∇_θ L as one vector (the Jacobian's column order) against differences of the loss in θ."""
@@ -55,6 +57,7 @@ def test_mlp_flat_gradient_of_whole_loss(be, dev, cfg):
     gradcheck.check_gradient(g, loss_at, theta, TOL_MLP, "mlp θ", freeze=m)
 
 
+@pytest.mark.kernel_free
 @given(cfg=mlp_configs(max_depth=3))
 def test_mlp_input_gradient_and_cross_entropy(be, cfg):
     k = cfg["d_out"] + 1
@@ -67,6 +70,7 @@ def test_mlp_input_gradient_and_cross_entropy(be, cfg):
     gradcheck.check_gradient(dX, f, X, TOL_MLP, "mlp dX (CE)", freeze=m)
 
 
+@pytest.mark.kernel_free
 def test_mlp_architecture_and_names(be):
     m = models.mlp(784, 16, 5, 1, backend=be)
     assert list(m.params) == [f"fc{i}.{p}" for i in range(1, 6) for p in "Wb"]
@@ -76,12 +80,14 @@ def test_mlp_architecture_and_names(be):
     assert P.num_params(m.params) == 784 * 16 + 16 + 3 * (16 * 16 + 16) + 16 + 1
 
 
+@pytest.mark.kernel_free
 def test_model_casts_input_to_its_dtype(be):
     m = models.mlp(3, 4, 2, 1, backend=be)  # float32
     out = m.forward(B.to_device(np.ones((2, 3)), be))  # float64 data
     assert out.dtype == np.float32
 
 
+@pytest.mark.kernel_free
 def test_frozen_differences_see_the_piece_not_the_kink(be):
     """A pre-activation 1e-8 from its kink: plain differences at h = 1e-6 straddle it, frozen ones do not."""
     m = models.mlp(2, 3, 2, 1, seed=0, dtype="float64", backend=be)
@@ -142,6 +148,7 @@ def _check_stays_in_dtype(model, X, target, loss_fn, dtype):
                     assert a.dtype == dtype, f"{type(layer).__name__}.{name}{'.' + key if key else ''}: {a.dtype}"
 
 
+@pytest.mark.kernel_free
 @given(cfg=mlp_configs(), loss=st.sampled_from(["mse", "ce"]))
 def test_float32_mlp_stays_float32_with_float64_data(be, cfg, loss):
     """A float32 MLP fed float64 inputs and float64 targets computes in float32 throughout: the
@@ -180,6 +187,7 @@ def test_float32_resnet_stays_float32_with_float64_data(be, cfg, loss):
     assert {str(b.dtype) for b in m.buffers.values()} == {"float32"}
 
 
+@pytest.mark.kernel_free
 def test_model_bad_input(be):
     m = models.mlp(3, 4, 2, 1, backend=be)
     with pytest.raises(ValueError, match=r"X: expected shape \(N, 3\), got \(2, 5\)"):

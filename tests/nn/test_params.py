@@ -12,6 +12,8 @@ from minilplr.nn import params as P
 
 from ..strategies import gaussian, mlp_configs, mlp_problem, seeds
 
+pytestmark = pytest.mark.kernel_free  # tests/nn/conftest.py: no fast kernel here, one run
+
 
 @given(cfg=mlp_configs())
 def test_flatten_unflatten_round_trip(be, dev, cfg):

@@ -7,12 +7,13 @@ strides, image sizes and batches, with an identity or a projection shortcut
 and batch norm in either mode.
 """
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from minilplr.nn import gradcheck
 from minilplr.nn.conv import Conv2D
 from minilplr.nn.residual import Flatten, GlobalAvgPool, ResidualBlock
 
+from ..helpers import scaled_examples
 from ..strategies import assert_grads_close, batchnorm_layer, bn_configs, gaussian, inner, residual_block_configs
 
 # Tolerances of the gradient checks, each set 10-30x above the largest error the check reached over
@@ -28,6 +29,7 @@ TOL_BLOCK = 3e-6  # relative error reached 1.0e-7 (conv2.W); a bug of the compos
 # --------------------------------------------------------------------------- pooling, flatten
 
 
+@pytest.mark.kernel_free
 @given(cfg=bn_configs())
 def test_pool_and_flatten_match_finite_differences(dev, cfg):
     n, c, h, w, seed = cfg["n"], cfg["c"], cfg["h"], cfg["w"], cfg["seed"]
@@ -55,6 +57,13 @@ def _block(dev, c_in, c_out, stride, seed, projection, k1=3, k2=3, k_short=1):
                          conv(c_out, c_out, k2, 1, seed + 2), batchnorm_layer(dev, c_out, seed + 3), short)
 
 
+# 40 examples, not the profile's 100: the check differences every entry of x and θ (up to ~2 000 entries, two
+# or four block passes each), the slowest test of the suite.  Its power is per structural case, not per draw:
+# identity or projection shortcut × batch norm in training or evaluation mode, each drawn ~10 times with
+# strides 1-3 and kernels 1, 3, 5; a wrong composition (a sign, a missing branch, a mode's rule) is an O(1)
+# error on every draw of its case.  (HYPOTHESIS_PROFILE=thorough: 100.)
+@pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
+@settings(max_examples=scaled_examples(40))
 @given(cfg=residual_block_configs())
 def test_residual_block_matches_finite_differences(dev, cfg):
     """dx and every parameter's gradient of a block with drawn channels, kernel sizes, stride, image
@@ -81,6 +90,7 @@ def test_residual_block_matches_finite_differences(dev, cfg):
                         TOL_BLOCK, "block")
 
 
+@pytest.mark.kernel_free
 def test_residual_block_bad_shortcut(dev):
     with pytest.raises(ValueError, match="shortcut: an identity shortcut needs stride 1 and C_in = C_out"):
         _block(dev, 2, 3, 1, 0, projection=False)

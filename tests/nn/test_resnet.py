@@ -18,6 +18,7 @@ from minilplr.nn.resnet import ImageModel, resnet
 from minilplr.theory import ntk
 from minilplr.train import optim
 
+from ..helpers import drawn_resnet, resnet_images, scaled_examples
 from ..strategies import assert_grads_close, gaussian, resnet_configs
 
 # The parameters of a residual block and of the ResNet are checked by a plain relative error
@@ -29,34 +30,9 @@ TOL_JACOBIAN = 1e-8  # reached 3.8e-10: evaluation mode, no ReLU near a kink (fr
 # --------------------------------------------------------------------------- the ResNet
 
 
-def _resnet(be, cfg, dtype="float64"):
-    """The ResNet of a :func:`~tests.strategies.resnet_configs` draw, with β ≠ 0, γ ≠ 1 and a head bias
-    ≠ 0 (every parameter matters), in the drawn mode; in evaluation mode after two training-mode
-    passes have moved the running statistics away from (0, 1)."""
-    seed = cfg["seed"]
-    m = resnet(cfg["in_channels"], cfg["num_classes"], cfg["widths"], cfg["blocks_per_stage"], cfg["image_size"],
-               seed=seed, dtype=dtype, backend=be)
-    for name, p in m.params.items():
-        if name.endswith((".beta", ".b")):
-            p[...] = B.to_device(gaussian(seed + 7, *p.shape, scale=0.3), be)
-        if name.endswith(".gamma"):
-            p[...] = B.to_device(1.0 + 0.3 * gaussian(seed + 8, *p.shape), be)
-    if not cfg["train"]:
-        for i in range(2):
-            m.forward(_images(be, cfg, seed + 2 + i, n=4))
-        m.eval()
-    return m
-
-
-def _images(be, cfg, seed, n=None, dtype=np.float64):
-    """Gaussian images ``(N, C, H, H)`` for the ResNet of ``cfg``."""
-    s = cfg["image_size"]
-    return B.to_device(gaussian(seed, cfg["n"] if n is None else n, cfg["in_channels"], s, s), be, dtype)
-
-
 def _tiny(be, seed, blocks=1, c=2, k=3, size=8):
     """A fixed small ResNet (widths 2-3-4, ``c`` channels, ``k`` classes, ``size``² images), training mode."""
-    return _resnet(be, dict(in_channels=c, num_classes=k, widths=(2, 3, 4), blocks_per_stage=blocks,
+    return drawn_resnet(be, dict(in_channels=c, num_classes=k, widths=(2, 3, 4), blocks_per_stage=blocks,
                             image_size=size, n=4, train=True, seed=seed))
 
 
@@ -64,6 +40,12 @@ def _tiny(be, seed, blocks=1, c=2, k=3, size=8):
 PICKS = 4
 
 
+# 40 examples, not the profile's 100: the slowest test of the suite (two ResNet passes per differenced entry).
+# Its power is per structural case: batch norm in training or evaluation mode × 1-3 stages (a projection
+# shortcut at each stage boundary) × 1-2 blocks per stage, each drawn several times; a wrong rule or wiring is an
+# O(1) error on every draw of its case.  (HYPOTHESIS_PROFILE=thorough: 100.)
+@pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
+@settings(max_examples=scaled_examples(40))
 @given(cfg=resnet_configs())
 def test_resnet_gradient_of_every_parameter(be, cfg):
     """∇_θ L of softmax cross-entropy against central differences of the loss in the flat θ, for a
@@ -75,8 +57,8 @@ def test_resnet_gradient_of_every_parameter(be, cfg):
     θ (up to ~1500 entries, two forward passes each) would make each example seconds long.
     """
     seed = cfg["seed"]
-    m = _resnet(be, cfg)
-    X = _images(be, cfg, seed + 1)
+    m = drawn_resnet(be, cfg)
+    X = resnet_images(be, cfg, seed + 1)
     y = B.to_device(np.random.default_rng(seed).integers(0, cfg["num_classes"], cfg["n"]), be)
     _, d = losses.softmax_cross_entropy(m.forward(X), y)
     m.backward(d)
@@ -196,13 +178,16 @@ def test_resnet_bad_input(be):
 # --------------------------------------------------------------------------- Jacobian and NTK
 
 
-@settings(max_examples=50)
+# 25 examples (was 50): evaluation mode only, so fewer structural cases (1-3 stages × 1-2 blocks) than the
+# gradient check above; a wrong Jacobian rule is an O(1) error on every draw.  (thorough: 62.)
+@pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
+@settings(max_examples=scaled_examples(25))
 @given(cfg=resnet_configs(train=False))
 def test_resnet_jacobian_matches_finite_differences(be, cfg):
     """The explicit per-sample Jacobian ∂f(X)/∂θ (N·K, P) of a drawn ResNet in evaluation mode,
     against central differences of the logits, on ``PICKS`` columns of every parameter array."""
-    m = _resnet(be, cfg)
-    X = _images(be, cfg, cfg["seed"] + 1)
+    m = drawn_resnet(be, cfg)
+    X = resnet_images(be, cfg, cfg["seed"] + 1)
     J = ntk.jacobian(m, X, max_bytes=4096)  # small chunks: several samples per chunk, or one
     theta = P.flatten(m.params)
     assert J.shape == (cfg["n"] * cfg["num_classes"], theta.shape[0])
@@ -218,10 +203,11 @@ def test_resnet_jacobian_matches_finite_differences(be, cfg):
     gradcheck.assert_rel_error(J[:, B.to_device(idx, be)], num, TOL_JACOBIAN, "resnet J")
 
 
+@pytest.mark.textbook_only  # plain path; fast == plain: tests/nn/test_fast.py::test_resnet_fast_path_equals_plain
 @given(cfg=resnet_configs(train=False))
 def test_resnet_ntk_is_symmetric_psd_and_equals_jjt(be, cfg):
-    m = _resnet(be, cfg)
-    X = _images(be, cfg, cfg["seed"] + 1)
+    m = drawn_resnet(be, cfg)
+    X = resnet_images(be, cfg, cfg["seed"] + 1)
     k, n = cfg["num_classes"], cfg["n"]
     th = ntk.empirical_ntk(m, X)  # structured sweep: conv / BN blocks from per-sample gradients
     J = ntk.jacobian(m, X)

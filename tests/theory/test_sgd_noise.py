@@ -18,6 +18,8 @@ from minilplr.theory import ntk as _ntk
 from minilplr.theory import sgd_noise as sn
 from minilplr.theory.verdicts import fit_power_law
 
+from ..helpers import assert_theory_subtable_is_true
+
 
 def _grads(seed=0, N=7, P=3):
     return np.random.default_rng(seed).standard_normal((N, P))
@@ -329,16 +331,4 @@ def test_plateau_mean_spread_and_drift():
 
 def test_the_theory_sections_table_is_true():
     """docs/THEORY.md, "the noise ball": every row's function resolves and its test exists and calls it."""
-    from ..test_theory_table import HEADING, ROOT, THEORY, exercises, file_functions, resolve, table_rows
-
-    text = THEORY.read_text(encoding="utf-8")
-    sub = "### Equation → function → test: the noise ball"
-    assert sub in text, f"{THEORY.name}: no table {sub!r}"
-    rows = table_rows(HEADING + text[text.index(sub) + len(sub):])
-    assert len(rows) >= 14
-    for row in rows:
-        module, obj = resolve(row["func"])
-        assert callable(obj), row
-        tests = file_functions(ROOT / row["file"])
-        assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
-        assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
+    assert_theory_subtable_is_true("### Equation → function → test: the noise ball", min_rows=14)

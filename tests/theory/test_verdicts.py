@@ -14,6 +14,8 @@ import pytest
 
 from minilplr.theory import verdicts as V
 
+from ..helpers import assert_theory_subtable_is_true
+
 
 # --------------------------------------------------------------------------- the verdict
 
@@ -234,19 +236,7 @@ def test_this_sections_table_is_true():
     The same checks as tests/test_theory_table.py, on the table that closes the section (that file reads only
     the table under "## Equation → function → test").
     """
-    from ..test_theory_table import HEADING, ROOT, THEORY, exercises, file_functions, resolve, table_rows
-
-    text = THEORY.read_text(encoding="utf-8")
-    sub = "### Equation → function → test: verdicts with power"
-    assert sub in text, f"{THEORY.name}: no table {sub!r}"
-    rows = table_rows(HEADING + text[text.index(sub) + len(sub):])
-    assert len(rows) >= 15
-    for row in rows:
-        module, obj = resolve(row["func"])
-        assert callable(obj), row
-        tests = file_functions(ROOT / row["file"])
-        assert row["test"] in tests, f"{row['file']} defines no {row['test']}"
-        assert exercises(tests[row["test"]], module, row["func"].rsplit(".", 1)[-1], tests), row
+    assert_theory_subtable_is_true("### Equation → function → test: verdicts with power", min_rows=15)
 
 
 # --------------------------------------------------------------------------- worst case over settings (V2)
