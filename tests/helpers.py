@@ -215,3 +215,27 @@ def resnet_images(be, cfg, seed, n=None, dtype=np.float64):
 
     s = cfg["image_size"]
     return B.to_device(gaussian(seed, cfg["n"] if n is None else n, cfg["in_channels"], s, s), be, dtype)
+
+
+def run_tiny_study(spec_path, tmp, *, model: dict, run: dict, grid: list):
+    """Run a shipped spec's quick preset shrunk to ``model``, ``run`` and ``grid``; ``(study, status, out)``.
+
+    The spec file is read as it ships and only its ``[presets.quick]`` tables
+    are replaced, so everything else (diagnostics, claims, panels) is the
+    shipped spec's; the study runs through the runner as ``--study`` would,
+    into ``tmp/out``, and ``out`` is its configuration folder (``tmp/out/quick``).
+    """
+    import tomllib
+    from pathlib import Path
+
+    from minilplr.experiments import runner
+    from minilplr.experiments.study import Study
+    from minilplr.experiments.study.spec import parse_spec
+
+    raw = tomllib.loads(Path(spec_path).read_text())
+    raw["presets"]["quick"].update(model=model, run=run, grid=grid)
+    path = Path(tmp) / "tiny.toml"
+    study = Study(parse_spec(raw, str(path)), path)
+    status = runner.run_experiments([study.NAME], out=Path(tmp) / "out", studies={study.NAME: study},
+                                    progress=False, log=lambda *a: None)
+    return study, status, Path(tmp) / "out" / "quick"

@@ -19,7 +19,7 @@ from minilplr.experiments.study.spec import parse_spec
 from minilplr.store import load_unit
 from minilplr.theory.verdicts import STATUSES, Verdict
 
-from ..helpers import one_line
+from ..helpers import one_line, run_tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "studies" / "architecture.toml"
@@ -85,23 +85,13 @@ def test_the_specs_seed_0_cells_are_exactly_the_experiments(tmp_path, monkeypatc
 
 # --------------------------------------------------------------------------- a tiny run end to end
 
-def _tiny(tmp_path) -> Study:
-    raw = tomllib.loads(SPEC.read_text())
-    q = raw["presets"]["quick"]
-    q["model"] = dict(n=12, width=8, hessian_iters=5, data_source="offline")
-    q["run"] = dict(steps=6, diag_every=3)
-    q["grid"] = [dict(depth=[2, 4], residual=[False], batchnorm=[False, True], init=["he"], seed=[0, 1]),
-                 dict(depth=[4, 6], residual=[True], batchnorm=[False, True], init=["he"], seed=[0, 1])]
-    return Study(parse_spec(raw, str(tmp_path / "tiny.toml")), tmp_path / "tiny.toml")
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("arch_study")
-    st = _tiny(tmp)
-    status = runner.run_experiments([st.NAME], out=tmp / "out", studies={st.NAME: st}, progress=False,
-                                    log=lambda *a: None)
-    return st, status, tmp / "out" / "quick"
+    return run_tiny_study(SPEC, tmp_path_factory.mktemp("arch_study"),
+                          model=dict(n=12, width=8, hessian_iters=5, data_source="offline"),
+                          run=dict(steps=6, diag_every=3),
+                          grid=[dict(depth=[2, 4], residual=[False], batchnorm=[False, True], init=["he"], seed=[0, 1]),
+                          dict(depth=[4, 6], residual=[True], batchnorm=[False, True], init=["he"], seed=[0, 1])])
 
 
 def test_a_tiny_spec_runs_end_to_end_with_figures_and_verdicts(tiny_run):

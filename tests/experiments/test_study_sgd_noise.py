@@ -20,7 +20,7 @@ from minilplr.experiments.study.spec import parse_spec
 from minilplr.store import load_unit
 from minilplr.theory.verdicts import STATUSES, Verdict
 
-from ..helpers import one_line
+from ..helpers import one_line, run_tiny_study
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "studies" / "sgd_noise.toml"
@@ -95,23 +95,13 @@ def test_the_spec_asks_for_exactly_the_experiments_pilot_and_cells(tmp_path, mon
 
 # --------------------------------------------------------------------------- a tiny run end to end
 
-def _tiny(tmp_path) -> Study:
-    raw = tomllib.loads(SPEC.read_text())
-    q = raw["presets"]["quick"]
-    q["model"] = dict(n=40, width=8, record_every=2, noise_every=3, data_source="offline")
-    q["run"] = dict(steps=8)
-    q["grid"] = [dict(batch=[8, 32], c_beta0=[0.3, 1.0], sgd_seed=[0, 1]), dict(batch=[40], c_beta0=[0.3, 1.0],
-                                                                                 sgd_seed=[0])]
-    return Study(parse_spec(raw, str(tmp_path / "tiny.toml")), tmp_path / "tiny.toml")
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sgd_study")
-    st = _tiny(tmp)
-    status = runner.run_experiments([st.NAME], out=tmp / "out", studies={st.NAME: st}, progress=False,
-                                    log=lambda *a: None)
-    return st, status, tmp / "out" / "quick"
+    return run_tiny_study(SPEC, tmp_path_factory.mktemp("sgd_study"),
+                          model=dict(n=40, width=8, record_every=2, noise_every=3, data_source="offline"),
+                          run=dict(steps=8),
+                          grid=[dict(batch=[8, 32], c_beta0=[0.3, 1.0], sgd_seed=[0, 1]),
+                          dict(batch=[40], c_beta0=[0.3, 1.0], sgd_seed=[0])])
 
 
 def test_a_tiny_spec_runs_end_to_end_with_figures_and_verdicts(tiny_run):
