@@ -204,3 +204,11 @@ def test_the_quick_pipeline_runs_plots_and_reports(tmp_path):
     assert {f for f, _ in rep["figures"]} == {p.name for p in paths}
     assert all(isinstance(c, Verdict) and c.status in STATUSES and c.quantity for c in rep["claims"])  # the claims contract
     CellSummary.from_dict(next(iter(res["cells"].values()))["summary"])
+
+
+def test_a_summary_saved_before_window_loss_is_refused_in_one_line():
+    d = summarise(_history(True)).to_dict()
+    d["plateau"] = d.pop("window_loss")  # the older layout: the window's mean stored as "plateau"
+    with pytest.raises(ValueError, match=r"^summary: expected the fields window_loss of a CellSummary, .* delete the "
+                       r"experiment's results.json and results.npz and run it again"):
+        CellSummary.from_dict(d)

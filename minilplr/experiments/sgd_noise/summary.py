@@ -76,6 +76,11 @@ class CellSummary:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellSummary":
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d]
+        if missing:
+            raise ValueError(f"summary: expected the fields {', '.join(missing)} of a CellSummary, got a summary "
+                             "without them (saved by an older version: delete the experiment's results.json and results.npz "
+                             "and run it again; its saved cells/ are reused and re-summarised)")
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
 
