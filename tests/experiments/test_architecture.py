@@ -16,7 +16,8 @@ import pytest
 from minilplr import backend as B
 from minilplr.experiments import architecture as A
 from minilplr.experiments.architecture import cells
-from minilplr.experiments.architecture.summary import summarise
+from minilplr.experiments.architecture import claims as arch_claims
+from minilplr.experiments.architecture.summary import loss_rises, summarise
 from minilplr.nn import gradcheck, models
 from minilplr.nn.state import named_buffers
 from minilplr.theory import ntk
@@ -128,3 +129,31 @@ def test_summary_of_a_cell_reads_its_numbers(tiny):
     assert s["mu0"] == lam[0] / r["n"] and s["eta_mu0"] == pytest.approx(r["lr"] * lam[0] / r["n"], rel=1e-15)
     assert s["lr"] == pytest.approx(0.5 / r["beta0"]["beta"], rel=1e-15)
     assert list(r["diag"]["step"]) == [0, 3, 6]
+
+
+def test_loss_rises_counts_rises_beyond_rounding_only():
+    assert loss_rises([1.0, 0.5, 0.6, 0.3], "float64") == 1
+    assert loss_rises([1.0, 0.5, 0.5 * (1 + 1e-15), 0.3], "float64") == 0  # within the losses' rounding
+    assert loss_rises([1.0, 0.5, 0.3, float("nan")], "float64") == 1  # a non-finite loss counts
+
+
+def _step_summary(depth, status, held, rises):
+    return dict(depth=depth, residual=False, batchnorm=False, init="enhanced_he", contraction_status=status,
+                contraction_held=held, loss_rises=rises)
+
+
+def test_step_14_is_judged_only_where_its_hypothesis_held_and_the_excluded_cells_are_counted():
+    """A cell whose loss rose (η > 2/β there) is outside Theorem 5.4: its failing step is the hypothesis row's
+    failure, not the step row's; the step row says how many cells it left out and why."""
+    sums = [_step_summary(2, "holds", 1.0, 0), _step_summary(4, "fails", 0.6, 15), _step_summary(6, "fails", 0.7, 9),
+            _step_summary(8, "n/a", float("nan"), 0)]
+    hyp, step = arch_claims._step_rows(sums)
+    assert hyp.status == "fails" and hyp.measured == 2 and "L = 4: 15" in hyp.rests_on and "L = 6: 9" in hyp.rests_on
+    assert step.status == "holds" and step.measured == 1.0
+    assert step.rests_on.startswith("1 of 1 cells; 2 cells excluded, their loss rose") and "1 not judged" in step.rests_on
+    # a cell that breaks (14) without its loss rising is the theorem's failure
+    hyp, step = arch_claims._step_rows(sums + [_step_summary(10, "fails", 0.9, 0)])
+    assert step.status == "fails" and step.measured == 0.5
+    # every cell's loss rose: nothing to judge the step on
+    hyp, step = arch_claims._step_rows(sums[1:3])
+    assert step.status == "untestable" and "2 of 2 cells' loss rose" in step.why

@@ -5,7 +5,7 @@ import pytest
 from minilplr import backend as B
 from minilplr.experiments import sgd_noise
 from minilplr.experiments.sgd_noise import cells, claims
-from minilplr.experiments.sgd_noise.summary import CellSummary, summarise
+from minilplr.experiments.sgd_noise.summary import DRIFT_MAX, CellSummary, measures, summarise
 from minilplr.nn import models
 from minilplr.theory import ntk as _ntk
 from minilplr.theory import sgd_noise as sn
@@ -134,10 +134,63 @@ def test_a_noise_ball_world_passes_the_exponents_and_fails_the_regime():
     assert quad.status == "holds" and quad.measured == pytest.approx(1.0, rel=0.05)
 
 
-def test_an_interpolating_world_fails_the_exponents_and_passes_the_regime():
-    rows = claims.verdicts(_fake("interp"))
-    assert _by_claim(rows, "Interpolation regime")[0].status == "holds"
-    assert all(v.status == "fails" for v in _by_claim(rows, "Plateau ∝"))
+def test_an_interpolating_world_has_no_plateau_so_its_exponents_are_untestable():
+    """Where the loss still falls there is no plateau: the exponent rows are untestable (naming the drifts, with
+    the last window's loss's exponent as a description), not *fails*; the quadratic row too."""
+    res = _fake("interp")
+    rows = claims.verdicts(res)
+    regime = _by_claim(rows, "Interpolation regime")[0]
+    assert regime.status == "holds" and regime.measured <= DRIFT_MAX
+    exps = _by_claim(rows, "Plateau ∝")
+    assert len(exps) == 5
+    for v in exps:
+        assert v.status == "untestable" and v.why.startswith("no plateau (the loss still falls over the last window: "
+                                                             "drift from "), v
+        assert "descriptive only, the last window's loss against" in v.why and np.isfinite(v.measured), v
+    assert _by_claim(rows, "The plateau is a local noise ball")[0].status == "untestable"
+    # the description is the window loss's exponent: in η at b = 8 it is what a direct fit of the window gives
+    S = claims.summaries(res)
+    by_eta = {}
+    for name, s in S.items():
+        if s.batch == 8:
+            by_eta.setdefault(s.lr, []).append((res["cells"][name]["sgd_seed"], s.window_loss))
+    x = sorted(by_eta)
+    fit = claims.fit_power_law(x, np.array([[w for _, w in sorted(by_eta[k])] for k in x]).T, paired=True,
+                               n_boot=2000, seed=0)
+    assert exps[0].measured == pytest.approx(fit.a, rel=1e-12) and fit.a < 0  # falls faster at larger η
+
+
+def test_one_falling_cell_among_levelled_ones_makes_its_exponent_untestable():
+    res = _fake("ball")
+    name = cells.cell_name(8, 0.3, 0, 64)
+    c = res["cells"][name]
+    c["summary"] = dict(c["summary"], drift=0.5)  # this cell's loss still falls: it has no plateau
+    rows = claims.verdicts(res)
+    at8 = _by_claim(rows, "Plateau ∝ η at b = 8")[0]
+    assert at8.status == "untestable" and "in 1 of 24 cells" in at8.why, at8.why
+    assert _by_claim(rows, "Plateau ∝ η at b = 32")[0].status == "holds"
+
+
+def _history(levelled: bool):
+    t = np.arange(0, 401, 4.0)
+    loss = np.exp(-t / 20) + (1e-3 if levelled else 1e-3 * np.exp(-t / 60))
+    ns = t[::10]
+    return dict(n=64, batch=8, lr=0.01, beta0=10.0, mu0=0.5, status="finished", record_steps=t, loss=loss,
+                noise_steps=ns, sigma2_b=np.full(ns.size, 0.1), rho=np.full(ns.size, 5.0),
+                lam_min=np.full(ns.size, 1.0), diag_max=np.full(ns.size, 2.0))
+
+
+def test_a_levelled_history_has_a_plateau_and_a_falling_one_has_none():
+    flat, falling = summarise(_history(True)), summarise(_history(False))
+    assert flat.levelled and flat.drift > DRIFT_MAX
+    assert flat.plateau == flat.window_loss == pytest.approx(1e-3, rel=1e-4)  # + the transient's e^{-15}
+    assert not falling.levelled and falling.drift <= DRIFT_MAX and falling.window_loss > 0
+    assert np.isnan(falling.plateau)
+    assert CellSummary.from_dict(falling.to_dict()).plateau != CellSummary.from_dict(falling.to_dict()).plateau
+    # the study's measures: the same definition
+    assert measures(_history(True))["plateau"] == flat.window_loss
+    m = measures(_history(False))
+    assert np.isnan(m["plateau"]) and m["window_loss"] == falling.window_loss
 
 
 def test_the_quick_pipeline_runs_plots_and_reports(tmp_path):
@@ -151,3 +204,11 @@ def test_the_quick_pipeline_runs_plots_and_reports(tmp_path):
     assert {f for f, _ in rep["figures"]} == {p.name for p in paths}
     assert all(isinstance(c, Verdict) and c.status in STATUSES and c.quantity for c in rep["claims"])  # the claims contract
     CellSummary.from_dict(next(iter(res["cells"].values()))["summary"])
+
+
+def test_a_summary_saved_before_window_loss_is_refused_in_one_line():
+    d = summarise(_history(True)).to_dict()
+    d["plateau"] = d.pop("window_loss")  # the older layout: the window's mean stored as "plateau"
+    with pytest.raises(ValueError, match=r"^summary: expected the fields window_loss of a CellSummary, .* delete the "
+                       r"experiment's results.json and results.npz and run it again"):
+        CellSummary.from_dict(d)

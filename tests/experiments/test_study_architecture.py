@@ -33,7 +33,7 @@ def test_the_spec_loads_and_every_preset_checks():
         cfg = st.PRESETS[p]
         assert cfg["model"]["n"] == n and cfg["model"]["width"] == width
         assert all(d.get("measure") == "architecture" for d in cfg["diagnostics"])
-    assert len(st.PRESETS["quick"]["claims"]) == 15 and len(st.PRESETS["quick"]["panels"]) == 6
+    assert len(st.PRESETS["quick"]["claims"]) == 16 and len(st.PRESETS["quick"]["panels"]) == 6
 
 
 def test_a_bad_key_is_one_line_exit_2(tmp_path):
@@ -102,9 +102,9 @@ def test_a_tiny_spec_runs_end_to_end_with_figures_and_verdicts(tiny_run):
     for i in range(6):
         assert (folder / f"architecture_study_{i}_lines.png").stat().st_size > 0
     rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("| architecture_study |")]
-    assert len(rows) == 15
+    assert len(rows) == 16
     verdicts = [Verdict.from_dict(v) for v in load_unit(folder, "results")["verdicts"]]
-    assert len(verdicts) == 15 and all(v.status in STATUSES for v in verdicts)
+    assert len(verdicts) == 16 and all(v.status in STATUSES for v in verdicts)
     he = [v for v in verdicts[:8] if "eHe" not in v.claim]  # the He architectures: 2 depths × 2 seeds each
     assert len(he) == 4
     for v in he:
@@ -133,6 +133,11 @@ def test_the_kinds_measures_are_the_saved_cells_numbers(tiny_run):
         else:
             assert m["inf_ratio"] == pytest.approx(inf["lam_min_scaled0"] / inf["lam_min_inf"], rel=1e-15)
         assert math.isnan(m["frozen_ratio"]) != bool(row["settings"]["batchnorm"])
+        assert m["hypothesis_broken"] == float(m["loss_rises"] > 0)
+        if m["loss_rises"] == 0:
+            assert m["contraction_held_hyp"] == pytest.approx(m["contraction_held"], nan_ok=True)
+        else:
+            assert math.isnan(m["contraction_held_hyp"])
         for k in row["diag"]:
             assert row["diag"][k] == pytest.approx(m[k], nan_ok=True), k
         checked += 1

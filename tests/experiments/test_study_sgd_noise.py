@@ -14,7 +14,7 @@ import pytest
 
 from minilplr.experiments import runner, sgd_noise
 from minilplr.experiments.sgd_noise import cells as sgd_cells
-from minilplr.experiments.sgd_noise.summary import MEASURES, measures, summarise
+from minilplr.experiments.sgd_noise.summary import DRIFT_MAX, MEASURES, measures, summarise
 from minilplr.experiments.study import SpecError, Study, get_kind, load_study
 from minilplr.experiments.study.spec import parse_spec
 from minilplr.store import load_unit
@@ -51,7 +51,7 @@ def test_a_bad_key_is_one_line_exit_2(tmp_path):
 def test_a_name_the_kind_does_not_measure_is_refused():
     raw = tomllib.loads(SPEC.read_text())
     raw["diagnostics"].append({"name": "failure_factor"})  # the certificate's: not an SGD cell's number
-    with pytest.raises(SpecError, match=r"diagnostics\[9\]\.name: expected one of the kind 'sgd_noise'"):
+    with pytest.raises(SpecError, match=r"diagnostics\[10\]\.name: expected one of the kind 'sgd_noise'"):
         parse_spec(raw, "x.toml")
 
 
@@ -117,10 +117,29 @@ def test_a_tiny_spec_runs_end_to_end_with_figures_and_verdicts(tiny_run):
     saved = load_unit(folder, "results")
     verdicts = [Verdict.from_dict(v) for v in saved["verdicts"]]
     assert len(verdicts) == 9 and all(v.status in STATUSES for v in verdicts)
-    # the power laws pool the batch-draw seeds (the kind's replicates): none is untestable for "also varying"
-    for v in verdicts[1:5]:
+    # the power laws pool the batch-draw seeds (the kind's replicates): none is untestable for "also varying";
+    # each is a fit, or untestable because a selected cell's loss still falls (it has no plateau)
+    table = saved["table"]
+    for v, c in zip(verdicts[1:5], st.PRESETS["quick"]["claims"][1:5]):
         assert "also vary" not in (v.why or ""), v
-        assert v.quantity == "a" and math.isfinite(v.measured), v
+        sel = [r for r in table if r["grids"] and 0 in r["grids"]
+               and all(r["settings"][k] == w for k, w in c["where"].items())]
+        falling = [r for r in sel if r["diag"]["drift"] <= DRIFT_MAX]
+        assert sel and all(math.isnan(r["diag"]["plateau"]) for r in falling)
+        if falling:
+            assert v.status == "untestable" and v.why.startswith(f"{len(falling)} of {len(sel)} cells have no "
+                                                                 "positive finite plateau"), v
+        else:
+            assert v.quantity == "a" and math.isfinite(v.measured), v
+    assert any(r["diag"]["drift"] <= DRIFT_MAX for r in table)  # the tiny run still falls: the untestable path ran
+
+
+def test_the_interpolation_row_and_the_plateau_measure_use_one_drift_threshold():
+    """The spec's interpolation threshold is the summary's DRIFT_MAX, the line between a plateau and none."""
+    claims = load_study(SPEC).PRESETS["paper"]["claims"]
+    regime = next(c for c in claims if c["y"] == "drift")
+    assert regime["relation"] == "<=" and regime["value"] == DRIFT_MAX
+    assert all(c["y"] == "plateau" for c in claims if c["kind"] == "power_law")
 
 
 def test_the_kinds_measures_are_the_saved_cells_numbers(tiny_run):

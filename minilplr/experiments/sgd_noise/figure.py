@@ -1,4 +1,4 @@
-"""The noise-ball study's two figures, from saved results only: the plateau against ``η·c_b``, and the path."""
+"""The noise-ball study's two figures, from saved results only: the last window's loss against ``η·c_b``, and the path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +38,8 @@ def _plateau_figure(results, out_dir):
             continue
         x = s.lr * s.c_b
         xs.append(x)
-        ax.loglog(x, s.plateau, marks[round(s.fraction, 9)], color=col[s.batch], ms=6, alpha=0.8)
+        ax.loglog(x, s.window_loss, marks[round(s.fraction, 9)], color=col[s.batch], ms=6, alpha=0.8,
+                  mfc=col[s.batch] if s.levelled else "none")  # hollow: still falling, no plateau
     spread = [s.sigma2_b / s.c_b for s in S.values() if s.batch < n and s.c_b > 0 and np.isfinite(s.sigma2_b)]
     if xs and spread:
         s1 = float(np.median(spread))
@@ -48,14 +49,16 @@ def _plateau_figure(results, out_dir):
         ax.loglog(xx, xx * s1 / 4, "k:", lw=1, label="quadratic ηc_bσ₁²/4")
     for s in S.values():
         if s.batch >= n and not s.diverged:
-            ax.axhline(s.plateau, color=col[s.batch], lw=0.8, ls="-.", alpha=0.7)
+            ax.axhline(s.window_loss, color=col[s.batch], lw=0.8, ls="-.", alpha=0.7)
     for b in batches:
         ax.plot([], [], "o", color=col[b], label=f"b = {b}" if b < n else f"full batch (c_b = 0), -.-")
     for f, m in marks.items():
         ax.plot([], [], m, color="0.4", label=f"η = {fmt(f, 2)}/β₀")
     ax.set_xlabel("η · c_b,  c_b = (N − b)/(b(N − 1))")
-    ax.set_ylabel("plateau: mean L over the last window")
-    ax.set_title("Does the plateau scale as η/b? (a noise ball would follow the lines)", fontsize=10)
+    ax.plot([], [], "o", color="0.4", mfc="none", label="hollow: still falling (no plateau)")
+    ax.set_ylabel("mean L over the last window")
+    ax.set_title("Does the last window's loss scale as η/b? (a noise ball would level off and follow the lines)",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     footer(fig, _settings(results), width=110)
     return save(fig, Path(out_dir) / "sgd_noise_plateau.png")
