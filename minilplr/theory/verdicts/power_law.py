@@ -21,10 +21,12 @@ class PowerLawFit:
         The least-squares line ``log ȳ(x) = log C + a log x`` through the
         seed means ``ȳ(x)``.
     interval : (float, float)
-        The bootstrap percentile interval of ``a`` at ``level``.
+        The bootstrap percentile interval of ``a`` at ``level``, its
+        deviations widened by :func:`small_sample_factor` (few seeds).
     level : float
     boot : numpy array (B, 2)
-        ``(a, log C)`` of each bootstrap resample (host).
+        ``(a, log C)`` of each bootstrap resample, widened about the point
+        estimate by :attr:`widen` (host).
     x, mean_y : numpy arrays (k,)
         The distinct ``x`` and the seed means.
     seeds : tuple of int
@@ -39,6 +41,7 @@ class PowerLawFit:
     x: np.ndarray = field(repr=False)
     mean_y: np.ndarray = field(repr=False)
     seeds: tuple = ()
+    widen: float = 1.0
 
     def predict(self, x_new):
         r"""``C x^a`` at ``x_new`` and its bootstrap interval at :attr:`level`: ``(y, lo, hi)`` host arrays.
@@ -66,6 +69,37 @@ def _loglog_line(lx, ly):
     return a, float(ly.mean() - a * lx.mean())
 
 
+def small_sample_factor(m: int, level: float) -> float:
+    r"""How much wider than the raw bootstrap an interval over ``m`` seeds must be: ``√(m/(m−1))·t_{m−1,q}/z_q``.
+
+    .. math:: f(m) = \sqrt{\frac{m}{m-1}}\;\frac{t_{m-1,\,(1+\text{level})/2}}{z_{(1+\text{level})/2}}
+
+    Two small-sample biases of the percentile bootstrap over ``m`` seeds, each
+    corrected as for a mean: the resampled mean's variance is the plug-in
+    ``s²(m−1)/m²`` rather than ``s²/m`` (the ``√(m/(m−1))``), and its spread is
+    read off as if the variance were known (the normal quantile ``z``) when
+    it is estimated from ``m`` seeds (Student's ``t`` with ``m−1`` degrees of
+    freedom).  ``m`` is the fewest seeds at any ``x``; the ``t`` is not pooled
+    over the ``x`` (that would assume the same relative spread at every
+    ``x``).  Measured (tests/theory/test_verdicts.py): a nominal 95 % interval
+    covered the true exponent in 66 / 81 / 85 % of synthetic fits at 2 / 3 / 4
+    seeds uncorrected, 99 / 99 / 99 % corrected (8 seeds: 89 % → 94 %).
+    The price: with 2 seeds ``f = 9.2`` at 95 %, so 2 seeds rarely decide.
+    ``m < 2``: 1 (nothing to resample; :func:`power_law_exponent` calls such a
+    fit untestable).
+
+    Parameters
+    ----------
+    m : int, seeds
+    level : float in (0, 1)
+    """
+    if int(m) < 2:
+        return 1.0
+    from scipy import stats
+    q = (1 + float(level)) / 2
+    return float(math.sqrt(m / (m - 1)) * stats.t.ppf(q, int(m) - 1) / stats.norm.ppf(q))
+
+
 def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
                   paired: bool = False) -> PowerLawFit:
     r"""Fit ``E[y] ∝ x^a`` through the seed means, with a bootstrap interval for ``a`` over the seeds.
@@ -75,8 +109,10 @@ def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: 
     The mean, not the median, because the claim is about ``E[y]``.  The
     bootstrap resamples the seeds of each ``x`` with replacement
     (``paired=True``: the same seed indices for every ``x``, for runs that
-    share their seeds across ``x``), refits, and takes the percentile
-    interval of the ``n_boot`` exponents.  The resampling generator is seeded:
+    share their seeds across ``x``), refits, widens each resample's
+    deviation from the point estimate by :func:`small_sample_factor` (the
+    raw percentile interval covers 66 % instead of 95 % with 2 seeds), and
+    takes the percentile interval of the ``n_boot`` exponents.  The resampling generator is seeded:
     the interval is reproducible.  With one seed at some ``x`` (or seeds
     that agree exactly) the interval has no spread to show: the fit is a
     point estimate, and :func:`power_law_exponent` calls it untestable.
@@ -119,9 +155,12 @@ def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: 
         else:
             mb = np.array([c[rng.integers(0, c.size, c.size)].mean() for c in cols])
         boot[b] = _loglog_line(lx, np.log(mb))
+    f = small_sample_factor(min(c.size for c in cols), float(level))
+    boot = np.array([a, lc]) + f * (boot - np.array([a, lc]))
     q = (1 - float(level)) / 2
     lo, hi = np.quantile(boot[:, 0], [q, 1 - q])
-    return PowerLawFit(a, lc, (float(lo), float(hi)), float(level), boot, xs, means, tuple(int(c.size) for c in cols))
+    return PowerLawFit(a, lc, (float(lo), float(hi)), float(level), boot, xs, means,
+                       tuple(int(c.size) for c in cols), f)
 
 
 def power_law_exponent(claim: str, fit: PowerLawFit, predicted: float, alternative: float | None = None, *,
