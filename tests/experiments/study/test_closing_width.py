@@ -66,7 +66,8 @@ def test_recovers_the_known_closing_width_per_depth(a):
         lo, hi = v.threshold
         assert lo < v.measured < hi and hi / lo < 2.0  # 3 % noise, 4 seeds: a known to ~0.01, log H* to ~0.1
         assert abs(math.log(v.measured / truth)) < math.log(hi / lo)  # within one interval width of the truth
-    assert check.status == "holds"  # the depth-3 level agrees with the width law at H0
+    # the depth-3 level agrees with the width law at H0; a check that could hardly fail says so (F finding 3)
+    assert check.status == "vacuous" and "can only fail if the seed mean" in check.why and "cell shared" in check.why
 
 
 def test_the_intervals_cover_the_truth():
