@@ -26,7 +26,8 @@ The kinds:
     assumption it rests on); one row per value, checked and judged there.
 ``threshold``
     ``y relation value`` for ``over`` = ``every`` cell (the worst one
-    decides), or their ``mean``, ``max`` or ``min``.
+    decides), or their ``mean``, ``max`` or ``min``, over the cells that
+    measured ``y`` (the row counts the others; *untestable* when none did).
 
 ``grid = i`` (any kind) keeps only the cells of the ``i``-th ``[[grid]]`` product.
 ``exclude_largest = true`` (power_law, extrapolate) fits without the largest
