@@ -207,6 +207,13 @@ def test_power_law_exponent_flips_holds_fails_untestable():
     two_thirds = V.fit_power_law(xs, _lognormal_samples(-2 / 3, xs, 16, 0.5, rng))
     failed = V.power_law_exponent("E[err²] ∝ H^−1", two_thirds, -1.0, -2 / 3)
     assert failed.status == "fails" and failed.margin < 0
+    # F finding 6: the threshold column shows what a is compared with, the margin is a distance over |p − alt|
+    lo, hi = two_thirds.interval
+    assert failed.threshold == -1.0 and failed.relation == "=" and f"[{V.fmt(lo)}, {V.fmt(hi)}]" in failed.rests_on
+    assert failed.margin == pytest.approx((lo - -1.0) / -(1 / 3)) and "excludes the predicted exponent" in failed.why
+    cells = V.render_row(failed).split(" | ")
+    assert cells[2] == f"= {V.fmt(-1.0)} (alt. {V.fmt(-2 / 3)})", cells
+    assert "by " + V.fmt(lo + 1.0) in failed.why
     # three seeds of heavy noise: the interval holds both −1 and −2/3: untestable, and says how many seeds would do
     few = V.fit_power_law(xs[:3], _lognormal_samples(-1.0, xs[:3], 3, 1.5, rng))
     undecided = V.power_law_exponent("E[err²] ∝ H^−1", few, -1.0, -2 / 3)

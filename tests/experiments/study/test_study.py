@@ -112,6 +112,9 @@ def test_a_planted_wrong_exponent_fails(tmp_path):
     rows = [ln for ln in (tmp_path / "out" / "quick" / "report.md").read_text().splitlines()
             if ln.startswith("| synthetic |")]
     assert rows[0].rstrip(" |").rsplit(" | ", 1)[-1].startswith("**fails**")
+    cells = rows[0].split(" | ")  # experiment, claim, measured, threshold, margin, verdict (F finding 6)
+    assert cells[3] == "= -0.8" and "excludes the predicted exponent -0.8 by" in cells[5], cells
+    assert "bootstrap interval [" in cells[2] and "e+" not in cells[4], cells
 
 
 def test_resume_after_a_kill_redoes_only_the_missing_cells(tmp_path, monkeypatch):
