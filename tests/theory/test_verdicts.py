@@ -175,6 +175,28 @@ def test_power_law_interval_covers_the_planted_exponent_at_its_level():
     assert 30 <= hits <= 40
 
 
+def test_power_law_interval_covers_at_its_level_with_few_seeds():
+    """F's finding 1: with 2, 3, 4, 8 seeds the nominal 95 % interval must cover a = −1 in ≥ 0.95 − 3 SE of fits.
+
+    60 planted data sets per seed count (lognormal noise, σ cycling 0.1, 0.3, 1.0), fixed generator: the
+    binomial SE of a 95 % coverage over 60 fits is 0.028, so the bar is 0.866.  The raw percentile bootstrap
+    (small_sample_factor ≡ 1) covered 0.66 / 0.81 / 0.85 at 2 / 3 / 4 seeds (200 fits each) and fails here.
+    """
+    rng = np.random.default_rng(7)
+    xs = [16, 32, 64]
+    n = 60
+    bar = 0.95 - 3 * math.sqrt(0.95 * 0.05 / n)
+    for m in (2, 3, 4, 8):
+        hits = 0
+        for r in range(n):
+            lo, hi = V.fit_power_law(xs, _lognormal_samples(-1.0, xs, m, (0.1, 0.3, 1.0)[r % 3], rng),
+                                     n_boot=200, seed=r).interval
+            hits += lo <= -1.0 <= hi
+        assert hits / n >= bar, (m, hits / n, bar)
+    assert V.small_sample_factor(2, 0.95) == pytest.approx(math.sqrt(2) * 12.7062 / 1.95996, rel=1e-4)
+    assert V.small_sample_factor(1, 0.95) == 1.0
+
+
 def test_power_law_exponent_flips_holds_fails_untestable():
     xs = [64, 128, 256, 512, 1024, 2048]
     rng = np.random.default_rng(2)
@@ -185,6 +207,13 @@ def test_power_law_exponent_flips_holds_fails_untestable():
     two_thirds = V.fit_power_law(xs, _lognormal_samples(-2 / 3, xs, 16, 0.5, rng))
     failed = V.power_law_exponent("E[err²] ∝ H^−1", two_thirds, -1.0, -2 / 3)
     assert failed.status == "fails" and failed.margin < 0
+    # F finding 6: the threshold column shows what a is compared with, the margin is a distance over |p − alt|
+    lo, hi = two_thirds.interval
+    assert failed.threshold == -1.0 and failed.relation == "=" and f"[{V.fmt(lo)}, {V.fmt(hi)}]" in failed.rests_on
+    assert failed.margin == pytest.approx((lo - -1.0) / -(1 / 3)) and "excludes the predicted exponent" in failed.why
+    cells = V.render_row(failed).split(" | ")
+    assert cells[2] == f"= {V.fmt(-1.0)} (alt. {V.fmt(-2 / 3)})", cells
+    assert "by " + V.fmt(lo + 1.0) in failed.why
     # three seeds of heavy noise: the interval holds both −1 and −2/3: untestable, and says how many seeds would do
     few = V.fit_power_law(xs[:3], _lognormal_samples(-1.0, xs[:3], 3, 1.5, rng))
     undecided = V.power_law_exponent("E[err²] ∝ H^−1", few, -1.0, -2 / 3)

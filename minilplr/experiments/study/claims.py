@@ -26,7 +26,8 @@ The kinds:
     assumption it rests on); one row per value, checked and judged there.
 ``threshold``
     ``y relation value`` for ``over`` = ``every`` cell (the worst one
-    decides), or their ``mean``, ``max`` or ``min``.
+    decides), or their ``mean``, ``max`` or ``min``, over the cells that
+    measured ``y`` (the row counts the others; *untestable* when none did).
 
 ``grid = i`` (any kind) keeps only the cells of the ``i``-th ``[[grid]]`` product.
 ``exclude_largest = true`` (power_law, extrapolate) fits without the largest
@@ -34,6 +35,7 @@ The kinds:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -216,15 +218,22 @@ def judge(c: dict, table: list) -> V.Verdict:
         return V.untestable(claim, f"the selected cells also vary in {', '.join(varying)}",
                             f"fix {', '.join(varying)} in the claim's where", quantity=y)
     bad = [r for r in rows if not (math.isfinite(r["diag"][y]) and (c["kind"] == "threshold" or r["diag"][y] > 0))]
-    if bad:
+    if bad and (c["kind"] != "threshold" or len(bad) == len(rows)):
         return V.untestable(claim, f"{len(bad)} of {len(rows)} cells have no {'finite' if c['kind'] == 'threshold' else 'positive finite'} {y}",
                             "cells where it is measured", quantity=y)
-    if c["kind"] == "threshold":
-        vals = np.array([r["diag"][y] for r in rows])
+    if c["kind"] == "threshold":  # judged on the cells that measured y; the row counts the others (F finding 9)
+        gone = {id(r) for r in bad}
+        vals = np.array([r["diag"][y] for r in rows if id(r) not in gone])
         worst = (vals.max() if c["relation"] == "<=" else vals.min()) if c["over"] == "every" else \
             {"mean": vals.mean(), "max": vals.max(), "min": vals.min()}[c["over"]]
-        return V.compare(claim, float(worst), c["value"], c["relation"], quantity=f"{c['over']} {y}",
-                         scale=abs(c["value"]) or 1.0, rests_on=f"{len(rows)} cells")
+        v = V.compare(claim, float(worst), c["value"], c["relation"], quantity=f"{c['over']} {y}",
+                      scale=abs(c["value"]) or 1.0, rests_on=f"{vals.size} cells")
+        if bad:
+            lost = ", ".join(", ".join(f"{k} = {val}" for k, val in r["settings"].items()) for r in bad[:3])
+            v = dataclasses.replace(v, rests_on=f"{vals.size} of {len(rows)} cells", why=(
+                f"{len(bad)} of {len(rows)} cells have no finite {y} ({lost}{', ...' if len(bad) > 3 else ''}): "
+                f"judged on the other {vals.size}"))
+        return v
     if len({r["settings"][c["x"]] for r in rows}) < (3 if c["kind"] == "held_out" or c.get("exclude_largest") else 2):
         return V.untestable(claim, f"too few distinct {c['x']} to fit", f"more values of {c['x']}", quantity=y)
     fit, held = fit_rows(c, rows)

@@ -81,7 +81,7 @@ the training loops or the experiments.
 """
 from __future__ import annotations
 
-from .power_law import PowerLawFit, fit_power_law, power_law_exponent
+from .power_law import PowerLawFit, fit_power_law, power_law_exponent, small_sample_factor
 from .thresholds import R2_LINEAR, compare, identity, too_short, within
 from .trends import critical_spearman, monotone, rank_correlation, spearman
 from .verdict import (MARGINAL, STATUSES, TABLE_HEADER, Verdict, fmt, margin_interval, margin_one_sided, render_row,
@@ -91,6 +91,6 @@ __all__ = [
     "STATUSES", "MARGINAL", "Verdict", "margin_one_sided", "margin_interval",
     "compare", "within", "identity", "vacuous", "untestable", "too_short",
     "monotone", "spearman", "rank_correlation", "critical_spearman",
-    "PowerLawFit", "fit_power_law", "power_law_exponent",
+    "PowerLawFit", "fit_power_law", "power_law_exponent", "small_sample_factor",
     "TABLE_HEADER", "render_row", "fmt", "R2_LINEAR", "worst_case",
 ]

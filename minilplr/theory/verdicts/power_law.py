@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .verdict import Verdict, fmt, margin_interval, untestable
+from .verdict import Verdict, fmt, untestable
 
 # --------------------------------------------------------------------------- power laws over seeds
 
@@ -21,10 +21,12 @@ class PowerLawFit:
         The least-squares line ``log ȳ(x) = log C + a log x`` through the
         seed means ``ȳ(x)``.
     interval : (float, float)
-        The bootstrap percentile interval of ``a`` at ``level``.
+        The bootstrap percentile interval of ``a`` at ``level``, its
+        deviations widened by :func:`small_sample_factor` (few seeds).
     level : float
     boot : numpy array (B, 2)
-        ``(a, log C)`` of each bootstrap resample (host).
+        ``(a, log C)`` of each bootstrap resample, widened about the point
+        estimate by :attr:`widen` (host).
     x, mean_y : numpy arrays (k,)
         The distinct ``x`` and the seed means.
     seeds : tuple of int
@@ -39,6 +41,7 @@ class PowerLawFit:
     x: np.ndarray = field(repr=False)
     mean_y: np.ndarray = field(repr=False)
     seeds: tuple = ()
+    widen: float = 1.0
 
     def predict(self, x_new):
         r"""``C x^a`` at ``x_new`` and its bootstrap interval at :attr:`level`: ``(y, lo, hi)`` host arrays.
@@ -66,6 +69,37 @@ def _loglog_line(lx, ly):
     return a, float(ly.mean() - a * lx.mean())
 
 
+def small_sample_factor(m: int, level: float) -> float:
+    r"""How much wider than the raw bootstrap an interval over ``m`` seeds must be: ``√(m/(m−1))·t_{m−1,q}/z_q``.
+
+    .. math:: f(m) = \sqrt{\frac{m}{m-1}}\;\frac{t_{m-1,\,(1+\text{level})/2}}{z_{(1+\text{level})/2}}
+
+    Two small-sample biases of the percentile bootstrap over ``m`` seeds, each
+    corrected as for a mean: the resampled mean's variance is the plug-in
+    ``s²(m−1)/m²`` rather than ``s²/m`` (the ``√(m/(m−1))``), and its spread is
+    read off as if the variance were known (the normal quantile ``z``) when
+    it is estimated from ``m`` seeds (Student's ``t`` with ``m−1`` degrees of
+    freedom).  ``m`` is the fewest seeds at any ``x``; the ``t`` is not pooled
+    over the ``x`` (that would assume the same relative spread at every
+    ``x``).  Measured (tests/theory/test_verdicts.py): a nominal 95 % interval
+    covered the true exponent in 66 / 81 / 85 % of synthetic fits at 2 / 3 / 4
+    seeds uncorrected, 99 / 99 / 99 % corrected (8 seeds: 89 % → 94 %).
+    The price: with 2 seeds ``f = 9.2`` at 95 %, so 2 seeds rarely decide.
+    ``m < 2``: 1 (nothing to resample; :func:`power_law_exponent` calls such a
+    fit untestable).
+
+    Parameters
+    ----------
+    m : int, seeds
+    level : float in (0, 1)
+    """
+    if int(m) < 2:
+        return 1.0
+    from scipy import stats
+    q = (1 + float(level)) / 2
+    return float(math.sqrt(m / (m - 1)) * stats.t.ppf(q, int(m) - 1) / stats.norm.ppf(q))
+
+
 def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
                   paired: bool = False) -> PowerLawFit:
     r"""Fit ``E[y] ∝ x^a`` through the seed means, with a bootstrap interval for ``a`` over the seeds.
@@ -75,8 +109,10 @@ def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: 
     The mean, not the median, because the claim is about ``E[y]``.  The
     bootstrap resamples the seeds of each ``x`` with replacement
     (``paired=True``: the same seed indices for every ``x``, for runs that
-    share their seeds across ``x``), refits, and takes the percentile
-    interval of the ``n_boot`` exponents.  The resampling generator is seeded:
+    share their seeds across ``x``), refits, widens each resample's
+    deviation from the point estimate by :func:`small_sample_factor` (the
+    raw percentile interval covers 66 % instead of 95 % with 2 seeds), and
+    takes the percentile interval of the ``n_boot`` exponents.  The resampling generator is seeded:
     the interval is reproducible.  With one seed at some ``x`` (or seeds
     that agree exactly) the interval has no spread to show: the fit is a
     point estimate, and :func:`power_law_exponent` calls it untestable.
@@ -119,24 +155,35 @@ def fit_power_law(x, samples, *, level: float = 0.95, n_boot: int = 2000, seed: 
         else:
             mb = np.array([c[rng.integers(0, c.size, c.size)].mean() for c in cols])
         boot[b] = _loglog_line(lx, np.log(mb))
+    f = small_sample_factor(min(c.size for c in cols), float(level))
+    boot = np.array([a, lc]) + f * (boot - np.array([a, lc]))
     q = (1 - float(level)) / 2
     lo, hi = np.quantile(boot[:, 0], [q, 1 - q])
-    return PowerLawFit(a, lc, (float(lo), float(hi)), float(level), boot, xs, means, tuple(int(c.size) for c in cols))
+    return PowerLawFit(a, lc, (float(lo), float(hi)), float(level), boot, xs, means,
+                       tuple(int(c.size) for c in cols), f)
 
 
 def power_law_exponent(claim: str, fit: PowerLawFit, predicted: float, alternative: float | None = None, *,
                        quantity: str = "a") -> Verdict:
     r"""The exponent claim: holds when the interval contains ``predicted`` and excludes ``alternative``.
 
-    * *fails*: the interval excludes ``predicted`` (margin: how far outside,
-      in half-widths, negative);
+    The row compares the measured exponent with the prediction: threshold
+    ``= predicted`` (relation ``"="``; the table shows ``= p (alt. q)``), the
+    interval in *rests on*.  The margin is a distance in exponent units
+    relative to ``s = |predicted − alternative|`` (the gap the claim must
+    resolve; without an alternative ``s = |predicted|``, or 1 at 0), and the
+    *why* says it in words ("the interval excludes 1 by 3.04"):
+
+    * *fails*: the interval excludes ``predicted``; margin ``−d/s``, ``d`` the
+      distance from ``predicted`` to the interval's nearer end;
     * *untestable*: the interval contains both ``predicted`` and
       ``alternative``: too few seeds to tell them apart.  The row says how
-      many would: the half-width shrinks like ``1/√S``, so
+      many would: the half-width shrinks like ``1/√S`` (more slowly with the
+      small-sample widening, so the count is a lower bound), so
       ``S·(w/w_needed)²`` with ``w_needed = |predicted − alternative|/2``;
     * *holds*: contains ``predicted`` and excludes ``alternative``; the margin is the
-      smaller of the two distances (to the interval's nearer end, and of the
-      alternative outside it), in half-widths;
+      smaller of the two distances (of ``predicted`` to the interval's nearer
+      end, and of the alternative outside it), over ``s``;
     * *untestable* also when some ``x`` has fewer than 2 seeds, or the
       interval has zero width: a bootstrap over one seed (or over seeds that
       agree exactly) resamples no spread, and its interval, a single point,
@@ -146,6 +193,9 @@ def power_law_exponent(claim: str, fit: PowerLawFit, predicted: float, alternati
     """
     lo, hi = fit.interval
     w = (hi - lo) / 2
+    p = float(predicted)
+    alt = None if alternative is None else float(alternative)
+    s = abs(p - alt) if alt is not None and alt != p else (abs(p) or 1.0)
     if min(fit.seeds) < 2 or not w > 0:
         few = min(fit.seeds) < 2
         seeds = "/".join(str(k) for k in fit.seeds)
@@ -155,27 +205,33 @@ def power_law_exponent(claim: str, fit: PowerLawFit, predicted: float, alternati
                                 f"[{fmt(lo)}, {fmt(hi)}] of zero width): no spread, deterministic or repeated runs"),
                           "at least 2 independent seeds at every x (3 or more for a usable interval); the row then "
                           "says how many seeds would separate the predicted exponent from the alternative",
-                          quantity=quantity, measured=fit.a, threshold=(lo, hi), relation="in",
-                          details=dict(a=fit.a, interval=list(fit.interval), seeds=list(fit.seeds)))
+                          quantity=quantity, measured=fit.a, threshold=p, relation="=",
+                          details=dict(a=fit.a, interval=list(fit.interval), seeds=list(fit.seeds), predicted=p,
+                                       alternative=alt))
     ctr = f"{fmt(fit.level * 100, 3)} % bootstrap interval [{fmt(lo)}, {fmt(hi)}] over seeds"
     rests = (f"E[y] ∝ x^a through the seed means at x = {', '.join(fmt(v) for v in fit.x)} "
              f"({'/'.join(str(s) for s in fit.seeds)} seeds): a = {fmt(fit.a)}, {ctr}")
-    det = dict(a=fit.a, interval=list(fit.interval), level=fit.level, predicted=float(predicted),
-               alternative=None if alternative is None else float(alternative), seeds=list(fit.seeds))
-    m_in = margin_interval(predicted, lo, hi)
-    if m_in < 0:
-        return Verdict(claim, "fails", quantity, fit.a, (lo, hi), "in", m_in, rests,
-                       why=f"the interval excludes the predicted exponent {fmt(float(predicted))}", details=det)
-    if alternative is None:
-        return Verdict(claim, "holds", quantity, fit.a, (lo, hi), "in", m_in, rests, details=det)
-    out = max(lo - float(alternative), float(alternative) - hi) / w
+    det = dict(a=fit.a, interval=list(fit.interval), level=fit.level, predicted=p, alternative=alt,
+               seeds=list(fit.seeds), scale=s)
+    d_in = min(p - lo, hi - p)  # < 0: p outside, by −d_in
+    unit = f" (margin relative to |{fmt(p)} − {fmt(alt)}| = {fmt(s)})" if alt is not None and alt != p else \
+        f" (margin relative to {fmt(s)})"
+    if d_in < 0:
+        return Verdict(claim, "fails", quantity, fit.a, p, "=", d_in / s, rests,
+                       why=f"the interval excludes the predicted exponent {fmt(p)} by {fmt(-d_in)}" + unit,
+                       details=det)
+    if alt is None:
+        return Verdict(claim, "holds", quantity, fit.a, p, "=", d_in / s, rests,
+                       why=f"the interval contains {fmt(p)}, {fmt(d_in)} inside its nearer end" + unit, details=det)
+    out = max(lo - alt, alt - hi)
     if out < 0:
-        need = abs(float(predicted) - float(alternative)) / 2
+        need = abs(p - alt) / 2
         more = math.ceil(max(fit.seeds) * (w / need) ** 2) if need > 0 else math.inf
-        return untestable(claim, f"the interval contains both the predicted {fmt(float(predicted))} and the "
-                          f"alternative {fmt(float(alternative))}", f"about {more} seeds per x (the half-width "
+        return untestable(claim, f"the interval [{fmt(lo)}, {fmt(hi)}] contains both the predicted {fmt(p)} and the "
+                          f"alternative {fmt(alt)}", f"at least {more} seeds per x (the half-width "
                           f"{fmt(w)} must fall below {fmt(need)}; it shrinks like 1/√seeds)",
-                          quantity=quantity, measured=fit.a, threshold=(lo, hi), relation="in", rests_on=rests,
+                          quantity=quantity, measured=fit.a, threshold=p, relation="=", rests_on=rests,
                           details=det)
-    return Verdict(claim, "holds", quantity, fit.a, (lo, hi), "in", min(m_in, out), rests,
-                   why=f"contains {fmt(float(predicted))}, excludes {fmt(float(alternative))}", details=det)
+    return Verdict(claim, "holds", quantity, fit.a, p, "=", min(d_in, out) / s, rests,
+                   why=f"contains {fmt(p)} ({fmt(d_in)} inside its nearer end), excludes {fmt(alt)} by {fmt(out)}"
+                       + unit, details=det)

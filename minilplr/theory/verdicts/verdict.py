@@ -185,7 +185,8 @@ def _threshold_text(v: Verdict) -> str:
         return "—"
     if isinstance(v.threshold, tuple):
         return f"in [{fmt(v.threshold[0])}, {fmt(v.threshold[1])}]"
-    return f"{v.relation} {fmt(v.threshold)}".strip()
+    alt = v.details.get("alternative") if v.relation == "=" else None  # an exponent claim: "= 1 (alt. 0)"
+    return f"{v.relation} {fmt(v.threshold)}".strip() + (f" (alt. {fmt(alt)})" if alt is not None else "")
 
 
 def render_row(v: Verdict, experiment: str | None = None) -> str:

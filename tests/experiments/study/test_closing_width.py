@@ -66,15 +66,16 @@ def test_recovers_the_known_closing_width_per_depth(a):
         lo, hi = v.threshold
         assert lo < v.measured < hi and hi / lo < 2.0  # 3 % noise, 4 seeds: a known to ~0.01, log H* to ~0.1
         assert abs(math.log(v.measured / truth)) < math.log(hi / lo)  # within one interval width of the truth
-    assert check.status == "holds"  # the depth-3 level agrees with the width law at H0
+    # the depth-3 level agrees with the width law at H0; a check that could hardly fail says so (F finding 3)
+    assert check.status == "vacuous" and "can only fail if the seed mean" in check.why and "cell shared" in check.why
 
 
 def test_the_intervals_cover_the_truth():
-    # a percentile bootstrap over 4 seeds undercovers: about 0.9 of the 95 % intervals held the truth when this
-    # test was written (30 tables); 0.75 over 10 tables x 4 depths is about 3 binomial sds below that
+    # the raw percentile bootstrap over 4 seeds undercovered (about 0.9 of the 95 % intervals held the truth);
+    # widened for few seeds (small_sample_factor) 39 of these 40 did; 0.85 is 0.95 less 3 binomial SEs of 40
     hit = [lo <= _truth(d) <= hi for k in range(10) for d, lo, hi in
            zip(*(lambda r: (r.values, r.lo, r.hi))(closing_per(CLAIM, _table(seed=100 + k))))]
-    assert len(hit) == 40 and np.mean(hit) >= 0.75, np.mean(hit)
+    assert len(hit) == 40 and np.mean(hit) >= 0.85, np.mean(hit)
 
 
 def test_a_planted_wrong_exponent_is_excluded():

@@ -112,6 +112,9 @@ def test_a_planted_wrong_exponent_fails(tmp_path):
     rows = [ln for ln in (tmp_path / "out" / "quick" / "report.md").read_text().splitlines()
             if ln.startswith("| synthetic |")]
     assert rows[0].rstrip(" |").rsplit(" | ", 1)[-1].startswith("**fails**")
+    cells = rows[0].split(" | ")  # experiment, claim, measured, threshold, margin, verdict (F finding 6)
+    assert cells[3] == "= -0.8" and "excludes the predicted exponent -0.8 by" in cells[5], cells
+    assert "bootstrap interval [" in cells[2] and "e+" not in cells[4], cells
 
 
 def test_resume_after_a_kill_redoes_only_the_missing_cells(tmp_path, monkeypatch):
@@ -195,6 +198,16 @@ def test_judges_flip_when_the_law_is_planted_wrong():
     assert v.status == "untestable" and "depth" in v.why
     thr = dict(kind="threshold", y="ff", where={}, text="", relation="<=", value=5.0, over="every")  # ff in [1.5, 13]
     assert judge(thr, good).status == "fails" and judge(dict(thr, value=20.0), good).status == "holds"
+    # F finding 9: one cell without the value does not make the claim untestable; it is judged on the others
+    holed = [dict(r, diag=dict(ff=math.nan if r["diag"]["ff"] == max(q["diag"]["ff"] for q in good) else r["diag"]["ff"]))
+             for r in good]
+    v = judge(dict(thr, value=20.0), holed)
+    assert v.status == "holds" and v.why.startswith(f"1 of {len(good)} cells have no finite ff") \
+        and v.rests_on == f"{len(good) - 1} of {len(good)} cells", (v.why, v.rests_on)
+    assert v.measured == sorted(r["diag"]["ff"] for r in good)[-2]  # the worst measured cell decides
+    none = [dict(r, diag=dict(ff=math.nan)) for r in good]
+    v = judge(thr, none)
+    assert v.status == "untestable" and f"{len(good)} of {len(good)} cells have no finite ff" in v.why
 
 
 def test_gd_kind_on_a_users_npz_through_run_all(tmp_path):
