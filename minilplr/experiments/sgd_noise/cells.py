@@ -42,7 +42,7 @@ from ...theory import sgd_noise as sn
 from ...theory import spectrum as _spectrum
 from ...train.optim import SGD
 from ..mnist_gd import load_task
-from ..study.kinds import CellKind
+from ..study.kinds import TASK_INITS, CellKind
 from ..timing import phase
 from .summary import MEASURES
 
@@ -160,7 +160,7 @@ CELL_KIND = CellKind(
     keys={"digits": ("int_list", None), "n": ("pos_int", None),
           "data_source": ("str", ("auto", "download", "offline")),
           "preprocess": ("str", ("unit", "standardize", "raw")), "width": ("pos_int", None),
-          "depth": ("pos_int", None), "init": ("str", None), "init_factor": ("pos_real", None),
+          "depth": ("pos_int", None), "init": ("str", TASK_INITS), "init_factor": ("pos_real", None),
           "seed": ("nonneg_int", None), "dtype": ("str", ("float32", "float64")),
           "hessian_iters": ("nonneg_int", None), "batch": ("pos_int", None), "sgd_seed": ("nonneg_int", None),
           "steps": ("pos_int", None), "record_every": ("pos_int", None), "noise_every": ("pos_int", None),

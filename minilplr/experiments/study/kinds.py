@@ -33,13 +33,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CellKind", "KINDS", "LAZY", "register_kind", "get_kind", "gd_cell", "gd_pilot"]
+__all__ = ["TASK_INITS", "CellKind", "KINDS", "LAZY", "register_kind", "get_kind", "gd_cell", "gd_pilot"]
 
+from ...nn.init import INITIALISERS
+
+#: The initialisers a task kind may name: the model's own list (:data:`minilplr.nn.init.INITIALISERS`) less
+#: ``gaussian``, which needs the exponent ``p`` that no task kind passes to :func:`~minilplr.nn.models.mlp`.
+TASK_INITS = tuple(i for i in INITIALISERS if i != "gaussian")
 #: Keys every MLP-on-MNIST kind shares: ``(type, choices)`` as :mod:`.spec` checks them.
 _TASK = {
     "width": ("pos_int", None), "depth": ("pos_int", None), "n": ("pos_int", None),
     "digits": ("int_list", None), "preprocess": ("str", ("unit", "standardize", "raw")),
-    "init": ("str", None), "init_factor": ("pos_real", None), "seed": ("nonneg_int", None),
+    "init": ("str", TASK_INITS), "init_factor": ("pos_real", None), "seed": ("nonneg_int", None),
     "dtype": ("str", ("float32", "float64")), "hessian_iters": ("nonneg_int", None),
     "data_source": ("str", ("auto", "download", "offline")),
     "steps": ("pos_int", None), "diag_every": ("pos_int", None),
