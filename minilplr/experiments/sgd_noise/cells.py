@@ -42,7 +42,7 @@ from ...theory import sgd_noise as sn
 from ...theory import spectrum as _spectrum
 from ...train.optim import SGD
 from ..mnist_gd import load_task
-from ..study.kinds import TASK_INITS, CellKind
+from ..study.kinds import TASK_INITS, CellKind, check_model_fits
 from ..timing import phase
 from .summary import MEASURES
 
@@ -154,6 +154,14 @@ def study_cell(cell: dict) -> dict:
     return sgd_cell(experiment_config(cell))
 
 
+def study_check(cell: dict, chk) -> None:
+    """A study cell's settings before anything runs: a batch of at most ``n`` samples (``b = n`` is full-batch GD;
+    a larger one would run as ``b = n`` while its settings say otherwise) and a model that fits in memory."""
+    if cell["batch"] > cell["n"]:
+        chk.fail("batch", f"at most n = {cell['n']} samples (batch = n is full-batch GD)", cell["batch"])
+    check_model_fits(cell, chk)
+
+
 #: The ``sgd_noise`` cell kind (:mod:`minilplr.experiments.study.kinds`): every key the cell reads, typed.
 CELL_KIND = CellKind(
     name="sgd_noise", cell="minilplr.experiments.sgd_noise.cells:study_cell",
@@ -171,4 +179,4 @@ CELL_KIND = CellKind(
     pilot="minilplr.experiments.lplr_map.cells:pilot_cell", pilot_keys=TASK_KEYS + ("hessian_iters", "backend"),
     pilot_always=True, beta_keys=("beta", "lam_min0", "n"),
     measures=MEASURES, summarise="minilplr.experiments.sgd_noise.summary:measures",
-    replicates=("seed", "sgd_seed"))
+    replicates=("seed", "sgd_seed"), check="minilplr.experiments.sgd_noise.cells:study_check")
