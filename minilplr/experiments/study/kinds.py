@@ -28,6 +28,7 @@ spec records by name like the registry's diagnostics (:mod:`.diagnostics`).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 
@@ -196,8 +197,9 @@ def check_model_fits(cell: dict, chk, d_in: int = 784, d_out: int = 1) -> None:
         chk.line(str(exc))
 
 
+@functools.lru_cache(maxsize=8)
 def _data_shape(path: str) -> tuple:
-    """``(D, K)`` of the user's ``.npz`` (already checked by the spec)."""
+    """``(D, K)`` of the user's ``.npz`` (already checked by the spec), read once for all the cells."""
     from .data import load_npz
 
     X, y = load_npz(path)
