@@ -234,7 +234,8 @@ def unreadable_results(out: Path, folders) -> str | None:
         try:
             head = json.loads(js.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            return f"{js}: expected a readable results.json (JSON), got {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            return f"{js}: expected a readable results.json (JSON), got {type(exc).__name__}: {why}"
         if not isinstance(head, dict):
             return f"{js}: expected a readable results.json (a JSON object), got a {type(head).__name__}"
     return None

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TASK_INITS", "mlp_parameters", "check_model_fits", "task_check", "CellKind", "KINDS", "LAZY", "register_kind", "get_kind", "gd_cell", "gd_pilot"]
+__all__ = ["TASK_INITS", "mlp_parameters", "check_model_fits", "task_check", "CellKind", "KINDS", "LAZY",
+           "register_kind", "get_kind", "gd_cell", "gd_pilot"]
 
 from ...nn.init import INITIALISERS
 
@@ -186,7 +187,8 @@ def mlp_parameters(d_in: int, width: int, depth: int, d_out: int, batchnorm: boo
 
 def check_model_fits(cell: dict, chk, d_in: int = 784, d_out: int = 1) -> None:
     """The cell's model must fit in memory: the check :func:`~minilplr.nn.models.mlp` makes before it allocates
-    (:func:`minilplr.validate.check_fits`: the memory free here and ``$MINILPLR_MAX_BYTES``), made before anything runs."""
+    (:func:`minilplr.validate.check_fits`: the memory free here and ``$MINILPLR_MAX_BYTES``), made before anything
+    runs."""
     from ...validate import check_fits
 
     P = mlp_parameters(d_in, cell["width"], cell["depth"], d_out, bool(cell.get("batchnorm")))

@@ -28,7 +28,8 @@ import math
 import tomllib
 from pathlib import Path
 
-__all__ = ["SpecError", "read_spec", "parse_spec", "resolve_preset", "preset_cells", "check_cells", "SECTIONS", "PRESETS"]
+__all__ = ["SpecError", "read_spec", "parse_spec", "resolve_preset", "preset_cells", "check_cells", "SECTIONS",
+           "PRESETS"]
 
 #: The top-level tables a spec may have.
 SECTIONS = ("study", "model", "grid", "run", "presets", "diagnostics", "claims", "panels")
@@ -287,8 +288,8 @@ def check_cells(spec: dict, where: str, kind) -> None:
                 if max(counts.values()) < 2:
                     field = "per" if (c["kind"] == "closing_width" and x == c["per"]) else \
                         ("y" if c["kind"] == "heatmap" and x == c["y"] and x != c["x"] else "x")
-                    chk.fail(f"{key}[{i}].{field}", f"a setting the selected cells{shown} vary (an axis of the grid), in "
-                             f"preset quick or paper", f"{x} (one value: "
+                    chk.fail(f"{key}[{i}].{field}", f"a setting the selected cells{shown} vary (an axis of the "
+                             "grid), in preset quick or paper", f"{x} (one value: "
                              + ", ".join(f"{p} {counts[p] and matched[p][0]['settings'].get(x)!r}" for p in PRESETS)
                              + ")")
 
