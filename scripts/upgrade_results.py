@@ -220,6 +220,27 @@ def _other_configuration(folder: Path, name: str, preset: str, overrides: dict, 
     return True
 
 
+def unreadable_results(out: Path, folders) -> str | None:
+    """One line naming the first older folder whose ``results.json`` is not a readable JSON object, or None.
+
+    Checked before anything moves: such a file (a run killed while writing
+    it, a truncated copy) would be carried into the configuration folder as
+    an ordinary file, and only the next ``run_all.py`` would find it damaged.
+    """
+    for name in folders:
+        js = Path(out) / name / "results.json"
+        if not js.exists():
+            continue
+        try:
+            head = json.loads(js.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            return f"{js}: expected a readable results.json (JSON), got {type(exc).__name__}: {why}"
+        if not isinstance(head, dict):
+            return f"{js}: expected a readable results.json (a JSON object), got a {type(head).__name__}"
+    return None
+
+
 def _is_unit(js: Path) -> bool:
     """Whether ``js`` looks like a store unit's JSON (it has a ``format`` key or an arrays file beside it)."""
     if js.with_suffix(".npz").exists():
@@ -308,6 +329,10 @@ def main(argv=None) -> int:
         return 2
     conf = configuration(args.preset, {"seed": args.seed, "data_source": args.data})
     counts = {"folders": older_layout(out, EXPERIMENTS)}  # read before locking: a folder refused keeps no lock file
+    bad = unreadable_results(out, counts["folders"])
+    if bad:
+        print(f"upgrade_results.py: {bad}; nothing moved", file=sys.stderr)
+        return 2
     if counts["folders"]:
         try:
             with lock_output(out):

@@ -219,3 +219,18 @@ def test_the_other_configuration_line_names_every_difference_whole(tmp_path):
     assert len("; ".join(diffs)) > 300  # long enough to have been cut
     assert all(d in line for d in diffs), line
     assert line.endswith("pass the --preset, --seed and --data they were run with"), line
+
+
+def test_a_truncated_results_json_is_refused_and_nothing_moves(tmp_path):
+    """F case 12: a folder whose results.json is cut short: exit 2, one line naming it, every file where it was."""
+    out = tmp_path / "out"
+    (out / "lplr_map").mkdir(parents=True)
+    (out / "lplr_map" / "results.json").write_text('{"format": "minilplr-unit/1", "data": {"config_ha')
+    (out / "lplr_map" / "map.png").write_bytes(b"\x89PNG not really")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    r = _cli(str(out), "--preset", "quick", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    line = r.stderr.strip()
+    assert "\n" not in line and "lplr_map/results.json: expected a readable results.json" in line, line
+    assert line.endswith("nothing moved"), line
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

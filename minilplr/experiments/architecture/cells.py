@@ -74,7 +74,7 @@ from ...theory.dynamics import KernelMove
 from ...train.loops import Diverged, train_gd
 from ...train.optim import GD
 from ..mnist_gd import load_task
-from ..study.kinds import CellKind
+from ..study.kinds import CellKind, check_model_fits
 from ..timing import phase
 from .summary import MEASURES
 
@@ -229,6 +229,15 @@ def architecture_cell(cell: dict) -> dict:
 
 
 
+def study_check(cell: dict, chk) -> None:
+    """A study cell's settings before anything runs: a residual network's even depth (the check
+    :func:`~minilplr.nn.models.mlp` makes) and a model that fits in memory."""
+    if cell["residual"] and (cell["depth"] < 2 or cell["depth"] % 2):
+        chk.fail("depth", "an even depth >= 2 with residual = true (fc1, (depth - 2)/2 blocks of two dense layers, "
+                 "the output layer)", cell["depth"])
+    check_model_fits(cell, chk)
+
+
 #: The ``architecture`` cell kind (:mod:`minilplr.experiments.study.kinds`): the cell's keys, typed.
 CELL_KIND = CellKind(
     name="architecture", cell="minilplr.experiments.architecture.cells:architecture_cell",
@@ -242,4 +251,5 @@ CELL_KIND = CellKind(
     defaults=dict(digits=[0, 1], data_source=None, preprocess="unit", seed=0, dtype="float32", residual=False,
                   batchnorm=False, init="he", init_factor=None, eta_fraction=0.5, hessian_iters=20),
     required=("width", "n", "depth", "steps", "diag_every"), step_size=False,
-    measures=MEASURES, summarise="minilplr.experiments.architecture.summary:measures")
+    measures=MEASURES, summarise="minilplr.experiments.architecture.summary:measures",
+    check="minilplr.experiments.architecture.cells:study_check")

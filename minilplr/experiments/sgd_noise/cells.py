@@ -42,7 +42,7 @@ from ...theory import sgd_noise as sn
 from ...theory import spectrum as _spectrum
 from ...train.optim import SGD
 from ..mnist_gd import load_task
-from ..study.kinds import CellKind
+from ..study.kinds import TASK_INITS, CellKind, check_model_fits
 from ..timing import phase
 from .summary import MEASURES
 
@@ -154,13 +154,21 @@ def study_cell(cell: dict) -> dict:
     return sgd_cell(experiment_config(cell))
 
 
+def study_check(cell: dict, chk) -> None:
+    """A study cell's settings before anything runs: a batch of at most ``n`` samples (``b = n`` is full-batch GD;
+    a larger one would run as ``b = n`` while its settings say otherwise) and a model that fits in memory."""
+    if cell["batch"] > cell["n"]:
+        chk.fail("batch", f"at most n = {cell['n']} samples (batch = n is full-batch GD)", cell["batch"])
+    check_model_fits(cell, chk)
+
+
 #: The ``sgd_noise`` cell kind (:mod:`minilplr.experiments.study.kinds`): every key the cell reads, typed.
 CELL_KIND = CellKind(
     name="sgd_noise", cell="minilplr.experiments.sgd_noise.cells:study_cell",
     keys={"digits": ("int_list", None), "n": ("pos_int", None),
           "data_source": ("str", ("auto", "download", "offline")),
           "preprocess": ("str", ("unit", "standardize", "raw")), "width": ("pos_int", None),
-          "depth": ("pos_int", None), "init": ("str", None), "init_factor": ("pos_real", None),
+          "depth": ("pos_int", None), "init": ("str", TASK_INITS), "init_factor": ("pos_real", None),
           "seed": ("nonneg_int", None), "dtype": ("str", ("float32", "float64")),
           "hessian_iters": ("nonneg_int", None), "batch": ("pos_int", None), "sgd_seed": ("nonneg_int", None),
           "steps": ("pos_int", None), "record_every": ("pos_int", None), "noise_every": ("pos_int", None),
@@ -171,4 +179,4 @@ CELL_KIND = CellKind(
     pilot="minilplr.experiments.lplr_map.cells:pilot_cell", pilot_keys=TASK_KEYS + ("hessian_iters", "backend"),
     pilot_always=True, beta_keys=("beta", "lam_min0", "n"),
     measures=MEASURES, summarise="minilplr.experiments.sgd_noise.summary:measures",
-    replicates=("seed", "sgd_seed"))
+    replicates=("seed", "sgd_seed"), check="minilplr.experiments.sgd_noise.cells:study_check")

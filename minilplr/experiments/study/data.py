@@ -20,24 +20,32 @@ class _Raise:
 def load_npz(path, chk=None, key: str = "data"):
     """``(X (N, D), y (N, K))`` float64 host arrays from the ``.npz`` at ``path``, or one line naming ``key``.
 
-    Checked: the file opens as an ``.npz`` without pickles, holds ``X`` and
-    ``y``, both real numbers, ``X`` two-dimensional, ``y`` one- or
-    two-dimensional with as many rows as ``X``, every value finite, and at
-    least ``N = 2`` samples.  ``y (N,)`` becomes ``(N, 1)``.
+    Checked: the file is a zip archive (what ``numpy.savez`` writes; anything
+    else is refused before :func:`numpy.load`, which is called with
+    ``allow_pickle=False``), holds ``X`` and ``y``, both real numbers, ``X``
+    two-dimensional, ``y`` one- or two-dimensional with as many rows as ``X``,
+    no dimension of size zero, every value finite, and at least ``N = 2`` samples.  ``y (N,)`` becomes ``(N, 1)``.
     """
     chk = chk or _Raise()
     p = Path(path)
+    if not p.is_file():
+        chk.fail(key, "an .npz file (numpy.savez)", f"{p} ({'a folder' if p.exists() else 'no such file'})")
+    if not zipfile.is_zipfile(p):  # an .npz is a zip archive; np.load would try a pickle on anything else
+        chk.fail(key, "an .npz file (numpy.savez: a zip archive of .npy arrays)", f"{p}, which is not one")
     try:
         with np.load(p, allow_pickle=False) as z:
-            names = set(z.files)
-            if not {"X", "y"} <= names:
-                chk.fail(key, "an .npz holding arrays named X and y", f"{p} with {sorted(names)}")
-            X, y = z["X"], z["y"]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith(key):
-            raise
-        chk.fail(key, "a readable .npz file (numpy.savez) without pickled objects",
-                 f"{p} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+            names = sorted(z.files)
+            arrays = {nm: z[nm] for nm in ("X", "y") if nm in names}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "pickle" in reason.lower():  # an object array: say what it is, never how to load it unsafely
+            reason = "it holds an array of Python objects"
+        chk.fail(key, "an .npz of numeric arrays X and y (numpy.savez)", f"{p} ({reason})")
+    missing = [nm for nm in ("X", "y") if nm not in arrays]
+    if missing:
+        chk.fail(key, "an .npz holding arrays named X and y", f"{p} without {' and '.join(missing)} (it holds "
+                 f"{', '.join(names) or 'no arrays'})")
+    X, y = arrays["X"], arrays["y"]
     for nm, a in (("X", X), ("y", y)):
         if a.dtype.kind not in "biuf":
             chk.fail(f"{key}.{nm}", "real numbers (an integer or float dtype)", f"dtype {a.dtype}")
@@ -47,6 +55,10 @@ def load_npz(path, chk=None, key: str = "data"):
         chk.fail(f"{key}.y", f"shape ({X.shape[0]},) or ({X.shape[0]}, K), one row per row of X", f"shape {y.shape}")
     if X.shape[0] < 2:
         chk.fail(f"{key}.X", "at least N = 2 samples", f"shape {X.shape}")
+    if X.shape[1] < 1:
+        chk.fail(f"{key}.X", "shape (N, D) with at least D = 1 feature", f"shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] < 1:
+        chk.fail(f"{key}.y", "shape (N,) or (N, K) with at least K = 1 output", f"shape {y.shape}")
     for nm, a in (("X", X), ("y", y)):
         if not np.all(np.isfinite(a)):
             chk.fail(f"{key}.{nm}", "finite values", f"{int((~np.isfinite(a)).sum())} NaN/inf entries")

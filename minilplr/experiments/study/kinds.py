@@ -28,18 +28,25 @@ spec records by name like the registry's diagnostics (:mod:`.diagnostics`).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["CellKind", "KINDS", "LAZY", "register_kind", "get_kind", "gd_cell", "gd_pilot"]
+__all__ = ["TASK_INITS", "mlp_parameters", "check_model_fits", "task_check", "CellKind", "KINDS", "LAZY",
+           "register_kind", "get_kind", "gd_cell", "gd_pilot"]
 
+from ...nn.init import INITIALISERS
+
+#: The initialisers a task kind may name: the model's own list (:data:`minilplr.nn.init.INITIALISERS`) less
+#: ``gaussian``, which needs the exponent ``p`` that no task kind passes to :func:`~minilplr.nn.models.mlp`.
+TASK_INITS = tuple(i for i in INITIALISERS if i != "gaussian")
 #: Keys every MLP-on-MNIST kind shares: ``(type, choices)`` as :mod:`.spec` checks them.
 _TASK = {
     "width": ("pos_int", None), "depth": ("pos_int", None), "n": ("pos_int", None),
     "digits": ("int_list", None), "preprocess": ("str", ("unit", "standardize", "raw")),
-    "init": ("str", None), "init_factor": ("pos_real", None), "seed": ("nonneg_int", None),
+    "init": ("str", TASK_INITS), "init_factor": ("pos_real", None), "seed": ("nonneg_int", None),
     "dtype": ("str", ("float32", "float64")), "hessian_iters": ("nonneg_int", None),
     "data_source": ("str", ("auto", "download", "offline")),
     "steps": ("pos_int", None), "diag_every": ("pos_int", None),
@@ -95,6 +102,12 @@ class CellKind:
     replicates : tuple
         The settings a claim pools as repeats of one ``x`` (its seeds): the
         bootstrap resamples over them (:mod:`.claims`).
+    check : str or None
+        ``"module:function"`` ``(cell, chk) -> None``: the kind's own checks of
+        one cell's settings (as :func:`minilplr.experiments.study.run.expand`
+        gives them: defaults, [model], [run], the axis values), which the spec
+        calls for every cell of every preset before anything runs; a problem is
+        ``chk.fail(key, expected, got)`` or ``chk.line(message)``, one line.
     """
 
     name: str
@@ -111,6 +124,7 @@ class CellKind:
     measures: dict = field(default_factory=dict)
     summarise: str | None = None
     replicates: tuple = ("seed",)
+    check: str | None = None
 
     def __post_init__(self):
         if self.measures and not self.summarise:
@@ -161,6 +175,43 @@ def get_kind(name, chk=None, key: str = "kind") -> CellKind:
             raise ValueError(f"{key}: expected {expected}, got {name!r}")
         chk.fail(key, expected, name)
     return KINDS[name]
+
+
+# --------------------------------------------------------------------------- checks before anything runs
+
+def mlp_parameters(d_in: int, width: int, depth: int, d_out: int, batchnorm: bool = False) -> int:
+    """``P`` of :func:`minilplr.nn.models.mlp` ``D -> H x (depth-1) -> K`` (weights, biases, batch norm's γ, β)."""
+    sizes = [d_in] + [width] * (depth - 1) + [d_out]
+    return sum((fi + 1) * fo for fi, fo in zip(sizes[:-1], sizes[1:])) + (2 * width * (depth - 1) if batchnorm else 0)
+
+
+def check_model_fits(cell: dict, chk, d_in: int = 784, d_out: int = 1) -> None:
+    """The cell's model must fit in memory: the check :func:`~minilplr.nn.models.mlp` makes before it allocates
+    (:func:`minilplr.validate.check_fits`: the memory free here and ``$MINILPLR_MAX_BYTES``), made before anything
+    runs."""
+    from ...validate import check_fits
+
+    P = mlp_parameters(d_in, cell["width"], cell["depth"], d_out, bool(cell.get("batchnorm")))
+    dt = np.dtype(cell.get("dtype") or "float32")
+    try:
+        check_fits("width", P * dt.itemsize, f"the model's P = {P:,} {dt} parameters")
+    except ValueError as exc:
+        chk.line(str(exc))
+
+
+@functools.lru_cache(maxsize=8)
+def _data_shape(path: str) -> tuple:
+    """``(D, K)`` of the user's ``.npz`` (already checked by the spec), read once for all the cells."""
+    from .data import load_npz
+
+    X, y = load_npz(path)
+    return X.shape[1], y.shape[1]
+
+
+def task_check(cell: dict, chk) -> None:
+    """The ``gd`` and ``lplr_map`` kinds' check of one cell: its model fits in memory (``D`` and ``K`` of the user's data)."""
+    d_in, d_out = _data_shape(cell["data"]) if cell.get("data") else (784, 1)
+    check_model_fits(cell, chk, d_in, d_out)
 
 
 # --------------------------------------------------------------------------- the generic GD cell
@@ -258,7 +309,7 @@ register_kind(CellKind(
     required=("width",), pilot="minilplr.experiments.study.kinds:gd_pilot",
     pilot_keys=("digits", "n", "data_source", "preprocess", "depth", "init", "init_factor", "seed", "dtype",
                 "hessian_iters", "width", "data", "data_sha256", "backend"),
-    provides=_CERT_DIAGNOSTICS))
+    provides=_CERT_DIAGNOSTICS, check="minilplr.experiments.study.kinds:task_check"))
 
 register_kind(CellKind(
     name="lplr_map", cell="minilplr.experiments.lplr_map.cells:map_cell", keys=_TASK,
@@ -267,4 +318,4 @@ register_kind(CellKind(
     pilot_keys=("digits", "n", "data_source", "preprocess", "depth", "init", "init_factor", "seed", "dtype",
                 "hessian_iters", "width", "backend"),
     pilot_always=True, beta_keys=("beta", "rayleigh", "matvecs", "converged", "residual", "tol"),
-    provides=_CERT_DIAGNOSTICS))
+    provides=_CERT_DIAGNOSTICS, check="minilplr.experiments.study.kinds:task_check"))

@@ -161,7 +161,7 @@ def _lines(ax, table, p, data, replicates=("seed",)):
                 ax.plot([xv] * len(s), s, ".", color=line.get_color(), alpha=0.35, ms=3)
             held = p.get("exclude_largest") and len(xs) >= 3
             if held:  # the held-out width: drawn hollow, left out of the fit
-                ax.plot([xs[-1]], [means[-1]], "o", mfc="w", color=line.get_color(), ms=8, zorder=3,
+                ax.plot([xs[-1]], [means[-1]], "o", mfc="w", color=line.get_color(), ms=8, zorder=4,
                         label=f"held out of the fit: {p['x']} = {V.fmt(xs[-1])}")
             fx, fs = (xs[:-1], samples[:-1]) if held else (xs, samples)
             if p["fit"] and len(fx) >= 2:
@@ -188,8 +188,32 @@ def _lines(ax, table, p, data, replicates=("seed",)):
     ax.set_yscale("log")
     if not beyond:  # past the grid the log axis keeps its decades, to read the extrapolation by
         _value_ticks(ax.xaxis, drawn)
-    ax.legend(fontsize=6.5)
+    legend_below(ax)
     return _caption(rows, p["where"], replicates)
+
+
+def legend_below(ax) -> None:
+    """The legend under the axes (below the x label), never over the points: a fit's, an extrapolation's and a
+    held-out point's labels are long, and inside the axes ``loc="best"`` still covered the held-out markers."""
+    labels = ax.get_legend_handles_labels()[1]
+    two = len(labels) > 4 and max(map(len, labels)) <= 45  # two columns only where two fit across the figure
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2 if two else 1, frameon=False,
+              borderaxespad=6.0)  # 6 x 6.5 pt: a fixed gap under the axes, clear of the tick labels and the x label
+
+
+#: A heat map's colour scale turns logarithmic when its positive values span more than this factor (a decade).
+LOG_SPAN = 10.0
+
+
+def colour_norm(grid):
+    """The heat map's colour normalisation: logarithmic (:class:`~matplotlib.colors.LogNorm`) when every finite
+    value is positive and they span more than :data:`LOG_SPAN`, else linear (``None``)."""
+    from matplotlib.colors import LogNorm
+
+    v = grid[np.isfinite(grid)]
+    if v.size and v.min() > 0 and v.max() / v.min() > LOG_SPAN:
+        return LogNorm(vmin=float(v.min()), vmax=float(v.max()))
+    return None
 
 
 def _closing(ax, table, p):
@@ -222,7 +246,7 @@ def _closing(ax, table, p):
         ax.set_xscale("log")
     own = [res.own] if res.direct is not None and res.own is not None else []  # the star's own value
     _value_ticks(ax.xaxis, list(v) + own)  # depth 2, 3, 4, 6 (not 2.0, 2.5, ...)
-    ax.legend(fontsize=6.5)
+    legend_below(ax)
     return (f"predictions, not measurements: {p['x']}* = H0 (t/f)^(1/a), f at H0 = {V.fmt(res.h0)} per {per}, a from "
             f"grid {p['width_grid']}; {V.fmt(res.fit.level * 100)} % bootstrap intervals over the seeds of both grids")
 
@@ -243,7 +267,8 @@ def _heatmap(fig, ax, table, p, replicates=("seed",)):
             vals = [v for v in vals if math.isfinite(v)]
             if vals:
                 grid[i, j] = float(np.mean(vals))
-    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    norm = colour_norm(grid)
+    im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm)
     for i in range(len(ys)):
         for j in range(len(xs)):
             bright = np.isfinite(grid[i, j]) and im.norm(grid[i, j]) > 0.6  # viridis turns yellow: dark text
@@ -253,7 +278,7 @@ def _heatmap(fig, ax, table, p, replicates=("seed",)):
     ax.set_xlabel(p["x"])
     ax.set_ylabel(p["y"])
     ax.grid(False)
-    fig.colorbar(im, ax=ax, label=f"{p['value']} (seed mean)")
+    fig.colorbar(im, ax=ax, label=f"{p['value']} (seed mean{', log scale' if norm is not None else ''})")
     return _caption(rows, p["where"], replicates)
 
 

@@ -28,7 +28,8 @@ import math
 import tomllib
 from pathlib import Path
 
-__all__ = ["SpecError", "read_spec", "parse_spec", "resolve_preset", "SECTIONS", "PRESETS"]
+__all__ = ["SpecError", "read_spec", "parse_spec", "resolve_preset", "preset_cells", "check_cells", "SECTIONS",
+           "PRESETS"]
 
 #: The top-level tables a spec may have.
 SECTIONS = ("study", "model", "grid", "run", "presets", "diagnostics", "claims", "panels")
@@ -59,6 +60,10 @@ class _Checker:
 
     def fail(self, key: str, expected: str, got) -> None:
         raise SpecError(f"{self.where}: {key}: expected {expected}, got {_show(got)}")
+
+    def line(self, message: str) -> None:
+        """A check's own one-line message (``"<key>: expected …"``), with the file's name in front."""
+        raise SpecError(f"{self.where}: {message}")
 
     def table(self, key, v, allowed=None, required=()):
         if not isinstance(v, dict):
@@ -219,7 +224,74 @@ def parse_spec(raw: dict, where: str = "<spec>", base=None) -> dict:
                     if c.get(g) is not None and c[g] >= len(grids):
                         chk.fail(f"{key}[{i}].{g}", f"the index of one of the {len(grids)} [[grid]] products"
                                  + (f" (preset {p})" if p else ""), c[g])  # every preset checked now: one line before anything runs
+    check_cells(spec, where, kind)
     return spec
+
+
+def preset_cells(spec: dict, preset: str, where: str = "<spec>") -> list:
+    """The cells ``preset`` runs, as the runner computes them (:func:`minilplr.experiments.study.run.expand`):
+    ``[(name, settings, grids)]``, before their pilots (the step still ``eta`` or ``c_beta0``)."""
+    from .run import expand
+
+    r = resolve_preset(spec, preset, where)
+    config = dict(kind=spec["study"]["kind"], model=r["model"], run=r["run"], grid=r["grid"],
+                  data=spec["study"].get("data"), data_sha256=None)
+    return [(name, {k: v for k, v in s.items() if k != "backend"}, grids)
+            for name, s, grids in expand(config, backend="numpy")]
+
+
+def _selection(c: dict) -> list:
+    """``[(grid, x)]``: the products a claim or panel reads (``None``: all) and the setting that must vary there."""
+    if c["kind"] == "closing_width":
+        return [(c["width_grid"], c["x"]), (c["grid"], c["per"])]
+    if c["kind"] == "heatmap":
+        return [(c.get("grid"), c["x"]), (c.get("grid"), c["y"])]
+    return [(c.get("grid"), c.get("x"))]
+
+
+def check_cells(spec: dict, where: str, kind) -> None:
+    """What needs each preset's cells, before anything runs (one line, :class:`SpecError`).
+
+    * every cell of every preset passes the kind's own check (:attr:`CellKind.check`: e.g. its model fits in
+      memory, a residual network's depth is even, an SGD batch is at most ``n``);
+    * every claim's and panel's ``where`` matches a cell of some preset (in its ``grid``), and its ``x`` (a
+      heat map's ``x`` and ``y``, a closing-width's ``x`` on ``width_grid`` and ``per`` on ``grid``) takes at
+      least two values among those cells in some preset.  A preset whose cells cannot decide a claim the other
+      preset can (a quick grid too small to fit) still runs: its row says *untestable*.
+    """
+    check = kind.function("check") if kind.check else None
+    tables = {}
+    for p in PRESETS:
+        cells = preset_cells(spec, p, where)
+        over = spec["presets"].get(p, {})
+        gkey = f"presets.{p}.grid" if "grid" in over else "grid"
+        ngrid = len(over.get("grid", spec["grid"]))
+        if check is not None:
+            for name, s, grids in cells:
+                g = gkey if ngrid == 1 else f"{gkey}[{grids[0]}]"
+                check(dict(s), _Checker(f"{where}: {g}, cell {name} (preset {p})"))
+        tables[p] = [dict(settings=s, grids=grids) for _, s, grids in cells]
+    chk = _Checker(where)
+    for key in ("claims", "panels"):
+        for i, c in enumerate(spec[key]):
+            for grid, x in _selection(c):
+                shown = f" in grid {grid}" if grid is not None else ""
+                matched = {p: [r for r in t if all(r["settings"].get(k) == v for k, v in c["where"].items())
+                               and (grid is None or grid in r["grids"])] for p, t in tables.items()}
+                if not any(matched.values()):
+                    chk.fail(f"{key}[{i}].where", f"settings that match a cell{shown} of the preset quick or paper",
+                             c["where"])
+                if x is None:
+                    continue
+                counts = {p: len({repr(r["settings"].get(x)) for r in rows if x in r["settings"]})
+                          for p, rows in matched.items()}
+                if max(counts.values()) < 2:
+                    field = "per" if (c["kind"] == "closing_width" and x == c["per"]) else \
+                        ("y" if c["kind"] == "heatmap" and x == c["y"] and x != c["x"] else "x")
+                    chk.fail(f"{key}[{i}].{field}", f"a setting the selected cells{shown} vary (an axis of the "
+                             "grid), in preset quick or paper", f"{x} (one value: "
+                             + ", ".join(f"{p} {counts[p] and matched[p][0]['settings'].get(x)!r}" for p in PRESETS)
+                             + ")")
 
 
 def _settings(chk: _Checker, key: str, table, kind, run: bool) -> dict:

@@ -97,3 +97,33 @@ def test_an_extrapolated_axis_keeps_its_decades(tmp_path, drawn):
     ax = drawn[0].axes[0]
     assert ax.get_xlim()[1] > 2000  # drawn out to x* ≈ 3000
     assert any(t >= 1000 for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1])
+
+
+def test_the_legend_does_not_cover_the_held_out_points(tmp_path, drawn):
+    """F finding 8: the legend sat over the held-out (hollow) markers; it now sits below the axes."""
+    rows = [dict(settings=dict(width=w, seed=s), grids=[0], diag=dict(ff=3000.0 * w ** -1.0 * (1 + 0.01 * s)))
+            for w in (16, 32, 64, 128) for s in range(3)]
+    p = dict(kind="lines", title="", x="width", y=["ff"], where={}, grid=None, fit=True, exclude_largest=True,
+             target=1.0)
+    panels.draw("s", 0, p, rows, tmp_path, "d")
+    fig = drawn[0]
+    ax = fig.axes[0]
+    r = fig.canvas.get_renderer()
+    box = ax.get_legend().get_window_extent(r)
+    held = ax.transData.transform([(128, 3000.0 / 128 * 1.01)])[0]
+    assert not box.contains(*held), (box, held)
+    assert box.y1 <= ax.get_window_extent(r).y0  # wholly under the axes: over no point at all
+
+
+def test_a_heatmap_spanning_decades_is_coloured_on_a_log_scale(tmp_path, drawn):
+    """F finding 8: values 97 ... 2140 on a linear scale left every cell but the largest one colour."""
+    from matplotlib.colors import LogNorm
+
+    rows = [dict(settings=dict(width=w, c=c), grids=[0], diag=dict(v=97.0 * (w / 8) ** 1.5 * c))
+            for w in (8, 16, 64) for c in (1.0, 2.0)]
+    heat = dict(kind="heatmap", title="", x="width", y="c", value="v", where={}, grid=None)
+    panels.draw("s", 0, heat, rows, tmp_path, "d")
+    assert isinstance(drawn[0].axes[0].images[0].norm, LogNorm)
+    narrow = [dict(r, diag=dict(v=5.0 + r["settings"]["width"] / 64)) for r in rows]  # within a decade: linear
+    panels.draw("s", 1, heat, narrow, tmp_path, "d")
+    assert not isinstance(drawn[1].axes[0].images[0].norm, LogNorm)
