@@ -19,7 +19,6 @@ from pathlib import Path
 from ... import sweep
 from ...backend import get_backend
 from ...store import atomic_write_bytes, config_hash, to_jsonable
-from ...theory.verdicts import Verdict
 from . import claims as _claims
 from . import diagnostics as _diag
 from . import panels as _panels
@@ -164,7 +163,13 @@ class Study:
                 for i, p in enumerate(cfg["panels"])]
 
     def report(self, results) -> dict:
-        """The panels with captions, and the claims as :class:`~minilplr.theory.verdicts.Verdict` rows."""
+        """The panels with captions, and the claims as :class:`~minilplr.theory.verdicts.Verdict` rows.
+
+        The claims are judged again from the saved table (as every experiment's
+        ``report`` judges its saved results), so a saved study read by a newer
+        minilplr shows the verdicts of the code that reads it, never stale ones;
+        the verdicts stored by :meth:`run` stay in ``results`` as its record.
+        """
         cfg = results["config"]
         figs = [(_panels.file_name(self.NAME, i, p), f"{p['title'] or p['kind']}: " + (
                  f"the predicted {p['x']} where {p['y']} = {p['target']:g}, per {p['per']} (a prediction)"
@@ -172,7 +177,7 @@ class Study:
                  f"{', '.join(p['y']) if p['kind'] == 'lines' else p['value']} over "
                  f"{p['x']}{' and ' + p['y'] if p['kind'] == 'heatmap' else ''}") + f"; {results.get('cells')} cells.")
                 for i, p in enumerate(cfg["panels"])]
-        return dict(figures=figs, claims=[Verdict.from_dict(v) for v in results["verdicts"]])
+        return dict(figures=figs, claims=[v for c in cfg["claims"] for v in _claims.judge_all(c, results["table"])])
 
 
 def load_study(path) -> Study:

@@ -11,6 +11,7 @@ import pytest
 from minilplr.experiments import runner
 from minilplr.experiments.study import load_study
 from minilplr.experiments.study.claims import closing_x, judge
+from minilplr.store import load_unit
 from minilplr.theory.verdicts import fit_power_law
 
 from ...helpers import Killed
@@ -115,6 +116,16 @@ def test_a_planted_wrong_exponent_fails(tmp_path):
     cells = rows[0].split(" | ")  # experiment, claim, measured, threshold, margin, verdict (F finding 6)
     assert cells[3] == "= -0.8" and "excludes the predicted exponent -0.8 by" in cells[5], cells
     assert "bootstrap interval [" in cells[2] and "e+" not in cells[4], cells
+
+
+def test_the_report_judges_the_saved_table_not_the_stored_verdicts(tmp_path):
+    # a study saved by an older minilplr keeps its table; its verdicts are judged by the code that reads it
+    st = _study(tmp_path, predicted=-0.8)
+    _run(st, tmp_path / "out")
+    results = load_unit(tmp_path / "out" / "quick" / "synthetic", "results")
+    assert [v["status"] for v in results["verdicts"]] == ["fails", "untestable", "holds"]
+    stale = dict(results, verdicts=[dict(v, status="holds") for v in results["verdicts"]])
+    assert [v.status for v in st.report(stale)["claims"]] == ["fails", "untestable", "holds"]
 
 
 def test_resume_after_a_kill_redoes_only_the_missing_cells(tmp_path, monkeypatch):
