@@ -9,8 +9,14 @@ Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``default`` (sized so the whole
 suite stays well under 15 minutes on 2 cores), ``thorough`` (10x examples).
 """
 import os
+import signal
 
 os.environ.setdefault("MINILPLR_BACKEND", "strict")
+# A suite started where Ctrl-C is ignored (a background job, nohup, some CI runners) passes SIG_IGN on to the
+# run_all processes its Ctrl-C tests interrupt, which then never see the signal and run to the end (minutes each).
+# Python's own handler in this process is reset to the default in every child, as a terminal would give it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
