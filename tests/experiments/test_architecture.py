@@ -115,6 +115,10 @@ def test_plot_and_report_from_saved_results_only(tiny, tmp_path, monkeypatch):
     assert rep["figures"][0][0] == "architecture.png"
     assert len(rep["claims"]) == len(res["verdicts"])
     assert all(isinstance(c, Verdict) and c.status in STATUSES for c in rep["claims"])  # the claims contract
+    # judged again from the saved cells: the same rows as the run's, and not the stored ones when those are stale
+    assert [c.to_dict() for c in rep["claims"]] == [Verdict.from_dict(d).to_dict() for d in res["verdicts"]]
+    stale = dict(loaded, verdicts=[dict(d, status="vacuous") for d in loaded["verdicts"]])
+    assert [c.status for c in A.report(stale)["claims"]] == [Verdict.from_dict(d).status for d in res["verdicts"]]
 
 
 def test_summary_of_a_cell_reads_its_numbers(tiny):

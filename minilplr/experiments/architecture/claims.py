@@ -152,8 +152,12 @@ def verdicts(results) -> list[Verdict]:
 
 
 def report(results):
-    """The caption of ``architecture.png`` and the claims table (from the saved verdicts)."""
-    vs = [Verdict.from_dict(d) for d in results["verdicts"]]
+    """The caption of ``architecture.png`` and the claims table, judged again from the saved cells.
+
+    (``results["verdicts"]`` keeps what :func:`~minilplr.experiments.architecture.run` judged, as its record; a
+    report by a newer minilplr shows its own verdicts, never stale ones.)
+    """
+    vs = verdicts(results)
     s = results["settings"]
     cap = (f"Architecture and the PL constant: μ_0 = λ_min(Θ_0)/N, κ(Θ_0), min_t λ_min(Θ_t)/λ_min(Θ_0), the fitted "
            f"rate −log q against ημ_0, the kernel-regime prediction error and the NTK drift, against depth, one line "
