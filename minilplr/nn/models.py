@@ -14,7 +14,7 @@ from .layers import Dense, ReLU, Sequential
 from .residual import DenseResidualBlock
 from ..validate import check_bool, check_fits, check_int, check_positive, check_real, check_real_array
 
-__all__ = ["Model", "mlp"]
+__all__ = ["Model", "mlp", "residual_depth_ok"]
 
 
 class Model(Sequential):
@@ -82,6 +82,12 @@ class Model(Sequential):
             for n, l in self.layers.items()
         )
         return f"Model[{inner}; {self.dtype}, {self.backend.name}]"
+
+
+def residual_depth_ok(depth: int, residual: bool) -> bool:
+    """Whether :func:`mlp` can build ``depth`` dense layers with ``residual``: a residual MLP is ``fc1``,
+    ``(depth − 2)/2`` blocks of two dense layers and the output layer, so its depth is even and ``>= 2``."""
+    return not residual or (depth >= 2 and depth % 2 == 0)
 
 
 def mlp(
@@ -159,7 +165,7 @@ def mlp(
     if init_factor is not None:
         check_positive("init_factor", init_factor)
     residual, batchnorm = check_bool("residual", residual), check_bool("batchnorm", batchnorm)
-    if residual and (depth < 2 or depth % 2):
+    if not residual_depth_ok(depth, residual):
         raise ValueError(f"depth: residual=True needs an even depth >= 2 (fc1, (depth - 2)/2 blocks of two "
                          f"dense layers, the output layer), got {depth}")
     dt = resolve_dtype(dtype)

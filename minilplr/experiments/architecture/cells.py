@@ -62,7 +62,7 @@ import numpy as np
 from ...backend import to_device, to_host
 from ...nn import params as _params
 from ...nn.batchnorm import BatchNorm1D, recalibrate_batchnorm
-from ...nn.models import mlp
+from ...nn.models import mlp, residual_depth_ok
 from ...nn.state import float64_copy, iter_layers, named_buffers, untouched
 from ...theory import dynamics as _dynamics
 from ...theory import infinite_ntk as _inf
@@ -232,7 +232,7 @@ def architecture_cell(cell: dict) -> dict:
 def study_check(cell: dict, chk) -> None:
     """A study cell's settings before anything runs: a residual network's even depth (the check
     :func:`~minilplr.nn.models.mlp` makes) and a model that fits in memory."""
-    if cell["residual"] and (cell["depth"] < 2 or cell["depth"] % 2):
+    if not residual_depth_ok(cell["depth"], cell["residual"]):
         chk.fail("depth", "an even depth >= 2 with residual = true (fc1, (depth - 2)/2 blocks of two dense layers, "
                  "the output layer)", cell["depth"])
     check_model_fits(cell, chk)
